@@ -1,0 +1,1 @@
+"""``breachlab brain``: what a scam message does to a (predicted) brain."""

@@ -1,0 +1,43 @@
+"""User-facing errors: one clear line and exit code 2 instead of a traceback."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+class UserError(Exception):
+    """Bad input the user can fix (missing file, malformed data, impossible request)."""
+
+
+def run_cli(app: Any) -> int:
+    """Run a Typer app, turning known input errors into ``error: ...`` and exit code 2.
+
+    Set ``BREACHLAB_DEBUG=1`` to see the full traceback instead.
+    """
+    from rich.console import Console
+
+    from breachlab.config import ConfigError
+
+    try:
+        app(standalone_mode=False)
+    except SystemExit as exc:  # typer/click exits
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[red]interrupted[/red]")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the whole point is a clean message
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        if os.environ.get("BREACHLAB_DEBUG") or not isinstance(
+            exc, (UserError, ConfigError, FileNotFoundError, FileExistsError, ValueError, PermissionError)
+        ):
+            raise
+        Console(stderr=True).print(f"error: {exc}", style="bold red", highlight=False, markup=False)
+        return 2
+    return 0

@@ -1,0 +1,105 @@
+"""The one record every vuln stage passes around: a labelled function."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+VULNERABLE = 1
+SAFE = 0
+LABEL_NAMES = {VULNERABLE: "VULNERABLE", SAFE: "SAFE"}
+
+_WS = re.compile(r"\s+")
+
+
+def normalise_ws(code: str) -> str:
+    """Collapse all whitespace so that reformatted copies of a function compare equal."""
+    return _WS.sub(" ", code).strip()
+
+
+def code_hash(code: str) -> str:
+    """Hash of the whitespace-normalised code: the key for exact dedup and leak checks."""
+    return hashlib.sha256(normalise_ws(code).encode("utf-8")).hexdigest()[:16]
+
+
+def normalise_cwe(value: Any) -> str | None:
+    """``787``, ``'CWE-787'``, ``'cwe787'``, ``['CWE-787']`` → ``'CWE-787'``; unknown → None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            norm = normalise_cwe(v)
+            if norm:
+                return norm
+        return None
+    m = re.search(r"(\d+)", str(value))
+    return f"CWE-{int(m.group(1))}" if m else None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A function with its label.
+
+    Attributes:
+        id: stable unique id (source + origin), used to line up predictions across runs.
+        code: the function source as the model sees it (already neutralised for Juliet).
+        label: 1 = vulnerable, 0 = safe.
+        cwe: ``CWE-<n>`` or None when unknown.
+        source: ``juliet``, ``sven``, ``diversevul`` or ``generic``.
+        group: the split key; samples sharing it never straddle train/val/test
+            (Juliet test-case family, SVEN pair, DiverseVul commit).
+        pair_id: set when the sample is one half of a vulnerable/fixed pair.
+        lang: ``c`` or ``cpp``.
+        meta: free-form provenance (file, project, commit, ...).
+    """
+
+    id: str
+    code: str
+    label: int
+    cwe: str | None
+    source: str
+    group: str
+    pair_id: str | None = None
+    lang: str = "c"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.label not in (SAFE, VULNERABLE):
+            raise ValueError(f"sample {self.id}: label must be 0 or 1, got {self.label!r}")
+
+    @property
+    def hash(self) -> str:
+        return code_hash(self.code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Sample":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def read_samples(path: str | Path) -> list[Sample]:
+    """Read a samples JSONL written by ``breachlab vuln data build``; errors name the line."""
+    path = Path(path)
+    out: list[Sample] = []
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Sample.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{lineno}: not a valid sample ({exc})") from None
+    return out
+
+
+def iter_dicts(samples: Iterable[Sample]) -> Iterator[dict[str, Any]]:
+    for s in samples:
+        yield s.to_dict()
