@@ -1,0 +1,92 @@
+"""Turn samples into prediction rows, in either decision mode.
+
+Each row keeps everything a metric needs, so every number in a report can be recomputed
+from ``predictions.jsonl``: id, label, CWE, source, pair, mode, raw output, parsed verdict,
+P(vulnerable), echo flag, latency.
+
+* ``logit``: one forward pass; verdict = ``p_vulnerable >= threshold``.
+* ``generate``: greedy text; the verdict is the first one stated, read *after* removing
+  any template text the model echoed (an echo is counted, never read as an answer).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from breachlab.vuln.backends import Backend
+from breachlab.vuln.prompts import (
+    TEMPLATE_TEXTS,
+    VERDICT_SAFE,
+    VERDICT_VULNERABLE,
+    detect_echo,
+    parse_verdict,
+)
+from breachlab.vuln.sample import Sample
+
+MODES = ("logit", "generate")
+
+
+def strip_template_text(output: str, code: str = "") -> str:
+    """Remove echoed prompt text (instructions, system text, the code itself) from an output."""
+    text = output
+    for tpl in TEMPLATE_TEXTS:
+        for lang in ("C", "C++"):
+            text = text.replace(tpl.format(lang=lang), " ")
+    if code.strip():
+        text = text.replace(code.strip(), " ")
+    text = re.sub(r"```[a-z+]*\s*```", " ", text)
+    return text
+
+
+def fit_code(backend: Backend, sample: Sample, reserve: int) -> tuple[str, bool]:
+    """The sample's code, shortened from the end if the prompt would not fit the context."""
+    code = sample.code
+    budget = backend.n_ctx - reserve
+    n = len(backend.tokenize(backend.prompt(code, sample.lang)))
+    truncated = False
+    while n > budget and len(code) > 64:
+        keep = max(64, int(len(code) * budget / n * 0.95))
+        code = code[:keep]
+        truncated = True
+        n = len(backend.tokenize(backend.prompt(code, sample.lang)))
+    return code, truncated
+
+
+def predict_one(backend: Backend, sample: Sample, mode: str, *, threshold: float = 0.5,
+                max_new_tokens: int = 64) -> dict[str, Any]:
+    """One prediction row for ``sample``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    code, truncated = fit_code(backend, sample, reserve=(max_new_tokens if mode == "generate" else 8) + 8)
+    prompt = backend.prompt(code, sample.lang)
+    start = time.perf_counter()
+    row: dict[str, Any] = {
+        "id": sample.id, "label": sample.label, "cwe": sample.cwe, "source": sample.source,
+        "pair_id": sample.pair_id, "mode": mode, "model": backend.model_id, "backend": backend.name,
+        "truncated": truncated,
+    }
+    if mode == "logit":
+        score = backend.score(prompt)
+        p = score.p_vulnerable
+        row.update(raw_output="", p_vulnerable=p, logp_vulnerable=score.logp_vulnerable,
+                   logp_safe=score.logp_safe,
+                   verdict=VERDICT_VULNERABLE if p >= threshold else VERDICT_SAFE, echo=False)
+    else:
+        text = backend.generate(prompt, max_new_tokens=max_new_tokens)
+        echo = detect_echo(text)
+        row.update(raw_output=text, p_vulnerable=None, echo=echo,
+                   verdict=parse_verdict(strip_template_text(text, code) if echo else text))
+    row["latency_s"] = round(time.perf_counter() - start, 4)
+    return row
+
+
+def predict(backend: Backend, samples: Iterable[Sample], mode: str, *, threshold: float = 0.5,
+            max_new_tokens: int = 64, on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield a prediction row per sample (``on_row`` sees each, e.g. to append to a file)."""
+    for sample in samples:
+        row = predict_one(backend, sample, mode, threshold=threshold, max_new_tokens=max_new_tokens)
+        if on_row is not None:
+            on_row(row)
+        yield row

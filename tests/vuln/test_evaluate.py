@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from breachlab.rundir import write_jsonl
+from breachlab.vuln import evaluate
+from breachlab.vuln.evaluate import EvalConfig
+from breachlab.vuln.predict import strip_template_text
+from breachlab.vuln.prompts import parse_verdict
+from breachlab.vuln.sample import Sample
+from tests.vuln.tiny_lm import make_model_dir
+
+VULN = "void f(char *s) { char b[8]; strcpy(b, s); }"
+FIXED = "void f(char *s) { char b[8]; strncpy(b, s, sizeof b - 1); b[7] = 0; }"
+
+
+def _samples(n_pairs: int = 3) -> list[Sample]:
+    out = []
+    for i in range(n_pairs):
+        out.append(Sample(f"p{i}-v", VULN + f"/*{i}*/", 1, "CWE-121", "sven", f"p{i}", pair_id=f"p{i}"))
+        out.append(Sample(f"p{i}-f", FIXED + f"/*{i}*/", 0, "CWE-121", "sven", f"p{i}", pair_id=f"p{i}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_eval_writes_recomputable_predictions_metrics_and_report(tmp_path: Path, tiny_dir: Path) -> None:
+    data = tmp_path / "test.jsonl"
+    write_jsonl(data, (s.to_dict() for s in _samples()))
+    cfg = EvalConfig(data=str(data), model=str(tiny_dir), backend="transformers", max_new_tokens=4, n_boot=50)
+    run = evaluate.run(cfg, out=tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {r["mode"] for r in rows} == {"logit", "generate"}
+    logit = [r for r in rows if r["mode"] == "logit"]
+    assert all(0.0 <= r["p_vulnerable"] <= 1.0 for r in logit)
+    assert all(r["verdict"] == ("VULNERABLE" if r["p_vulnerable"] >= 0.5 else "SAFE") for r in logit)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"logit", "generate"} and metrics["logit"]["counts"]["n"] == 6
+    assert metrics["logit"]["paired"]["n_pairs"] == 3
+    assert (run / "report.html").is_file() and (run / "report.md").is_file()
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["status"] == "finished" and str(data) in m["inputs"]
+    assert not (run / "predictions.partial.jsonl").exists()
+
+
+def test_limit_keeps_class_balance() -> None:
+    s = _samples(5)
+    picked = evaluate.balanced_limit(s, 4)
+    assert sorted(x.label for x in picked) == [0, 0, 1, 1]
+
+
+def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
+    from breachlab.errors import UserError
+
+    with pytest.raises(UserError, match="not found"):
+        evaluate.run(EvalConfig(data=str(tmp_path / "nope")), out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_echoed_template_is_not_read_as_a_verdict() -> None:
+    echoed = "Is this C function VULNERABLE or SAFE? Explain your reasoning.\n\n```c\n" + VULN + "\n```"
+    assert parse_verdict(echoed) == "VULNERABLE"  # naive reading would count the echo
+    assert parse_verdict(strip_template_text(echoed, VULN)) is None
