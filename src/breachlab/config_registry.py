@@ -16,6 +16,9 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("vuln", "data", "build"): "breachlab.vuln.data:DataConfig",
     ("vuln", "eval"): "breachlab.vuln.evaluate:EvalConfig",
     ("vuln", "train"): "breachlab.vuln.train:TrainConfig",
+    ("brain", "render"): "breachlab.brain.configs:RenderConfig",
+    ("brain", "synth"): "breachlab.brain.configs:SynthConfig",
+    ("brain", "analyze"): "breachlab.brain.configs:AnalyzeConfig",
 }
 
 

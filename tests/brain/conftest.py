@@ -1,0 +1,29 @@
+"""Brain test fixtures: Agg backend, the shared data folder, small corpora and planted stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("BREACHLAB_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch):
+    """Tests may chdir; point the loaders at the shared data explicitly."""
+    if DATA.is_dir():
+        monkeypatch.setenv("BREACHLAB_DATA", str(DATA))
+
+
+@pytest.fixture(scope="session")
+def need_data():
+    if not (DATA / "atlases" / "fsaverage5_parcellations.npz").is_file():
+        pytest.skip("shared data (../shared/data) not available")
+    os.environ.setdefault("BREACHLAB_DATA", str(DATA))
+    return DATA
