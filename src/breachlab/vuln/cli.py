@@ -57,7 +57,7 @@ def data_build(
         n_test_per_class=n_test, seed=seed))
     path = data.run(cfg, out=out)
     console = Console()
-    console.print(data.render_stats(data.load_stats(path)))
+    console.print(data.render_stats(data.stats_for(path)))
     console.print(f"[green]dataset written to[/green] {path}")
 
 
@@ -68,7 +68,7 @@ def data_stats(path: Path = typer.Argument(..., help="A data run directory or a 
 
     from breachlab.vuln import data
 
-    Console().print(data.render_stats(data.load_stats(path)))
+    Console().print(data.render_stats(data.stats_for(path)))
 
 
 # ---------------------------------------------------------------------------------------

@@ -94,28 +94,26 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
 
     from breachlab.vuln.backends import load_backend
     from breachlab.vuln.metrics import summarize
-    from breachlab.vuln.predict import predict
+    from breachlab.vuln.predict import predict_one
     from breachlab.vuln.report import metrics_table, write_report
 
     console = Console(stderr=True)
     backend = load_backend(cfg.model, backend=cfg.backend, adapter=cfg.adapter, n_ctx=cfg.n_ctx,
                            threads=cfg.threads, device=cfg.device, allow_pickle=cfg.allow_pickle)
     partial = run / "predictions.partial.jsonl"
-    rows_by_mode: dict[str, list[dict]] = {}
+    rows_by_mode: dict[str, list[dict]] = {mode: [] for mode in cfg.modes}
     with partial.open("w", encoding="utf-8") as sink, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, disable=not progress, transient=False,
     ) as bar:
-        for mode in cfg.modes:
-            task = bar.add_task(f"{mode:8s} {backend.model_id}", total=len(samples))
-
-            def _write(row: dict, _task: Any = task) -> None:
+        task = bar.add_task(f"{'+'.join(cfg.modes)} {backend.model_id}", total=len(samples) * len(cfg.modes))
+        for sample in samples:
+            for mode in cfg.modes:
+                row = predict_one(backend, sample, mode, threshold=cfg.threshold, max_new_tokens=cfg.max_new_tokens)
+                rows_by_mode[mode].append(row)
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                 sink.flush()
-                bar.advance(_task)
-
-            rows_by_mode[mode] = list(predict(backend, samples, mode, threshold=cfg.threshold,
-                                              max_new_tokens=cfg.max_new_tokens, on_row=_write))
+                bar.advance(task)
     partial.rename(run / "predictions.jsonl")
     backend.close()
 

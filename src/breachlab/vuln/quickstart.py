@@ -62,8 +62,8 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
         t0 = time.perf_counter()
         console.print(f"[bold]2/3[/bold] data: balanced {cfg.n_per_class}+{cfg.n_per_class} test set from "
                       f"{' + '.join(cfg.sources)}, leak-checked")
-        dcfg = data_mod.DataConfig(**data_mod.quickstart_overrides(
-            sources=cfg.sources, n_test_per_class=cfg.n_per_class, seed=cfg.seed, data_root=cfg.data_root))
+        dcfg = data_mod.DataConfig(sources=cfg.sources, data_root=cfg.data_root, n_train_per_class=0,
+                                   n_val_per_class=0, n_test_per_class=cfg.n_per_class, seed=cfg.seed)
         data_mod.build(dcfg, run_dir / "data", progress=progress)
         samples = read_samples(run_dir / "data" / "test.jsonl")
         timings["data_s"] = round(time.perf_counter() - t0, 2)
