@@ -100,3 +100,14 @@ def analyze_cmd(pred_dir: Path = typer.Argument(..., help="predictions directory
     cfg = load(AnalyzeConfig, config, parse_overrides(set_))
     run = run_analyze(pred_dir, cfg, out=out)
     typer.echo(f"{run}\nreport: {run / 'report.html'}")
+
+
+def _mount_encoder() -> None:
+    """`encode` and `doctor` live in encode_cli.py (TRIBE v2 backend, issue 6)."""
+    from breachlab.brain.encode_cli import doctor, encode
+
+    app.command("encode")(encode)
+    app.command("doctor")(doctor)
+
+
+_mount_encoder()
