@@ -56,3 +56,30 @@ def test_every_shipped_yaml_loads(path: Path) -> None:
     from breachlab.config import load
 
     load(cls, path)
+
+
+def test_typer_exit_codes_survive_the_error_wrapper() -> None:
+    import typer
+
+    from breachlab.errors import run_cli
+
+    probe = typer.Typer()
+
+    @probe.command()
+    def fail() -> None:
+        raise typer.Exit(1)
+
+    @probe.command()
+    def ok() -> None:
+        pass
+
+    import sys as _sys
+
+    old = _sys.argv
+    try:
+        _sys.argv = ["probe", "fail"]
+        assert run_cli(probe) == 1
+        _sys.argv = ["probe", "ok"]
+        assert run_cli(probe) == 0
+    finally:
+        _sys.argv = old

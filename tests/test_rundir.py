@@ -58,3 +58,9 @@ def test_atomic_write_leaves_no_temp_on_failure(tmp_path: Path) -> None:
         atomic_write_text(target, 123)  # type: ignore[arg-type]
     assert target.read_text() == "one"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_atomic_write_gives_normal_file_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "report.sarif"
+    atomic_write_text(target, "{}")
+    assert target.stat().st_mode & 0o777 == 0o644

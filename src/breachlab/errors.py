@@ -20,7 +20,8 @@ def run_cli(app: Any) -> int:
     from breachlab.config import ConfigError
 
     try:
-        app(standalone_mode=False)
+        # with standalone_mode=False click returns typer.Exit's code instead of raising it
+        code = app(standalone_mode=False)
     except SystemExit as exc:  # typer/click exits
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     except KeyboardInterrupt:
@@ -40,4 +41,4 @@ def run_cli(app: Any) -> int:
             raise
         Console(stderr=True).print(f"error: {exc}", style="bold red", highlight=False, markup=False)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0

@@ -42,10 +42,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp alone would leave 0600
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -128,7 +130,13 @@ class RunDir:
         if out is not None:
             path = Path(out)
             if path.exists() and any(path.iterdir()):
-                raise FileExistsError(f"output directory {path} exists and is not empty; choose another --out")
+                status = ""
+                try:
+                    status = json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("status", "")
+                except (OSError, ValueError):
+                    pass
+                hint = " (it holds a failed run: read its logs/, then remove it)" if status == "failed" else ""
+                raise FileExistsError(f"output directory {path} exists and is not empty{hint}; choose another --out")
         else:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             path = Path(root) / f"{kind.replace(' ', '-')}-{stamp}"
