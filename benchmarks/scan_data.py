@@ -1,0 +1,168 @@
+"""Labelled C/C++ trees for the scan benchmarks (Juliet 1.3 test cases, SVEN pairs).
+
+``python benchmarks/scan_data.py OUT_DIR --split bench|calib`` writes ``OUT_DIR/{juliet,sven}``
+and ``OUT_DIR/labels.json``.  The two splits never share a Juliet family or a SVEN pair:
+Juliet families go by a hash bucket of the family name (0-2 → calib, 3-9 → bench), SVEN by
+the dataset's own split (train → calib, val → bench).
+
+Juliet files are made fair for a model: comments stripped and label-bearing identifiers
+(``CWE121_…_bad``, ``goodG2B``) renamed, string literals that name the intent replaced —
+all *line-preserving*, so function spans stay exact.  Each single-file test case becomes
+two files: ``*_a`` keeps the bad function, ``*_b`` the good variants (the other side's
+functions are blanked), so the file level has both classes.  SVEN pairs become one file
+with the vulnerable function and one with the fixed function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "src"))
+
+from breachlab.vuln.datasets.juliet import LEAK_TEXT, is_leaky_name  # noqa: E402
+from breachlab.vuln.scan.extract import extract_functions  # noqa: E402
+
+CWES = ("CWE121", "CWE122", "CWE124", "CWE126", "CWE127", "CWE134", "CWE190", "CWE191", "CWE415", "CWE416",
+        "CWE476", "CWE401", "CWE457", "CWE369", "CWE78", "CWE23", "CWE680", "CWE761")
+_SINGLE = re.compile(r"testcases/(CWE\d+)_[^/]*/(?:s\d+/)?(?P<stem>(?P<family>CWE\d+_.+?)_(?P<var>\d{2}))\.(?P<ext>c|cpp)$")
+_TOKEN = re.compile(r"""(?P<comment>/\*.*?\*/|//[^\n]*)|(?P<str>(?:u8|[LuU])?"(?:\\.|[^"\\\n])*")|(?P<chr>'(?:\\.|[^'\\\n])*')|(?P<id>[A-Za-z_]\w*)|(?P<other>.)""", re.S)
+_BAD = re.compile(r"(?:^|_)bad$")
+_GOOD_VARIANT = re.compile(r"^good(?:G2B|B2G)?\d*$|_good(?:G2B|B2G)\d*$")
+
+
+def bucket(name: str) -> int:
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 10
+
+
+def neutralise_file(text: str) -> str:
+    """Strip comments and leaky names/strings without moving any line."""
+    names: dict[str, str] = {}
+    out = []
+    for m in _TOKEN.finditer(text):
+        kind, tok = m.lastgroup, m.group()
+        if kind == "comment":
+            out.append("\n" * tok.count("\n") if "\n" in tok else " ")
+        elif kind == "id" and is_leaky_name(tok) and tok not in ("main",):
+            out.append(names.setdefault(tok, f"id_{len(names) + 1}"))
+        elif kind == "str" and LEAK_TEXT.search(tok):
+            out.append('"string"')
+        else:
+            out.append(tok)
+    return "".join(out)
+
+
+def label_of(name: str) -> int | None:
+    last = name.split("::")[-1]
+    if _BAD.search(last):
+        return 1
+    if _GOOD_VARIANT.search(last):
+        return 0
+    return None
+
+
+def blank(lines: list[str], start: int, end: int) -> None:
+    for i in range(start - 1, end):
+        lines[i] = ""
+
+
+def build_juliet(out: Path, split: str, per_cwe: int) -> list[dict]:
+    want = range(0, 3) if split == "calib" else range(3, 10)
+    members: dict[str, list] = {}
+    with tarfile.open(DATA / "juliet" / "juliet-c-cpp-1.3.tar.xz") as tar:
+        for info in tar:
+            m = _SINGLE.search(info.name)
+            if not m or not info.isfile() or m.group(1) not in CWES:
+                continue
+            if bucket(m.group("family")) not in want or int(m.group("var")) > 22:
+                continue
+            cwe = m.group(1)
+            if len(members.setdefault(cwe, [])) >= per_cwe * 4:
+                continue
+            members[cwe].append((info.name, tar.extractfile(info).read()))
+    rows = []
+    for cwe, items in sorted(members.items()):
+        items.sort(key=lambda it: hashlib.sha256(it[0].encode()).hexdigest())
+        taken = 0
+        for name, data in items:
+            if taken >= per_cwe:
+                break
+            m = _SINGLE.search(name)
+            orig = data.decode("utf-8", "replace")
+            orig_funcs = extract_functions(orig.encode(), "cpp" if m.group("ext") == "cpp" else "c")
+            labelled = [(f, label_of(f.name)) for f in orig_funcs]
+            if not any(lab == 1 for _, lab in labelled) or not any(lab == 0 for _, lab in labelled):
+                continue
+            text = neutralise_file(orig)
+            lines = text.split("\n")
+            case = f"{cwe}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+            for side, keep in (("a", 1), ("b", 0)):
+                ls = list(lines)
+                for f, lab in labelled:
+                    if f.name.split("::")[-1] == "main" or (lab is not None and lab != keep) or \
+                            (lab is None and re.search(r"(?:^|_)good$", f.name.split("::")[-1])):
+                        blank(ls, f.start_line, f.end_line)
+                rel = f"juliet/{case}_{side}.{m.group('ext')}"
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out / rel).write_text("\n".join(ls))
+                funcs = [{"start_line": f.start_line, "label": lab} for f, lab in labelled if lab == keep]
+                rows.append({"path": rel, "file_label": keep, "functions": funcs, "cwe": cwe, "source": "juliet"})
+            taken += 1
+    return rows
+
+
+def build_sven(out: Path, split: str, max_lines: int, limit: int) -> tuple[list[dict], dict]:
+    src = "train" if split == "calib" else "val"
+    pairs = []
+    for f in sorted((DATA / "sven" / src).glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            ext = Path(d["file_name"]).suffix.lower()
+            if ext in (".c", ".cc", ".cpp", ".h", ".cxx", ".hpp"):
+                pairs.append((d, ext))
+    pairs.sort(key=lambda p: hashlib.sha256(p[0]["commit_link"].encode() + p[0]["func_name"].encode()).hexdigest())
+    rows, dropped = [], {"too_long": 0, "identical": 0}
+    for d, ext in pairs:
+        if len(rows) >= 2 * limit:
+            break
+        before, after = d["func_src_before"], d["func_src_after"]
+        if max(before.count("\n"), after.count("\n")) + 1 > max_lines:
+            dropped["too_long"] += 1
+            continue
+        if " ".join(before.split()) == " ".join(after.split()):
+            dropped["identical"] += 1
+            continue
+        key = hashlib.sha256((d["commit_link"] + d["func_name"]).encode()).hexdigest()[:10]
+        for side, code, lab in (("before", before, 1), ("after", after, 0)):
+            rel = f"sven/{d['vul_type']}_{key}_{side}{ext}"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(code)
+            rows.append({"path": rel, "file_label": lab, "functions": [{"start_line": None, "label": lab}],
+                         "cwe": d["vul_type"].upper(), "source": "sven"})
+    return rows, {"pairs_available": len(pairs), **dropped}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--split", choices=("bench", "calib"), required=True)
+    ap.add_argument("--juliet-per-cwe", type=int, default=4)
+    ap.add_argument("--sven-pairs", type=int, default=44)
+    ap.add_argument("--sven-max-lines", type=int, default=120)
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows = build_juliet(a.out, a.split, a.juliet_per_cwe)
+    sven_rows, sven_info = build_sven(a.out, a.split, a.sven_max_lines, a.sven_pairs)
+    (a.out / "labels.json").write_text(json.dumps({"split": a.split, "sven": sven_info, "files": rows + sven_rows}, indent=1))
+    print(f"{a.split}: {len(rows)} Juliet files, {len(sven_rows)} SVEN files; SVEN {sven_info}")
+
+
+if __name__ == "__main__":
+    main()

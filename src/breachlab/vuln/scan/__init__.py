@@ -1,0 +1,1 @@
+"""``breachlab vuln scan``: an offline C/C++ scanner (extract → score → findings → formats)."""

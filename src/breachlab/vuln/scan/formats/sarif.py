@@ -1,0 +1,97 @@
+"""SARIF 2.1.0 for GitHub code scanning and other SARIF viewers.
+
+What GitHub needs beyond schema validity: one rule per ``ruleId`` (de-duplicated, with
+``security-severity`` and CWE tags so alerts get a severity), a ``level`` per result, paths
+relative to the checkout (``%SRCROOT%``) and ``partialFingerprints`` that do not change when
+code above a function moves — our fingerprint is file + function + code hash, not lines.
+Skipped files become tool execution notifications, so they are visible in the run.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from breachlab.vuln.scan.finding import ScanReport, Severity, rule_name_for
+
+SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+FINGERPRINT_KEY = "breachlabFunctionHash/v1"
+
+
+def _rules(report: ScanReport) -> tuple[list[dict], dict[str, int]]:
+    rules: list[dict] = []
+    index: dict[str, int] = {}
+    for f in report.findings:
+        if f.rule_id in index:
+            # keep the rule at the highest severity any of its results has
+            rule = rules[index[f.rule_id]]
+            if Severity[rule["properties"]["severity"]] < f.severity:
+                rule["properties"]["severity"] = f.severity.name
+                rule["properties"]["security-severity"] = f.severity.security_severity
+                rule["defaultConfiguration"]["level"] = f.severity.sarif_level
+            continue
+        name = rule_name_for(f.cwe)
+        rule = {
+            "id": f.rule_id,
+            "name": "".join(w.capitalize() for w in name.replace("-", " ").split() if w.isalnum()) or "Vulnerability",
+            "shortDescription": {"text": f"{f.cwe}: {name}" if f.cwe else name},
+            "fullDescription": {"text": "A local language model judged this function likely vulnerable"
+                                        + (f" to {f.cwe} ({name})." if f.cwe else ".")},
+            "defaultConfiguration": {"level": f.severity.sarif_level},
+            "properties": {"tags": ["security"] + ([f"external/cwe/{f.cwe.lower()}"] if f.cwe else []),
+                           "precision": "medium", "severity": f.severity.name,
+                           "security-severity": f.severity.security_severity},
+        }
+        if f.cwe:
+            rule["helpUri"] = f"https://cwe.mitre.org/data/definitions/{f.cwe.split('-')[1]}.html"
+        index[f.rule_id] = len(rules)
+        rules.append(rule)
+    for r in rules:
+        r["properties"].pop("severity")
+    return rules, index
+
+
+def to_sarif(report: ScanReport) -> dict:
+    from breachlab import __version__
+
+    rules, index = _rules(report)
+    results = []
+    for f in report.findings:
+        results.append({
+            "ruleId": f.rule_id,
+            "ruleIndex": index[f.rule_id],
+            "level": f.severity.sarif_level,
+            "message": {"text": f"{f.function}: {f.message}"},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": quote(f.path), "uriBaseId": "%SRCROOT%"},
+                    "region": {"startLine": f.start_line, "endLine": f.end_line},
+                },
+                "logicalLocations": [{"name": f.function, "kind": "function"}],
+            }],
+            "partialFingerprints": {FINGERPRINT_KEY: f.fingerprint},
+            "properties": {"confidence": round(f.confidence, 4), "model": f.model_id, "sources": list(f.sources),
+                           **({"evidence": list(f.evidence)} if f.evidence else {})},
+        })
+    notifications = [{"level": "note", "message": {"text": f"skipped {s.path}: {s.reason}"},
+                      "locations": [{"physicalLocation": {"artifactLocation": {"uri": quote(s.path), "uriBaseId": "%SRCROOT%"}}}]}
+                     for s in report.skipped]
+    invocation = {"executionSuccessful": True, "toolExecutionNotifications": notifications}
+    return {
+        "$schema": SCHEMA_URI,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "breachlab", "version": __version__, "semanticVersion": __version__,
+                                "informationUri": "https://pypi.org/project/breachlab/", "rules": rules}},
+            "automationDetails": {"id": "breachlab/vuln-scan/"},
+            "invocations": [invocation],
+            "results": results,
+            "properties": {"model": report.settings.get("model_id"),
+                           "minConfidence": report.settings.get("min_confidence"),
+                           "suppressedByBaseline": report.suppressed},
+        }],
+    }
+
+
+def render(report: ScanReport) -> str:
+    return json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n"

