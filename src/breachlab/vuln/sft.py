@@ -1,0 +1,147 @@
+"""Supervised fine-tuning pieces that need no model: encoding, batching, the masked loss.
+
+Why a lean loop instead of TRL's ``SFTTrainer``: the 262k-entry vocabulary projection is
+most of the cost of a Gemma step on short answers.  Batches here are *left*-padded, so
+every answer ends at the last position and ``logits_to_keep=K`` (K = longest answer + 1)
+asks the model's own forward for logits only where the loss needs them — through DDP and
+any architecture's softcapping, without reaching into submodules.  Prompt tokens, padding
+and the last position carry label ``-100``: the loss is on the model turn only.
+
+Batches are length-grouped (sorted inside shuffled mega-batches) so padding stays small;
+the order is a pure function of (seed, epoch), which is what lets ``--resume`` replay it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from breachlab.vuln.prompts import training_example
+from breachlab.vuln.sample import Sample
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One training example as token ids; the answer is ``ids[n_prompt:]``."""
+
+    ids: list[int]
+    n_prompt: int
+    truncated: bool = False
+
+    @property
+    def n_answer(self) -> int:
+        return len(self.ids) - self.n_prompt
+
+
+def chat_tokenizer(tok: Any) -> Any:
+    """The tokenizer whose chat template prompts use, or None for Gemma turn markup."""
+    return tok if getattr(tok, "chat_template", None) else None
+
+
+def _ids(tok: Any, text: str) -> list[int]:
+    return list(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def encode(tok: Any, sample: Sample, max_seq_len: int) -> Encoded:
+    """Tokenise one sample as (prompt, answer); shorten the *code* when it does not fit.
+
+    The answer (verdict, CWE, reason) is never cut; the code keeps its head.  Samples from
+    the data layer are already shortened around the changed lines where that matters.
+    """
+    chat = chat_tokenizer(tok)
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+
+    def build(code: str) -> tuple[list[int], int]:
+        prompt, answer = training_example(code, sample.label, sample.cwe, sample.lang, tokenizer=chat)
+        p_ids = _ids(tok, prompt)
+        if bos and p_ids[:1] == bos:
+            p_ids = p_ids[1:]
+        a_ids = _ids(tok, answer)[: max(8, max_seq_len // 4)]
+        return bos + p_ids + a_ids, len(bos) + len(p_ids)
+
+    ids, n_prompt = build(sample.code)
+    if len(ids) <= max_seq_len:
+        return Encoded(ids, n_prompt)
+    lo, hi = 0, len(sample.code)  # longest code prefix (in characters) that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(build(sample.code[:mid])[0]) <= max_seq_len:
+            lo = mid
+        else:
+            hi = mid - 1
+    ids, n_prompt = build(sample.code[:lo])
+    if len(ids) > max_seq_len:
+        raise ValueError(f"sample {sample.id}: prompt alone exceeds max_seq_len={max_seq_len}")
+    return Encoded(ids, n_prompt, truncated=True)
+
+
+def grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, mega: int = 64) -> list[list[int]]:
+    """Index batches of similar length, in an order fixed by (seed, epoch).
+
+    Shuffle, cut into mega-batches of ``batch_size * mega``, sort each by length, chunk,
+    then shuffle the batches so long and short ones alternate across the epoch.
+    """
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    span = batch_size * mega
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: -lengths[i])
+        batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def plain_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[j : j + batch_size] for j in range(0, n, batch_size)]
+
+
+def collate(examples: Sequence[Encoded], pad_id: int, supervised_only: bool = True) -> dict[str, Any]:
+    """Left-pad a batch; targets cover only the positions whose logits are kept.
+
+    Returns ``input_ids``, ``attention_mask``, ``position_ids`` (counting real tokens only,
+    so padding never shifts RoPE), ``targets`` (B, K-1) and ``keep`` = K for
+    ``logits_to_keep``.  With ``supervised_only=False`` K is the full width (every logit is
+    computed; used to measure what the trick saves).
+    """
+    import torch
+
+    width = max(len(e.ids) for e in examples)
+    keep = (max(e.n_answer for e in examples) + 1) if supervised_only else width
+    b = len(examples)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((b, width), dtype=torch.long)
+    targets = torch.full((b, keep - 1), IGNORE, dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.ids)
+        input_ids[i, width - n:] = torch.tensor(e.ids, dtype=torch.long)
+        mask[i, width - n:] = 1
+        # logit j sits at position width-keep+j and predicts the token after it
+        for j in range(keep - 1):
+            pos = width - keep + j + 1
+            if pos >= width - e.n_answer:
+                targets[i, j] = e.ids[pos - (width - n)]
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids,
+            "targets": targets, "keep": keep, "n_tokens": int(mask.sum()),
+            "n_supervised": int((targets != IGNORE).sum())}
+
+
+def forward_loss(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, int]:
+    """(sum of token NLL over supervised positions, count); logits only for the last K."""
+    import torch.nn.functional as F
+
+    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                position_ids=batch["position_ids"].to(device), logits_to_keep=batch["keep"], use_cache=False)
+    logits = out.logits[:, :-1, :].float()
+    targets = batch["targets"].to(device)
+    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE, reduction="sum")
+    return loss_sum, batch["n_supervised"]

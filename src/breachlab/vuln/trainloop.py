@@ -1,0 +1,327 @@
+"""The training loop behind :func:`breachlab.vuln.train.run` (kept apart to stay readable).
+
+One process per device through ``accelerate`` (a single CPU process is the degenerate
+case).  A step is ``grad_accum`` micro-batches per process; the loss of a step is the mean
+token NLL over all its supervised tokens.  Validation, early stopping, best/final weights,
+checkpoints and the curves are all here; the pure pieces live in :mod:`breachlab.vuln.sft`
+and :mod:`breachlab.vuln.ckpt`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from breachlab.rundir import RunDir, atomic_write_text
+from breachlab.vuln import ckpt, sft
+from breachlab.vuln.train import TrainConfig, count_params, load_data, load_for_training
+
+log = logging.getLogger("breachlab.vuln.train")
+
+CURVE_FIELDS = ["step", "epoch", "train_loss", "val_loss", "lr", "tokens", "seconds"]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        import torch
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        self.acc = Accelerator(cpu=cpu)
+        self.is_main = self.acc.is_main_process
+        self.device = self.acc.device
+        self.train_samples, self.val_samples, self.inputs = load_data(cfg)
+
+    def share_run_dir(self, run_dir: RunDir | None) -> RunDir:
+        from accelerate.utils import broadcast_object_list
+
+        box = [str(run_dir.path) if run_dir is not None else None]
+        if self.acc.num_processes > 1:
+            broadcast_object_list(box)
+        return RunDir(box[0])
+
+    # -- setup ----------------------------------------------------------------------------
+    def _setup(self) -> None:
+        import torch
+        from transformers import set_seed
+
+        cfg = self.cfg
+        set_seed(cfg.seed)
+        t0 = time.perf_counter()
+        model, self.tok = load_for_training(cfg, str(self.device))
+        self.load_seconds = time.perf_counter() - t0
+        self.trainable, self.total = count_params(model)
+        pad = self.tok.pad_token_id
+        self.pad_id = pad if pad is not None else 0
+        self.train_enc = [sft.encode(self.tok, s, cfg.max_seq_len) for s in self.train_samples]
+        self.val_enc = [sft.encode(self.tok, s, cfg.max_seq_len) for s in self.val_samples]
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        world = self.acc.num_processes
+        per_epoch = len(self.train_enc) // (cfg.batch_size * cfg.grad_accum * world)
+        if per_epoch == 0:
+            per_epoch = 1
+        self.steps_per_epoch = per_epoch
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
+        if model.device.type != self.device.type and getattr(model, "hf_device_map", None) is None:
+            model.to(self.device)
+        self.model, self.opt = self.acc.prepare(model, opt)
+        self.sched = sched
+
+    def _lr_lambda(self, step: int) -> float:
+        cfg = self.cfg
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        frac = (step - cfg.warmup_steps) / max(1, self.total_steps - cfg.warmup_steps)
+        frac = min(max(frac, 0.0), 1.0)
+        return 1.0 - frac if cfg.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+
+    def _step_batches(self, step: int) -> list[list[int]]:
+        """The micro-batches (index lists) this process trains on at optimizer ``step``."""
+        cfg = self.cfg
+        epoch, k = divmod(step, self.steps_per_epoch)
+        lengths = [len(e.ids) for e in self.train_enc]
+        key = (epoch,)
+        if getattr(self, "_order_key", None) != key:
+            make = sft.grouped_batches if cfg.length_grouping else sft.plain_batches
+            self._order = (make(lengths, cfg.batch_size, cfg.seed, epoch) if cfg.length_grouping
+                           else make(len(lengths), cfg.batch_size, cfg.seed, epoch))
+            self._order_key = key
+        world, rank, ga = self.acc.num_processes, self.acc.process_index, cfg.grad_accum
+        group = self._order[k * ga * world : (k + 1) * ga * world]
+        if len(group) < ga * world:  # ragged epoch end: wrap to the start of the order
+            group = group + self._order[: ga * world - len(group)]
+        return group[rank::world]
+
+    # -- loop -----------------------------------------------------------------------------
+    def fit(self, run_dir: RunDir, resume: bool = False) -> None:
+        import torch
+
+        cfg = self.cfg
+        self._setup()
+        ckdir = run_dir.path / "checkpoints"
+        state = {"step": 0, "best_val": None, "best_step": None, "bad_evals": 0, "history": [],
+                 "tokens": 0, "train_seconds": 0.0, "stopped_early": False}
+        if resume:
+            last = ckpt.latest(ckdir)
+            if last is None:
+                log.warning("no checkpoint in %s: starting from step 0", ckdir)
+            else:
+                state = ckpt.load(last, model=self.acc.unwrap_model(self.model), optimizer=self.opt,
+                                  scheduler=self.sched, rank=self.acc.process_index)
+                log.info("resumed from %s (step %d)", last, state["step"])
+                if self.is_main:
+                    resumes = run_dir.manifest.get("resumed_from", [])
+                    run_dir.update_manifest(status="running", resumed_from=[*resumes, last.name])
+        if self.is_main:
+            log.info("trainable %s / %s parameters (%.2f%%); %d train, %d val samples; %d steps",
+                     f"{self.trainable:,}", f"{self.total:,}", 100 * self.trainable / self.total,
+                     len(self.train_enc), len(self.val_enc), self.total_steps)
+        writer = self._tracker(run_dir) if self.is_main else None
+        self.model.train()
+        window: list[float] = []
+        while state["step"] < self.total_steps and not state["stopped_early"]:
+            t0 = time.perf_counter()
+            micro = [[self.train_enc[i] for i in b] for b in self._step_batches(state["step"])]
+            batches = [sft.collate(m, self.pad_id, cfg.supervised_logits_only) for m in micro]
+            n_sup = max(1, sum(b["n_supervised"] for b in batches))
+            total = 0.0
+            for j, batch in enumerate(batches):
+                ctx = self.acc.no_sync(self.model) if j < len(batches) - 1 else _nullctx()
+                with ctx:
+                    loss_sum, _ = sft.forward_loss(self.model, batch, self.device)
+                    self.acc.backward(loss_sum / n_sup)
+                total += float(loss_sum.detach())
+                state["tokens"] += batch["n_tokens"]
+            if cfg.max_grad_norm:
+                self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            self.opt.step()
+            self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["train_seconds"] += time.perf_counter() - t0
+            loss = total / n_sup
+            window.append(loss)
+            step = state["step"]
+            row = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), "train_loss": round(loss, 5),
+                   "val_loss": "", "lr": self.sched.get_last_lr()[0], "tokens": state["tokens"],
+                   "seconds": round(state["train_seconds"], 2)}
+            if step % max(1, cfg.log_every) == 0 and self.is_main:
+                log.info("step %d/%d loss %.4f (%.1f tok/s)", step, self.total_steps, sum(window) / len(window),
+                         state["tokens"] / max(1e-9, state["train_seconds"]))
+                window.clear()
+            at_end = step >= self.total_steps
+            if self.val_enc and ((cfg.eval_every and step % cfg.eval_every == 0) or at_end):
+                row["val_loss"] = round(self.evaluate(), 5)
+                self._early_stopping(state, row["val_loss"], run_dir)
+            state["history"].append(row)
+            if writer is not None:
+                writer(row)
+            if self.is_main and (row["val_loss"] != "" or step % max(1, cfg.log_every) == 0 or at_end):
+                write_curves(run_dir.path, state["history"])
+            if cfg.save_every and step % cfg.save_every == 0 and not at_end:
+                if self.is_main:  # one writer; the other ranks' dropout RNG is not restored (dropout 0 default)
+                    ckpt.save(ckdir, step, model=self.acc.unwrap_model(self.model), optimizer=self.opt,
+                              scheduler=self.sched, progress=state, rank=self.acc.process_index,
+                              keep=cfg.keep_checkpoints)
+                self.acc.wait_for_everyone()
+        self._finish(run_dir, state)
+
+    def _early_stopping(self, state: dict, val: float, run_dir: RunDir) -> None:
+        cfg = self.cfg
+        if state["best_val"] is None or val < state["best_val"] - cfg.min_delta:
+            state["best_val"], state["best_step"], state["bad_evals"] = val, state["step"], 0
+            self.save_weights(run_dir.path / "best")
+        else:
+            state["bad_evals"] += 1
+            if cfg.patience and state["bad_evals"] >= cfg.patience:
+                state["stopped_early"] = True
+                if self.is_main:
+                    log.info("early stop at step %d: no val improvement > %g in %d evaluations (best %.4f at %d)",
+                             state["step"], cfg.min_delta, cfg.patience, state["best_val"], state["best_step"])
+
+    def evaluate(self) -> float:
+        """Mean token NLL of the answers on the validation set (each process a shard)."""
+        import torch
+
+        self.model.eval()
+        order = sorted(range(len(self.val_enc)), key=lambda i: len(self.val_enc[i].ids))
+        mine = order[self.acc.process_index :: self.acc.num_processes]
+        tot = torch.zeros(2, dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for s in range(0, len(mine), self.cfg.batch_size):
+                batch = sft.collate([self.val_enc[i] for i in mine[s : s + self.cfg.batch_size]], self.pad_id)
+                loss_sum, n = sft.forward_loss(self.model, batch, self.device)
+                tot += torch.tensor([float(loss_sum), n], dtype=torch.float64, device=self.device)
+        tot = self.acc.reduce(tot, reduction="sum") if self.acc.num_processes > 1 else tot
+        self.model.train()
+        return float(tot[0] / max(1.0, float(tot[1])))
+
+    def save_weights(self, path: Path) -> None:
+        """Adapter (PEFT, safetensors) or the full model, plus the tokenizer."""
+        self.acc.wait_for_everyone()
+        if not self.is_main:
+            return
+        import shutil
+
+        model = self.acc.unwrap_model(self.model)
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        self.tok.save_pretrained(tmp)
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+
+    def _finish(self, run_dir: RunDir, state: dict) -> None:
+        import torch
+
+        self.save_weights(run_dir.path / "final")
+        if not self.is_main:
+            return
+        if not (run_dir.path / "best").exists():
+            import shutil
+
+            shutil.copytree(run_dir.path / "final", run_dir.path / "best")
+        peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() and self.device.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        secs = max(1e-9, state["train_seconds"])
+        steps_done = state["step"]
+        write_curves(run_dir.path, state["history"])
+        plot_curves(run_dir.path)
+        run_dir.update_manifest(
+            method=self.cfg.method, model=self.cfg.model,
+            trainable_params=self.trainable, total_params=self.total,
+            trainable_percent=round(100 * self.trainable / self.total, 4),
+            peak_memory_bytes=int(peak), peak_memory_kind="cuda_allocated" if self.device.type == "cuda" else "cpu_rss",
+            tokens_per_second=round(state["tokens"] / secs, 2), steps_per_second=round(steps_done / secs, 4),
+            samples_per_second=round(steps_done * self.cfg.batch_size * self.cfg.grad_accum
+                                     * self.acc.num_processes / secs, 3),
+            steps=steps_done, planned_steps=self.total_steps, train_seconds=round(secs, 2),
+            load_seconds=round(self.load_seconds, 2), processes=self.acc.num_processes,
+            train_samples=len(self.train_enc), val_samples=len(self.val_enc),
+            truncated_train_samples=sum(e.truncated for e in self.train_enc),
+            best_val_loss=state["best_val"], best_step=state["best_step"], stopped_early=state["stopped_early"],
+            outputs={"best": "best", "final": "final", "curves": ["metrics.csv", "curves.png"]},
+        )
+
+    def _tracker(self, run_dir: RunDir) -> Any:
+        kind = self.cfg.report_to
+        if kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(run_dir.path / "tensorboard"))
+
+            def write(row: dict) -> None:
+                for k in ("train_loss", "val_loss", "lr"):
+                    if row[k] != "":
+                        tb.add_scalar(k, row[k], row["step"])
+                tb.flush()
+            return write
+        if kind == "mlflow":
+            import mlflow
+
+            mlflow.start_run(run_name=run_dir.path.name)
+
+            def write(row: dict) -> None:
+                mlflow.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "lr") if row[k] != ""},
+                                   step=row["step"])
+            return write
+        return None
+
+
+class _nullctx:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def write_curves(path: Path, history: list[dict]) -> Path:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS)
+    w.writeheader()
+    w.writerows(history)
+    return atomic_write_text(path / "metrics.csv", buf.getvalue())
+
+
+def plot_curves(path: Path, axes: Any = None, output_file: str | Path | None = None) -> Path:
+    """Train (per step) and validation loss against step, from ``metrics.csv``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader((path / "metrics.csv").open()))
+    steps = [int(r["step"]) for r in rows]
+    train = [float(r["train_loss"]) for r in rows]
+    vsteps = [int(r["step"]) for r in rows if r["val_loss"]]
+    val = [float(r["val_loss"]) for r in rows if r["val_loss"]]
+    fig = None
+    if axes is None:
+        fig, axes = plt.subplots(figsize=(7, 4))
+    axes.plot(steps, train, label="train", alpha=0.6)
+    if val:
+        axes.plot(vsteps, val, "o-", label="validation")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("answer-token loss (nats)")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    out = Path(output_file) if output_file else path / "curves.png"
+    if fig is not None:
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+        plt.close(fig)
+    return out
