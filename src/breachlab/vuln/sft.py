@@ -134,11 +134,58 @@ def collate(examples: Sequence[Encoded], pad_id: int, supervised_only: bool = Tr
             "n_supervised": int((targets != IGNORE).sum())}
 
 
+def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
+    """Additive 4D attention masks for a left-padded batch in which no query row is empty.
+
+    With left padding the pad positions come first, so a pad *query* may attend to nothing
+    at all.  Fused SDPA kernels return finite zeros for such rows in the forward pass but
+    NaN gradients in the backward pass on CUDA (seen on an H100: the LoRA weights turned
+    NaN after one step).  Here every query may attend to itself, real queries never see
+    pad keys, and the causal and sliding-window limits are those of the model, so the
+    result for real tokens is unchanged.  Returns one mask, or a mapping per layer type
+    (``full_attention`` / ``sliding_attention``) for models that mix the two, which is
+    the form Gemma 3/4 accept as ``attention_mask``.
+    """
+    import torch
+
+    cfg = getattr(model, "config", None)
+    base = getattr(model, "get_base_model", None)
+    cfg = base().config if callable(base) else cfg
+    cfg = getattr(cfg, "text_config", None) or cfg
+    b, w = attention_mask.shape
+    device = attention_mask.device
+    real = attention_mask.bool()
+    q = torch.arange(w, device=device).view(w, 1)
+    k = torch.arange(w, device=device).view(1, w)
+    eye = torch.eye(w, dtype=torch.bool, device=device).unsqueeze(0)
+
+    def build(window: int | None) -> Any:
+        allowed = k <= q
+        if window:
+            allowed = allowed & (k > q - window)
+        allowed = (allowed.unsqueeze(0) & real.unsqueeze(1)) | eye
+        mask = torch.zeros((b, 1, w, w), dtype=dtype, device=device)
+        return mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+
+    layer_types = set(getattr(cfg, "layer_types", None) or [])
+    window = getattr(cfg, "sliding_window", None)
+    if "sliding_attention" in layer_types and window:
+        full = build(None)
+        return {"full_attention": full, "sliding_attention": full if w <= window else build(window)}
+    return build(None)
+
+
 def forward_loss(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, int]:
     """(sum of token NLL over supervised positions, count); logits only for the last K."""
+    import torch
     import torch.nn.functional as F
 
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+    mask2d = batch["attention_mask"].to(device)
+    dtype = model.get_input_embeddings().weight.dtype
+    if torch.is_autocast_enabled(mask2d.device.type):
+        dtype = torch.get_autocast_dtype(mask2d.device.type)
+    attention_mask = left_pad_masks(model, mask2d, dtype) if bool((mask2d == 0).any()) else mask2d
+    out = model(input_ids=batch["input_ids"].to(device), attention_mask=attention_mask,
                 position_ids=batch["position_ids"].to(device), logits_to_keep=batch["keep"], use_cache=False)
     logits = out.logits[:, :-1, :].float()
     targets = batch["targets"].to(device)
