@@ -230,53 +230,6 @@ def scan(cfg: ScanConfig, scorer: Scorer, *, cache: ScoreCache | None = None,
             else:
                 yield item
 
-    # one thread prepares the next chunk (read, parse, static tools — on ``jobs`` workers)
-    # while the main thread runs the model on the current one
-    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
-        chunks = _chunks(sources(), cfg.chunk_files)
-        first = next(chunks, None)
-        fut = ahead.submit(_prepare_chunk, first, cfg, pool) if first else None
-        while fut is not None:
-            parsed, chunk_notes = fut.result()
-            notes.extend(chunk_notes)
-            nxt = next(chunks, None)
-            fut = ahead.submit(_prepare_chunk, nxt, cfg, pool) if nxt else None
-            for p in parsed:
-                p.hits = by_file.get(str(p.source.path), [])
-    return parsed, notes
-
-
-def scan(cfg: ScanConfig, scorer: Scorer, *, cache: ScoreCache | None = None,
-         weights: dict[str, float] | None = None, progress: Callable[[int, int], None] | None = None) -> ScanReport:
-    """Scan ``cfg.paths`` with ``scorer``; return every finding at or above the threshold.
-
-    Args:
-        cfg: the scan settings.
-        scorer: the model (see :class:`Scorer`).
-        cache: score cache (None: no caching).
-        weights: hybrid combiner weights (default :data:`hybrid.DEFAULT_WEIGHTS`).
-        progress: called with (files done, functions done) after each file.
-    """
-    t0 = time.perf_counter()
-    cache = cache or ScoreCache(None)
-    digest = config_digest({**cfg.digest_settings(), "model": scorer.model_id})
-    findings: list[Finding] = []
-    skipped: list[Skipped] = []
-    records: list[dict[str, Any]] = []
-    notes: list[str] = []
-    n = dict(files=0, functions=0, lines=0, scored=0, cached=0, explained=0, not_scored=0)
-    t_model = 0.0
-    roots = [Path(p) for p in cfg.paths]
-    selected = (x for x in walk(roots, respect_gitignore=cfg.respect_gitignore,
-                                include_vendored=cfg.include_vendored, exclude=tuple(cfg.exclude)))
-
-    def sources() -> Iterator[SourceFile]:
-        for item in selected:
-            if isinstance(item, Skipped):
-                skipped.append(item)
-            else:
-                yield item
-
     with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
         pending = None
         chunks = _chunks(sources(), cfg.chunk_files)
