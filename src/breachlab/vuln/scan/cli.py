@@ -76,8 +76,19 @@ def scan(
             raise UserError(f"--hybrid-weights {hybrid_weights}: not a weights JSON ({exc})") from None
     scorer = make_scorer(model, backend, adapter, n_ctx, threads)
     store = ScoreCache(default_path() if cache else None)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
     try:
-        report = run_scan(cfg, scorer, cache=store, weights=weights)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("scanning", total=None)
+
+            def _progress(files: int, functions: int) -> None:
+                bar.update(task, description=f"scanning: {files} files, {functions} functions")
+
+            report = run_scan(cfg, scorer, cache=store, weights=weights, progress=_progress)
     finally:
         store.close()
     if baseline is not None:
@@ -94,4 +105,4 @@ def scan(
     else:
         sys.stdout.write(text)
     if report.findings:
-        raise SystemExit(1)  # typer.Exit's code is lost under run_cli's standalone_mode=False
+        raise SystemExit(1)  # exit 1: findings at or above the threshold
