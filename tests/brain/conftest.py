@@ -27,3 +27,16 @@ def need_data():
         pytest.skip("shared data (../shared/data) not available")
     os.environ.setdefault("BREACHLAB_DATA", str(DATA))
     return DATA
+
+
+@pytest.fixture(scope="module")
+def render_run(tmp_path_factory):  # shared by the encoder tests
+    """A real render run of 4 seed messages (phishing + legitimate, EN + JA)."""
+    from breachlab.brain.configs import RenderConfig
+    from breachlab.brain.corpus import dump_corpus, filter_corpus, seed_corpus
+    from breachlab.brain.stages import run_render
+
+    root = tmp_path_factory.mktemp("render")
+    c = filter_corpus(seed_corpus(), types=["legitimate", "phishing"], max_variant=0)
+    dump_corpus(c, root / "corpus.yaml")
+    return run_render(root / "corpus.yaml", RenderConfig(), out=root / "run")

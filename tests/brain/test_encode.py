@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from breachlab.brain import stillvideo, words
-from breachlab.brain.corpus import dump_corpus, filter_corpus, seed_corpus
 from breachlab.brain.encode import EncodeConfig, run_encode
 from breachlab.brain.predictions import load_store
 from breachlab.config import ConfigError
@@ -20,16 +19,6 @@ ESPEAK = shutil.which("espeak-ng")
 need_espeak = pytest.mark.skipif(not ESPEAK, reason="espeak-ng not installed (apt-get install espeak-ng)")
 
 
-@pytest.fixture(scope="module")
-def render_run(tmp_path_factory):
-    """A real render run of 4 seed messages (phishing + legitimate, EN + JA)."""
-    from breachlab.brain.configs import RenderConfig
-    from breachlab.brain.stages import run_render
-
-    root = tmp_path_factory.mktemp("render")
-    c = filter_corpus(seed_corpus(), types=["legitimate", "phishing"], max_variant=0)
-    dump_corpus(c, root / "corpus.yaml")
-    return run_render(root / "corpus.yaml", RenderConfig(), out=root / "run")
 
 
 def test_fake_encode_writes_a_valid_store_and_resumes(render_run, tmp_path):

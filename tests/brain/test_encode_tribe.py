@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from breachlab.brain.corpus import dump_corpus, filter_corpus, seed_corpus
 from breachlab.brain.encode import EncodeConfig, run_encode
 from breachlab.brain.predictions import N_VERTICES, load_store
 
@@ -38,15 +37,6 @@ def ckpt(tmp_path):
     return d
 
 
-@pytest.fixture(scope="module")
-def render_run(tmp_path_factory):
-    from breachlab.brain.configs import RenderConfig
-    from breachlab.brain.stages import run_render
-
-    root = tmp_path_factory.mktemp("render")
-    c = filter_corpus(seed_corpus(), types=["legitimate", "phishing"], max_variant=0)
-    dump_corpus(c, root / "corpus.yaml")
-    return run_render(root / "corpus.yaml", RenderConfig(), out=root / "run")
 
 
 def _cfg(ckpt, **kw):

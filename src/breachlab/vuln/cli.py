@@ -182,22 +182,14 @@ def quickstart(
     Console().print(f"[green]quickstart finished:[/green] {path}  (open {path / 'report.html'})")
 
 
-def _mount_optional() -> None:
-    """Mount commands whose modules may be absent in a partial install (scan, train, …)."""
-    try:
-        from breachlab.vuln.scan.cli import scan
-    except ImportError:
-        pass
-    else:
-        app.command("scan")(scan)
-    try:
-        from breachlab.vuln import train_cli
-    except ImportError:
-        return
+def _mount_subcommands() -> None:
+    """Mount scan and train/export/plan/quantbench (their heavy imports stay inside the commands)."""
+    from breachlab.vuln import train_cli
+    from breachlab.vuln.scan.cli import scan
+
+    app.command("scan")(scan)
     for name in ("train", "export", "plan", "quantbench"):
-        fn = getattr(train_cli, name, None)
-        if fn is not None:
-            app.command(name)(fn)
+        app.command(name)(getattr(train_cli, name))
 
 
-_mount_optional()
+_mount_subcommands()

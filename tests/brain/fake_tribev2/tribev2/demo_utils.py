@@ -63,7 +63,7 @@ class TribeModel:
     def from_pretrained(cls, checkpoint_dir, checkpoint_name="best.ckpt", cache_folder=None, cluster=None,
                         device="auto", config_update=None):
         ckpt = Path(checkpoint_dir)
-        if not ckpt.exists():  # upstream calls hf_hub_download; offline that raises an OSError
+        if not ckpt.exists():  # upstream fetches from the hub here; offline that raises an OSError
             raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files of {checkpoint_dir}")
         config = yaml.safe_load((ckpt / "config.yaml").read_text()) or {}
         if not (ckpt / checkpoint_name).is_file():
