@@ -67,3 +67,18 @@ def test_echoed_template_is_not_read_as_a_verdict() -> None:
     echoed = "Is this C function VULNERABLE or SAFE? Explain your reasoning.\n\n```c\n" + VULN + "\n```"
     assert parse_verdict(echoed) == "VULNERABLE"  # naive reading would count the echo
     assert parse_verdict(strip_template_text(echoed, VULN)) is None
+
+
+def test_sources_filter_keeps_only_that_domain_and_names_what_is_there(tmp_path: Path, tiny_dir: Path) -> None:
+    from breachlab.errors import UserError
+
+    juliet = [Sample(f"j{i}", VULN + f"/*j{i}*/", i % 2, "CWE-121", "juliet", f"g{i}") for i in range(4)]
+    data = tmp_path / "test.jsonl"
+    write_jsonl(data, (s.to_dict() for s in _samples(2) + juliet))
+    cfg = EvalConfig(data=str(data), model=str(tiny_dir), backend="transformers", modes=["logit"],
+                     sources=["juliet"], n_boot=20)
+    run = evaluate.run(cfg, out=tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == ["j0", "j1", "j2", "j3"]
+    with pytest.raises(UserError, match="holds: juliet, sven"):
+        evaluate.run(EvalConfig(data=str(data), sources=["diversevul"]), out=tmp_path / "r2")

@@ -180,3 +180,20 @@ def test_kill9_and_resume_matches_uninterrupted(tiny, tmp_path):
     out = run(TrainConfig(), resume=tmp_path / "killed")
     assert _sha(out / "final" / "adapter_model.safetensors") == _sha(ref / "final" / "adapter_model.safetensors")
     assert (out / "metrics.csv").read_text().count("\n") == 13
+
+
+def test_sources_filter_train_and_validation(tmp_path):
+    from breachlab.errors import UserError
+    from breachlab.vuln.train import load_data
+
+    data = samples_jsonl(tmp_path / "d", n_train=8, n_val=4)
+    for split in ("train", "val"):  # relabel half of each split as another source
+        rows = [json.loads(line) for line in (data / f"{split}.jsonl").read_text().splitlines()]
+        for i, r in enumerate(rows):
+            r["source"] = "juliet" if i < len(rows) // 2 else "sven"
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train, val, _ = load_data(TrainConfig(data=str(data), sources=["sven"], max_val_samples=0))
+    assert len(train) == 4 and len(val) == 2
+    assert {s.source for s in train} == {s.source for s in val} == {"sven"}
+    with pytest.raises(UserError, match="no samples from generic"):
+        load_data(TrainConfig(data=str(data), sources=["generic"]))

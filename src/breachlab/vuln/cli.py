@@ -83,6 +83,7 @@ def eval_cmd(
     mode: Optional[str] = typer.Option(None, "--mode", help="logit, generate, or logit,generate (default both)."),
     limit: Optional[int] = typer.Option(None, help="Evaluate at most N samples (balanced)."),
     threshold: Optional[float] = typer.Option(None, help="Logit mode decision threshold on P(vulnerable)."),
+    sources: Optional[str] = typer.Option(None, "--sources", help="Only these data sources, e.g. sven or juliet,sven."),
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[list[str]] = SET_OPT,
     out: Optional[Path] = OUT_OPT,
@@ -95,7 +96,7 @@ def eval_cmd(
 
     cfg = cfgmod.load(evaluate.EvalConfig, config, _overrides(
         sets, data=data, model=model, adapter=adapter, backend=backend, modes=_csv(mode), limit=limit,
-        threshold=threshold))
+        threshold=threshold, sources=_csv(sources)))
     path = evaluate.run(cfg, out=out)
     Console().print(f"[green]report:[/green] {path / 'report.html'}")
 

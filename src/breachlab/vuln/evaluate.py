@@ -34,6 +34,7 @@ class EvalConfig:
     threshold: float = field(0.5, help="logit mode: predict VULNERABLE when P(vulnerable) >= threshold")
     max_new_tokens: int = field(64, help="generate mode: tokens to generate per sample")
     limit: int | None = field(None, help="evaluate at most this many samples (class balance kept)")
+    sources: list[str] = field(default_factory=list, help="evaluate only samples from these sources (e.g. [sven]); empty = all")
     n_ctx: int = field(2048, help="context window; longer functions are shortened from the end and flagged")
     threads: int | None = field(None, help="CPU threads (default: all cores)")
     device: str = field("cpu", help="transformers device: cpu or cuda")
@@ -141,6 +142,10 @@ def _throughput(rows: list[dict]) -> dict[str, float]:
 def run(cfg: EvalConfig, out: str | Path | None = None, root: str | Path = "runs", progress: bool = True) -> Path:
     """Evaluate ``cfg.model`` on ``cfg.data``; returns the run directory."""
     samples, data_file = load_eval_samples(cfg.data, cfg.split)
+    if cfg.sources:
+        from breachlab.vuln.sample import only_sources
+
+        samples = only_sources(samples, cfg.sources, where=str(data_file))
     samples = balanced_limit(samples, cfg.limit)
     run_dir = RunDir.create("vuln-eval", cfg, root=root, out=out, seed=cfg.seed, inputs=[data_file])
     with run_dir.running():

@@ -103,3 +103,14 @@ def read_samples(path: str | Path) -> list[Sample]:
 def iter_dicts(samples: Iterable[Sample]) -> Iterator[dict[str, Any]]:
     for s in samples:
         yield s.to_dict()
+
+
+def only_sources(samples: list, sources: list[str], *, where: str) -> list:
+    """The samples whose ``source`` is in ``sources``; a clear error when none are."""
+    kept = [s for s in samples if s.source in sources]
+    if not kept:
+        found = sorted({s.source for s in samples})
+        from breachlab.errors import UserError
+
+        raise UserError(f"{where}: no samples from {', '.join(sources)} (the data holds: {', '.join(found) or 'none'})")
+    return kept

@@ -40,6 +40,8 @@ class TrainConfig:
     model: str = field("embedded", help="'embedded', a .gguf file, a transformers directory or a hub id")
     data: str = field("", help="data run directory (train.jsonl/val.jsonl) or a train .jsonl file")
     val_data: str | None = field(None, help="validation .jsonl (default: val.jsonl beside the training data)")
+    sources: list[str] = field(default_factory=list,
+                               help="train and validate only on these data sources (e.g. [juliet]); empty = all")
     method: Literal["lora", "qlora", "full"] = field("lora", help="lora | qlora (4-bit NF4 base, GPU) | full")
     lora_r: int = field(16, help="LoRA rank")
     lora_alpha: int = field(16, help="LoRA alpha (scale = alpha / r)")
@@ -231,6 +233,12 @@ def load_data(cfg: TrainConfig) -> tuple[list, list, list[Path]]:
     train = _read(data)
     val_path = Path(cfg.val_data) if cfg.val_data else (data if data.is_dir() else data.parent) / "val.jsonl"
     val = read_samples(val_path) if val_path.is_file() else []
+    if cfg.sources:
+        # Validation is filtered too: early stopping must not look at a held-out domain.
+        from breachlab.vuln.sample import only_sources
+
+        train, val = (only_sources(train, cfg.sources, where=str(data)),
+                      [s for s in val if s.source in cfg.sources])
     if cfg.max_train_samples:
         train = _balanced(train, cfg.max_train_samples, cfg.seed)
     if cfg.max_val_samples:
