@@ -117,3 +117,13 @@ def test_bad_run_dirs(tmp_path):
     dup = _run(tmp_path, "dup", _correct_on(4, set()) + _correct_on(1, set()))
     with pytest.raises(UserError, match="appears twice"):
         compare([a, dup])
+
+
+def test_run_without_parsable_answers_has_no_mcc_delta(tmp_path):
+    a = _run(tmp_path, "a", [_row(i, i % 2, None) for i in range(10)])
+    b = _run(tmp_path, "b", _correct_on(10, set(range(8))))
+    d = compare([a, b], n_boot=50)["modes"]["generate"]["deltas"][0]["metrics"]
+    assert d["mcc"]["delta"] is None and d["mcc"]["baseline"] is None and d["mcc"]["other"] is not None
+    assert d["accuracy"]["delta"] == pytest.approx(0.8)
+    md, _ = write_compare_report(compare([a, b], n_boot=50), tmp_path / "out")
+    assert "| MCC | – |" in md.read_text()

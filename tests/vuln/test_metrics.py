@@ -311,3 +311,14 @@ def test_bad_input_is_a_user_error(bad, match):
 def test_split_by_mode():
     rows = [row(0, 1, verdict="SAFE"), row(0, 1, p=0.2, mode="logit")]
     assert {k: len(v) for k, v in M.split_by_mode(rows).items()} == {"generate": 1, "logit": 1}
+
+
+def test_nothing_parsable_gives_accuracy_zero_and_no_mcc():
+    """All answers unparsable (e.g. every one echoes the prompt): not an 'inverted' model."""
+    s = M.summarize(gen_rows([1, 0] * 5, [None] * 10), n_boot=50)
+    assert s["metrics"]["accuracy"]["value"] == 0.0 and s["metrics"]["accuracy"]["defined"]
+    for name in ("mcc", "balanced_accuracy", "precision", "recall", "f1"):
+        assert s["metrics"][name]["defined"] is False and s["metrics"][name]["ci"] is None
+        assert "no answer could be parsed" in s["metrics"][name]["note"]
+    some = M.summarize(gen_rows([1, 0] * 5, [None] * 9 + [0]), n_boot=0)
+    assert some["metrics"]["mcc"]["defined"]  # one parsed answer: the policy applies as before

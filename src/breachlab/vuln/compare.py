@@ -115,6 +115,16 @@ def _delta(y: np.ndarray, clusters: np.ndarray, base: dict, other: dict, n_boot:
     return out
 
 
+def _unparsed_guard(metrics: dict[str, dict], base_none: bool, other_none: bool) -> dict[str, dict]:
+    """A run with no parsable answer has no MCC, precision, ...: those values and deltas are not numbers."""
+    if base_none or other_none:
+        for name, d in metrics.items():
+            if name not in ("accuracy", "roc_auc", "pr_auc"):
+                d.update(delta=None, ci=None, excludes_zero=False, note=M.NO_PARSED_NOTE)
+                d.update({k: None for k, none in (("baseline", base_none), ("other", other_none)) if none})
+    return metrics
+
+
 def _at_ones(stat: Any, ones: np.ndarray) -> list[float]:
     return [float(v) for v in stat(ones)[0]]
 
@@ -128,7 +138,7 @@ def _mcnemar(y: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> dict:
 
 
 def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0,
-            max_missing: float = 0.01) -> dict:
+            max_missing: float = 0.01, source: str | None = None) -> dict:
     """Compare runs on their common samples; the first run is the baseline.
 
     Args:
@@ -138,6 +148,8 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
         seed: bootstrap seed.
         max_missing: largest share of ``(id, mode)`` keys that may be missing from some run
             before the comparison is refused (the rest is compared on the intersection).
+        source: compare only the samples of this data source (e.g. ``sven``): in-domain and
+            cross-domain results must be read apart.
 
     Returns:
         ``{"schema", "baseline", "runs", "threshold", "n_boot", "seed", "max_missing",
@@ -160,7 +172,7 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
         "runs": [{"name": n, "path": str(p), **{k: man.get(k) for k in ("kind", "command", "git_sha", "started", "model_id", "backend")
                                                if k in man}} for n, p, (_, man) in zip(names, run_dirs, loaded)],
         "threshold": threshold, "n_boot": n_boot, "seed": seed, "max_missing": max_missing,
-        "coverage": {}, "modes_skipped": skipped, "modes": {}, "warnings": [],
+        "coverage": {}, "modes_skipped": skipped, "modes": {}, "warnings": [], "source": source,
     }
     if skipped:
         result["warnings"].append({"code": "modes_skipped",
@@ -171,6 +183,10 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
         if cov["n_common"] < cov["n_union"]:
             result["warnings"].append({"code": "partial_overlap", "message": f"{mode}: compared on the "
                                        f"{cov['n_common']} of {cov['n_union']} samples present in every run"})
+        if source is not None:
+            ids = [i for i in ids if keyed[0][(i, mode)].get("source") == source]
+            if not ids:
+                raise UserError(f"{mode}: no samples from source {source!r} in these runs")
         rows = {n: [k[(i, mode)] for i in ids] for n, k in zip(names, keyed)}
         y = np.array([r["label"] for r in rows[names[0]]])
         for n in names[1:]:
@@ -183,12 +199,13 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
         for n in names:
             pred = np.array([-1 if (v := M.row_prediction(r, threshold)) is None else v for r in rows[n]])
             score = np.array([np.nan if r.get("p_vulnerable") is None else float(r["p_vulnerable"]) for r in rows[n]])
-            arrays[n] = {"pred": M.policy_predictions(y, pred), "score": score}
+            arrays[n] = {"pred": M.policy_predictions(y, pred), "score": score, "none_parsed": bool((pred < 0).all())}
         base = rows[names[0]]
         clusters = M.cluster_codes([str(r["id"]) for r in base],
                                    [None if r.get("pair_id") in (None, "") else str(r["pair_id"]) for r in base])
         deltas = [{"baseline": names[0], "other": n,
-                   "metrics": _delta(y, clusters, arrays[names[0]], arrays[n], n_boot, seed),
+                   "metrics": _unparsed_guard(_delta(y, clusters, arrays[names[0]], arrays[n], n_boot, seed),
+                                              arrays[names[0]]["none_parsed"], arrays[n]["none_parsed"]),
                    "mcnemar": _mcnemar(y, arrays[names[0]]["pred"], arrays[n]["pred"])} for n in names[1:]]
         result["modes"][mode] = {"n": len(ids), "summaries": summaries, "deltas": deltas}
     return result

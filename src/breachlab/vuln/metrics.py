@@ -317,6 +317,9 @@ def _prepare(rows: Sequence[dict], threshold: float) -> dict[str, Any]:
     }
 
 
+NO_PARSED_NOTE = "no answer could be parsed: only accuracy (0 under the unparsable-is-wrong policy) is meaningful"
+
+
 def policy_predictions(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Predictions with unparsable answers (-1) turned into the wrong class."""
     return np.where(pred < 0, 1 - y, pred)
@@ -497,6 +500,12 @@ def summarize(rows: list[dict], threshold: float = 0.5, n_boot: int = 1000, seed
                            [p for p, k in zip(prep["pair"], parsed) if k])
         boot_p = bootstrap(confusion_stat(y[parsed], pred[parsed]), cp, n_boot, seed) if parsed.any() else np.empty(0)
         _with_ci(metrics_parsed, boot_p, CI_LEVEL)
+    if not parsed.any():
+        # Nothing to read a verdict from: "unparsable = wrong" makes accuracy 0, but it would
+        # also make MCC -1 ("perfectly inverted"), which says something false about the model.
+        for name in metrics:
+            if name != "accuracy":
+                metrics[name].update(value=0.0, defined=False, note=NO_PARSED_NOTE, ci=None)
     auc, curve = None, None
     has = ~np.isnan(score)
     if has.any():
