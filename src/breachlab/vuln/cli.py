@@ -78,7 +78,10 @@ def data_stats(path: Path = typer.Argument(..., help="A data run directory or a 
 def eval_cmd(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Data run directory or samples .jsonl."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="'embedded', a .gguf, a model dir or a hub id."),
-    adapter: Optional[str] = typer.Option(None, help="LoRA adapter (PEFT dir, or .gguf for llama.cpp)."),
+    adapter: Optional[str] = typer.Option(
+        None, help="LoRA adapter: a PEFT dir, a .gguf LoRA (llama.cpp) or 'default'. Several, comma-separated "
+        "(a,b; 'none' = the base model; LABEL=PATH names one): the base is loaded once and each adapter "
+        "gets its own run in OUT/<label>/, ready for `vuln compare`."),
     backend: Optional[str] = typer.Option(None, help="auto | llama.cpp | transformers."),
     mode: Optional[str] = typer.Option(None, "--mode", help="logit, generate, or logit,generate (default both)."),
     limit: Optional[int] = typer.Option(None, help="Evaluate at most N samples (balanced)."),
@@ -97,6 +100,15 @@ def eval_cmd(
     cfg = cfgmod.load(evaluate.EvalConfig, config, _overrides(
         sets, data=data, model=model, adapter=adapter, backend=backend, modes=_csv(mode), limit=limit,
         threshold=threshold, sources=_csv(sources)))
+    if evaluate.is_multi_adapter(cfg):
+        result = evaluate.run_adapters(cfg, out=out)
+        console = Console()
+        console.print(evaluate.adapters_table(result))
+        for r in result.runs:
+            console.print(f"[green]{r.label}:[/green] {r.path / 'report.html'}")
+        console.print("compare them (the first is the baseline):", highlight=False)
+        console.print(f"  {result.compare_hint()}", highlight=False, markup=False, soft_wrap=True)
+        return
     path = evaluate.run(cfg, out=out)
     Console().print(f"[green]report:[/green] {path / 'report.html'}")
 

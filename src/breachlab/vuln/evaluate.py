@@ -3,10 +3,15 @@
 Writes into a run directory: ``predictions.jsonl`` (one row per sample and mode, enough to
 recompute every metric), ``metrics.json`` (per mode: metrics with bootstrap CIs, AUCs,
 per-CWE, paired, warnings), ``report.md`` + ``report.html``, and prints the metrics table.
+
+``--adapter a,b`` (or a list; ``none``/``base`` is the base model) loads the base once and
+evaluates the samples once per adapter, each into its own ordinary eval run directory
+``OUT/<label>/`` — ``breachlab vuln compare OUT/<first> OUT/<second> …`` takes them as they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -28,12 +33,16 @@ class EvalConfig:
     split: str = field("test", help="which split of a data run directory to evaluate")
     model: str = field("embedded", help="'embedded', a .gguf file, a transformers directory or a hub id")
     backend: str = field("auto", help="auto | llama.cpp | transformers (auto: GGUF → llama.cpp)")
-    adapter: str | None = field(None, help="LoRA adapter: a PEFT directory (transformers) or a GGUF LoRA (llama.cpp)")
+    adapter: Any | None = field(None, help="LoRA adapter: a PEFT directory (transformers), a GGUF LoRA (llama.cpp) or "
+                                "'default'; several as a comma list or a list (none/base = the base model, "
+                                "LABEL=PATH names one): the base is loaded once and each gets a run in OUT/<label>/")
     modes: list[str] = field(default_factory=lambda: ["logit", "generate"],
                              help="decision modes: logit (one forward pass, P(VULNERABLE) vs P(SAFE)) and/or generate")
     threshold: float = field(0.5, help="logit mode: predict VULNERABLE when P(vulnerable) >= threshold")
     max_new_tokens: int = field(64, help="generate mode: tokens to generate per sample")
     limit: int | None = field(None, help="evaluate at most this many samples (class balance kept)")
+    generate_limit: int | None = field(None, help="generate mode on at most this many of the samples (balanced, "
+                                                  "every source; generation is slow on CPU); logit mode keeps all")
     sources: list[str] = field(default_factory=list, help="evaluate only samples from these sources (e.g. [sven]); empty = all")
     n_ctx: int = field(2048, help="context window; longer functions are shortened from the end and flagged")
     threads: int | None = field(None, help="CPU threads (default: all cores)")
@@ -43,6 +52,14 @@ class EvalConfig:
     allow_pickle: bool = field(False, help="allow loading pickled (.bin) weights — only for checkpoints you trust")
 
     def __post_init__(self) -> None:
+        if isinstance(self.adapter, Path):
+            self.adapter = str(self.adapter)
+        elif isinstance(self.adapter, (list, tuple)):
+            if not all(isinstance(a, (str, Path)) for a in self.adapter):
+                raise ConfigError(f"adapter: expected paths, got {self.adapter!r}")
+            self.adapter = [str(a) for a in self.adapter]
+        elif self.adapter is not None and not isinstance(self.adapter, str):
+            raise ConfigError(f"adapter: expected a path, a comma list or a list, got {self.adapter!r}")
         bad = [m for m in self.modes if m not in ("logit", "generate")]
         if bad or not self.modes:
             raise ConfigError(f"modes must be a non-empty subset of logit, generate; got {self.modes}")
@@ -52,6 +69,8 @@ class EvalConfig:
             raise ConfigError("max_new_tokens must be at least 1")
         if self.limit is not None and self.limit < 2:
             raise ConfigError("limit must be at least 2 (one sample per class)")
+        if self.generate_limit is not None and self.generate_limit < 0:
+            raise ConfigError("generate_limit must be >= 0")
         if self.n_boot < 0:
             raise ConfigError("n_boot must be >= 0")
 
@@ -74,6 +93,20 @@ def load_eval_samples(data: str | Path, split: str = "test") -> tuple[list[Sampl
     return samples, path
 
 
+def spread_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
+    """Like :func:`balanced_limit`, but drawn round-robin over the data sources (all appear)."""
+    from itertools import zip_longest
+
+    if limit is None or limit >= len(samples):
+        return samples
+    buckets: dict[str, list[Sample]] = {}
+    for s in samples:
+        buckets.setdefault(s.source, []).append(s)
+    order = [s for group in zip_longest(*buckets.values()) for s in group if s is not None]
+    picked = {s.id for s in balanced_limit(order, limit)}
+    return [s for s in samples if s.id in picked]
+
+
 def balanced_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
     """At most ``limit`` samples, half of each class where possible, keeping file order."""
     if limit is None or limit >= len(samples):
@@ -88,8 +121,13 @@ def balanced_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
 
 
 def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, title: str,
-                     meta: dict[str, Any] | None = None, progress: bool = True) -> dict[str, dict]:
-    """Predict every sample in every mode, then write predictions, metrics and the report."""
+                     meta: dict[str, Any] | None = None, progress: bool = True,
+                     backend: Any = None) -> dict[str, dict]:
+    """Predict every sample in every mode, then write predictions, metrics and the report.
+
+    ``backend``: an already loaded backend to use as it is (its active adapter) and leave
+    open; by default one is loaded from ``cfg`` and closed at the end.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -99,24 +137,30 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     from breachlab.vuln.report import metrics_table, write_report
 
     console = Console(stderr=True)
-    backend = load_backend(cfg.model, backend=cfg.backend, adapter=cfg.adapter, n_ctx=cfg.n_ctx,
-                           threads=cfg.threads, device=cfg.device, allow_pickle=cfg.allow_pickle)
+    own = backend is None
+    if own:
+        backend = _load(cfg, load_backend)
     partial = run / "predictions.partial.jsonl"
     rows_by_mode: dict[str, list[dict]] = {mode: [] for mode in cfg.modes}
     with partial.open("w", encoding="utf-8") as sink, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, disable=not progress, transient=False,
     ) as bar:
-        task = bar.add_task(f"{'+'.join(cfg.modes)} {backend.model_id}", total=len(samples) * len(cfg.modes))
+        gen_ids = {s.id for s in spread_limit(samples, cfg.generate_limit)}
+        total = sum(len(samples) if m != "generate" else len(gen_ids) for m in cfg.modes)
+        task = bar.add_task(f"{'+'.join(cfg.modes)} {backend.model_id}", total=total)
         for sample in samples:
             for mode in cfg.modes:
+                if mode == "generate" and sample.id not in gen_ids:
+                    continue
                 row = predict_one(backend, sample, mode, threshold=cfg.threshold, max_new_tokens=cfg.max_new_tokens)
                 rows_by_mode[mode].append(row)
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                 sink.flush()
                 bar.advance(task)
     partial.rename(run / "predictions.jsonl")
-    backend.close()
+    if own:
+        backend.close()
 
     summaries = {mode: summarize(rows, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
                  for mode, rows in rows_by_mode.items()}
@@ -139,17 +183,144 @@ def _throughput(rows: list[dict]) -> dict[str, float]:
             "samples_per_s": round(len(rows) / total, 3) if total else 0.0}
 
 
-def run(cfg: EvalConfig, out: str | Path | None = None, root: str | Path = "runs", progress: bool = True) -> Path:
-    """Evaluate ``cfg.model`` on ``cfg.data``; returns the run directory."""
+def _load(cfg: EvalConfig, load_backend: Any) -> Any:
+    return load_backend(cfg.model, backend=cfg.backend, adapter=cfg.adapter, n_ctx=cfg.n_ctx,
+                        threads=cfg.threads, device=cfg.device, allow_pickle=cfg.allow_pickle)
+
+
+def _select_samples(cfg: EvalConfig) -> tuple[list[Sample], Path]:
     samples, data_file = load_eval_samples(cfg.data, cfg.split)
     if cfg.sources:
         from breachlab.vuln.sample import only_sources
 
         samples = only_sources(samples, cfg.sources, where=str(data_file))
-    samples = balanced_limit(samples, cfg.limit)
+    return balanced_limit(samples, cfg.limit), data_file
+
+
+def _model_name(cfg: EvalConfig) -> str:
+    return Path(cfg.model).name if cfg.model != "embedded" else "embedded"
+
+
+def is_multi_adapter(cfg: EvalConfig) -> bool:
+    """Whether ``cfg.adapter`` names several adapters (checks every path)."""
+    from breachlab.vuln.backends import adapter_specs
+
+    return len(adapter_specs(cfg.adapter, model=cfg.model)) > 1
+
+
+def run(cfg: EvalConfig, out: str | Path | None = None, root: str | Path = "runs", progress: bool = True) -> Path:
+    """Evaluate ``cfg.model`` on ``cfg.data``; returns the run directory.
+
+    With several adapters (see :func:`run_adapters`) it returns the folder holding one run
+    directory per adapter.
+    """
+    if is_multi_adapter(cfg):
+        return run_adapters(cfg, out=out, root=root, progress=progress).path
+    samples, data_file = _select_samples(cfg)
     run_dir = RunDir.create("vuln-eval", cfg, root=root, out=out, seed=cfg.seed, inputs=[data_file])
     with run_dir.running():
         log.info("evaluating %s on %d samples from %s", cfg.model, len(samples), data_file)
-        evaluate_samples(run_dir, cfg, samples, title=f"{Path(cfg.model).name if cfg.model != 'embedded' else 'embedded'}"
+        evaluate_samples(run_dir, cfg, samples, title=f"{_model_name(cfg)}"
                          f"{' + adapter' if cfg.adapter else ''}", meta={"data": str(data_file)}, progress=progress)
     return run_dir.path
+
+
+@dataclass
+class AdapterRun:
+    """One adapter's evaluation inside a multi-adapter eval."""
+
+    label: str
+    adapter: str | None
+    path: Path
+    model_id: str
+    summaries: dict[str, dict]
+
+
+@dataclass
+class MultiEval:
+    """A multi-adapter eval: the folder and its runs, in ``--adapter`` order (the first is the baseline)."""
+
+    path: Path
+    runs: list[AdapterRun]
+
+    def compare_hint(self) -> str:
+        return "breachlab vuln compare " + " ".join(str(r.path) for r in self.runs)
+
+
+def _group_dir(out: str | Path | None, root: str | Path) -> Path:
+    import datetime as _dt
+
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise FileExistsError(f"output directory {path} exists and is not empty; choose another --out")
+        return path
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = Path(root) / f"vuln-eval-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"vuln-eval-{stamp}-{n}"
+    return path
+
+
+def run_adapters(cfg: EvalConfig, out: str | Path | None = None, root: str | Path = "runs",
+                 progress: bool = True) -> MultiEval:
+    """Evaluate the same samples with each adapter of ``cfg.adapter`` on one loaded base.
+
+    Writes ``OUT/<label>/``, one ordinary eval run directory per adapter (its config.yaml
+    names that adapter alone), and nothing else in ``OUT``; a run that fails is marked
+    failed in its manifest and stops the rest.
+    """
+    from breachlab.vuln.backends import adapter_specs, load_backend
+
+    specs = adapter_specs(cfg.adapter, model=cfg.model)
+    samples, data_file = _select_samples(cfg)
+    group = _group_dir(out, root)
+    backend = _load(cfg, load_backend)  # the base once, every adapter on it
+    runs: list[AdapterRun] = []
+    try:
+        group.mkdir(parents=True, exist_ok=True)
+        for spec in specs:
+            backend.set_adapter(spec.label if spec.path is not None else None)
+            one = dataclasses.replace(cfg, adapter=spec.spec)
+            run_dir = RunDir.create("vuln-eval", one, root=root, out=group / spec.label, seed=cfg.seed,
+                                    inputs=[data_file])
+            with run_dir.running():
+                log.info("evaluating %s with adapter %s on %d samples from %s", cfg.model, spec.label,
+                         len(samples), data_file)
+                title = _model_name(cfg) + (f" + {spec.label}" if spec.path is not None else "")
+                summaries = evaluate_samples(run_dir, one, samples, title=title, progress=progress, backend=backend,
+                                             meta={"data": str(data_file), "adapter": spec.label})
+                run_dir.update_manifest(adapter_label=spec.label, adapter_group=str(group))
+            runs.append(AdapterRun(spec.label, spec.spec, run_dir.path, backend.model_id, summaries))
+    finally:
+        backend.close()
+    return MultiEval(group, runs)
+
+
+def adapters_table(result: MultiEval) -> Any:
+    """A ``rich`` table: per adapter, balanced accuracy (95% CI) per mode and ROC AUC in logit mode."""
+    from rich.table import Table
+
+    from breachlab.vuln.report import fmt, fmt_ci
+
+    modes = list(dict.fromkeys(m for r in result.runs for m in r.summaries))
+    table = Table(title="balanced accuracy per adapter (one base)")
+    table.add_column("adapter", no_wrap=True)
+    for mode in modes:
+        table.add_column(f"{mode} (95% CI)", justify="right", no_wrap=True)
+        if mode == "logit":
+            table.add_column("ROC AUC", justify="right", no_wrap=True)
+    for r in result.runs:
+        cells = [r.label]
+        for mode in modes:
+            s = r.summaries.get(mode)
+            if s is None:
+                cells += ["", ""] if mode == "logit" else [""]
+                continue
+            bacc = s["metrics"]["balanced_accuracy"]
+            cells.append(fmt(bacc["value"]) + (f" {fmt_ci(bacc['ci'])}" if bacc.get("ci") else ""))
+            if mode == "logit":
+                cells.append(fmt(((s.get("auc") or {}).get("roc_auc") or {}).get("value")))
+        table.add_row(*cells)
+    return table

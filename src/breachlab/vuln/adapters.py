@@ -1,0 +1,81 @@
+"""LoRA adapters: the one shipped with breachlab, user adapters, and which file each backend reads.
+
+An adapter spec is ``default`` (the adapter shipped in ``breachlab/data/adapters``, trained on
+the embedded model), ``none`` (zero-shot), a PEFT directory (``adapter_config.json`` +
+``adapter_model.safetensors``; transformers) or a GGUF LoRA file (llama.cpp).  A directory that
+also holds one ``*.gguf`` LoRA serves both backends — the shipped adapter does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from breachlab.errors import UserError
+
+DEFAULT_ADAPTER = "gemma3-270m-juliet-r16"
+NONE_WORDS = ("", "none", "zero-shot", "zeroshot", "base")
+
+
+def shipped_dir(name: str = DEFAULT_ADAPTER) -> Path:
+    """Folder of an adapter shipped inside the package."""
+    return Path(__file__).resolve().parents[1] / "data" / "adapters" / name
+
+
+def shipped_card(name: str = DEFAULT_ADAPTER) -> dict:
+    """The shipped adapter's ``card.json`` (data, config, held-out metrics)."""
+    return json.loads((shipped_dir(name) / "card.json").read_text())
+
+
+def resolve_adapter(spec: str | Path | None, *, model: str | None = "embedded") -> Path | None:
+    """The adapter path for ``spec``; None for zero-shot.  ``default`` needs the embedded model."""
+    if spec is None or str(spec).strip().lower() in NONE_WORDS:
+        return None
+    if str(spec).strip().lower() == "default":
+        if (model or "embedded") != "embedded":
+            raise UserError(f"the default adapter was trained on the embedded model, not on {model}: "
+                            "pass --adapter none or an adapter trained on that model")
+        folder = shipped_dir()
+        if not (folder / "adapter_config.json").is_file():
+            raise UserError(f"the shipped adapter is missing from {folder} (a broken install?)")
+        return folder
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise UserError(f"adapter not found: {path}")
+    if path.is_dir() and not (path / "adapter_config.json").is_file() and gguf_lora(path) is None:
+        raise UserError(f"{path} is not an adapter: it has neither adapter_config.json (PEFT) nor a .gguf LoRA")
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise UserError(f"{path}: an adapter file must be a GGUF LoRA (.gguf); a PEFT adapter is a directory")
+    return path
+
+
+def gguf_lora(path: Path | None) -> Path | None:
+    """The GGUF LoRA file llama.cpp can read for this adapter path, or None."""
+    if path is None:
+        return None
+    if path.is_file():
+        return path if path.suffix.lower() == ".gguf" else None
+    ggufs = sorted(path.glob("*.gguf"))
+    if len(ggufs) > 1:
+        raise UserError(f"{path} holds several .gguf files; name one: {', '.join(g.name for g in ggufs)}")
+    return ggufs[0] if ggufs else None
+
+
+def peft_dir(path: Path | None) -> Path | None:
+    """The PEFT directory transformers can read for this adapter path, or None."""
+    return path if path is not None and path.is_dir() and (path / "adapter_config.json").is_file() else None
+
+
+def adapter_tag(path: str | Path) -> str:
+    """``name@sha12`` — identifies an adapter by content (scan caches key on it), not by file name."""
+    import hashlib
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".gguf", ".json"))
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    name = path.parent.name if path.is_file() and path.stem == "adapter" else path.stem if path.is_file() else path.name
+    return f"{name}@{h.hexdigest()[:12]}"
