@@ -1,8 +1,9 @@
 """The training loop behind :func:`breachlab.vuln.train.run` (kept apart to stay readable).
 
 One process per device through ``accelerate`` (a single CPU process is the degenerate
-case).  A step is ``grad_accum`` micro-batches per process; the loss of a step is the mean
-token NLL over all its supervised tokens.  Validation, early stopping, best/final weights,
+case).  A step is ``grad_accum`` micro-batches per process (a global batch of
+``batch_size x processes x grad_accum`` sequences); the loss of a step is the mean token NLL
+over all its supervised tokens, on all processes.  Validation, early stopping, best/final weights,
 checkpoints and the curves are all here; the pure pieces live in :mod:`breachlab.vuln.sft`
 and :mod:`breachlab.vuln.ckpt`.
 """
@@ -77,6 +78,10 @@ class Trainer:
             model.to(self.device)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.sched = sched
+        inner = self.acc.unwrap_model(self.model)
+        # Under DDP (2+ processes) forward through the wrapper (its gradient hooks) but let
+        # sft.forward_loss read config / input embeddings of the model inside it.
+        self.fwd = self.model if inner is self.model else _Forward(self.model, inner)
 
     def _lr_lambda(self, step: int) -> float:
         cfg = self.cfg
@@ -137,14 +142,26 @@ class Trainer:
             micro = [[self.train_enc[i] for i in b] for b in self._step_batches(state["step"])]
             batches = [sft.collate(m, self.pad_id, cfg.supervised_logits_only) for m in micro]
             n_sup = max(1, sum(b["n_supervised"] for b in batches))
+            denom = n_sup
+            world = self.acc.num_processes
+            if world > 1:
+                # DDP averages the ranks' gradients: dividing each rank's loss sum by (global
+                # answer tokens / world) makes that average the global token-mean, as one
+                # process on the whole global batch computes (ranks hold unequal token counts).
+                n_sup = max(1.0, self._sum_over_ranks(sum(b["n_supervised"] for b in batches))[0])
+                denom = n_sup / world
             total = 0.0
             for j, batch in enumerate(batches):
                 ctx = self.acc.no_sync(self.model) if j < len(batches) - 1 else _nullctx()
                 with ctx:
-                    loss_sum, _ = sft.forward_loss(self.model, batch, self.device)
-                    self.acc.backward(loss_sum / n_sup)
+                    loss_sum, _ = sft.forward_loss(self.fwd, batch, self.device)
+                    self.acc.backward(loss_sum / denom)
                 total += float(loss_sum.detach())
                 state["tokens"] += batch["n_tokens"]
+            if world > 1:  # the logged loss and token count are those of the global batch
+                mine = sum(b["n_tokens"] for b in batches)
+                total, tokens = self._sum_over_ranks(total, mine)
+                state["tokens"] += int(tokens) - mine
             if cfg.max_grad_norm:
                 self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
             self.opt.step()
@@ -179,6 +196,12 @@ class Trainer:
                 self.acc.wait_for_everyone()
         self._finish(run_dir, state)
 
+    def _sum_over_ranks(self, *values: float) -> list[float]:
+        import torch
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        return self.acc.reduce(t, reduction="sum").tolist()
+
     def _early_stopping(self, state: dict, val: float, run_dir: RunDir) -> None:
         cfg = self.cfg
         if state["best_val"] is None or val < state["best_val"] - cfg.min_delta:
@@ -196,6 +219,9 @@ class Trainer:
         """Mean token NLL of the answers on the validation set (each process a shard)."""
         import torch
 
+        # The model inside DDP: no collective per forward (DDP's first forward after a step
+        # broadcasts buffers), so shards with unequal batch counts, or none, cannot hang.
+        model = self.acc.unwrap_model(self.model)
         self.model.eval()
         order = sorted(range(len(self.val_enc)), key=lambda i: len(self.val_enc[i].ids))
         mine = order[self.acc.process_index :: self.acc.num_processes]
@@ -203,7 +229,7 @@ class Trainer:
         with torch.no_grad():
             for s in range(0, len(mine), self.cfg.batch_size):
                 batch = sft.collate([self.val_enc[i] for i in mine[s : s + self.cfg.batch_size]], self.pad_id)
-                loss_sum, n = sft.forward_loss(self.model, batch, self.device)
+                loss_sum, n = sft.forward_loss(model, batch, self.device)
                 tot += torch.tensor([float(loss_sum), n], dtype=torch.float64, device=self.device)
         tot = self.acc.reduce(tot, reduction="sum") if self.acc.num_processes > 1 else tot
         self.model.train()
@@ -279,6 +305,19 @@ class Trainer:
                                    step=row["step"])
             return write
         return None
+
+
+class _Forward:
+    """Calls go to the DDP-wrapped model, attribute look-ups to the model it wraps."""
+
+    def __init__(self, wrapped: Any, inner: Any):
+        self._wrapped, self._inner = wrapped, inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapped(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 class _nullctx:
