@@ -102,6 +102,56 @@ def _hf_cache_for(gguf_path: Path) -> Path:
     return cache_dir() / "hf-from-gguf" / f"{gguf_path.stem}-{st.st_size}"
 
 
+# Tokenizer probe: chat markup, code and both verdict words.  transformers 5.17.0 converted
+# the embedded GGUF's tokenizer into different ids ("SAFE" → 2 tokens, "user" → 2) than
+# llama.cpp and transformers 5.24 do; a model trained through it learns nothing usable.
+TOKENIZER_PROBE = ("<start_of_turn>user\nIs this C function VULNERABLE or SAFE?\n```c\n"
+                   "int f(char *s) { char b[8]; strcpy(b, s); return 0; }\n```<end_of_turn>\n<start_of_turn>model\nSAFE")
+# The probe's ids under the embedded GGUF's own tokenizer (llama.cpp 0.3.36 = transformers 5.24).
+EMBEDDED_SIZE = 253113024
+EMBEDDED_PROBE = (105, 2364, 107, 4602, 672, 565, 1292, 782, 4057, 24478, 6348, 653, 143242, 236881, 107,
+                  2717, 236755, 107, 720, 517, 236769, 4873, 808, 236751, 236768, 642, 1577, 518, 236840,
+                  236828, 2312, 49069, 236769, 236763, 236764, 503, 626, 994, 236743, 236771, 236793, 682,
+                  107, 2717, 106, 107, 105, 4368, 107, 152973)
+
+
+def gguf_probe_ids(gguf: Path) -> list[int] | None:
+    """The probe's token ids from llama.cpp's tokenizer for this GGUF (None without llama-cpp-python)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    try:
+        return llm.tokenize(TOKENIZER_PROBE.encode("utf-8"), add_bos=False, special=True)
+    finally:
+        llm.close()
+
+
+def check_gguf_tokenizer(gguf: Path, tok: Any) -> None:
+    """Refuse a transformers tokenizer that splits text differently from the GGUF's own.
+
+    Reference ids come from llama.cpp when it is installed, else (embedded model only) from
+    the ids recorded in the package; with neither, nothing can be checked and we say so.
+    """
+    ref = gguf_probe_ids(gguf)
+    where = "llama.cpp"
+    if ref is None and gguf.stat().st_size == EMBEDDED_SIZE:
+        ref, where = list(EMBEDDED_PROBE), "the ids recorded for the embedded model"
+    if ref is None:
+        log.warning("cannot check the transformers tokenizer of %s against the GGUF (no llama-cpp-python)", gguf.name)
+        return
+    mine = tok(TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+    if mine != ref:
+        import transformers
+
+        raise UserError(
+            f"transformers {transformers.__version__} converts the tokenizer of {gguf.name} differently from {where} "
+            f"(probe: {len(mine)} tokens vs {len(ref)}); a model trained or scored through it would not match the "
+            "GGUF at run time. Use transformers >= 5.24 (known good) and delete the cached conversion in "
+            f"{_hf_cache_for(gguf)}")
+
+
 def load_hf(
     source: ModelSource,
     *,
@@ -137,6 +187,7 @@ def load_hf(
             del model
         location = str(cached)
         use_safetensors = True
+        check_gguf_tokenizer(gguf, AutoTokenizer.from_pretrained(location, **common))
     else:
         location = source.location
         use_safetensors = None if allow_pickle else True
