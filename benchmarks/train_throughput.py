@@ -273,7 +273,9 @@ def run_shape(args: argparse.Namespace, method: str) -> dict:
         res["peak_mem_gib"] = peak_mem(args.device)
         results.append(summarize(name, res, examples, batches, args, n_params, cfg.vocab_size, cfg.hidden_size))
         results[-1]["grad_ckpt"] = ckpt
-        print(json.dumps({k: v for k, v in results[-1].items() if k != "losses"}), flush=True)
+        # the whole arm, per-step losses included: a later arm that times out loses nothing
+        print(json.dumps({**results[-1], "losses": [round(float(x), 5) for x in results[-1].get("losses", [])]}),
+              flush=True)
         del model
         reset_mem(args.device)
     base = next((r for r in results if r["arm"] == "baseline"), None)

@@ -6,6 +6,7 @@
 #   RECIPES="juliet sven mix" EPOCHS_sven=4 DEVICE=cuda scripts/finetune_recipes.sh \
 #       ~/.cache/breachlab/models/gemma-3-270m-q4_k_m.gguf runs/data-gpu runs/recipes
 #
+# Per recipe: EPOCHS_<recipe>=N, SET_<recipe>="--set key=value ...".
 # Recipes: juliet (train+validate on Juliet only), sven (SVEN only), mix (everything in DATA).
 # Each writes OUTDIR/train-<recipe>, OUTDIR/eval-<recipe>-<domain>; the base model is
 # OUTDIR/eval-zeroshot-<domain>; OUTDIR/compare-<domain> lines them all up on the same samples.
@@ -16,7 +17,7 @@ DOMAINS=${DOMAINS:-"juliet sven"}
 DEVICE=${DEVICE:-cuda}
 EXTRA_TRAIN=${EXTRA_TRAIN:-}   # more --set key=value for training (smoke tests)
 EXTRA_EVAL=${EXTRA_EVAL:-}     # more options for eval, e.g. --limit 20
-BL=(python -m breachlab.cli)
+BL=(${PYTHON:-python3} -m breachlab.cli)
 mkdir -p "$OUT"
 
 evaluate() {  # name [adapter]
@@ -31,10 +32,11 @@ evaluate zeroshot
 for r in $RECIPES; do
   src=""; [ "$r" != mix ] && src="--set sources=[$r]"
   epochs_var="EPOCHS_$r"; epochs=${!epochs_var:-1}
+  set_var="SET_$r"; extra_r=${!set_var:-}   # e.g. SET_juliet="--set max_train_samples=3000"
   if [ ! -e "$OUT/train-$r/manifest.json" ] || ! grep -q '"status": "finished"' "$OUT/train-$r/manifest.json"; then
     rm -rf "$OUT/train-$r"
     "${BL[@]}" vuln train --config "$CONFIG" --set model="$MODEL" --set data="$DATA" --set device="$DEVICE" \
-      --set epochs="$epochs" $src $EXTRA_TRAIN --out "$OUT/train-$r"
+      --set epochs="$epochs" $src $extra_r $EXTRA_TRAIN --out "$OUT/train-$r"
   fi
   evaluate "$r" "$OUT/train-$r/best"
 done
