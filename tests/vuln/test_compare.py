@@ -127,3 +127,19 @@ def test_run_without_parsable_answers_has_no_mcc_delta(tmp_path):
     assert d["accuracy"]["delta"] == pytest.approx(0.8)
     md, _ = write_compare_report(compare([a, b], n_boot=50), tmp_path / "out")
     assert "| MCC | – |" in md.read_text()
+
+
+def test_source_filter_compares_one_domain_and_skips_modes_without_it(tmp_path):
+    def rows(correct):
+        out = _correct_on(8, correct)
+        for r in out[4:]:
+            r["source"] = "sven"
+        logit = [dict(r, mode="logit", p=0.9 if r["verdict"] == "VULNERABLE" else 0.1) for r in out]
+        return logit + out[:4]  # generate mode: Juliet only
+    a, b = _run(tmp_path, "a", rows({0, 1})), _run(tmp_path, "b", rows({0, 1, 4, 5, 6, 7}))
+    res = compare([a, b], n_boot=20, source="sven")
+    assert set(res["modes"]) == {"logit"} and res["modes"]["logit"]["n"] == 4
+    assert "generate" in res["modes_skipped"] and res["source"] == "sven"
+    assert res["modes"]["logit"]["deltas"][0]["metrics"]["accuracy"]["delta"] == pytest.approx(1.0)
+    with pytest.raises(UserError, match="no decision mode"):
+        compare([a, b], n_boot=0, source="diversevul")

@@ -185,8 +185,11 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
                                        f"{cov['n_common']} of {cov['n_union']} samples present in every run"})
         if source is not None:
             ids = [i for i in ids if keyed[0][(i, mode)].get("source") == source]
-            if not ids:
-                raise UserError(f"{mode}: no samples from source {source!r} in these runs")
+            if len({keyed[0][(i, mode)]["label"] for i in ids}) < 2:
+                result["modes_skipped"].append(mode)
+                result["warnings"].append({"code": "source_missing", "message": f"{mode}: too few samples from "
+                                           f"source {source!r} (need both classes); mode not compared"})
+                continue
         rows = {n: [k[(i, mode)] for i in ids] for n, k in zip(names, keyed)}
         y = np.array([r["label"] for r in rows[names[0]]])
         for n in names[1:]:
@@ -208,6 +211,8 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
                                               arrays[names[0]]["none_parsed"], arrays[n]["none_parsed"]),
                    "mcnemar": _mcnemar(y, arrays[names[0]]["pred"], arrays[n]["pred"])} for n in names[1:]]
         result["modes"][mode] = {"n": len(ids), "summaries": summaries, "deltas": deltas}
+    if not result["modes"]:
+        raise UserError(f"no decision mode has samples of both classes from source {source!r} in these runs")
     return result
 
 
