@@ -1,7 +1,8 @@
 """LoRA adapters: the one shipped with breachlab, user adapters, and which file each backend reads.
 
 An adapter spec is ``default`` (the adapter shipped in ``breachlab/data/adapters``, trained on
-the embedded model), ``none`` (zero-shot), a PEFT directory (``adapter_config.json`` +
+the embedded model — when one ships: none does until an adapter beats the zero-shot model on
+held-out data), ``none`` (zero-shot), a PEFT directory (``adapter_config.json`` +
 ``adapter_model.safetensors``; transformers) or a GGUF LoRA file (llama.cpp).  A directory that
 also holds one ``*.gguf`` LoRA serves both backends — the shipped adapter does.
 """
@@ -22,6 +23,11 @@ def shipped_dir(name: str = DEFAULT_ADAPTER) -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "adapters" / name
 
 
+def has_shipped(name: str = DEFAULT_ADAPTER) -> bool:
+    """Whether this install ships the default adapter (none does until one beats zero-shot)."""
+    return (shipped_dir(name) / "adapter_config.json").is_file()
+
+
 def shipped_card(name: str = DEFAULT_ADAPTER) -> dict:
     """The shipped adapter's ``card.json`` (data, config, held-out metrics)."""
     return json.loads((shipped_dir(name) / "card.json").read_text())
@@ -35,10 +41,10 @@ def resolve_adapter(spec: str | Path | None, *, model: str | None = "embedded") 
         if (model or "embedded") != "embedded":
             raise UserError(f"the default adapter was trained on the embedded model, not on {model}: "
                             "pass --adapter none or an adapter trained on that model")
-        folder = shipped_dir()
-        if not (folder / "adapter_config.json").is_file():
-            raise UserError(f"the shipped adapter is missing from {folder} (a broken install?)")
-        return folder
+        if not has_shipped():
+            raise UserError("this version of breachlab ships no fine-tuned adapter yet (none has beaten the "
+                            "zero-shot model on held-out data; see docs/benchmarks.md): use --adapter none or a path")
+        return shipped_dir()
     path = Path(spec).expanduser()
     if not path.exists():
         raise UserError(f"adapter not found: {path}")

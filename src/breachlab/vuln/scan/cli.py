@@ -24,11 +24,25 @@ def make_scorer(model: str, backend: str, adapter: Optional[str], n_ctx: int, th
     return BackendScorer(load_backend(model, backend=backend, adapter=adapter, n_ctx=n_ctx, threads=threads))
 
 
+def choose_adapter(adapter: Optional[str], *, model: str, hybrid: bool, custom_weights: bool) -> str:
+    """The adapter a scan uses when ``--adapter`` is not given (see the option's help)."""
+    if adapter is not None:
+        return adapter
+    if hybrid and not custom_weights:
+        return "none"  # DEFAULT_WEIGHTS combine *zero-shot* LLM scores with the static tools
+    from breachlab.vuln.adapters import has_shipped
+
+    return "default" if model == "embedded" and has_shipped() else "none"
+
+
 def scan(
     paths: List[Path] = typer.Argument(..., help="C/C++ files or folders to scan."),
     model: str = typer.Option("embedded", "--model", "-m", help="embedded, a .gguf file, a HF directory or hub id."),
     backend: str = typer.Option("auto", help="auto, llama.cpp or transformers."),
-    adapter: Optional[str] = typer.Option(None, help="LoRA adapter (.gguf for llama.cpp, PEFT dir for transformers)."),
+    adapter: Optional[str] = typer.Option(
+        None, help="LoRA adapter: default (shipped, trained on Juliet), none (zero-shot), a .gguf LoRA or a PEFT dir. "
+                   "Unset: default for the embedded model when one ships, none with --hybrid (its weights were fitted on "
+                   "zero-shot scores)."),
     fmt: str = typer.Option("text", "--format", "-f", help="text, json, sarif, markdown or html."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
     min_confidence: float = typer.Option(0.5, help="Report functions with confidence at least this (0-1)."),
@@ -74,6 +88,7 @@ def scan(
             weights = {k: float(v) for k, v in data.get("weights", data).items()}
         except (OSError, ValueError, AttributeError) as exc:
             raise UserError(f"--hybrid-weights {hybrid_weights}: not a weights JSON ({exc})") from None
+    adapter = choose_adapter(adapter, model=model, hybrid=bool(tools), custom_weights=weights is not None)
     scorer = make_scorer(model, backend, adapter, n_ctx, threads)
     store = ScoreCache(default_path() if cache else None)
     from rich.console import Console

