@@ -222,7 +222,10 @@ class LlamaCppBackend(Backend):
         return lora
 
     def _load_adapter(self, name: str, file: Path) -> None:
-        ptr = self._llama_cpp.llama_adapter_lora_init(self.llm.model, str(file).encode("utf-8"))
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        with suppress_stdout_stderr(disable=False):  # llama.cpp prints a line per tensor otherwise
+            ptr = self._llama_cpp.llama_adapter_lora_init(self.llm.model, str(file).encode("utf-8"))
         if not ptr:
             raise UserError(f"llama.cpp could not load the LoRA {file}: is it a GGUF LoRA made for "
                             f"{self.base_id}? (a full model .gguf is not an adapter)")

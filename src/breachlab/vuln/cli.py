@@ -173,26 +173,29 @@ def _config_classes() -> dict[str, Any]:
 # quickstart (mounted at the top level: `breachlab quickstart`)
 # ---------------------------------------------------------------------------------------
 def quickstart(
-    n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Test samples per class (default 100)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="logit, generate, or both (default)."),
+    n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Test samples per class, split over the sources (default 50)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="logit, generate, or both (default; generation on 16 samples)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to evaluate (default: embedded)."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter for the fine-tuned half: default "
+                                          "(shipped, when one ships), none, or a .gguf LoRA / PEFT dir."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding juliet/ and sven/ "
                                              "(default: $BREACHLAB_DATA, ../shared/data, ./data)."),
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[list[str]] = SET_OPT,
     out: Optional[Path] = OUT_OPT,
 ) -> None:
-    """Embedded model → balanced leak-free Juliet+SVEN test set → zero-shot eval → report."""
+    """Embedded model → balanced leak-free Juliet+SVEN test set → zero-shot, then fine-tuned → comparison."""
     from rich.console import Console
 
     from breachlab import config as cfgmod
     from breachlab.vuln import quickstart as qs
 
     cfg = cfgmod.load(qs.QuickstartConfig, config, _overrides(
-        sets, n_per_class=n_per_class, modes=_csv(mode), model=model,
+        sets, n_per_class=n_per_class, modes=_csv(mode), model=model, adapter=adapter,
         data_root=str(data_root) if data_root else None))
     path = qs.run(cfg, out=out)
-    Console().print(f"[green]quickstart finished:[/green] {path}  (open {path / 'report.html'})")
+    report = path / "compare.html" if (path / "compare.html").is_file() else path / "zero-shot" / "report.html"
+    Console().print(f"[green]quickstart finished:[/green] {path}  (open {report})")
 
 
 def _mount_subcommands() -> None:

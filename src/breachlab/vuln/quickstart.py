@@ -190,6 +190,9 @@ def summary_table(results: dict[str, dict]) -> Any:
         table.add_column(col, justify="left" if col in ("samples", "mode", "metric") else "right")
     for scope, result in results.items():
         for mode, block in result["modes"].items():
+            if mode == "generate":  # did the model answer at all? (zero-shot tends to echo the prompt)
+                parsed = [s["counts"]["n_parsed"] for s in block["summaries"].values()]
+                table.add_row(scope, mode, str(block["n"]), "parsable answers", *map(str, parsed[:2]), "")
             metrics = block["deltas"][0]["metrics"]
             for key, label in SUMMARY_METRICS:
                 d = metrics.get(key)
