@@ -106,6 +106,10 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
     else:
         adapter = resolve_adapter(cfg.adapter, model=cfg.model)  # fail on a bad adapter before any work
     card = shipped_card() if adapter is not None and wants_default else None
+    if adapter is not None and card is None:
+        console.print("[yellow]note:[/yellow] your adapter's training data is unknown here: the test set is the first "
+                      "groups of the seeded order (seed {}), the same ones `breachlab vuln data build` puts in test "
+                      "first — held out only if the adapter was trained on a train split built that way".format(cfg.seed))
     steps = 5 if adapter is not None else 3
     run_dir = RunDir.create("quickstart", cfg, root=root, out=out, seed=cfg.seed)
     timings: dict[str, float] = {}

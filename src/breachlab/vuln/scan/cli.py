@@ -40,7 +40,8 @@ def scan(
     model: str = typer.Option("embedded", "--model", "-m", help="embedded, a .gguf file, a HF directory or hub id."),
     backend: str = typer.Option("auto", help="auto, llama.cpp or transformers."),
     adapter: Optional[str] = typer.Option(
-        None, help="LoRA adapter: default (shipped, trained on Juliet), none (zero-shot), a .gguf LoRA or a PEFT dir. "
+        None, help="LoRA adapter: default (the shipped one, when this version ships one), none (zero-shot), "
+                   "a .gguf LoRA or a PEFT dir. "
                    "Unset: default for the embedded model when one ships, none with --hybrid (its weights were fitted on "
                    "zero-shot scores)."),
     fmt: str = typer.Option("text", "--format", "-f", help="text, json, sarif, markdown or html."),
