@@ -145,14 +145,18 @@ def count_params(model: Any) -> tuple[int, int]:
 
 def base_location(model_spec: str) -> str:
     """A transformers-loadable location of the full-precision base (GGUF → cached HF dir)."""
-    from breachlab.models import _hf_cache_for, load_hf, resolve
+    from breachlab.models import _hf_cache_for, check_gguf_tokenizer, load_hf, resolve
 
     src = resolve(model_spec)
     if src.kind != "gguf":
         return src.location
     cached = _hf_cache_for(src.path)
     if not (cached / "config.json").is_file():
-        load_hf(src, dtype="float32")  # writes the cache
+        load_hf(src, dtype="float32")  # writes the cache (and checks its tokenizer)
+    else:  # a cache written by another transformers version is checked too
+        from transformers import AutoTokenizer
+
+        check_gguf_tokenizer(src.path, AutoTokenizer.from_pretrained(str(cached)))
     return str(cached)
 
 
