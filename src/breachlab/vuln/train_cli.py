@@ -41,6 +41,10 @@ def train(
 
 
 def _print_summary(path: Path) -> None:
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun/accelerate: the main process speaks
+        return
     man = json.loads((path / "manifest.json").read_text())
     if "trainable_params" not in man:
         return
