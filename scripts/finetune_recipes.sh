@@ -13,7 +13,7 @@
 set -euo pipefail
 MODEL=$1 DATA=$2 OUT=$3 CONFIG=${4:-configs/vuln/gemma3-270m-lora-gpu.yaml}
 RECIPES=${RECIPES:-"juliet sven mix"}
-DOMAINS=${DOMAINS:-"juliet sven"}
+DOMAINS=${DOMAINS-"juliet sven"}   # DOMAINS="" trains only (evaluate elsewhere)
 DEVICE=${DEVICE:-cuda}
 EXTRA_TRAIN=${EXTRA_TRAIN:-}   # more --set key=value for training (smoke tests)
 EXTRA_EVAL=${EXTRA_EVAL:-}     # more options for eval, e.g. --limit 20

@@ -107,6 +107,46 @@ def test_supervised_logits_loss_equals_full_logits_loss(tiny):
     assert float(fast_sum) == pytest.approx(total, rel=1e-4)
 
 
+def test_verdict_numbers_read_the_first_answer_token(tiny):
+    """forward_eval's verdict NLL / accuracy equal a full-logit computation at the verdict position."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, _ = tiny
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    samples = [Sample(f"s{i}", code, i % 2, "CWE-787" if i % 2 else None, "generic", f"g{i}")
+               for i, code in enumerate(["int a;", "void f(char *s) { strcpy(b, s); }", "x++;", "free(p); free(p);"])]
+    enc = [sft.encode(tok, s, 512) for s in samples]
+    ids = sft.verdict_token_ids(enc)
+    assert len(ids) == 2, "VULNERABLE and SAFE answers must start with different tokens"
+    with torch.no_grad():
+        loss_sum, n, v_nll, right = sft.forward_eval(model, sft.collate(enc, tok.pad_token_id), "cpu", ids)
+        fast_sum, _ = sft.forward_loss(model, sft.collate(enc, tok.pad_token_id), "cpu")
+        want_nll, want_right = 0.0, 0
+        for e in enc:
+            logits = model(input_ids=torch.tensor([e.ids])).logits[0, e.n_prompt - 1].float()
+            true = e.ids[e.n_prompt]
+            want_nll += float(-torch.log_softmax(logits, -1)[true])
+            other = ids[0] if true == ids[1] else ids[1]
+            want_right += int(logits[true] > logits[other])
+    assert loss_sum == pytest.approx(float(fast_sum), rel=1e-6)
+    assert v_nll == pytest.approx(want_nll, rel=1e-4)
+    assert right == want_right
+
+
+def test_select_on_verdict_keeps_the_lowest_verdict_nll(tiny, tmp_path):
+    import csv
+
+    out = run(_cfg(tiny, max_steps=6, eval_every=2, select_on="verdict"), out=tmp_path / "run")
+    rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r["val_loss"]]
+    assert len(rows) == 3 and all(r["val_verdict_nll"] and r["val_verdict_acc"] for r in rows)
+    man = json.loads((out / "manifest.json").read_text())
+    best = min(rows, key=lambda r: float(r["val_verdict_nll"]))
+    assert man["selected_on"] == "verdict" and man["best_step"] == int(best["step"])
+    assert man["best_val_verdict_nll"] == pytest.approx(float(best["val_verdict_nll"]))
+    assert 0.0 <= man["best_val_verdict_acc"] <= 1.0
+
+
 def test_encode_shortens_code_never_the_answer(tiny):
     from transformers import AutoTokenizer
 

@@ -197,7 +197,7 @@ def test_two_processes_end_to_end(tiny, tmp_path):
     assert log_lines and all(stamp.match(line) for line in log_lines), "garbled or interleaved log lines"
     for k in range(1, 5):
         assert sum(f"step {k}/4 " in line for line in log_lines) == 1
-    assert proc.stdout.count("best val loss") == 1, "one summary, from the main process"
+    assert proc.stdout.count("best (by ") == 1, "one summary, from the main process"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000002"]
     assert not list(run.glob(".*.tmp")) and not list((run / "checkpoints").glob(".*"))
     for which in ("best", "final"):

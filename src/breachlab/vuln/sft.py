@@ -129,8 +129,10 @@ def collate(examples: Sequence[Encoded], pad_id: int, supervised_only: bool = Tr
             if pos >= width - e.n_answer:
                 targets[i, j] = e.ids[pos - (width - n)]
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    # column of each example's first answer target: the verdict token (answers start with it)
+    first = torch.tensor([keep - 1 - e.n_answer for e in examples], dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids,
-            "targets": targets, "keep": keep, "n_tokens": int(mask.sum()),
+            "targets": targets, "keep": keep, "first": first, "n_tokens": int(mask.sum()),
             "n_supervised": int((targets != IGNORE).sum())}
 
 
@@ -175,10 +177,9 @@ def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
     return build(None)
 
 
-def forward_loss(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, int]:
-    """(sum of token NLL over supervised positions, count); logits only for the last K."""
+def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, Any]:
+    """(float logits for the last K-1 positions, their targets) of one forward pass."""
     import torch
-    import torch.nn.functional as F
 
     mask2d = batch["attention_mask"].to(device)
     dtype = model.get_input_embeddings().weight.dtype
@@ -187,8 +188,46 @@ def forward_loss(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, i
     attention_mask = left_pad_masks(model, mask2d, dtype) if bool((mask2d == 0).any()) else mask2d
     out = model(input_ids=batch["input_ids"].to(device), attention_mask=attention_mask,
                 position_ids=batch["position_ids"].to(device), logits_to_keep=batch["keep"], use_cache=False)
-    logits = out.logits[:, :-1, :].float()
-    targets = batch["targets"].to(device)
+    return out.logits[:, :-1, :].float(), batch["targets"].to(device)
+
+
+def forward_loss(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, int]:
+    """(sum of token NLL over supervised positions, count); logits only for the last K."""
+    import torch.nn.functional as F
+
+    logits, targets = _answer_logits(model, batch, device)
     loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=IGNORE, reduction="sum")
     return loss_sum, batch["n_supervised"]
+
+
+def verdict_token_ids(encoded: Sequence[Encoded]) -> tuple[int, ...]:
+    """The distinct first answer tokens (the verdict tokens: one for VULNERABLE, one for SAFE)."""
+    return tuple(sorted({e.ids[e.n_prompt] for e in encoded if e.n_answer}))
+
+
+def forward_eval(model: Any, batch: dict[str, Any], device: Any,
+                 verdict_ids: Sequence[int] = ()) -> tuple[float, int, float, int]:
+    """Validation numbers of one batch from one forward pass.
+
+    Returns (answer-token NLL sum, answer tokens, verdict-token NLL sum, verdicts right).
+    The verdict token is the first of the answer, the one logit scoring reads; "right" means
+    the true verdict token outscores the other one of ``verdict_ids`` (needs exactly two).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    logits, targets = _answer_logits(model, batch, device)
+    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE, reduction="sum")
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    first = batch["first"].to(logits.device)
+    v_logits = logits[rows, first]  # (B, V)
+    v_true = targets[rows, first]
+    v_nll = F.cross_entropy(v_logits, v_true, reduction="sum")
+    right = 0
+    if len(verdict_ids) == 2:
+        pair = v_logits[:, list(verdict_ids)]  # (B, 2)
+        truth = (v_true == verdict_ids[1]).long()
+        right = int((pair.argmax(-1) == truth).sum())
+    return float(loss_sum), batch["n_supervised"], float(v_nll), right

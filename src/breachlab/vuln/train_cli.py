@@ -53,8 +53,12 @@ def _print_summary(path: Path) -> None:
     typer.echo(f"steps {man['steps']}  {man['tokens_per_second']} tok/s  {man['samples_per_second']} samples/s  "
                f"peak {man['peak_memory_bytes'] / 2**30:.2f} GiB ({man['peak_memory_kind']})")
     if man.get("best_val_loss") is not None:
-        typer.echo(f"best val loss {man['best_val_loss']} at step {man['best_step']}"
-                   + ("  (stopped early)" if man.get("stopped_early") else ""))
+        verdict = (f", verdict-token NLL {man['best_val_verdict_nll']}" if man.get("best_val_verdict_nll") not in (None, "")
+                   else "")
+        acc = (f", verdict accuracy {man['best_val_verdict_acc']}" if man.get("best_val_verdict_acc") not in (None, "")
+               else "")
+        typer.echo(f"best (by {man.get('selected_on', 'loss')}) at step {man['best_step']}: val loss {man['best_val_loss']}"
+                   f"{verdict}{acc}" + ("  (stopped early)" if man.get("stopped_early") else ""))
 
 
 def export(

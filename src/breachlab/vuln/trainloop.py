@@ -25,7 +25,8 @@ from breachlab.vuln.train import TrainConfig, count_params, load_data, load_for_
 
 log = logging.getLogger("breachlab.vuln.train")
 
-CURVE_FIELDS = ["step", "epoch", "train_loss", "val_loss", "lr", "tokens", "seconds"]
+CURVE_FIELDS = ["step", "epoch", "train_loss", "val_loss", "lr", "tokens", "seconds",
+                "val_verdict_nll", "val_verdict_acc"]
 
 
 class Trainer:
@@ -65,6 +66,10 @@ class Trainer:
         self.pad_id = pad if pad is not None else 0
         self.train_enc = [sft.encode(self.tok, s, cfg.max_seq_len) for s in self.train_samples]
         self.val_enc = [sft.encode(self.tok, s, cfg.max_seq_len) for s in self.val_samples]
+        self.verdict_ids = sft.verdict_token_ids(self.train_enc + self.val_enc)
+        if cfg.select_on == "verdict" and len(self.verdict_ids) != 2:
+            raise ValueError(f"select_on=verdict needs answers that start with one of two verdict tokens; "
+                             f"found {len(self.verdict_ids)} distinct first answer tokens")
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         world = self.acc.num_processes
@@ -174,15 +179,18 @@ class Trainer:
             step = state["step"]
             row = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), "train_loss": round(loss, 5),
                    "val_loss": "", "lr": self.sched.get_last_lr()[0], "tokens": state["tokens"],
-                   "seconds": round(state["train_seconds"], 2)}
+                   "seconds": round(state["train_seconds"], 2), "val_verdict_nll": "", "val_verdict_acc": ""}
             if step % max(1, cfg.log_every) == 0 and self.is_main:
                 log.info("step %d/%d loss %.4f (%.1f tok/s)", step, self.total_steps, sum(window) / len(window),
                          state["tokens"] / max(1e-9, state["train_seconds"]))
                 window.clear()
             at_end = step >= self.total_steps
             if self.val_enc and ((cfg.eval_every and step % cfg.eval_every == 0) or at_end):
-                row["val_loss"] = round(self.evaluate(), 5)
-                self._early_stopping(state, row["val_loss"], run_dir)
+                val = self.evaluate()
+                row["val_loss"] = round(val["loss"], 5)
+                row["val_verdict_nll"] = round(val["verdict_nll"], 5)
+                row["val_verdict_acc"] = round(val["verdict_acc"], 4) if val["verdict_acc"] is not None else ""
+                self._early_stopping(state, val["verdict_nll" if cfg.select_on == "verdict" else "loss"], run_dir)
             state["history"].append(row)
             if writer is not None:
                 writer(row)
@@ -212,11 +220,14 @@ class Trainer:
             if cfg.patience and state["bad_evals"] >= cfg.patience:
                 state["stopped_early"] = True
                 if self.is_main:
-                    log.info("early stop at step %d: no val improvement > %g in %d evaluations (best %.4f at %d)",
-                             state["step"], cfg.min_delta, cfg.patience, state["best_val"], state["best_step"])
+                    log.info("early stop at step %d: no val %s improvement > %g in %d evaluations (best %.4f at %d)",
+                             state["step"], cfg.select_on, cfg.min_delta, cfg.patience, state["best_val"],
+                             state["best_step"])
 
-    def evaluate(self) -> float:
-        """Mean token NLL of the answers on the validation set (each process a shard)."""
+    def evaluate(self) -> dict[str, float | None]:
+        """Validation numbers (each process a shard): ``loss`` (mean answer-token NLL),
+        ``verdict_nll`` (mean NLL of the verdict token, what logit scoring reads) and
+        ``verdict_acc`` (true verdict token outscores the other; None without two of them)."""
         import torch
 
         # The model inside DDP: no collective per forward (DDP's first forward after a step
@@ -225,15 +236,18 @@ class Trainer:
         self.model.eval()
         order = sorted(range(len(self.val_enc)), key=lambda i: len(self.val_enc[i].ids))
         mine = order[self.acc.process_index :: self.acc.num_processes]
-        tot = torch.zeros(2, dtype=torch.float64, device=self.device)
+        tot = torch.zeros(5, dtype=torch.float64, device=self.device)
         with torch.no_grad():
             for s in range(0, len(mine), self.cfg.batch_size):
-                batch = sft.collate([self.val_enc[i] for i in mine[s : s + self.cfg.batch_size]], self.pad_id)
-                loss_sum, n = sft.forward_loss(model, batch, self.device)
-                tot += torch.tensor([float(loss_sum), n], dtype=torch.float64, device=self.device)
+                chunk = [self.val_enc[i] for i in mine[s : s + self.cfg.batch_size]]
+                loss_sum, n, v_nll, right = sft.forward_eval(model, sft.collate(chunk, self.pad_id), self.device,
+                                                             self.verdict_ids)
+                tot += torch.tensor([loss_sum, n, v_nll, right, len(chunk)], dtype=torch.float64, device=self.device)
         tot = self.acc.reduce(tot, reduction="sum") if self.acc.num_processes > 1 else tot
         self.model.train()
-        return float(tot[0] / max(1.0, float(tot[1])))
+        loss, n, v_nll, right, count = (float(x) for x in tot)
+        return {"loss": loss / max(1.0, n), "verdict_nll": v_nll / max(1.0, count),
+                "verdict_acc": right / max(1.0, count) if len(self.verdict_ids) == 2 else None}
 
     def save_weights(self, path: Path) -> None:
         """Adapter (PEFT, safetensors) or the full model, plus the tokenizer."""
@@ -266,6 +280,7 @@ class Trainer:
         steps_done = state["step"]
         write_curves(run_dir.path, state["history"])
         plot_curves(run_dir.path)
+        best = next((r for r in state["history"] if r["step"] == state["best_step"] and r["val_loss"] != ""), {})
         run_dir.update_manifest(
             method=self.cfg.method, model=self.cfg.model,
             trainable_params=self.trainable, total_params=self.total,
@@ -278,7 +293,9 @@ class Trainer:
             load_seconds=round(self.load_seconds, 2), processes=self.acc.num_processes,
             train_samples=len(self.train_enc), val_samples=len(self.val_enc),
             truncated_train_samples=sum(e.truncated for e in self.train_enc),
-            best_val_loss=state["best_val"], best_step=state["best_step"], stopped_early=state["stopped_early"],
+            best_val_loss=best.get("val_loss"), best_val_verdict_nll=best.get("val_verdict_nll"),
+            best_val_verdict_acc=best.get("val_verdict_acc"), selected_on=self.cfg.select_on,
+            best_step=state["best_step"], stopped_early=state["stopped_early"],
             outputs={"best": "best", "final": "final", "curves": ["metrics.csv", "curves.png"]},
         )
 
@@ -348,12 +365,15 @@ def plot_curves(path: Path, axes: Any = None, output_file: str | Path | None = N
     train = [float(r["train_loss"]) for r in rows]
     vsteps = [int(r["step"]) for r in rows if r["val_loss"]]
     val = [float(r["val_loss"]) for r in rows if r["val_loss"]]
+    verdict = [float(r["val_verdict_nll"]) for r in rows if r["val_loss"] and r.get("val_verdict_nll")]
     fig = None
     if axes is None:
         fig, axes = plt.subplots(figsize=(7, 4))
     axes.plot(steps, train, label="train", alpha=0.6)
     if val:
         axes.plot(vsteps, val, "o-", label="validation")
+    if verdict and len(verdict) == len(vsteps):
+        axes.plot(vsteps, verdict, "s--", label="validation, verdict token")
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("answer-token loss (nats)")
     axes.legend()
