@@ -231,3 +231,71 @@ def forward_eval(model: Any, batch: dict[str, Any], device: Any,
         truth = (v_true == verdict_ids[1]).long()
         right = int((pair.argmax(-1) == truth).sum())
     return float(loss_sum), batch["n_supervised"], float(v_nll), right
+
+
+# ---------------------------------------------------------------------------------------
+# Regional compilation
+# ---------------------------------------------------------------------------------------
+def decoder_layers(model: Any) -> Any:
+    """The ``nn.ModuleList`` of the language model's decoder layers, or None.
+
+    Looks through DDP (``.module``) and PEFT (``get_base_model()``) wrappers, then asks the
+    model for its text decoder (``get_decoder()``, which multimodal Gemma answers with the
+    language model) and takes its ``layers``.  Without such an attribute: the longest list
+    of same-class modules inside the decoder (or the model), vision/audio towers excluded.
+    """
+    import torch.nn as nn
+
+    from breachlab.vuln.train import NON_TEXT_PARTS
+
+    inner = getattr(model, "module", model) if isinstance(model, nn.Module) else model
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if isinstance(layers, nn.ModuleList) and len(layers):
+        return layers
+    best = None
+    for name, module in (decoder if isinstance(decoder, nn.Module) else base).named_modules():
+        if (isinstance(module, nn.ModuleList) and len(module) and len({type(m) for m in module}) == 1
+                and not any(part in name.lower() for part in NON_TEXT_PARTS)
+                and (best is None or len(module) > len(best))):
+            best = module
+    return best
+
+
+def compile_layers(model: Any, dynamic: bool = True, **compile_kwargs: Any) -> int:
+    """Regional compilation: ``torch.compile`` each decoder layer; returns how many.
+
+    Every layer gets ``layer.compile(dynamic=True)`` (in place: parameter names, state
+    dicts and the PEFT/DDP wrappers are unchanged).  Layers of one class share compiled
+    code, so the cold start is a few layer graphs (one per layer variant: sliding/full
+    attention, KV-shared, ...) instead of the whole stack, and ``dynamic`` lets every
+    sequence length and batch size reuse them.  Compilation happens lazily, on the first
+    forward.  Works with gradient checkpointing on or off (HF checkpoints inside the layer's
+    forward, which dynamo traces).  ``compile_kwargs`` go to ``torch.compile`` (e.g. backend).
+    """
+    import torch._dynamo.config as dynamo_config
+
+    layers = decoder_layers(model)
+    if layers is None:
+        raise ValueError(f"no decoder layers found in {type(model).__name__}")
+    # All layers run one code object, so each variant counts against dynamo's per-code
+    # recompile limit (8 by default; a tiny Gemma 4 already needs 8): past it the rest
+    # would silently run uncompiled.  Room for a graph per layer in train and eval mode.
+    need = 2 * len(layers) + 8
+    if getattr(dynamo_config, "recompile_limit", need) < need:
+        dynamo_config.recompile_limit = need
+    for layer in layers:
+        layer.compile(dynamic=dynamic, **compile_kwargs)
+    return len(layers)
+
+
+def uncompile_layers(model: Any) -> int:
+    """Undo :func:`compile_layers` (eager layers again); returns how many were compiled."""
+    layers = decoder_layers(model) or []
+    n = 0
+    for layer in layers:
+        if getattr(layer, "_compiled_call_impl", None) is not None:
+            layer._compiled_call_impl = None
+            n += 1
+    return n
