@@ -95,6 +95,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return Path(str(value))
     if typing.get_origin(tp) is typing.Literal:
         allowed = typing.get_args(tp)
+        if isinstance(value, bool) and {"on", "off"} <= set(allowed):  # YAML 1.1 reads on/off as booleans
+            value = "on" if value else "off"
         if value not in allowed:
             raise ConfigError(f"{where}: must be one of {', '.join(map(str, allowed))}; got {value!r}")
         return value

@@ -63,6 +63,9 @@ class TrainConfig:
     length_grouping: bool = field(True, help="batch sequences of similar length (less padding)")
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
     gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
+    compile: Literal["auto", "on", "off"] = field(
+        "auto", help="regional torch.compile: each decoder layer compiled once (dynamic shapes), not the whole "
+                     "stack; auto = on for CUDA, off on CPU (on works on CPU too, needs a C++ compiler)")
     dtype: str = field("auto", help="weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     device: str = field("auto", help="auto | cpu | cuda (under accelerate launch each process takes its GPU)")
     threads: int | None = field(None, help="CPU threads for torch (default: torch's choice)")
@@ -104,6 +107,10 @@ class TrainConfig:
             raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16; got {self.dtype!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda; got {self.device!r}")
+        if isinstance(self.compile, bool):
+            self.compile = "on" if self.compile else "off"
+        if self.compile not in ("auto", "on", "off"):
+            raise ConfigError(f"compile must be auto, on or off; got {self.compile!r}")
 
 
 # ---------------------------------------------------------------------------------------
