@@ -84,9 +84,58 @@ class Trainer:
         self.model, self.opt = self.acc.prepare(model, opt)
         self.sched = sched
         inner = self.acc.unwrap_model(self.model)
+        # Regional compile of the model inside DDP (its layers, in place): DDP's wrapper and
+        # hooks stay as they are, and so do parameter names, checkpoints and saved adapters.
+        self.compiled_layers = self._compile(inner)
         # Under DDP (2+ processes) forward through the wrapper (its gradient hooks) but let
         # sft.forward_loss read config / input embeddings of the model inside it.
         self.fwd = self.model if inner is self.model else _Forward(self.model, inner)
+
+    def _compile(self, model: Any) -> int:
+        """:func:`sft.compile_layers` when ``compile`` asks for it; 0 (and a warning) when it fails."""
+        cfg = self.cfg
+        self.compile_error: str | None = None
+        self._compile_pending = False
+        if not (cfg.compile == "on" or (cfg.compile == "auto" and self.device.type == "cuda")):
+            return 0
+        try:
+            n = sft.compile_layers(model)
+        except Exception as exc:  # e.g. torch.compile unsupported on this Python / platform
+            self._compile_fallback(model, exc)
+            return 0
+        if self.is_main:
+            layers = sft.decoder_layers(model)
+            kinds = sorted({type(layer).__name__ for layer in layers})
+            log.info("regional compile: torch.compile(dynamic=True) on each of %d decoder layers (%s), "
+                     "gradient checkpointing %s; graphs are built on the first steps", n, ", ".join(kinds),
+                     "on" if cfg.gradient_checkpointing else "off")
+        self._compile_pending = True  # the first forward/backward compiles: fall back if it fails
+        return n
+
+    def _compile_fallback(self, model: Any, exc: BaseException) -> None:
+        sft.uncompile_layers(model)
+        self.compiled_layers = 0
+        self._compile_pending = False
+        # the message up to its first blank line (dynamo appends pages of advice after it)
+        text = f"{type(exc).__name__}: {exc}".strip().split("\n\n")[0]
+        self.compile_error = " ".join(text.split())[:500]
+        log.warning("regional torch.compile failed, training without it (compile: off avoids this): %s",
+                    self.compile_error)
+
+    def _forward_backward(self, batch: dict, denom: float) -> Any:
+        """One micro-batch's loss sum, gradients accumulated; the first one falls back to eager
+        when compiling the layers fails (nothing is lost: it is the first micro-batch of a step)."""
+        try:
+            loss_sum, _ = sft.forward_loss(self.fwd, batch, self.device)
+            self.acc.backward(loss_sum / denom)
+        except Exception as exc:
+            if not (self._compile_pending and _is_compile_error(exc)):
+                raise
+            self._compile_fallback(self.acc.unwrap_model(self.model), exc)
+            self.opt.zero_grad(set_to_none=True)
+            return self._forward_backward(batch, denom)
+        self._compile_pending = False
+        return loss_sum
 
     def _lr_lambda(self, step: int) -> float:
         cfg = self.cfg
@@ -159,8 +208,7 @@ class Trainer:
             for j, batch in enumerate(batches):
                 ctx = self.acc.no_sync(self.model) if j < len(batches) - 1 else _nullctx()
                 with ctx:
-                    loss_sum, _ = sft.forward_loss(self.fwd, batch, self.device)
-                    self.acc.backward(loss_sum / denom)
+                    loss_sum = self._forward_backward(batch, denom)
                 total += float(loss_sum.detach())
                 state["tokens"] += batch["n_tokens"]
             if world > 1:  # the logged loss and token count are those of the global batch
@@ -296,6 +344,8 @@ class Trainer:
             best_val_loss=best.get("val_loss"), best_val_verdict_nll=best.get("val_verdict_nll"),
             best_val_verdict_acc=best.get("val_verdict_acc"), selected_on=self.cfg.select_on,
             best_step=state["best_step"], stopped_early=state["stopped_early"],
+            compile=self.compiled_layers > 0, compiled_layers=self.compiled_layers,
+            **({"compile_error": self.compile_error} if self.compile_error else {}),
             outputs={"best": "best", "final": "final", "curves": ["metrics.csv", "curves.png"]},
         )
 
@@ -335,6 +385,14 @@ class _Forward:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """An error of torch.compile itself (dynamo / inductor / a missing C++ compiler)."""
+    import torch._dynamo.exc
+
+    return isinstance(exc, torch._dynamo.exc.TorchDynamoException) or type(exc).__module__.startswith(
+        ("torch._dynamo", "torch._inductor"))
 
 
 class _nullctx:
