@@ -3,6 +3,9 @@
     # on the lent H100 (random-init models of the real architectures, no weights needed)
     python benchmarks/train_throughput.py --shape e4b --methods qlora,lora --steps 20 --out e4b.json
     python benchmarks/train_throughput.py --shape 270m --methods lora --steps 20 --out 270m.json
+    # + the regionally compiled arm (what the trainer's compile: auto does on CUDA)
+    python benchmarks/train_throughput.py --shape e4b --methods qlora --compile --steps 24 --warmup 4 \
+        --arms baseline,breachlab,breachlab-regional-compile --out e4b-compile.json
     # on the 2-core CPU
     python benchmarks/train_throughput.py --shape 270m --methods lora --device cpu --batch-size 4 --steps 4
 
@@ -15,6 +18,11 @@ Arms, each on a fresh model with the same seed and the same samples:
   padding, ``logits_to_keep`` = longest answer + 1, so logits exist only where the loss
   needs them; the baseline's batches in the baseline's order → per-step losses comparable.
 * ``breachlab`` — the same plus length-grouped batches (:func:`sft.grouped_batches`).
+* ``breachlab-regional-compile`` (with ``--compile``) — ``breachlab`` plus regional
+  compilation, the trainer's own :func:`sft.compile_layers` (what ``compile: auto`` does on
+  CUDA): ``torch.compile(dynamic=True)`` on each decoder layer, not on the whole stack, so
+  the layers share a few compiled graphs and every sequence length reuses them.  The first
+  ``--warmup`` steps, not timed, include the compilation.
 
 Lengths are the real (prompt, answer) token counts of the Juliet + SVEN training set
 through the real training template (``benchmarks/data/train_lengths_juliet_sven_512.json``);
@@ -257,15 +265,17 @@ def run_shape(args: argparse.Namespace, method: str) -> dict:
     arms = [("baseline", arm_baseline, order, grad_ckpt, False),
             ("breachlab-same-order", arm_breachlab, order, grad_ckpt, False),
             ("breachlab", arm_breachlab, grouped, args.breachlab_grad_ckpt, False),
-            ("breachlab-compiled", arm_breachlab, grouped, args.breachlab_grad_ckpt, True)]
+            ("breachlab-regional-compile", arm_breachlab, grouped, args.breachlab_grad_ckpt, True)]
     results = []
     for name, fn, batches, ckpt, compiled in arms:
         if (args.arms and name not in args.arms.split(",")) or (compiled and not args.compile):
             continue
         reset_mem(args.device)
         model = make_model(args.shape, method, args.device, args.seed, ckpt)
-        if compiled:
-            model.get_base_model().model.compile(dynamic=True)
+        if compiled:  # the trainer's regional compile: each decoder layer, dynamic shapes
+            from breachlab.vuln.sft import compile_layers
+
+            print(f"{name}: torch.compile(dynamic=True) on {compile_layers(model)} decoder layers", flush=True)
         n_params = nonembedding_params(model)
         cfg = model.get_base_model().config
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -306,8 +316,10 @@ def main() -> None:
     ap.add_argument("--breachlab-grad-ckpt", action=argparse.BooleanOptionalAction, default=False,
                     help="gradient checkpointing in the grouped breachlab arms (memory is small without it: "
                          "logits exist only on answer tokens)")
-    ap.add_argument("--compile", action="store_true", help="add an arm with torch.compile on the decoder stack")
-    ap.add_argument("--arms", default="", help="subset: baseline,breachlab-same-order,breachlab")
+    ap.add_argument("--compile", action="store_true", help="add the breachlab-regional-compile arm: torch.compile on each decoder "
+                    "layer (the trainer's sft.compile_layers)")
+    ap.add_argument("--arms", default="", help="subset: baseline,breachlab-same-order,breachlab,"
+                                             "breachlab-regional-compile")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tmp", default="/tmp/bl-bench")
