@@ -32,6 +32,39 @@ def _metrics(run: Path) -> dict:
             **{k: {"value": round(out[k]["value"], 4), "ci": [round(c, 4) for c in out[k]["ci"]]} for k in KEYS}}
 
 
+def _training_summary(train: Path, man: dict, cfg: dict, twin: Path | None = None) -> dict:
+    """Steps, best step and how the run ended: from the manifest, or from metrics.csv when the
+    run was cut (a device call's time limit) before it could write its summary."""
+    keys = ("steps", "planned_steps", "best_step", "best_val_loss", "best_val_verdict_nll", "best_val_verdict_acc",
+            "selected_on", "stopped_early", "train_samples", "val_samples", "truncated_train_samples",
+            "trainable_params", "total_params", "samples_per_second", "tokens_per_second", "train_seconds", "finished")
+    out = {k: man.get(k) for k in keys}
+    if man.get("status") == "finished":
+        out["ended"] = "stopped early" if man.get("stopped_early") else "finished"
+        return out
+    import csv
+
+    rows = list(csv.DictReader((train / "metrics.csv").open()))
+    val = [r for r in rows if r["val_loss"]]
+    metric = "val_verdict_nll" if cfg.get("select_on") == "verdict" else "val_loss"
+    best = min(val, key=lambda r: float(r[metric]))  # first minimum, as the trainer keeps it (min_delta aside)
+    per_epoch = round(int(rows[-1]["step"]) / float(rows[-1]["epoch"]))
+    if twin is not None:  # a finished run on the same data, model and LoRA shape: its counts are this run's
+        tman = json.loads((twin / "manifest.json").read_text())
+        for k in ("train_samples", "val_samples", "truncated_train_samples", "trainable_params", "total_params"):
+            out[k] = tman.get(k)
+        out["counts_from"] = str(twin)
+    import math
+
+    out.update(planned_steps=math.ceil(float(cfg.get("epochs", 1)) * per_epoch) if not cfg.get("max_steps") else cfg["max_steps"],
+               steps=int(rows[-1]["step"]), best_step=int(best["step"]), best_val_loss=float(best["val_loss"]),
+               best_val_verdict_nll=float(best["val_verdict_nll"] or "nan"), selected_on=cfg.get("select_on", "loss"),
+               best_val_verdict_acc=float(best["val_verdict_acc"] or "nan"), train_seconds=float(rows[-1]["seconds"]),
+               ended=f"cut by the time limit of the training call at step {rows[-1]['step']} "
+                     f"(epoch {rows[-1]['epoch']}); best/ is the checkpoint of step {best['step']}")
+    return out
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -45,7 +78,11 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--domains", default="juliet,sven")
-    ap.add_argument("--machine", default="lent NVIDIA H200 (device tool), 2026-11-25")
+    ap.add_argument("--machine", default="lent NVIDIA H200 (device tool), 2026-11-26")
+    ap.add_argument("--counts-from", type=Path, default=None,
+                    help="for a run cut before its summary: a finished run on the same data/model/LoRA shape "
+                         "whose sample and parameter counts are this run's")
+    ap.add_argument("--code", default="", help="git commit of the training code, when the run's manifest cannot know it")
     args = ap.parse_args()
 
     import torch
@@ -72,10 +109,9 @@ def main() -> None:
         "training": {
             "config": train_cfg,
             "machine": args.machine,
-            **{k: man.get(k) for k in ("steps", "planned_steps", "best_step", "best_val_loss", "stopped_early",
-                                       "train_samples", "val_samples", "truncated_train_samples",
-                                       "trainable_params", "total_params", "samples_per_second",
-                                       "tokens_per_second", "train_seconds", "finished")},
+            "code_commit": args.code or man.get("git_sha"),
+            "command": man.get("command"),
+            **_training_summary(args.train, man, train_cfg, args.counts_from),
             "versions": man.get("versions"),
         },
         "data": {"config": data_cfg, "test_sha256": _sha(args.data / "test.jsonl"),

@@ -70,3 +70,29 @@ def test_tag_follows_content_not_name(tmp_path: Path) -> None:
         (d / "adapter.gguf").write_bytes(payload)
     assert adapter_tag(a / "adapter.gguf").startswith("a@")
     assert adapter_tag(a / "adapter.gguf") != adapter_tag(b / "adapter.gguf").replace("b@", "a@")
+
+
+def test_the_shipped_adapter_matches_its_card() -> None:
+    """The files that ship are the ones the card describes, and the card's numbers say why it ships."""
+    import hashlib
+
+    gguf = pytest.importorskip("gguf")
+    if not adapters.has_shipped():
+        pytest.skip("this install ships no adapter")
+    folder = adapters.shipped_dir()
+    card = adapters.shipped_card()
+    assert card["name"] == adapters.DEFAULT_ADAPTER
+    for name, digest in card["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, f"{name} differs from card.json"
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    assert cfg["r"] == card["training"]["config"]["lora_r"] and cfg["lora_alpha"] == card["training"]["config"]["lora_alpha"]
+    assert set(cfg["target_modules"]) <= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    reader = gguf.GGUFReader(str(folder / "adapter.gguf"))
+    fields = {k: f.contents() for k, f in reader.fields.items() if k.startswith(("general.type", "adapter."))}
+    assert fields["general.type"] == "adapter" and fields["adapter.type"] == "lora"
+    assert fields["adapter.lora.alpha"] == pytest.approx(cfg["lora_alpha"])
+    assert len(reader.tensors) == 2 * 7 * 18, "A and B for 7 projections in each of the 18 layers"
+    # it ships because it beat zero-shot on held-out data: the paired story must hold in the card
+    juliet = card["heldout"]["juliet"]
+    assert juliet["fine_tuned"]["roc_auc"]["ci"][0] > juliet["zero_shot"]["roc_auc"]["ci"][1]
+    assert (folder / "README.md").is_file()

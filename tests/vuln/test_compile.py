@@ -152,6 +152,6 @@ def test_compile_setting_reads_yaml_on_off():
 
     assert load(TrainConfig, None, parse_overrides(["compile=on"])).compile == "on"
     assert load(TrainConfig, None, parse_overrides(["compile=off"])).compile == "off"
-    assert TrainConfig().compile == "auto"
+    assert TrainConfig().compile == "off", "off until compiling is shown to pay on the GPU (docs/benchmarks.md run 7)"
     with pytest.raises(ConfigError):
         load(TrainConfig, None, parse_overrides(["compile=sometimes"]))

@@ -52,7 +52,7 @@ class ExportConfig:
                                help="any of adapter, merged, gguf, gguf-lora")
     quants: list[str] = field(default_factory=lambda: ["f16", "q8_0", "q5_k_m", "q4_k_m"],
                               help="GGUF types: f32, f16, bf16 (converter), q8_0, q5_k_m, q4_k_m (quantiser)")
-    weights: str = field("best", help="best (lowest validation loss), final, or checkpoint (the newest "
+    weights: str = field("best", help="best (best validation number, see the run's select_on), final, or checkpoint (the newest "
                                       "checkpoint of a run that is still going or was killed)")
     dtype: str = field("bfloat16", help="merged safetensors dtype: bfloat16, float16 or float32")
     threads: int = field(0, help="quantiser threads (0 = all cores)")

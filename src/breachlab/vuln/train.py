@@ -3,7 +3,7 @@
 LoRA, QLoRA (bitsandbytes NF4 + double quantisation, GPU only) or full fine-tuning of a
 causal LM on (prompt, answer) pairs from :mod:`breachlab.vuln.prompts`, loss on the model
 turn only, logits only where the loss needs them (:mod:`breachlab.vuln.sft`).  The run
-directory gets ``best/`` (lowest validation loss) and ``final/`` weights, ``metrics.csv`` +
+directory gets ``best/`` (lowest validation loss, or verdict-token NLL with ``select_on: verdict``) and ``final/`` weights, ``metrics.csv`` +
 ``curves.png``, ``checkpoints/`` every ``save_every`` steps and a manifest with trainable
 parameters, peak memory and tokens/s.  ``--resume RUN_DIR`` continues after a crash or
 ``kill -9`` from the newest checkpoint, losing at most one interval.
@@ -64,8 +64,9 @@ class TrainConfig:
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
     gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
     compile: Literal["auto", "on", "off"] = field(
-        "auto", help="regional torch.compile: each decoder layer compiled once (dynamic shapes), not the whole "
-                     "stack; auto = on for CUDA, off on CPU (on works on CPU too, needs a C++ compiler)")
+        "off", help="regional torch.compile: each decoder layer compiled (dynamic shapes), not the whole stack; "
+                    "auto = on for CUDA, off on CPU; on works on CPU too (needs a C++ compiler). Off by default: on "
+                    "an H200 its compile time did not pay back within 24 steps (docs/benchmarks.md, run 7)")
     dtype: str = field("auto", help="weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     device: str = field("auto", help="auto | cpu | cuda (under accelerate launch each process takes its GPU)")
     threads: int | None = field(None, help="CPU threads for torch (default: torch's choice)")

@@ -65,7 +65,7 @@ def export(
     run_dir: Path = typer.Argument(..., help="training run directory"),
     format_: str = typer.Option("adapter,merged,gguf", "--format", help="adapter, merged, gguf, gguf-lora (comma list)"),
     quant: str = typer.Option("f16,q8_0,q5_k_m,q4_k_m", "--quant", help="GGUF types: f32,f16,bf16,q8_0,q5_k_m,q4_k_m"),
-    weights: str = typer.Option("best", "--weights", help="best (lowest validation loss), final, or checkpoint (newest checkpoint of a running/killed run)"),
+    weights: str = typer.Option("best", "--weights", help="best (best validation number, see the run's select_on), final, or checkpoint (newest checkpoint of a running/killed run)"),
     dtype: str = typer.Option("bfloat16", "--dtype", help="merged safetensors dtype"),
     out: Optional[Path] = typer.Option(None, "--out", help="export folder (default RUN_DIR/export)"),
 ) -> None:
