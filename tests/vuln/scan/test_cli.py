@@ -74,7 +74,7 @@ def test_adapter_default_follows_model_and_hybrid(monkeypatch, tmp_path: Path) -
     assert cli.choose_adapter("x.gguf", model="embedded", hybrid=True, custom_weights=False) == "x.gguf"
 
 
-def test_scan_passes_the_chosen_adapter(monkeypatch, fake, tmp_path: Path) -> None:
+def test_scan_passes_the_chosen_adapter(monkeypatch, fake, tmp_path: Path, capsys) -> None:
     seen = {}
 
     def make(model, backend, adapter, n_ctx, threads):
@@ -91,5 +91,8 @@ def test_scan_passes_the_chosen_adapter(monkeypatch, fake, tmp_path: Path) -> No
     (tmp_path / "a.c").write_text("int f(void) { return 0; }\n")
     call(a, monkeypatch, str(tmp_path), "--no-cache")
     assert seen["adapter"] == "default"
+    if adapters.shipped_dir().is_dir():  # the user is told what the shipped adapter is (not) good for
+        note = capsys.readouterr().err
+        assert "adapter gemma3-270m-juliet-r16" in note and "real (SVEN) code 0.52" in note
     call(a, monkeypatch, str(tmp_path), "--no-cache", "--adapter", "none")
     assert seen["adapter"] == "none"

@@ -24,6 +24,18 @@ def make_scorer(model: str, backend: str, adapter: Optional[str], n_ctx: int, th
     return BackendScorer(load_backend(model, backend=backend, adapter=adapter, n_ctx=n_ctx, threads=threads))
 
 
+def default_adapter_note() -> str:
+    """What the shipped adapter is good for, from its card's held-out numbers (told on every scan)."""
+    from breachlab.vuln.adapters import shipped_card
+
+    card = shipped_card()
+    roc = {d: card["heldout"][d]["fine_tuned"]["roc_auc"]["value"] for d in ("juliet", "sven") if d in card["heldout"]}
+    where = ", ".join(f"{'Juliet-style' if d == 'juliet' else 'real (SVEN)'} code {v:.2f}" for d, v in roc.items())
+    return (f"note: model = embedded Gemma 3 270M + adapter {card['name']}; held-out ROC-AUC: {where} "
+            "(0.50 = chance). On real code its verdicts are no better than chance: add --hybrid cppcheck,flawfinder "
+            "for static analysers, --adapter none for the base model.")
+
+
 def choose_adapter(adapter: Optional[str], *, model: str, hybrid: bool, custom_weights: bool) -> str:
     """The adapter a scan uses when ``--adapter`` is not given (see the option's help)."""
     if adapter is not None:
@@ -90,6 +102,8 @@ def scan(
         except (OSError, ValueError, AttributeError) as exc:
             raise UserError(f"--hybrid-weights {hybrid_weights}: not a weights JSON ({exc})") from None
     adapter = choose_adapter(adapter, model=model, hybrid=bool(tools), custom_weights=weights is not None)
+    if adapter == "default":
+        typer.echo(default_adapter_note(), err=True)
     scorer = make_scorer(model, backend, adapter, n_ctx, threads)
     store = ScoreCache(default_path() if cache else None)
     from rich.console import Console
