@@ -302,6 +302,8 @@ def run(cfg: TrainConfig, *, out: str | Path | None = None, root: str | Path = "
         run_dir = trainer.share_run_dir(run_dir)
     with run_dir.running() if trainer.is_main else _null():
         trainer.fit(run_dir, resume=resume is not None)
+    if trainer.acc.num_processes > 1:  # NCCL/gloo: tear the process group down (torch warns otherwise)
+        trainer.acc.end_training()
     return run_dir.path
 
 
