@@ -3,27 +3,34 @@
     # on the lent H100 (random-init models of the real architectures, no weights needed)
     python benchmarks/train_throughput.py --shape e4b --methods qlora,lora --steps 20 --out e4b.json
     python benchmarks/train_throughput.py --shape 270m --methods lora --steps 20 --out 270m.json
-    # + the regionally compiled arm (what the trainer's compile: auto does on CUDA)
-    python benchmarks/train_throughput.py --shape e4b --methods qlora --compile --steps 24 --warmup 4 \
-        --arms baseline,breachlab,breachlab-regional-compile --out e4b-compile.json
+    # where a step's time goes (torch.profiler tables next to the JSON), and the no-checkpointing arm
+    python benchmarks/train_throughput.py --shape e4b --methods qlora --steps 16 --profile 3 --profile-dir . \
+        --arms baseline,breachlab-same-order,breachlab-no-ckpt
     # on the 2-core CPU
     python benchmarks/train_throughput.py --shape 270m --methods lora --device cpu --batch-size 4 --steps 4
 
-Arms, each on a fresh model with the same seed and the same samples:
+Arms, each on a fresh model with the same seed and the same batches in the same order (so
+every arm's per-step losses compare with the baseline's):
 
 * ``baseline`` — ``transformers.Trainer`` + PEFT, batches padded right to the longest in the
   batch, labels -100 on the prompt (what TRL's SFTTrainer does with completion-only loss),
-  full logits over the 262k vocabulary at every position.
-* ``breachlab-same-order`` — breachlab's collate/loss (:mod:`breachlab.vuln.sft`): left
-  padding, ``logits_to_keep`` = longest answer + 1, so logits exist only where the loss
-  needs them; the baseline's batches in the baseline's order → per-step losses comparable.
-* ``breachlab`` — the same plus length-grouped batches (:func:`sft.grouped_batches`).
-* ``breachlab-regional-compile`` (with ``--compile``) — ``breachlab`` plus regional
-  compilation, the trainer's own :func:`sft.compile_layers` (what ``compile: auto`` does on
-  CUDA): ``torch.compile(dynamic=True)`` on each decoder layer, not on the whole stack, so
-  the layers share a few compiled graphs and every sequence length reuses them.  The first
-  ``--warmup`` steps, not timed, include the compilation.
+  full logits over the 262k vocabulary at every position, gradient checkpointing.
+* ``breachlab-padded`` — breachlab's SFT loss of earlier sessions (:mod:`breachlab.vuln.sft`):
+  left padding, ``logits_to_keep`` = longest answer + 1, so logits exist only where the loss
+  needs them.
+* ``breachlab-packed`` — padding-free: the batch's examples end to end in one row
+  (:func:`sft.collate_packed`), segment masks, positions restarting per example, logits only
+  at the answer positions (a 1-D ``logits_to_keep``).
+* ``breachlab-same-order`` — the trainer's default on CUDA: packed, plus fused kernels
+  (:func:`speed.fused_kernels`, Liger when installed) and Gemma 4's per-layer embedding
+  table kept in CPU memory (:func:`speed.offload_per_layer_embeddings`).
+* ``breachlab-no-ckpt`` — the same without gradient checkpointing.
+* ``breachlab-regional-compile`` (with ``--compile``) — the same plus the trainer's regional
+  compile (:func:`sft.compile_layers`): ``torch.compile(dynamic=True)`` on each decoder
+  layer.  The first ``--warmup`` steps, not timed, include the compilation.
 
+Peak memory is the training peak: it is reset after the model is built (a random-init
+QLoRA model is built in bf16 and then quantised, a transient a real load does not have).
 Lengths are the real (prompt, answer) token counts of the Juliet + SVEN training set
 through the real training template (``benchmarks/data/train_lengths_juliet_sven_512.json``);
 token ids are random (the model is random too).  Reported: samples/s, real tokens/s (no
@@ -74,7 +81,7 @@ def build_config(shape: str) -> Any:
     raise SystemExit(f"unknown shape {shape}")
 
 
-def make_model(shape: str, method: str, device: str, seed: int, grad_ckpt: bool) -> Any:
+def make_model(shape: str, method: str, device: str, seed: int, grad_ckpt: bool, rng_state: bool = True) -> Any:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -90,7 +97,8 @@ def make_model(shape: str, method: str, device: str, seed: int, grad_ckpt: bool)
     for p in model.parameters():
         p.requires_grad_(False)
     if grad_ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False,
+                                                                           "preserve_rng_state": rng_state})
         model.enable_input_require_grads()
     model.config.use_cache = False
     torch.manual_seed(seed + 1)
@@ -203,30 +211,89 @@ def arm_baseline(model: Any, examples: list[Any], batches: list[list[int]], args
     return {"step_times": _diffs([start, *times]), "losses": losses}
 
 
-def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], args: argparse.Namespace) -> dict:
+def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], args: argparse.Namespace,
+                  packed: bool = False, profile_path: Path | None = None, graphs: bool = False) -> dict:
     import torch
 
-    from breachlab.vuln.sft import collate, forward_loss
+    from breachlab.vuln.sft import collate, collate_packed, forward_loss
+    from breachlab.vuln.speed import CudaGraphStep
 
     device = torch.device(args.device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
+    graph = CudaGraphStep(model, pad_id=0) if graphs else None
     model.train()
     losses, times = [], []
-    start = time.perf_counter()
-    for b in batches:
-        batch = collate([examples[i] for i in b], pad_id=0)
-        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.device == "cuda"):
-            loss_sum, count = forward_loss(model, batch, device)
-            loss = loss_sum / max(count, 1)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+
+    ahead: dict[int, Any] = {}
+
+    def step(b: list[int], nxt: list[int] | None = None) -> float:
+        rows = [examples[i] for i in b]
+        if graph is not None:
+            n_sup = max(1, sum(e.n_answer for e in rows))
+            loss = graph.forward_backward(ahead.pop(id(b), None) or rows, 1.0 / n_sup) / n_sup
+        else:
+            batch = collate_packed(rows, pad_id=0) if packed else collate(rows, pad_id=0)
+            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.device == "cuda"):
+                loss_sum, count = forward_loss(model, batch, device)
+                loss = loss_sum / max(count, 1)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=graph is None)
+        if graph is not None and nxt is not None:  # the trainer's prefetch: next step's host work now
+            ahead[id(nxt)] = graph.prepare([examples[i] for i in nxt])
         if args.device == "cuda":
             torch.cuda.synchronize()
-        losses.append(float(loss))
+        return float(loss)
+
+    start = time.perf_counter()
+    captures = []
+    for k, b in enumerate(batches):
+        before = graph.captured if graph else 0
+        losses.append(step(b, batches[k + 1] if k + 1 < len(batches) else None))
         times.append(time.perf_counter())
-    return {"step_times": _diffs([start, *times]), "losses": losses}
+        if len(batches) >= 200 and len(times) % 100 == 0:  # a long arm shows it is alive
+            print(f"  {len(times)}/{len(batches)} steps, {times[-1] - start:.0f} s"
+                  + (f", {graph.captured} graphs" if graph else ""), flush=True)
+        captures.append(graph is not None and graph.captured > before)
+    out = {"step_times": _diffs([start, *times]), "losses": losses}
+    if graph is not None:
+        out["graphs_captured"] = graph.captured
+        out["capture_seconds"] = round(graph.capture_seconds, 2)
+        out["capture_steps"] = [i for i, c in enumerate(captures) if c]
+    if profile_path is not None and args.profile:  # after the timed steps: the profiler costs no timed time
+        prof = _start_profiler(args.device)
+        t0 = time.perf_counter()
+        for b in batches[: args.profile]:
+            step(b)
+        _stop_profiler(prof, profile_path, args.profile, time.perf_counter() - t0)
+    return out
+
+
+def _start_profiler(device: str) -> Any:
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    prof = profile(activities=acts)
+    prof.__enter__()
+    return prof
+
+
+def _stop_profiler(prof: Any, path: Path, steps: int, wall: float) -> None:
+    """Where a step's time goes: GPU kernel time and launches per step against its wall time."""
+    from torch.autograd import DeviceType
+
+    prof.__exit__(None, None, None)
+    avgs = prof.key_averages()
+    kernels = [e for e in avgs if e.device_type == DeviceType.CUDA]
+    gpu_s = sum(e.self_device_time_total for e in kernels) / 1e6
+    launches = sum(e.count for e in kernels)
+    head = (f"{steps} steps, wall {wall / steps * 1e3:.1f} ms/step, GPU kernels {gpu_s / steps * 1e3:.1f} ms/step "
+            f"({100 * gpu_s / wall:.0f}% busy), {launches / steps:.0f} kernel launches/step\n")
+    sort = "self_device_time_total" if kernels else "self_cpu_time_total"
+    path.write_text(head + avgs.table(sort_by=sort, row_limit=40, max_name_column_width=70) + "\n")
+    print(head.strip(), "->", path, flush=True)
 
 
 def _diffs(ts: list[float]) -> list[float]:
@@ -244,64 +311,112 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
     useful_flops = 6 * n_params * tokens + 6 * vocab * hidden * supervised
     out = {
         "arm": name, "timed_steps": len(timed), "seconds": round(secs, 3),
+        "all_steps_seconds": round(sum(res["step_times"]), 2),  # warm-up (and graph captures) included
         "samples_per_s": round(samples / secs, 3), "real_tokens_per_s": round(tokens / secs, 1),
         "peak_mem_gib": round(res["peak_mem_gib"], 2), "losses": [round(x, 4) for x in res["losses"]],
     }
     if args.device == "cuda":
         out["mfu_useful"] = round(useful_flops / secs / H100_BF16_PEAK, 4)
+    if "graphs_captured" in res:  # what the timed steps cost without the steps that captured a graph
+        cap = set(res["capture_steps"])
+        steady = [i for i in range(skip, len(batches)) if i not in cap]
+        s_secs = sum(res["step_times"][i] for i in steady)
+        out.update(graphs_captured=res["graphs_captured"], capture_seconds=res["capture_seconds"],
+                   capture_steps=res["capture_steps"], replay_steps=len(steady))
+        if steady:
+            out["samples_per_s_replay"] = round(sum(len(batches[i]) for i in steady) / s_secs, 3)
     return out
+
+
+# name: (loop, gradient checkpointing, breachlab features); every arm runs the same batches in one order
+ARMS: dict[str, tuple[str, bool, dict]] = {
+    "baseline": ("hf", True, {}),
+    # the SFT path of earlier sessions: left padding, logits only on the answer positions
+    "breachlab-padded": ("bl", True, {}),
+    "breachlab-packed": ("bl", True, {"packed": True}),
+    # the trainer's default on CUDA: packed + fused kernels + per-layer embeddings on the CPU
+    "breachlab-same-order": ("bl", True, {"packed": True, "kernels": True, "offload": True}),
+    "breachlab-no-ckpt": ("bl", False, {"packed": True, "kernels": True, "offload": True}),
+    # + CUDA graphs: forward+backward captured per (length, supervised positions) bucket
+    "breachlab-graphs": ("bl", True, {"packed": True, "kernels": True, "offload": True, "graphs": True}),
+    "breachlab-regional-compile": ("bl", True, {"packed": True, "kernels": True, "offload": True,
+                                               "compile": True}),
+}
+DEFAULT_ARMS = "baseline,breachlab-padded,breachlab-packed,breachlab-same-order"
 
 
 def run_shape(args: argparse.Namespace, method: str) -> dict:
     import torch
 
-    grad_ckpt = args.grad_ckpt
-    examples = make_examples(args.steps * args.batch_size, 262144, args.seed)
-    from breachlab.vuln.sft import grouped_batches, plain_batches
+    from breachlab.vuln.sft import plain_batches
 
+    steps = {name: args.steps for name in args.arms.split(",")}
+    for item in filter(None, args.arm_steps.split(",")):
+        name, n = item.split("=")
+        steps[name] = int(n)
+    examples = make_examples(max(steps.values()) * args.batch_size, 262144, args.seed)
     order = plain_batches(len(examples), args.batch_size, args.seed, 0)
-    grouped = grouped_batches([len(e.ids) for e in examples], args.batch_size, args.seed, 0)
-    # (name, loop, batches, gradient checkpointing, torch.compile)
-    arms = [("baseline", arm_baseline, order, grad_ckpt, False),
-            ("breachlab-same-order", arm_breachlab, order, grad_ckpt, False),
-            ("breachlab", arm_breachlab, grouped, args.breachlab_grad_ckpt, False),
-            ("breachlab-regional-compile", arm_breachlab, grouped, args.breachlab_grad_ckpt, True)]
-    results = []
-    for name, fn, batches, ckpt, compiled in arms:
-        if (args.arms and name not in args.arms.split(",")) or (compiled and not args.compile):
-            continue
+    results: list[dict] = []
+    for name in args.arms.split(","):
         reset_mem(args.device)
-        model = make_model(args.shape, method, args.device, args.seed, ckpt)
-        if compiled:  # the trainer's regional compile: each decoder layer, dynamic shapes
-            from breachlab.vuln.sft import compile_layers
+        try:
+            results.append(run_arm(name, method, args, examples, order[: steps[name]]))
+        except Exception as exc:  # one failing arm (an OOM, a kernel) does not lose the others
+            import traceback
 
-            print(f"{name}: torch.compile(dynamic=True) on {compile_layers(model)} decoder layers", flush=True)
-        n_params = nonembedding_params(model)
-        cfg = model.get_base_model().config
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        res = fn(model, examples, batches, args)
-        res["peak_mem_gib"] = peak_mem(args.device)
-        results.append(summarize(name, res, examples, batches, args, n_params, cfg.vocab_size, cfg.hidden_size))
-        results[-1]["grad_ckpt"] = ckpt
-        # the whole arm, per-step losses included: a later arm that times out loses nothing
-        print(json.dumps({**results[-1], "losses": [round(float(x), 5) for x in results[-1].get("losses", [])]}),
-              flush=True)
-        del model
+            traceback.print_exc()
+            results.append({"arm": name, "error": f"{type(exc).__name__}: {exc}"[:400], "losses": []})
+        print(json.dumps(results[-1]), flush=True)
         reset_mem(args.device)
-    base = next((r for r in results if r["arm"] == "baseline"), None)
+    base = next((r for r in results if r["arm"] == "baseline" and "error" not in r), None)
     if base:
         for r in results:
+            if "error" in r:
+                continue
             r["samples_per_s_ratio"] = round(r["samples_per_s"] / base["samples_per_s"], 2)
             r["peak_mem_ratio"] = round(r["peak_mem_gib"] / base["peak_mem_gib"], 3)
-    same = next((r for r in results if r["arm"] == "breachlab-same-order"), None)
-    loss_gap = None
-    if base and same:
-        pairs = list(zip(base["losses"], same["losses"]))
-        loss_gap = {"max_abs_diff": round(max(abs(a - b) for a, b in pairs), 4),
-                    "mean_abs_diff": round(sum(abs(a - b) for a, b in pairs) / len(pairs), 4)}
-    return {"method": method, "grad_ckpt": grad_ckpt, "trainable_params": trainable, "arms": results,
-            "same_order_loss_gap": loss_gap,
+            pairs = list(zip(base["losses"], r["losses"]))
+            if r is not base and pairs:  # every arm runs the baseline's batches in its order
+                r["loss_gap_max"] = round(max(abs(a - b) for a, b in pairs), 4)
+                r["loss_gap_mean"] = round(sum(abs(a - b) for a, b in pairs) / len(pairs), 4)
+    return {"method": method, "grad_ckpt": args.grad_ckpt, "arms": results,
             "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"}
+
+
+def run_arm(name: str, method: str, args: argparse.Namespace, examples: list[Any], order: list[list[int]]) -> dict:
+    """One arm on a fresh model: its speed, training peak memory and per-step losses."""
+    from breachlab.vuln import speed
+
+    loop, ckpt, feats = ARMS[name]
+    ckpt = ckpt and args.grad_ckpt
+    model = make_model(args.shape, method, args.device, args.seed, ckpt, rng_state=not feats.get("graphs"))
+    build_peak = peak_mem(args.device)
+    applied = {}
+    if feats.get("kernels") and args.kernels != "off":
+        applied["kernels"] = speed.fused_kernels(model, args.kernels)
+    if feats.get("packed"):  # as the trainer does with packing: wide heads attend per example
+        speed.use_packed_attention(model)
+    if feats.get("offload"):
+        applied["offloaded_gib"] = round(speed.offload_per_layer_embeddings(model) / 2**30, 2)
+    if feats.get("compile"):  # the trainer's regional compile: each decoder layer, dynamic shapes
+        from breachlab.vuln.sft import compile_layers
+
+        applied["compiled_layers"] = compile_layers(model)
+    n_params = nonembedding_params(model)
+    cfg = model.get_base_model().config
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    reset_mem(args.device)  # the training peak, not the random-init build (bf16 before NF4)
+    if loop == "hf":
+        res = arm_baseline(model, examples, order, args)
+    else:
+        prof = (Path(args.profile_dir) / f"profile-{args.shape}-{method}-{name}.txt") if args.profile else None
+        res = arm_breachlab(model, examples, order, args, packed=bool(feats.get("packed")), profile_path=prof,
+                            graphs=bool(feats.get("graphs")))
+    res["peak_mem_gib"] = peak_mem(args.device)
+    out = summarize(name, res, examples, order, args, n_params, cfg.vocab_size, cfg.hidden_size)
+    out.update(grad_ckpt=ckpt, build_peak_gib=round(build_peak, 2), trainable_params=trainable, **applied)
+    del model
+    return out
 
 
 def main() -> None:
@@ -312,19 +427,28 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3, help="first steps not timed")
-    ap.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--breachlab-grad-ckpt", action=argparse.BooleanOptionalAction, default=False,
-                    help="gradient checkpointing in the grouped breachlab arms (memory is small without it: "
-                         "logits exist only on answer tokens)")
-    ap.add_argument("--compile", action="store_true", help="add the breachlab-regional-compile arm: torch.compile on each decoder "
-                    "layer (the trainer's sft.compile_layers)")
-    ap.add_argument("--arms", default="", help="subset: baseline,breachlab-same-order,breachlab,"
-                                             "breachlab-regional-compile")
+    ap.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=True,
+                    help="gradient checkpointing in the arms that use it (all but breachlab-no-ckpt)")
+    ap.add_argument("--kernels", default="auto", choices=["auto", "liger", "off"],
+                    help="fused kernels in the arms that use them (breachlab.vuln.speed.fused_kernels)")
+    ap.add_argument("--compile", action="store_true", help="add the breachlab-regional-compile arm")
+    ap.add_argument("--arms", default=DEFAULT_ARMS, help="comma list of: " + ", ".join(ARMS))
+    ap.add_argument("--arm-steps", default="", metavar="ARM=N,...",
+                    help="steps for some arms (e.g. breachlab-graphs=750: a whole 6,000-sample epoch at batch 8); "
+                         "every arm starts with the same batches in the same order")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="torch.profiler over N steps after the warm-up of every breachlab arm")
+    ap.add_argument("--profile-dir", default=".", help="where the profile tables go")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tmp", default="/tmp/bl-bench")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.compile and "breachlab-regional-compile" not in args.arms:
+        args.arms += ",breachlab-regional-compile"
+    unknown = [a for a in args.arms.split(",") if a not in ARMS]
+    if unknown:
+        ap.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     import torch
 
     if args.threads:
@@ -337,7 +461,7 @@ def main() -> None:
     text = json.dumps(report, indent=1, default=str)
     if args.out:
         args.out.write_text(text + "\n")
-    summary = [{"method": r["method"], "loss_gap": r["same_order_loss_gap"],
+    summary = [{"method": r["method"],
                 "arms": [{k: a[k] for k in a if k != "losses"} for a in r["arms"]]} for r in report["results"]]
     print(json.dumps(summary, indent=1))
 

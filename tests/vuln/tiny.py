@@ -76,6 +76,26 @@ def gemma4_multimodal():
     return Gemma4ForConditionalGeneration(cfg)
 
 
+def gemma4_text_dir(path: Path, seed: int = 0) -> Path:
+    """A random text-only Gemma 4 with per-layer embeddings and KV sharing, saved with the
+    tiny tokenizer (what ``vuln train`` loads)."""
+    import torch
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+    tok = make_tokenizer()
+    cfg = Gemma4TextConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, global_head_dim=32, sliding_window=16,
+        hidden_size_per_layer_input=8, vocab_size_per_layer_input=len(tok), num_kv_shared_layers=2,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        max_position_embeddings=2048, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    Gemma4ForCausalLM(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
 def samples_jsonl(folder: Path, n_train: int = 16, n_val: int = 8, seed: int = 0) -> Path:
     """train.jsonl + val.jsonl of Sample rows (balanced, with small variations)."""
     rng = random.Random(seed)

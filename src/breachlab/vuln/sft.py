@@ -136,17 +136,95 @@ def collate(examples: Sequence[Encoded], pad_id: int, supervised_only: bool = Tr
             "n_supervised": int((targets != IGNORE).sum())}
 
 
-def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
-    """Additive 4D attention masks for a left-padded batch in which no query row is empty.
+def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
+                   slot_multiple: int | None = 64) -> dict[str, Any]:
+    """Padding-free batch: the examples end to end in ONE row, each attending only to itself.
 
-    With left padding the pad positions come first, so a pad *query* may attend to nothing
-    at all.  Fused SDPA kernels return finite zeros for such rows in the forward pass but
-    NaN gradients in the backward pass on CUDA (seen on an H100: the LoRA weights turned
-    NaN after one step).  Here every query may attend to itself, real queries never see
-    pad keys, and the causal and sliding-window limits are those of the model, so the
-    result for real tokens is unchanged.  Returns one mask, or a mapping per layer type
-    (``full_attention`` / ``sliding_attention``) for models that mix the two, which is
-    the form Gemma 3/4 accept as ``attention_mask``.
+    ``segments`` (1, T) says which example each position belongs to (-1: the few pad
+    positions that round T up to a multiple of ``multiple``, so lengths repeat and the CUDA
+    allocator reuses blocks); ``position_ids`` restart at 0 for every example, so RoPE sees
+    what it sees in a padded batch; ``keep`` is the 1-D tensor of positions whose logits the
+    loss needs (each answer token's predecessor), passed to the model as ``logits_to_keep``.
+    With :func:`segment_masks` the result for every example equals a batch of its own: the
+    same loss as a padded batch, with no compute spent on padding.
+
+    ``slots`` / ``inverse`` / ``slot_mask`` (unless ``slot_multiple`` is None, and only when
+    it is less work): the layout :func:`breachlab.vuln.speed.packed_attention_forward` uses
+    for layers no fused kernel serves (Gemma 4's 512-wide full-attention heads): each
+    example in a slot of L positions (L = longest, rounded up to ``slot_multiple``), so
+    attention costs examples × L² instead of T² for the whole row.
+    """
+    import torch
+
+    total = sum(len(e.ids) for e in examples)
+    width = -(-total // multiple) * multiple if multiple > 1 else total
+    input_ids = torch.full((1, width), pad_id, dtype=torch.long)
+    segments = torch.full((1, width), -1, dtype=torch.long)
+    position_ids = torch.zeros((1, width), dtype=torch.long)
+    keep: list[int] = []
+    targets: list[int] = []
+    first: list[int] = []
+    start = 0
+    for i, e in enumerate(examples):
+        n = len(e.ids)
+        input_ids[0, start:start + n] = torch.tensor(e.ids, dtype=torch.long)
+        segments[0, start:start + n] = i
+        position_ids[0, start:start + n] = torch.arange(n)
+        first.append(len(keep))
+        for pos in range(e.n_prompt, n):  # logit at pos-1 predicts token pos
+            keep.append(start + pos - 1)
+            targets.append(e.ids[pos])
+        start += n
+    if width > start:  # pad positions count from 0 like a short example of their own
+        position_ids[0, start:] = torch.arange(width - start)
+    out = {"input_ids": input_ids, "segments": segments, "position_ids": position_ids,
+           "keep": torch.tensor(keep, dtype=torch.long), "targets": torch.tensor(targets, dtype=torch.long),
+           "first": torch.tensor(first, dtype=torch.long), "n_tokens": total, "n_supervised": len(targets),
+           "n_examples": len(examples)}
+    if slot_multiple and examples:
+        longest = max(len(e.ids) for e in examples)
+        slot = -(-longest // slot_multiple) * slot_multiple
+        if len(examples) * slot * slot < width * width:
+            out.update(slot_layout([len(e.ids) for e in examples], slot, width))
+    return out
+
+
+def slot_layout(lengths: Sequence[int], slot: int, width: int) -> dict[str, Any]:
+    """Where each example of a packed row sits in a (examples, slot) grid: ``slots`` (S·L,)
+    the row position of every grid cell (empty cells: 0), ``inverse`` (T,) the grid cell of
+    every row position (pad positions: cell 0; their output is never read), ``slot_mask``
+    (S, 1, L, L) causal within the example, empty cells invisible, every query sees itself."""
+    import torch
+
+    n = len(lengths)
+    slots = torch.zeros((n, slot), dtype=torch.long)
+    inverse = torch.zeros((width,), dtype=torch.long)
+    valid = torch.zeros((n, slot), dtype=torch.bool)
+    start = 0
+    for i, length in enumerate(lengths):
+        slots[i, :length] = torch.arange(start, start + length)
+        inverse[start:start + length] = torch.arange(i * slot, i * slot + length)
+        valid[i, :length] = True
+        start += length
+    causal = torch.tril(torch.ones((slot, slot), dtype=torch.bool))
+    eye = torch.eye(slot, dtype=torch.bool)
+    mask = (causal.unsqueeze(0) & valid.unsqueeze(1)) | eye
+    return {"slots": slots.reshape(-1), "inverse": inverse, "slot_mask": mask.unsqueeze(1), "slot_shape": (n, slot)}
+
+
+def segment_masks(model: Any, segments: Any, dtype: Any, longest: int | None = None) -> Any:
+    """Additive 4D attention masks from segment ids (B, T); -1 marks padding.
+
+    A query attends to earlier keys of its own segment, inside the model's causal and
+    sliding-window limits, never to padding; every query may attend to itself, so no row
+    is empty.  (With left padding the pad positions come first, and a pad *query* may
+    otherwise attend to nothing at all: fused SDPA kernels return finite zeros for such
+    rows in the forward pass but NaN gradients in the backward pass on CUDA — seen on an
+    H100: the LoRA weights turned NaN after one step.)  A left-padded batch is one segment
+    per row; a packed row (:func:`collate_packed`) holds many.  Returns one mask, or a
+    mapping per layer type (``full_attention`` / ``sliding_attention``) for models that mix
+    the two, which is the form Gemma 3/4 accept as ``attention_mask``.  ``longest``: the
+    longest segment when the caller knows it (saves a device sync).
     """
     import torch
 
@@ -154,18 +232,18 @@ def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
     base = getattr(model, "get_base_model", None)
     cfg = base().config if callable(base) else cfg
     cfg = getattr(cfg, "text_config", None) or cfg
-    b, w = attention_mask.shape
-    device = attention_mask.device
-    real = attention_mask.bool()
+    b, w = segments.shape
+    device = segments.device
     q = torch.arange(w, device=device).view(w, 1)
     k = torch.arange(w, device=device).view(1, w)
     eye = torch.eye(w, dtype=torch.bool, device=device).unsqueeze(0)
+    same = (segments.unsqueeze(2) == segments.unsqueeze(1)) & (segments >= 0).unsqueeze(1)  # (B, Tq, Tk)
 
     def build(window: int | None) -> Any:
         allowed = k <= q
         if window:
             allowed = allowed & (k > q - window)
-        allowed = (allowed.unsqueeze(0) & real.unsqueeze(1)) | eye
+        allowed = (allowed.unsqueeze(0) & same) | eye
         mask = torch.zeros((b, 1, w, w), dtype=dtype, device=device)
         return mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
 
@@ -173,31 +251,55 @@ def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
     window = getattr(cfg, "sliding_window", None)
     if "sliding_attention" in layer_types and window:
         full = build(None)
-        return {"full_attention": full, "sliding_attention": full if w <= window else build(window)}
+        # the window never binds when no segment is longer than it
+        if longest is None:
+            real = segments[segments >= 0]
+            longest = int(torch.bincount(real).max()) if real.numel() else 0
+        return {"full_attention": full, "sliding_attention": full if longest <= window else build(window)}
     return build(None)
 
 
-def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, Any]:
-    """(float logits for the last K-1 positions, their targets) of one forward pass."""
+def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
+    """:func:`segment_masks` for a left-padded batch (one segment per row, 0 = padding)."""
+    return segment_masks(model, attention_mask.long() - 1, dtype, longest=int(attention_mask.sum(-1).max()))
+
+
+def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, Any, Any]:
+    """One forward pass: (float logits (N, V) of the supervised positions, targets (N,),
+    the row of each example's first answer target — its verdict token — in those N)."""
     import torch
 
-    mask2d = batch["attention_mask"].to(device)
     dtype = model.get_input_embeddings().weight.dtype
-    if torch.is_autocast_enabled(mask2d.device.type):
-        dtype = torch.get_autocast_dtype(mask2d.device.type)
+    if torch.is_autocast_enabled(torch.device(device).type):
+        dtype = torch.get_autocast_dtype(torch.device(device).type)
+    if "segments" in batch:  # packed row
+        from breachlab.vuln import speed
+
+        masks = batch["masks"] if "masks" in batch else segment_masks(model, batch["segments"].to(device), dtype)
+        speed.set_slot_layout(batch, device, dtype)  # stays set for the recomputation in backward
+        out = model(input_ids=batch["input_ids"].to(device), attention_mask=masks,
+                    position_ids=batch["position_ids"].to(device), logits_to_keep=batch["keep"].to(device),
+                    use_cache=False)
+        return out.logits[0].float(), batch["targets"].to(device), batch["first"].to(device)
+    from breachlab.vuln import speed
+
+    speed.set_slot_layout(None)
+    mask2d = batch["attention_mask"].to(device)
     attention_mask = left_pad_masks(model, mask2d, dtype) if bool((mask2d == 0).any()) else mask2d
     out = model(input_ids=batch["input_ids"].to(device), attention_mask=attention_mask,
                 position_ids=batch["position_ids"].to(device), logits_to_keep=batch["keep"], use_cache=False)
-    return out.logits[:, :-1, :].float(), batch["targets"].to(device)
+    logits = out.logits[:, :-1, :].float()
+    b, k1, v = logits.shape
+    first = torch.arange(b, device=logits.device) * k1 + batch["first"].to(logits.device)
+    return logits.reshape(b * k1, v), batch["targets"].to(device).reshape(-1), first
 
 
 def forward_loss(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, int]:
-    """(sum of token NLL over supervised positions, count); logits only for the last K."""
+    """(sum of token NLL over supervised positions, count); logits only where the loss needs them."""
     import torch.nn.functional as F
 
-    logits, targets = _answer_logits(model, batch, device)
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=IGNORE, reduction="sum")
+    logits, targets, _ = _answer_logits(model, batch, device)
+    loss_sum = F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
     return loss_sum, batch["n_supervised"]
 
 
@@ -214,16 +316,12 @@ def forward_eval(model: Any, batch: dict[str, Any], device: Any,
     The verdict token is the first of the answer, the one logit scoring reads; "right" means
     the true verdict token outscores the other one of ``verdict_ids`` (needs exactly two).
     """
-    import torch
     import torch.nn.functional as F
 
-    logits, targets = _answer_logits(model, batch, device)
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=IGNORE, reduction="sum")
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    first = batch["first"].to(logits.device)
-    v_logits = logits[rows, first]  # (B, V)
-    v_true = targets[rows, first]
+    logits, targets, first = _answer_logits(model, batch, device)
+    loss_sum = F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
+    v_logits = logits[first]  # (B, V)
+    v_true = targets[first]
     v_nll = F.cross_entropy(v_logits, v_true, reduction="sum")
     right = 0
     if len(verdict_ids) == 2:

@@ -60,7 +60,18 @@ class TrainConfig:
     max_seq_len: int = field(512, help="tokens per sequence; longer code is shortened, the answer never")
     max_train_samples: int = field(0, help="use at most this many training samples, class-balanced (0 = all)")
     max_val_samples: int = field(200, help="validation samples for the loss every eval_every steps (0 = all)")
-    length_grouping: bool = field(True, help="batch sequences of similar length (less padding)")
+    length_grouping: bool = field(True, help="batch sequences of similar length (less padding without packing)")
+    packing: bool = field(True, help="padding-free micro-batches: the sequences end to end in one row, each "
+                                     "attending only to itself (same loss as padding, no compute spent on pads)")
+    kernels: Literal["auto", "liger", "off"] = field(
+        "auto", help="fused Triton kernels for RMSNorm / gated MLP / RoPE: auto = Liger when liger-kernel is "
+                     "installed and the model is on CUDA; liger = required; off")
+    ple_on_cpu: Literal["auto", "on", "off"] = field(
+        "auto", help="keep Gemma 3n/4's per-layer embedding table (5.25 GiB for E4B) in CPU memory, rows "
+                     "copied per step: auto = on for LoRA/QLoRA on CUDA when the model has one")
+    cuda_graphs: Literal["auto", "on", "off"] = field(
+        "auto", help="replay forward+backward from CUDA graphs (one per length bucket): auto = on for one "
+                     "CUDA process with packing, LoRA/QLoRA, no dropout, compile off; on = required")
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
     gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
     compile: Literal["auto", "on", "off"] = field(
@@ -112,6 +123,37 @@ class TrainConfig:
             self.compile = "on" if self.compile else "off"
         if self.compile not in ("auto", "on", "off"):
             raise ConfigError(f"compile must be auto, on or off; got {self.compile!r}")
+        for name, allowed in (("kernels", ("auto", "liger", "off")), ("ple_on_cpu", ("auto", "on", "off")),
+                              ("cuda_graphs", ("auto", "on", "off"))):
+            value = getattr(self, name)
+            if isinstance(value, bool):  # YAML's on/off arrive as booleans
+                value = ("liger" if name == "kernels" else "on") if value else "off"
+                setattr(self, name, value)
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.cuda_graphs == "on":
+            why = self.graphs_blocker()
+            if why:
+                raise ConfigError(f"cuda_graphs: on needs {why}")
+
+    def graphs_blocker(self, device: str = "cuda", processes: int = 1) -> str | None:
+        """Why CUDA graphs cannot replay this run's steps, or None when they can."""
+        if not device.startswith("cuda"):
+            return "a CUDA device"
+        if processes > 1:
+            return "one process (not DDP)"
+        if not self.packing:
+            return "packing: true"
+        if self.method == "full":
+            return "method lora or qlora"
+        if self.lora_dropout:
+            return "lora_dropout: 0 (a replay repeats the captured random numbers)"
+        if self.compile != "off":
+            return "compile: off"
+        return None
+
+    def wants_graphs(self, device: str, processes: int = 1) -> bool:
+        return self.cuda_graphs != "off" and self.graphs_blocker(device, processes) is None
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,16 +244,22 @@ def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any]:
         raise UserError(f"could not load {location}: {exc}") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    # RNG state is saved for the recomputation only where something random runs in it
+    # (dropout); CUDA graphs cannot capture the save, and with no dropout there is nothing to save.
+    ckpt_kwargs = {"use_reentrant": False, "preserve_rng_state": bool(cfg.lora_dropout) or cfg.method == "full"}
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
     model.config.use_cache = False
     if cfg.method == "full":
         return model, tok
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
 
-    if cfg.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.method == "qlora" and cfg.gradient_checkpointing:
+        # what peft's prepare_model_for_kbit_training does for checkpointing, without its cast of
+        # every bf16 parameter to float32 (embedding tables included: +14 GB for Gemma 4 E4B)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.enable_input_require_grads()
     targets = lora_targets(model, cfg.target_modules)
     if not targets:
         raise UserError(f"no layers named {cfg.target_modules} in the language model of {cfg.model}")

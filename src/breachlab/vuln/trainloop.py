@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from breachlab.rundir import RunDir, atomic_write_text
-from breachlab.vuln import ckpt, sft
+from breachlab.vuln import ckpt, sft, speed
 from breachlab.vuln.train import TrainConfig, count_params, load_data, load_for_training
 
 log = logging.getLogger("breachlab.vuln.train")
@@ -71,7 +71,9 @@ class Trainer:
             raise ValueError(f"select_on=verdict needs answers that start with one of two verdict tokens; "
                              f"found {len(self.verdict_ids)} distinct first answer tokens")
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        cuda = self.device.type == "cuda"
+        # one fused kernel for the whole update on CUDA instead of a multi-tensor loop
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda)
         world = self.acc.num_processes
         per_epoch = len(self.train_enc) // (cfg.batch_size * cfg.grad_accum * world)
         if per_epoch == 0:
@@ -79,8 +81,17 @@ class Trainer:
         self.steps_per_epoch = per_epoch
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
+        self.ple_offloaded = 0
+        if cfg.ple_on_cpu == "on" or (cfg.ple_on_cpu == "auto" and cuda and cfg.method != "full"):
+            # before .to(device): a table still in CPU memory never visits the GPU
+            self.ple_offloaded = speed.offload_per_layer_embeddings(model, include_cpu=True)
         if model.device.type != self.device.type and getattr(model, "hf_device_map", None) is None:
             model.to(self.device)
+        if cfg.packing:  # wide-head full-attention layers: one slot per example, not the whole row
+            speed.use_packed_attention(model)
+        self.kernels = speed.fused_kernels(model, cfg.kernels)
+        if self.kernels and self.is_main:
+            log.info("fused kernels: %s", self.kernels)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.sched = sched
         inner = self.acc.unwrap_model(self.model)
@@ -90,6 +101,10 @@ class Trainer:
         # Under DDP (2+ processes) forward through the wrapper (its gradient hooks) but let
         # sft.forward_loss read config / input embeddings of the model inside it.
         self.fwd = self.model if inner is self.model else _Forward(self.model, inner)
+        self.use_graphs = cfg.wants_graphs(self.device.type, self.acc.num_processes)
+        self.graph_step: speed.CudaGraphStep | None = None  # built on the first step (after --resume)
+        self._prefetched: dict[int, list] = {}
+        self.graphs_error: str | None = None
 
     def _compile(self, model: Any) -> int:
         """:func:`sft.compile_layers` when ``compile`` asks for it; 0 (and a warning) when it fails."""
@@ -136,6 +151,40 @@ class Trainer:
             return self._forward_backward(batch, denom)
         self._compile_pending = False
         return loss_sum
+
+    def _micro_step(self, examples: list | dict, denom: float) -> Any:
+        """Forward + backward of one micro-batch (graph replay, packed or padded); its loss sum.
+        ``examples``: the micro-batch, or what :meth:`speed.CudaGraphStep.prepare` made of it."""
+        if self.graph_step is not None:
+            try:
+                return self.graph_step.forward_backward(examples, 1.0 / denom)
+            except Exception as exc:  # a capture that fails: train on without graphs, say why
+                self._stop_graphs(exc)
+        if isinstance(examples, dict):
+            examples = examples["examples"]
+        cfg = self.cfg
+        batch = (sft.collate_packed(examples, self.pad_id) if cfg.packing
+                 else sft.collate(examples, self.pad_id, cfg.supervised_logits_only))
+        return self._forward_backward(batch, denom)
+
+    def _start_graphs(self) -> None:
+        model = self.acc.unwrap_model(self.model)
+        # no autocast: the graphs run the model as the eager path does, in its own dtype
+        self.graph_step = speed.CudaGraphStep(model, self.pad_id, dtype=model.get_input_embeddings().weight.dtype,
+                                              autocast=False)
+        if self.is_main:
+            log.info("CUDA graphs: forward+backward replayed per length bucket (cuda_graphs: off turns this off)")
+
+    def _stop_graphs(self, exc: BaseException) -> None:
+        if self.cfg.cuda_graphs == "on":
+            raise exc
+        text = f"{type(exc).__name__}: {exc}".strip().split("\n\n")[0]
+        self.graphs_error = " ".join(text.split())[:500]
+        log.warning("CUDA graph capture failed, training without graphs (cuda_graphs: off avoids this): %s",
+                    self.graphs_error)
+        self.graph_step = None
+        self.use_graphs = False
+        self.opt.zero_grad(set_to_none=True)
 
     def _lr_lambda(self, step: int) -> float:
         cfg = self.cfg
@@ -194,32 +243,42 @@ class Trainer:
         while state["step"] < self.total_steps and not state["stopped_early"]:
             t0 = time.perf_counter()
             micro = [[self.train_enc[i] for i in b] for b in self._step_batches(state["step"])]
-            batches = [sft.collate(m, self.pad_id, cfg.supervised_logits_only) for m in micro]
-            n_sup = max(1, sum(b["n_supervised"] for b in batches))
+            mine_sup = sum(e.n_answer for m in micro for e in m)
+            mine_tokens = sum(len(e.ids) for m in micro for e in m)
+            n_sup = max(1, mine_sup)
             denom = n_sup
             world = self.acc.num_processes
             if world > 1:
                 # DDP averages the ranks' gradients: dividing each rank's loss sum by (global
                 # answer tokens / world) makes that average the global token-mean, as one
                 # process on the whole global batch computes (ranks hold unequal token counts).
-                n_sup = max(1.0, self._sum_over_ranks(sum(b["n_supervised"] for b in batches))[0])
+                n_sup = max(1.0, self._sum_over_ranks(mine_sup)[0])
                 denom = n_sup / world
-            total = 0.0
-            for j, batch in enumerate(batches):
-                ctx = self.acc.no_sync(self.model) if j < len(batches) - 1 else _nullctx()
+            if self.use_graphs and self.graph_step is None:
+                self._start_graphs()
+            ahead = self._prefetched.pop(state["step"], None) if self.graph_step is not None else None
+            sums = []
+            for j, m in enumerate(ahead or micro):
+                ctx = self.acc.no_sync(self.model) if j < len(micro) - 1 else _nullctx()
                 with ctx:
-                    loss_sum = self._forward_backward(batch, denom)
-                total += float(loss_sum.detach())
-                state["tokens"] += batch["n_tokens"]
+                    sums.append(self._micro_step(m, denom))
+            total_t = sum(x.detach().float() for x in sums)
+            state["tokens"] += mine_tokens
             if world > 1:  # the logged loss and token count are those of the global batch
-                mine = sum(b["n_tokens"] for b in batches)
-                total, tokens = self._sum_over_ranks(total, mine)
-                state["tokens"] += int(tokens) - mine
+                total, tokens = self._sum_over_ranks(float(total_t), mine_tokens)
+                state["tokens"] += int(tokens) - mine_tokens
             if cfg.max_grad_norm:
                 self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
             self.opt.step()
             self.sched.step()
-            self.opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=self.graph_step is None)  # graphs keep their .grad tensors
+            if self.graph_step is not None and state["step"] + 1 < self.total_steps:
+                # the next step's host work (packing, per-layer rows) while the GPU finishes this one
+                nxt = state["step"] + 1
+                self._prefetched = {nxt: [self.graph_step.prepare([self.train_enc[i] for i in b])
+                                          for b in self._step_batches(nxt)]}
+            if world == 1:
+                total = float(total_t)  # the step's one device sync
             state["step"] += 1
             state["train_seconds"] += time.perf_counter() - t0
             loss = total / n_sup
@@ -345,6 +404,10 @@ class Trainer:
             best_val_verdict_acc=best.get("val_verdict_acc"), selected_on=self.cfg.select_on,
             best_step=state["best_step"], stopped_early=state["stopped_early"],
             compile=self.compiled_layers > 0, compiled_layers=self.compiled_layers,
+            packing=self.cfg.packing, kernels=self.kernels, ple_on_cpu_bytes=self.ple_offloaded,
+            cuda_graphs=(self.graph_step.captured if self.graph_step is not None else 0),
+            graph_capture_seconds=(round(self.graph_step.capture_seconds, 2) if self.graph_step is not None else 0),
+            **({"cuda_graphs_error": self.graphs_error} if self.graphs_error else {}),
             **({"compile_error": self.compile_error} if self.compile_error else {}),
             outputs={"best": "best", "final": "final", "curves": ["metrics.csv", "curves.png"]},
         )
