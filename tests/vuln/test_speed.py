@@ -224,3 +224,24 @@ def test_slot_attention_equals_the_block_diagonal_mask(gemma4, monkeypatch):
     assert grads_mask.keys() == grads_slot.keys()
     for k in grads_mask:
         assert torch.allclose(grads_mask[k], grads_slot[k], rtol=1e-4, atol=1e-6), k
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "gemma4"])
+def test_packed_attention_is_sdpa_for_everything_else(arch, gemma4, tmp_path):
+    """Routing a model through the packed attention name changes nothing for ordinary
+    batches: 2-D masks with and without padding give SDPA's logits (transformers must build
+    SDPA's 4-D masks for the new name, not pass the 2-D mask through)."""
+    from transformers import AutoModelForCausalLM
+
+    path = gemma4 if arch == "gemma4" else gemma3_dir(tmp_path / "g3")
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa").eval()
+    ids = torch.tensor([[2, 17, 33, 5, 90, 41, 7, 8], [2, 9, 9, 12, 40, 41, 42, 43]])
+    masks = [torch.ones_like(ids), torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1] * 8])]
+    with torch.no_grad():
+        ref = [model(input_ids=ids, attention_mask=m).logits for m in masks]
+        speed.set_slot_layout(None)
+        assert speed.use_packed_attention(model)
+        got = [model(input_ids=ids, attention_mask=m).logits for m in masks]
+    for r, g, m in zip(ref, got, masks):
+        real = m.bool()
+        assert torch.allclose(r[real], g[real], atol=1e-5)

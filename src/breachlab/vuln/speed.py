@@ -89,8 +89,12 @@ def use_packed_attention(model: Any) -> bool:
     """Route ``model``'s SDPA attention through :func:`packed_attention_forward` (which is
     SDPA for every other call); False when the model does not use SDPA."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
     AttentionInterface.register(PACKED_ATTENTION, packed_attention_forward)
+    # and the masks transformers builds for it (2-D padding masks in, e.g. evaluation) are
+    # SDPA's: an unknown name would pass the 2-D mask through unchanged
+    AttentionMaskInterface.register(PACKED_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     base = _base(model)
     configs = [base.config] + [c for c in (getattr(base.config, "text_config", None),) if c is not None]
     if not all(getattr(c, "_attn_implementation", None) in ("sdpa", PACKED_ATTENTION) for c in configs):
