@@ -43,6 +43,13 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_config_show_lists_keys() -> None:
     res = _run("vuln", "config", "eval")
     assert res.returncode == 0 and "threshold" in res.stdout
+    res = _run("vuln", "config", "train")
+    assert res.returncode == 0 and "cuda_graphs" in res.stdout and "packing" in res.stdout
+
+
+def test_a_bad_argument_is_one_clean_line_not_a_traceback() -> None:
+    res = _run("vuln", "config", "nope")
+    assert res.returncode == 2 and "choose one of" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml")), ids=str)

@@ -28,12 +28,11 @@ def run_cli(app: Any) -> int:
         Console(stderr=True).print("[red]interrupted[/red]")
         return 130
     except Exception as exc:  # noqa: BLE001 - the whole point is a clean message
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        click_errors, aborts = _click_exceptions()
+        if isinstance(exc, click_errors):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, aborts):
             return 1
         if os.environ.get("BREACHLAB_DEBUG") or not isinstance(
             exc, (UserError, ConfigError, FileNotFoundError, FileExistsError, ValueError, PermissionError)
@@ -42,3 +41,21 @@ def run_cli(app: Any) -> int:
         Console(stderr=True).print(f"error: {exc}", style="bold red", highlight=False, markup=False)
         return 2
     return code if isinstance(code, int) else 0
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's usage-error and abort classes: those of click itself and of the copy newer
+    typer releases vendor as ``typer._click`` (not subclasses of each other)."""
+    import importlib
+
+    errors: list[type] = []
+    aborts: list[type] = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(mod.ClickException)
+        if hasattr(mod, "Abort"):
+            aborts.append(mod.Abort)
+    return tuple(errors), tuple(aborts)

@@ -136,7 +136,7 @@ def compare_cmd(
 
 @app.command("config")
 def config_show(
-    what: str = typer.Argument(..., help="eval | data | quickstart"),
+    what: str = typer.Argument(..., help="eval | data | quickstart | train"),
 ) -> None:
     """List every config key of a command with its default and help."""
     from rich.console import Console
@@ -166,7 +166,11 @@ def _config_classes() -> dict[str, Any]:
         from breachlab.vuln.quickstart import QuickstartConfig
         return QuickstartConfig
 
-    return {"eval": _eval, "data": _data, "quickstart": _quick}
+    def _train() -> type:
+        from breachlab.vuln.train import TrainConfig
+        return TrainConfig
+
+    return {"eval": _eval, "data": _data, "quickstart": _quick, "train": _train}
 
 
 # ---------------------------------------------------------------------------------------
