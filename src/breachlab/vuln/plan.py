@@ -16,6 +16,7 @@ quantisation (~4.13 bits per weight) and everything else in the compute dtype.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,8 +114,14 @@ def meta_model(config: Any) -> Any:
 
 def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: int = 8, seq_len: int = 512,
          dtype: str = "bfloat16", gradient_checkpointing: bool = True, logits: str = "answer",
-         answer_tokens: int = 40, attention: str = "sdpa", targets: list[str] | None = None) -> MemoryPlan:
-    """Estimate the training memory of ``model`` (a name/path or a config object)."""
+         answer_tokens: int = 40, attention: str = "sdpa", targets: list[str] | None = None,
+         measure: bool = True) -> MemoryPlan:
+    """Estimate the training memory of ``model`` (a name/path or a config object).
+
+    ``measure``: count the activations autograd keeps by running a copy of the model's
+    layers on the CPU (:func:`saved_bytes_per_token`, a few seconds); otherwise (or when
+    that copy cannot be built) a per-layer formula that misses some of them.
+    """
     from breachlab.vuln.train import DEFAULT_TARGETS, lora_targets
 
     if method not in ("full", "lora", "qlora"):
@@ -142,8 +149,15 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
             weights = total * b
         weights += trainable * 4
         grads, optim = trainable * 4, trainable * 8
-    act, logit_bytes = _activations(config.get_text_config(), batch_size, seq_len, b, gradient_checkpointing,
-                                    logits, answer_tokens, attention)
+    tc = config.get_text_config()
+    measured = None
+    if measure:
+        try:
+            measured = saved_bytes_per_token(tc, "full" if method == "full" else "lora", rank, dtype, attention)
+        except Exception:  # noqa: BLE001 - an architecture the counting run cannot build: the formula
+            measured = None
+    act, logit_bytes = _activations(tc, batch_size, seq_len, b, gradient_checkpointing, logits, answer_tokens,
+                                    attention, measured)
     name = model if isinstance(model, str) else type(config).__name__
     return MemoryPlan(str(name), method, rank, total, trainable, weights, grads, optim, act, logit_bytes)
 
@@ -167,10 +181,24 @@ def _attr(cfg: Any, name: str, default: Any) -> Any:
 
 
 def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str, answer: int,
-                 attention: str) -> tuple[float, float]:
-    """Bytes autograd keeps: per token and layer ~ norms/residuals 8h, q/k/v and their
-    normed/rotated copies 3q + 4kv, the gated MLP 4I; eager attention adds 2·heads·seq."""
+                 attention: str, measured: dict | None = None) -> tuple[float, float]:
+    """Bytes autograd keeps.  ``measured`` (:func:`saved_bytes_per_token`): per token, the
+    layers' saved tensors and those outside the layers, counted.  Otherwise per token and
+    layer ~ norms/residuals 8h, q/k/v and their normed/rotated copies 3q + 4kv, the gated
+    MLP 4I.  Eager attention adds 2·heads·seq (its probabilities) either way."""
     h = tc.hidden_size
+    if measured is not None:
+        tokens = batch * seq
+        layers = tc.num_hidden_layers
+        eager = 2 * tc.num_attention_heads * seq * b if attention == "eager" else 0
+        per_layer = measured["layers"] / layers + eager
+        ple = getattr(tc, "hidden_size_per_layer_input", 0) or 0
+        if ckpt:  # each layer's inputs (hidden + its per-layer input) + one layer recomputed at a time
+            act = tokens * (layers * (h + ple) * b + measured["largest_layer"] + eager + measured["outside"])
+        else:
+            act = tokens * (layers * per_layer + measured["outside"])
+        kept = batch * (answer + 1) if logits == "answer" else tokens
+        return float(act), float(kept * tc.vocab_size * (b + 4 + 4))
     inter = _attr(tc, "intermediate_size", 4 * h)
     heads = tc.num_attention_heads
     hd = _attr(tc, "head_dim", None) or h // heads
@@ -189,6 +217,128 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
     vocab = tc.vocab_size
     logit_bytes = kept * vocab * (b + 4 + 4)  # model-dtype logits, their fp32 copy, its gradient
     return float(act), float(logit_bytes)
+
+
+def _period(types: list[str]) -> int:
+    """Length of the repeating pattern of ``layer_types`` (1 when there is none)."""
+    for p in range(1, len(types) + 1):
+        if all(types[i] == types[i % p] for i in range(len(types))):
+            return p
+    return len(types) or 1
+
+
+def saved_bytes_per_token(tc: Any, method: str = "lora", rank: int = 16, dtype: str = "bfloat16",
+                          attention: str = "sdpa", tokens: int = 64) -> dict[str, float]:
+    """What autograd keeps for the backward pass, per token, counted rather than guessed.
+
+    Builds a short copy of the text model — one period of its layer pattern (two for
+    models that share KV across their last layers, Gemma 3n/4: the second period shared),
+    a 256-entry vocabulary, weights not initialised — with LoRA adapters as ``vuln train``
+    puts them (fp32) or fully trainable, runs one training-mode forward of ``tokens`` tokens
+    on the CPU without checkpointing, and adds up the bytes of every distinct storage
+    autograd saves that is not a parameter, per decoder layer (forward hooks say which
+    layer is running) and outside them (embeddings, per-layer inputs, final norm).
+    Returns ``layers`` (all the model's layers, mapped onto the copy's by position in the
+    pattern), ``largest_layer`` and ``outside``, in bytes per token.  Attention
+    probabilities (eager only) grow with the sequence; the caller adds them.
+    """
+    return dict(_count_saved(json.dumps(tc.to_dict(), sort_keys=True, default=str), method, rank, dtype,
+                             attention, tokens))
+
+
+@functools.lru_cache(maxsize=16)
+def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention: str,
+                 tokens: int) -> tuple[tuple[str, float], ...]:
+    import gc
+
+    import torch
+    from transformers import CONFIG_MAPPING
+
+    from breachlab.vuln.sft import decoder_layers
+
+    cfg = json.loads(config_json)
+    n = cfg["num_hidden_layers"]
+    types = list(cfg.get("layer_types") or [])
+    period = _period(types) if types else 1
+    shared = min(int(cfg.get("num_kv_shared_layers") or 0), n)
+    copy_layers = period * (2 if shared else 1)
+    torch_dtype = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+                   "fp16": torch.float16}.get(dtype, torch.bfloat16)
+    cfg.update(num_hidden_layers=copy_layers, vocab_size=256)
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        if isinstance(cfg.get(key), int) and cfg[key] >= 256:
+            cfg[key] = 0
+    if types:
+        cfg["layer_types"] = [types[i % period] for i in range(copy_layers)]
+    if "vocab_size_per_layer_input" in cfg:
+        cfg["vocab_size_per_layer_input"] = 256
+    if "num_kv_shared_layers" in cfg:
+        cfg["num_kv_shared_layers"] = period if shared else 0
+    # per-layer overrides (e.g. Gemma 4's wider full-attention heads): copy layer i takes those
+    # of the real layer at the same place in the pattern
+    orig = cfg.pop("per_layer_config", None) or {}
+    if orig:
+        over = {i: orig.get(str(i % period), orig.get(i % period)) for i in range(copy_layers)}
+        cfg["per_layer_config"] = {i: v for i, v in over.items() if v}
+    model_type = cfg.pop("model_type")
+    for key in ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+        cfg.pop(key, None)
+    config = CONFIG_MAPPING[model_type](**cfg)
+    config._attn_implementation = attention
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        net = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    net = net.to_empty(device="cpu")
+    with torch.no_grad():  # uninitialised memory may hold NaNs; the shapes are what count
+        for p in net.parameters():
+            p.zero_()
+    net.config.use_cache = False
+    if method != "full":
+        from peft import LoraConfig, get_peft_model
+
+        from breachlab.vuln.train import lora_targets
+
+        net.requires_grad_(False)
+        net = get_peft_model(net, LoraConfig(r=rank, lora_alpha=rank, target_modules=lora_targets(net)))
+    net.train()
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    layers = list(decoder_layers(net) or [])
+    per_layer = [0] * len(layers)
+    seen: set[int] = set()
+    where: list[int | None] = [None]
+    outside = 0
+
+    def pack(t: Any) -> Any:
+        nonlocal outside
+        st = t.untyped_storage()
+        ptr = st.data_ptr()
+        if ptr in params or ptr in seen:
+            return t
+        seen.add(ptr)
+        if where[0] is None:
+            outside += st.nbytes()
+        else:
+            per_layer[where[0]] += st.nbytes()
+        return t
+
+    handles = []
+    for i, layer in enumerate(layers):
+        handles.append(layer.register_forward_pre_hook(lambda m, a, i=i: where.__setitem__(0, i)))
+        handles.append(layer.register_forward_hook(lambda m, a, o: where.__setitem__(0, None)))
+    ids = torch.arange(tokens).remainder(250).add(3).unsqueeze(0)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(input_ids=ids, logits_to_keep=1)
+    finally:
+        for h in handles:
+            h.remove()
+        del net
+        gc.collect()
+    # layer i of the real model sits where layer i % period sits in the copy (+ period if shared)
+    full = [per_layer[(i % period) + (period if i >= n - shared and shared else 0)] / tokens for i in range(n)]
+    return (("layers", float(sum(full))), ("largest_layer", float(max(full, default=0.0))),
+            ("outside", outside / tokens))
 
 
 def format_table(p: MemoryPlan) -> str:
