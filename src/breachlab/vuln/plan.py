@@ -4,9 +4,11 @@ The memory table of the concepts post (weights, gradients, optimizer states, act
 for any transformers config: MODEL is a preset (``gemma-3-270m``, ``gemma-4-e4b``), a
 ``config.json``, a model directory or a hub id in the local cache.  Parameter counts are
 exact: the model is built on the *meta* device (no memory, no weights) and the LoRA
-targets are chosen by the same function training uses.  Activations are an estimate
-(per token and layer: the tensors autograd keeps for a Gemma-style block), as are the
-logits — only the answer tokens' logits when ``--logits answer`` (what ``vuln train`` does).
+targets are chosen by the same function training uses.  Activations are counted: the
+storages autograd saves in one forward of a short CPU copy of the model (one period of
+its layer pattern), per token and layer (:func:`saved_bytes_per_token`); ``measure=False``
+falls back to a per-layer formula.  The logits are an estimate — only the answer tokens'
+logits when ``--logits answer`` (what ``vuln train`` does).
 
 Accounting, matching ``vuln train``: LoRA adapters, their gradients and AdamW states are
 fp32 (PEFT keeps adapters in fp32); full fine-tuning keeps gradients and AdamW states in
