@@ -245,3 +245,34 @@ def test_packed_attention_is_sdpa_for_everything_else(arch, gemma4, tmp_path):
     for r, g, m in zip(ref, got, masks):
         real = m.bool()
         assert torch.allclose(r[real], g[real], atol=1e-5)
+
+
+def test_a_failing_graph_capture_falls_back_to_eager(tmp_path, data, monkeypatch, caplog):
+    """A capture that fails (here: a stand-in that raises) costs nothing: the run trains on
+    eagerly, says why in the log and the manifest, and ends with the eager run's adapter."""
+    model = gemma3_dir(tmp_path / "g3")
+    ref = run(_cfg(model, data, cuda_graphs="off"), out=tmp_path / "eager")
+
+    class Failing:
+        captured, capture_seconds = 0, 0.0
+
+        def __init__(self, *a, **k):
+            pass
+
+        def prepare(self, examples):
+            return {"examples": examples}
+
+        def forward_backward(self, examples, inv_denom):
+            raise RuntimeError("capture failed on purpose")
+
+    monkeypatch.setattr(speed, "CudaGraphStep", Failing)
+    monkeypatch.setattr(TrainConfig, "wants_graphs", lambda self, device, processes=1: True)
+    with caplog.at_level("WARNING", logger="breachlab.vuln.train"):
+        got = run(_cfg(model, data), out=tmp_path / "fallback")
+    man = json.loads((got / "manifest.json").read_text())
+    assert man["status"] == "finished" and "capture failed on purpose" in man["cuda_graphs_error"]
+    assert man["cuda_graphs"] == 0
+    assert any("training without graphs" in r.getMessage() for r in caplog.records)
+    a, b = _adapter(ref), _adapter(got)
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7), k

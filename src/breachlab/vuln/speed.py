@@ -395,15 +395,15 @@ class CudaGraphStep:
         key = prep["key"]
         entry = self._static(key)
         saved = [p.grad.clone() for p in self.params]
-        self._load(entry, prep, inv_denom)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                self._fwd_bwd(entry)
-        torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        try:
+        try:  # whatever fails, the step's gradients so far are put back
+            self._load(entry, prep, inv_denom)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(self.warmup):
+                    self._fwd_bwd(entry)
+            torch.cuda.current_stream().wait_stream(side)
             with torch.cuda.graph(graph, pool=self.pool):
                 entry["loss_sum"] = self._fwd_bwd(entry)
         finally:

@@ -182,9 +182,10 @@ class Trainer:
         self.graphs_error = " ".join(text.split())[:500]
         log.warning("CUDA graph capture failed, training without graphs (cuda_graphs: off avoids this): %s",
                     self.graphs_error)
+        # the gradients accumulated so far this step stay (a failed capture restores them):
+        # the eager path adds the rest of the step to them
         self.graph_step = None
         self.use_graphs = False
-        self.opt.zero_grad(set_to_none=True)
 
     def _lr_lambda(self, step: int) -> float:
         cfg = self.cfg
