@@ -276,3 +276,9 @@ def test_a_failing_graph_capture_falls_back_to_eager(tmp_path, data, monkeypatch
     a, b = _adapter(ref), _adapter(got)
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7), k
+
+
+def test_cuda_graphs_on_without_a_gpu_is_refused_before_training(tmp_path, data):
+    model = gemma3_dir(tmp_path / "g3")
+    with pytest.raises(ValueError, match="cuda_graphs: on needs a CUDA device"):
+        run(_cfg(model, data, cuda_graphs="on", device="cpu"), out=tmp_path / "r")

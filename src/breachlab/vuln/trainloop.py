@@ -101,6 +101,9 @@ class Trainer:
         # Under DDP (2+ processes) forward through the wrapper (its gradient hooks) but let
         # sft.forward_loss read config / input embeddings of the model inside it.
         self.fwd = self.model if inner is self.model else _Forward(self.model, inner)
+        blocker = cfg.graphs_blocker(self.device.type, self.acc.num_processes)
+        if cfg.cuda_graphs == "on" and blocker:
+            raise ValueError(f"cuda_graphs: on needs {blocker}; use cuda_graphs: auto or off")
         self.use_graphs = cfg.wants_graphs(self.device.type, self.acc.num_processes)
         self.graph_step: speed.CudaGraphStep | None = None  # built on the first step (after --resume)
         self._prefetched: dict[int, list] = {}
