@@ -147,3 +147,14 @@ def test_counting_beats_the_formula_on_the_gpu_step():
                    gradient_checkpointing=False, measure=False).total / GIB
     assert counted == pytest.approx(36.0, rel=0.1)
     assert formula < 0.65 * 36.0
+
+
+def test_the_per_layer_table_is_counted_in_cpu_memory_for_adapters():
+    on = plan("gemma-4-e4b", "qlora", 16, measure=False)
+    off = plan("gemma-4-e4b", "qlora", 16, measure=False, ple_on_cpu=False)
+    table = 262144 * 42 * 256 * 2  # vocab x layers x 256, bf16
+    assert on.cpu_weights == table and off.cpu_weights == 0
+    assert off.weights - on.weights == table
+    assert plan("gemma-4-e4b", "full", 16, measure=False).cpu_weights == 0  # trained: stays on the device
+    assert plan("gemma-3-270m", "lora", 16, measure=False).cpu_weights == 0  # no such table
+    assert "in CPU memory" in format_table(on)

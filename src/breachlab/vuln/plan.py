@@ -70,6 +70,7 @@ class MemoryPlan:
     optimizer: float
     activations: float
     logits: float
+    cpu_weights: float = 0.0  # frozen tables kept in CPU memory (not in ``total``)
 
     @property
     def total(self) -> float:
@@ -117,12 +118,14 @@ def meta_model(config: Any) -> Any:
 def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: int = 8, seq_len: int = 512,
          dtype: str = "bfloat16", gradient_checkpointing: bool = True, logits: str = "answer",
          answer_tokens: int = 40, attention: str = "sdpa", targets: list[str] | None = None,
-         measure: bool = True) -> MemoryPlan:
+         measure: bool = True, ple_on_cpu: bool = True) -> MemoryPlan:
     """Estimate the training memory of ``model`` (a name/path or a config object).
 
     ``measure``: count the activations autograd keeps by running a copy of the model's
     layers on the CPU (:func:`saved_bytes_per_token`, a few seconds); otherwise (or when
     that copy cannot be built) a per-layer formula that misses some of them.
+    ``ple_on_cpu``: for LoRA/QLoRA, Gemma 3n/4's per-layer embedding table is counted in CPU
+    memory (``cpu_weights``), not in the device total, as ``vuln train`` keeps it on CUDA.
     """
     from breachlab.vuln.train import DEFAULT_TARGETS, lora_targets
 
@@ -137,6 +140,7 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
     net = meta_model(config)
     modules = dict(net.named_modules())
     total = sum(p.numel() for p in net.parameters())
+    cpu_weights = 0.0
     if method == "full":
         trainable = total
         weights, grads, optim = total * b, total * b, 2 * total * b
@@ -150,6 +154,11 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
         else:
             weights = total * b
         weights += trainable * 4
+        if ple_on_cpu:  # as vuln train does on CUDA (ple_on_cpu: auto): Gemma 3n/4's per-layer table
+            from breachlab.vuln.speed import PER_LAYER_TABLE
+
+            cpu_weights = sum(p.numel() for n, p in net.named_parameters() if n.endswith(f"{PER_LAYER_TABLE}.weight")) * b
+            weights -= cpu_weights
         grads, optim = trainable * 4, trainable * 8
     tc = config.get_text_config()
     measured = None
@@ -161,7 +170,8 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
     act, logit_bytes = _activations(tc, batch_size, seq_len, b, gradient_checkpointing, logits, answer_tokens,
                                     attention, measured)
     name = model if isinstance(model, str) else type(config).__name__
-    return MemoryPlan(str(name), method, rank, total, trainable, weights, grads, optim, act, logit_bytes)
+    return MemoryPlan(str(name), method, rank, total, trainable, weights, grads, optim, act, logit_bytes,
+                      cpu_weights)
 
 
 def _is_decoder_linear(name: str, module: Any, net: Any) -> bool:
@@ -348,4 +358,6 @@ def format_table(p: MemoryPlan) -> str:
              f"trainable {p.trainable_params:,} / {p.total_params:,} ({100 * p.trainable_params / p.total_params:.2f}%)"]
     for name, val in p.rows():
         lines.append(f"  {name:<17} {val / GIB:9.2f} GiB")
+    if p.cpu_weights:
+        lines.append(f"  + in CPU memory  {p.cpu_weights / GIB:9.2f} GiB (per-layer embedding table, ple_on_cpu)")
     return "\n".join(lines)

@@ -92,6 +92,9 @@ def plan(
                                help="count the activations autograd keeps on a short CPU copy of the model "
                                     "(a few seconds, within 5-15% of GPU peaks) or use the quick formula "
                                     "(up to 40% low without checkpointing)"),
+    ple_on_cpu: bool = typer.Option(True, "--ple-on-cpu/--ple-on-gpu",
+                                    help="Gemma 3n/4 per-layer embedding table in CPU memory, as vuln train does "
+                                         "on CUDA for LoRA/QLoRA (ple_on_cpu: auto)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of the table"),
 ) -> None:
     """Memory table for training MODEL: weights, gradients, optimizer states, activations, logits."""
@@ -100,7 +103,8 @@ def plan(
     if count and not as_json:
         typer.echo("counting saved activations on a short CPU copy of the model…", err=True)
     p = make_plan(model, method, rank, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
-                  gradient_checkpointing=gradient_checkpointing, logits=logits, measure=count)
+                  gradient_checkpointing=gradient_checkpointing, logits=logits, measure=count,
+                  ple_on_cpu=ple_on_cpu)
     typer.echo(json.dumps(p.to_dict(), indent=2) if as_json else format_table(p))
 
 
