@@ -313,6 +313,7 @@ class Trainer:
                               scheduler=self.sched, progress=state, rank=self.acc.process_index,
                               keep=cfg.keep_checkpoints)
                 self.acc.wait_for_everyone()
+        speed.set_slot_layout(None)  # nothing of this run's last packed row outlives it
         self._finish(run_dir, state)
 
     def _sum_over_ranks(self, *values: float) -> list[float]:
