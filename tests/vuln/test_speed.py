@@ -282,3 +282,13 @@ def test_cuda_graphs_on_without_a_gpu_is_refused_before_training(tmp_path, data)
     model = gemma3_dir(tmp_path / "g3")
     with pytest.raises(ValueError, match="cuda_graphs: on needs a CUDA device"):
         run(_cfg(model, data, cuda_graphs="on", device="cpu"), out=tmp_path / "r")
+
+
+def test_only_models_with_wide_heads_get_the_slot_layout(gemma4, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from breachlab.vuln.plan import meta_model, load_config
+
+    assert speed.has_wide_heads(meta_model(load_config("gemma-4-e4b")))  # 512-wide full-attention heads
+    assert not speed.has_wide_heads(meta_model(load_config("gemma-3-270m")))  # 256
+    assert not speed.has_wide_heads(AutoModelForCausalLM.from_pretrained(gemma4))  # tiny: 16 / 32

@@ -90,6 +90,19 @@ def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
     return out.transpose(0, 1).unsqueeze(0), None
 
 
+def has_wide_heads(model: Any) -> bool:
+    """Whether any attention layer of ``model`` has heads wider than :data:`WIDE_HEAD` (the
+    layers :func:`packed_attention_forward` serves per example); packing skips the slot
+    layout otherwise."""
+    cfg = _base(model).config
+    cfg = getattr(cfg, "text_config", None) or cfg
+    data = cfg.to_dict()  # (attribute access raises for per-layer attributes of heterogeneous configs)
+    dims = [data.get("head_dim"), data.get("global_head_dim")]
+    per_layer = data.get("per_layer_config") or {}
+    dims += [v.get("head_dim") for v in per_layer.values() if isinstance(v, dict)]
+    return any(isinstance(d, int) and d > WIDE_HEAD for d in dims)
+
+
 def use_packed_attention(model: Any) -> bool:
     """Route ``model``'s SDPA attention through :func:`packed_attention_forward` (which is
     SDPA for every other call); False when the model does not use SDPA."""
@@ -259,7 +272,7 @@ class CudaGraphStep:
     """
 
     def __init__(self, model: Any, pad_id: int, dtype: Any = None, t_multiple: int = 512, k_multiple: int = 256,
-                 warmup: int = 1, autocast: bool = True, slot_multiple: int = 256):
+                 warmup: int = 1, autocast: bool = True, slot_multiple: int | None = 256):
         import torch
 
         self.model = model
@@ -267,7 +280,8 @@ class CudaGraphStep:
         self.dtype = dtype or torch.bfloat16  # of the attention masks, and of autocast when it is on
         self.autocast = autocast
         self.t_multiple, self.k_multiple, self.warmup = t_multiple, k_multiple, warmup
-        self.slot_multiple = slot_multiple
+        # no slot layout (and no slot shape in the bucket key) when no layer would use it
+        self.slot_multiple = slot_multiple if has_wide_heads(model) else None
         self.device = next(p.device for p in model.parameters() if p.requires_grad)
         self.params = [p for p in model.parameters() if p.requires_grad]
         for p in self.params:

@@ -87,8 +87,8 @@ class Trainer:
             self.ple_offloaded = speed.offload_per_layer_embeddings(model, include_cpu=True)
         if model.device.type != self.device.type and getattr(model, "hf_device_map", None) is None:
             model.to(self.device)
-        if cfg.packing:  # wide-head full-attention layers: one slot per example, not the whole row
-            speed.use_packed_attention(model)
+        # wide-head full-attention layers (Gemma 4): one slot per example, not the whole row
+        self.wide_heads = cfg.packing and speed.has_wide_heads(model) and speed.use_packed_attention(model)
         self.kernels = speed.fused_kernels(model, cfg.kernels)
         if self.kernels and self.is_main:
             log.info("fused kernels: %s", self.kernels)
@@ -166,8 +166,8 @@ class Trainer:
         if isinstance(examples, dict):
             examples = examples["examples"]
         cfg = self.cfg
-        batch = (sft.collate_packed(examples, self.pad_id) if cfg.packing
-                 else sft.collate(examples, self.pad_id, cfg.supervised_logits_only))
+        batch = (sft.collate_packed(examples, self.pad_id, slot_multiple=64 if self.wide_heads else None)
+                 if cfg.packing else sft.collate(examples, self.pad_id, cfg.supervised_logits_only))
         return self._forward_backward(batch, denom)
 
     def _start_graphs(self) -> None:
