@@ -46,6 +46,10 @@ def one_case(args: argparse.Namespace, padded: bool, impl: str, dropout: float) 
         p.requires_grad_(False)
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules=TARGETS))
+    if args.lora_cast:  # vuln train's default since the fifth session: LoRA matmuls in the model's dtype
+        from breachlab.vuln.speed import lora_in_activation_dtype
+
+        lora_in_activation_dtype(model)
     model.train()
     rng = random.Random(0)
     lengths = [args.seq_len] * args.batch_size
@@ -60,7 +64,8 @@ def one_case(args: argparse.Namespace, padded: bool, impl: str, dropout: float) 
     loss_sum, n = sft.forward_loss(model, batch, dev)
     (loss_sum / n).backward()
     out = {"case": "left-padded" if padded else "equal", "attn": impl, "lora_dropout": dropout,
-           "batch": args.batch_size, "seq_len": args.seq_len, "loss": round(float(loss_sum) / n, 4)}
+           "batch": args.batch_size, "seq_len": args.seq_len, "loss": round(float(loss_sum) / n, 4),
+           "lora_float32": not args.lora_cast}
     if dev == "cuda":
         torch.cuda.synchronize()
         out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
@@ -81,6 +86,9 @@ def main() -> None:
     ap.add_argument("--answer", type=int, default=32, help="answer tokens per row (supervised positions)")
     ap.add_argument("--attn", default="sdpa,eager")
     ap.add_argument("--dropout", default="0,0.05")
+    ap.add_argument("--lora-cast", action="store_true",
+                    help="LoRA matmuls in the model's dtype (speed.lora_in_activation_dtype, vuln train's default); "
+                         "without it peft's float32 path, as the fourth session measured")
     args = ap.parse_args()
     for impl in args.attn.split(","):
         for dropout in (float(x) for x in args.dropout.split(",")):

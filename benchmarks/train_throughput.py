@@ -212,7 +212,8 @@ def arm_baseline(model: Any, examples: list[Any], batches: list[list[int]], args
 
 
 def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], args: argparse.Namespace,
-                  packed: bool = False, profile_path: Path | None = None, graphs: bool = False) -> dict:
+                  packed: bool = False, profile_path: Path | None = None, graphs: bool = False,
+                  budget: Any = None) -> dict:
     import torch
 
     from breachlab.vuln.sft import collate, collate_packed, forward_loss
@@ -221,7 +222,7 @@ def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], arg
     device = torch.device(args.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
-    graph = CudaGraphStep(model, pad_id=0) if graphs else None
+    graph = CudaGraphStep(model, pad_id=0, budget=budget) if graphs else None
     model.train()
     losses, times = [], []
 
@@ -262,6 +263,8 @@ def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], arg
         out["graphs_captured"] = graph.captured
         out["capture_seconds"] = round(graph.capture_seconds, 2)
         out["capture_steps"] = [i for i, c in enumerate(captures) if c]
+        if budget is not None:  # layers not recomputed, per captured bucket (tokens, answer positions)
+            out["kept_layers"] = {f"{k[0]}x{k[1]}": len(kept_layers_for(budget, k)) for k in graph.graphs}
     if profile_path is not None and args.profile:  # after the timed steps: the profiler costs no timed time
         prof = _start_profiler(args.device)
         t0 = time.perf_counter()
@@ -269,6 +272,12 @@ def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], arg
             step(b)
         _stop_profiler(prof, profile_path, args.profile, time.perf_counter() - t0)
     return out
+
+
+def kept_layers_for(budget: Any, key: tuple) -> set[int]:
+    from breachlab.vuln.speed import kept_layers
+
+    return kept_layers(budget.per_layer, budget.tokens(key[0], key[1]), budget.budget)
 
 
 def _start_profiler(device: str) -> Any:
@@ -323,6 +332,8 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
         s_secs = sum(res["step_times"][i] for i in steady)
         out.update(graphs_captured=res["graphs_captured"], capture_seconds=res["capture_seconds"],
                    capture_steps=res["capture_steps"], replay_steps=len(steady))
+        if "kept_layers" in res:
+            out["kept_layers"] = res["kept_layers"]
         if steady:
             out["samples_per_s_replay"] = round(sum(len(batches[i]) for i in steady) / s_secs, 3)
     return out
@@ -335,12 +346,21 @@ ARMS: dict[str, tuple[str, bool, dict]] = {
     "breachlab-padded": ("bl", True, {}),
     "breachlab-packed": ("bl", True, {"packed": True}),
     # the trainer's default on CUDA: packed + fused kernels + per-layer embeddings on the CPU
-    "breachlab-same-order": ("bl", True, {"packed": True, "kernels": True, "offload": True}),
-    "breachlab-no-ckpt": ("bl", False, {"packed": True, "kernels": True, "offload": True}),
+    "breachlab-same-order": ("bl", True, {"packed": True, "kernels": True, "offload": True, "answers": True,
+                                          "lora_cast": True}),
+    "breachlab-no-ckpt": ("bl", False, {"packed": True, "kernels": True, "offload": True, "answers": True,
+                                        "lora_cast": True}),
     # + CUDA graphs: forward+backward captured per (length, supervised positions) bucket
-    "breachlab-graphs": ("bl", True, {"packed": True, "kernels": True, "offload": True, "graphs": True}),
+    "breachlab-graphs": ("bl", True, {"packed": True, "kernels": True, "offload": True, "graphs": True,
+                                      "answers": True, "lora_cast": True}),
+    # the graphs arm as the fourth session measured it: KV-shared layers over the whole row,
+    # LoRA matmuls in float32 (peft's default)
+    "breachlab-graphs-v4": ("bl", True, {"packed": True, "kernels": True, "offload": True, "graphs": True}),
+    # + activation_budget_gib (--activation-budget): the layers that fit are not recomputed
+    "breachlab-graphs-budget": ("bl", True, {"packed": True, "kernels": True, "offload": True, "graphs": True,
+                                             "answers": True, "lora_cast": True, "budget": True}),
     "breachlab-regional-compile": ("bl", True, {"packed": True, "kernels": True, "offload": True,
-                                               "compile": True}),
+                                               "answers": True, "lora_cast": True, "compile": True}),
 }
 DEFAULT_ARMS = "baseline,breachlab-padded,breachlab-packed,breachlab-same-order"
 
@@ -392,12 +412,26 @@ def run_arm(name: str, method: str, args: argparse.Namespace, examples: list[Any
     model = make_model(args.shape, method, args.device, args.seed, ckpt, rng_state=not feats.get("graphs"))
     build_peak = peak_mem(args.device)
     applied = {}
+    counted = None
+    if feats.get("budget") and ckpt:  # before the kernels: Liger patches the classes the CPU copy is built from
+        from breachlab.vuln.plan import saved_bytes_per_token
+
+        counted = saved_bytes_per_token(build_config(args.shape), "lora", 16,
+                                        "bfloat16" if args.device == "cuda" else "float32")
     if feats.get("kernels") and args.kernels != "off":
         applied["kernels"] = speed.fused_kernels(model, args.kernels)
     if feats.get("packed"):  # as the trainer does with packing: wide heads attend per example
         speed.use_packed_attention(model)
     if feats.get("offload"):
         applied["offloaded_gib"] = round(speed.offload_per_layer_embeddings(model) / 2**30, 2)
+    if feats.get("answers"):  # Gemma 4's KV-shared layers at the answer positions only
+        applied["shared_layers_at_answers"] = speed.use_shared_layers_at_answers(model)
+    if feats.get("lora_cast"):  # LoRA matmuls in bf16, float32 adapter weights (the trainer's default)
+        applied["lora_cast_layers"] = speed.lora_in_activation_dtype(model)
+    budget = None
+    if counted is not None:
+        budget = speed.ActivationBudget(model, counted["per_layer"], args.activation_budget * 2**30)
+        applied["activation_budget_gib"] = args.activation_budget
     if feats.get("compile"):  # the trainer's regional compile: each decoder layer, dynamic shapes
         from breachlab.vuln.sft import compile_layers
 
@@ -411,7 +445,7 @@ def run_arm(name: str, method: str, args: argparse.Namespace, examples: list[Any
     else:
         prof = (Path(args.profile_dir) / f"profile-{args.shape}-{method}-{name}.txt") if args.profile else None
         res = arm_breachlab(model, examples, order, args, packed=bool(feats.get("packed")), profile_path=prof,
-                            graphs=bool(feats.get("graphs")))
+                            graphs=bool(feats.get("graphs")), budget=budget)
     res["peak_mem_gib"] = peak_mem(args.device)
     out = summarize(name, res, examples, order, args, n_params, cfg.vocab_size, cfg.hidden_size)
     out.update(grad_ckpt=ckpt, build_peak_gib=round(build_peak, 2), trainable_params=trainable, **applied)
@@ -432,6 +466,8 @@ def main() -> None:
     ap.add_argument("--kernels", default="auto", choices=["auto", "liger", "off"],
                     help="fused kernels in the arms that use them (breachlab.vuln.speed.fused_kernels)")
     ap.add_argument("--compile", action="store_true", help="add the breachlab-regional-compile arm")
+    ap.add_argument("--activation-budget", type=float, default=4.0, metavar="GIB",
+                    help="activation_budget_gib of the breachlab-graphs-budget arm")
     ap.add_argument("--arms", default=DEFAULT_ARMS, help="comma list of: " + ", ".join(ARMS))
     ap.add_argument("--arm-steps", default="", metavar="ARM=N,...",
                     help="steps for some arms (e.g. breachlab-graphs=750: a whole 6,000-sample epoch at batch 8); "

@@ -114,7 +114,8 @@ def test_cuda_graphs_say_what_they_need():
 @pytest.mark.parametrize("arch", ["gemma3", "gemma4"])
 def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
     """Losses and gradients of replayed steps equal eager ones (fp32, three batches, two
-    buckets); Gemma 4's full-attention layers take the slot path (width limit lowered)."""
+    buckets); Gemma 4's full-attention layers take the slot path (width limit lowered) and
+    its KV-shared layers run at the answer positions only."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -136,6 +137,7 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
         if arch == "gemma4":
             speed.offload_per_layer_embeddings(p)
             assert speed.use_packed_attention(p)
+            assert speed.use_shared_layers_at_answers(p) == 2
         return p.train()
 
     if arch == "gemma4":
@@ -172,11 +174,19 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
 @pytest.mark.gpu
 @cuda
 def test_training_with_cuda_graphs_matches_eager(tmp_path, data):
+    """Same adapter and the same logged losses; two micro-batches per step (grad_accum 2) replay
+    one bucket twice in a step, and each keeps its own loss."""
+    import csv
+
     model = gemma3_dir(tmp_path / "g3")
-    ref = run(_cfg(model, data, device="cuda", cuda_graphs="off", threads=None), out=tmp_path / "eager")
-    got = run(_cfg(model, data, device="cuda", cuda_graphs="on", threads=None), out=tmp_path / "graphs")
+    ref = run(_cfg(model, data, device="cuda", cuda_graphs="off", threads=None, batch_size=2, grad_accum=2),
+              out=tmp_path / "eager")
+    got = run(_cfg(model, data, device="cuda", cuda_graphs="on", threads=None, batch_size=2, grad_accum=2),
+              out=tmp_path / "graphs")
     man = json.loads((got / "manifest.json").read_text())
     assert man["cuda_graphs"] >= 1 and "cuda_graphs_error" not in man
+    losses = [[float(r["train_loss"]) for r in csv.DictReader((d / "metrics.csv").open())] for d in (ref, got)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     a, b = _adapter(ref), _adapter(got)
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
@@ -292,3 +302,141 @@ def test_only_models_with_wide_heads_get_the_slot_layout(gemma4, tmp_path):
     assert speed.has_wide_heads(meta_model(load_config("gemma-4-e4b")))  # 512-wide full-attention heads
     assert not speed.has_wide_heads(meta_model(load_config("gemma-3-270m")))  # 256
     assert not speed.has_wide_heads(AutoModelForCausalLM.from_pretrained(gemma4))  # tiny: 16 / 32
+
+
+def _lora(model, r=4):
+    from peft import LoraConfig, get_peft_model
+
+    from breachlab.vuln.train import lora_targets
+
+    torch.manual_seed(0)
+    p = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=lora_targets(model)))
+    for name, w in p.named_parameters():
+        if "lora_B" in name:
+            w.data.normal_(0, 0.02)
+    return p
+
+
+@pytest.mark.parametrize("slots", [False, True])
+def test_shared_kv_layers_at_the_answers_change_no_number(gemma4, monkeypatch, slots):
+    """Gemma 4's KV-shared layers run at the supervised positions only: same loss and
+    gradients as on the whole row (checkpointing on, so the recomputation takes the same
+    path), and they really see only those positions."""
+    from transformers import AutoModelForCausalLM
+
+    from breachlab.vuln.sft import Encoded, collate_packed, forward_loss
+
+    g = torch.Generator().manual_seed(5)
+    examples = [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a)
+                for n, a in ((30, 7), (12, 4), (21, 9))]
+    batch = collate_packed(examples, 0, multiple=16, slot_multiple=16 if slots else None)
+    if slots:  # the tiny heads are narrow: let the full-attention layers take the slot path
+        monkeypatch.setattr(speed, "WIDE_HEAD", 0)
+
+    def run_once(at_answers: bool):
+        model = AutoModelForCausalLM.from_pretrained(gemma4, attn_implementation="sdpa")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = _lora(model).train()
+        speed.use_packed_attention(model)
+        seen = []
+        last = speed_layers(model)[-1]
+        last.register_forward_hook(lambda m, a, o: seen.append((o[0] if isinstance(o, tuple) else o).shape[1]))
+        if at_answers:
+            assert speed.use_shared_layers_at_answers(model) == 2  # the tiny model shares KV in its last 2 layers
+        loss, _ = forward_loss(model, batch, torch.device("cpu"))
+        loss.backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        speed.set_kept_positions(model, None)
+        return float(loss), grads, seen
+
+    loss_row, grads_row, seen_row = run_once(False)
+    loss_ans, grads_ans, seen_ans = run_once(True)
+    assert seen_row[0] == batch["input_ids"].shape[1]
+    assert seen_ans[0] == len(batch["keep"]) < seen_row[0]
+    assert loss_ans == pytest.approx(loss_row, rel=1e-5)
+    assert grads_row.keys() == grads_ans.keys()
+    for k in grads_row:
+        assert torch.allclose(grads_row[k], grads_ans[k], rtol=1e-4, atol=1e-6), k
+
+
+def speed_layers(model):
+    from breachlab.vuln.sft import decoder_layers
+
+    return list(decoder_layers(model))
+
+
+def test_only_gemma4_kv_shared_layers_are_hooked(tmp_path, gemma4):
+    from transformers import AutoModelForCausalLM
+
+    assert speed.use_shared_layers_at_answers(AutoModelForCausalLM.from_pretrained(gemma3_dir(tmp_path / "g3"))) == 0
+    model = AutoModelForCausalLM.from_pretrained(gemma4)
+    assert speed.use_shared_layers_at_answers(model) == 2
+    assert speed.use_shared_layers_at_answers(model) == 2  # hooked once
+    assert sum(len(layer._forward_pre_hooks) for layer in speed_layers(model)) == 2
+    # without kept positions the hooks do nothing: generation and 2-D masks are untouched
+    speed.set_kept_positions(model, None)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    with torch.no_grad():
+        assert model(input_ids=ids).logits.shape[1] == 4
+
+
+def test_lora_runs_in_the_activation_dtype(gemma4):
+    """bf16 model, float32 adapters: the LoRA matmuls run in bf16 (no float32 copy of each
+    adapter's input kept for backward), the adapter weights stay float32 and get float32
+    gradients, the state dict keeps its names, and the output is what peft's float32 path
+    gives up to bf16 rounding."""
+    from transformers import AutoModelForCausalLM
+
+    def build(cast: bool):
+        m = _lora(AutoModelForCausalLM.from_pretrained(gemma4, dtype=torch.bfloat16)).train()
+        if cast:
+            assert speed.lora_in_activation_dtype(m) > 0
+        return m
+
+    ref, got = build(False), build(True)
+    assert ref.state_dict().keys() == got.state_dict().keys()
+    ids = torch.randint(3, 100, (1, 24), generator=torch.Generator().manual_seed(0))
+    saved = {}
+    for name, m in (("ref", ref), ("got", got)):
+        sizes = []
+
+        def pack(t, sizes=sizes):
+            sizes.append((t.dtype, t.numel()))
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = m(input_ids=ids).logits.float()
+        out.sum().backward()
+        saved[name] = (out, sum(n for d, n in sizes if d == torch.float32))
+    assert torch.allclose(saved["ref"][0], saved["got"][0], rtol=0.05, atol=0.05)
+    assert saved["got"][1] < saved["ref"][1]  # fewer float32 values kept for backward
+    lora = [p for n, p in got.named_parameters() if "lora_" in n]
+    assert lora and all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32
+                        for p in lora)
+
+
+def test_kept_layers_take_the_cheapest_that_fit():
+    assert speed.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 25) == {1, 3}  # 10 + 10, then 20 does not fit
+    assert speed.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 40) == {1, 2, 3}
+    assert speed.kept_layers([3.0, 1.0], [1, 100], 10) == {0}  # a layer at few tokens is cheap
+    assert speed.kept_layers([1.0, 1.0], [10, 10], 0) == set()
+
+
+def test_an_activation_budget_keeps_some_layers_and_trains_the_same_adapter(tmp_path, data, gemma4):
+    """Layers within the budget are not checkpointed (their flags say so) and the adapter is
+    the one full checkpointing trains (fp32, CPU)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(gemma4)
+    model.gradient_checkpointing_enable()
+    budget = speed.ActivationBudget(model, [4.0, 3.0, 2.0, 1.0], budget_bytes=70)
+    assert budget.apply(10) == 3 and [layer.gradient_checkpointing for layer in speed_layers(model)] == [
+        True, False, False, False]
+    assert budget.apply(100) == 0
+    ref = run(_cfg(gemma4, data), out=tmp_path / "all")
+    got = run(_cfg(gemma4, data, activation_budget_gib=1.0), out=tmp_path / "budget")
+    man = json.loads((got / "manifest.json").read_text())
+    assert man["activation_budget_gib"] == 1.0 and man["shared_layers_at_answers"] == 2
+    a, b = _adapter(ref), _adapter(got)
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k

@@ -118,7 +118,7 @@ def meta_model(config: Any) -> Any:
 def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: int = 8, seq_len: int = 512,
          dtype: str = "bfloat16", gradient_checkpointing: bool = True, logits: str = "answer",
          answer_tokens: int = 40, attention: str = "sdpa", targets: list[str] | None = None,
-         measure: bool = True, ple_on_cpu: bool = True) -> MemoryPlan:
+         measure: bool = True, ple_on_cpu: bool = True, lora_float32: bool = False) -> MemoryPlan:
     """Estimate the training memory of ``model`` (a name/path or a config object).
 
     ``measure``: count the activations autograd keeps by running a copy of the model's
@@ -164,7 +164,8 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
     measured = None
     if measure:
         try:
-            measured = saved_bytes_per_token(tc, "full" if method == "full" else "lora", rank, dtype, attention)
+            measured = saved_bytes_per_token(tc, "full" if method == "full" else "lora", rank, dtype, attention,
+                                             lora_float32=lora_float32)
         except Exception:  # noqa: BLE001 - an architecture the counting run cannot build: the formula
             measured = None
     act, logit_bytes = _activations(tc, batch_size, seq_len, b, gradient_checkpointing, logits, answer_tokens,
@@ -202,14 +203,19 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
     if measured is not None:
         tokens = batch * seq
         layers = tc.num_hidden_layers
-        eager = 2 * tc.num_attention_heads * seq * b if attention == "eager" else 0
-        per_layer = measured["layers"] / layers + eager
-        ple = getattr(tc, "hidden_size_per_layer_input", 0) or 0
-        if ckpt:  # each layer's inputs (hidden + its per-layer input) + one layer recomputed at a time
-            act = tokens * (layers * (h + ple) * b + measured["largest_layer"] + eager + measured["outside"])
-        else:
-            act = tokens * (layers * per_layer + measured["outside"])
         kept = batch * (answer + 1) if logits == "answer" else tokens
+        eager = 2 * tc.num_attention_heads * seq * b if attention == "eager" else 0
+        ple = getattr(tc, "hidden_size_per_layer_input", 0) or 0
+        per_layer = [x + eager for x in measured.get("per_layer") or [measured["layers"] / layers] * layers]
+        # vuln train runs Gemma 4's KV-shared layers at the answer positions only
+        # (speed.use_shared_layers_at_answers): those layers see `kept` tokens, not `tokens`
+        shared = answer_only_shared_layers(tc) if logits == "answer" else 0
+        at = [tokens] * (layers - shared) + [kept] * shared
+        if ckpt:  # each layer's inputs (hidden + its per-layer input) + one layer recomputed at a time
+            act = (sum(n * (h + ple) * b for n in at) + tokens * measured["outside"]
+                   + max(n * x for n, x in zip(at, per_layer)))
+        else:
+            act = sum(n * x for n, x in zip(at, per_layer)) + tokens * measured["outside"]
         return float(act), float(kept * tc.vocab_size * (b + 4 + 4))
     inter = _attr(tc, "intermediate_size", 4 * h)
     heads = tc.num_attention_heads
@@ -231,6 +237,14 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
     return float(act), float(logit_bytes)
 
 
+def answer_only_shared_layers(tc: Any) -> int:
+    """How many of the text model's last layers ``vuln train`` (packing on) runs at the answer
+    positions only: Gemma 4's KV-shared layers (:func:`speed.use_shared_layers_at_answers`)."""
+    if not str(getattr(tc, "model_type", "")).startswith("gemma4"):
+        return 0
+    return min(int(getattr(tc, "num_kv_shared_layers", 0) or 0), tc.num_hidden_layers - 1)
+
+
 def _period(types: list[str]) -> int:
     """Length of the repeating pattern of ``layer_types`` (1 when there is none)."""
     for p in range(1, len(types) + 1):
@@ -240,27 +254,31 @@ def _period(types: list[str]) -> int:
 
 
 def saved_bytes_per_token(tc: Any, method: str = "lora", rank: int = 16, dtype: str = "bfloat16",
-                          attention: str = "sdpa", tokens: int = 64) -> dict[str, float]:
+                          attention: str = "sdpa", tokens: int = 64, lora_float32: bool = False) -> dict[str, Any]:
     """What autograd keeps for the backward pass, per token, counted rather than guessed.
 
     Builds a short copy of the text model — one period of its layer pattern (two for
     models that share KV across their last layers, Gemma 3n/4: the second period shared),
     a 256-entry vocabulary, weights not initialised — with LoRA adapters as ``vuln train``
-    puts them (fp32) or fully trainable, runs one training-mode forward of ``tokens`` tokens
+    puts them (float32 weights run in the model's dtype, or in float32 with
+    ``lora_float32``) or fully trainable, runs one training-mode forward of ``tokens`` tokens
     on the CPU without checkpointing, and adds up the bytes of every distinct storage
     autograd saves that is not a parameter, per decoder layer (forward hooks say which
     layer is running) and outside them (embeddings, per-layer inputs, final norm).
     Returns ``layers`` (all the model's layers, mapped onto the copy's by position in the
-    pattern), ``largest_layer`` and ``outside``, in bytes per token.  Attention
+    pattern), ``largest_layer``, ``outside`` and ``per_layer`` (a list, layer by layer), in
+    bytes per token.  Attention
     probabilities (eager only) grow with the sequence; the caller adds them.
     """
-    return dict(_count_saved(json.dumps(tc.to_dict(), sort_keys=True, default=str), method, rank, dtype,
-                             attention, tokens))
+    out = dict(_count_saved(json.dumps(tc.to_dict(), sort_keys=True, default=str), method, rank, dtype,
+                            attention, tokens, lora_float32))
+    out["per_layer"] = list(out["per_layer"])
+    return out
 
 
 @functools.lru_cache(maxsize=16)
 def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention: str,
-                 tokens: int) -> tuple[tuple[str, float], ...]:
+                 tokens: int, lora_float32: bool = False) -> tuple[tuple[str, Any], ...]:
     import gc
 
     import torch
@@ -311,8 +329,12 @@ def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention
 
         from breachlab.vuln.train import lora_targets
 
+        from breachlab.vuln.speed import lora_in_activation_dtype
+
         net.requires_grad_(False)
         net = get_peft_model(net, LoraConfig(r=rank, lora_alpha=rank, target_modules=lora_targets(net)))
+        if not lora_float32:
+            lora_in_activation_dtype(net)  # as vuln train runs them
     net.train()
     params = {p.untyped_storage().data_ptr() for p in net.parameters()}
     layers = list(decoder_layers(net) or [])
@@ -341,7 +363,10 @@ def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention
     ids = torch.arange(tokens).remainder(250).add(3).unsqueeze(0)
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            net(input_ids=ids, logits_to_keep=1)
+            # logits_to_keep=0: every layer at every position (transformers would otherwise run
+            # Gemma 4's KV-shared layers at the last position only); what vuln train runs them
+            # at is the caller's business (_activations)
+            net(input_ids=ids, logits_to_keep=0)
     finally:
         for h in handles:
             h.remove()
@@ -350,7 +375,7 @@ def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention
     # layer i of the real model sits where layer i % period sits in the copy (+ period if shared)
     full = [per_layer[(i % period) + (period if i >= n - shared and shared else 0)] / tokens for i in range(n)]
     return (("layers", float(sum(full))), ("largest_layer", float(max(full, default=0.0))),
-            ("outside", outside / tokens))
+            ("outside", outside / tokens), ("per_layer", tuple(float(x) for x in full)))
 
 
 def format_table(p: MemoryPlan) -> str:

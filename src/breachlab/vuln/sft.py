@@ -277,13 +277,17 @@ def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any,
 
         masks = batch["masks"] if "masks" in batch else segment_masks(model, batch["segments"].to(device), dtype)
         speed.set_slot_layout(batch, device, dtype)  # stays set for the recomputation in backward
+        keep = batch["keep"].to(device)
+        # KV-shared layers (Gemma 4), when hooked, run only at these positions: what comes out is them
+        at_answers = speed.set_kept_positions(model, keep)
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=masks,
-                    position_ids=batch["position_ids"].to(device), logits_to_keep=batch["keep"].to(device),
+                    position_ids=batch["position_ids"].to(device), logits_to_keep=0 if at_answers else keep,
                     use_cache=False)
         return out.logits[0].float(), batch["targets"].to(device), batch["first"].to(device)
     from breachlab.vuln import speed
 
     speed.set_slot_layout(None)
+    speed.set_kept_positions(model, None)
     mask2d = batch["attention_mask"].to(device)
     attention_mask = left_pad_masks(model, mask2d, dtype) if bool((mask2d == 0).any()) else mask2d
     out = model(input_ids=batch["input_ids"].to(device), attention_mask=attention_mask,

@@ -74,6 +74,13 @@ class TrainConfig:
                      "CUDA process with packing, LoRA/QLoRA, no dropout, compile off; on = required")
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
     gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
+    activation_budget_gib: float = field(
+        0.0, help="with gradient checkpointing: GPU memory (GiB) to spend keeping the activations of the "
+                  "decoder layers that fit (the cheapest first, per row length, counted as vuln plan "
+                  "counts them) instead of recomputing them; 0 = recompute every layer (least memory)")
+    lora_float32: bool = field(False, help="run the LoRA matmuls in float32 as peft does (a float32 copy of "
+                                           "every adapter's input, kept for backward); false = in the model's "
+                                           "dtype, adapter weights still float32 (as bf16 autocast does)")
     compile: Literal["auto", "on", "off"] = field(
         "off", help="regional torch.compile: each decoder layer compiled (dynamic shapes), not the whole stack; "
                     "auto = on for CUDA, off on CPU; on works on CPU too (needs a C++ compiler). Off by default: on "
@@ -93,6 +100,11 @@ class TrainConfig:
     report_to: Literal["none", "tensorboard", "mlflow"] = field("none", help="also log to TensorBoard or MLflow")
     seed: int = field(42, help="seed for initialisation, data order and dropout")
     allow_pickle: bool = field(False, help="allow pickled (.bin) base weights — only for checkpoints you trust")
+    backend: Literal["breachlab", "unsloth"] = field(
+        "breachlab", help="who loads the model and attaches LoRA: breachlab (transformers + peft, with the speed "
+                          "keys above) or unsloth (Unsloth's FastLanguageModel and its kernels and checkpointing, "
+                          "when the optional unsloth package is installed; CUDA, one process; packing, graphs, "
+                          "Liger and the per-layer table on the CPU are then off)")
 
     def __post_init__(self) -> None:
         positive = ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_seq_len")
@@ -103,6 +115,16 @@ class TrainConfig:
                      "max_val_samples", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.backend == "unsloth":
+            theirs = {"kernels": self.kernels == "liger", "ple_on_cpu": self.ple_on_cpu == "on",
+                      "cuda_graphs": self.cuda_graphs == "on", "compile": self.compile == "on",
+                      "activation_budget_gib": self.activation_budget_gib > 0, "device": self.device == "cpu"}
+            clash = [k for k, v in theirs.items() if v]
+            if clash:
+                raise ConfigError(f"backend: unsloth brings its own kernels and checkpointing and needs CUDA; "
+                                  f"leave {', '.join(clash)} at their defaults (or use backend: breachlab)")
+        if self.activation_budget_gib < 0:
+            raise ConfigError(f"activation_budget_gib must be >= 0, got {self.activation_budget_gib}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.epochs <= 0 and self.max_steps == 0:
@@ -140,6 +162,8 @@ class TrainConfig:
         """Why CUDA graphs cannot replay this run's steps, or None when they can."""
         if not device.startswith("cuda"):
             return "a CUDA device"
+        if self.backend != "breachlab":
+            return "backend: breachlab"
         if processes > 1:
             return "one process (not DDP)"
         if not self.packing:
@@ -222,6 +246,8 @@ def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any]:
 
     location = base_location(cfg.model)
     dtype = _torch_dtype(cfg.dtype, device)
+    if cfg.backend == "unsloth":
+        return _load_unsloth(cfg, device, location, dtype)
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": None if cfg.allow_pickle else True}
     if cfg.method == "qlora":
         if not device.startswith("cuda"):
@@ -265,7 +291,77 @@ def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any]:
         raise UserError(f"no layers named {cfg.target_modules} in the language model of {cfg.model}")
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, lcfg), tok
+    model = get_peft_model(model, lcfg)
+    if not cfg.lora_float32:
+        from breachlab.vuln.speed import lora_in_activation_dtype
+
+        lora_in_activation_dtype(model)
+    return model, tok
+
+
+UNSLOTH_ENV = {  # offline, no usage statistics, its compiled kernels out of the working directory
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    "UNSLOTH_DISABLE_STATISTICS": "1",
+}
+
+
+def import_unsloth() -> Any:
+    """``unsloth`` imported the way breachlab runs it: offline, without its statistics ping,
+    its compile cache under breachlab's cache directory (not the working directory).  A
+    clear error when it is not installed: it is optional."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("unsloth") is None:
+        raise UserError("backend: unsloth needs the optional unsloth package (pip install unsloth); "
+                        "backend: breachlab needs nothing more")
+    for key, value in UNSLOTH_ENV.items():
+        os.environ.setdefault(key, value)
+    from breachlab.models import cache_dir
+
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(cache_dir() / "unsloth_compiled_cache"))
+    try:
+        import unsloth
+    except Exception as exc:  # e.g. no GPU it supports, a version it refuses
+        raise UserError(f"unsloth is installed but does not import here: {type(exc).__name__}: {exc}") from None
+    return unsloth
+
+
+def _load_unsloth(cfg: TrainConfig, device: str, location: str, dtype: Any) -> tuple[Any, Any]:
+    """The same model, method and LoRA targets through Unsloth's ``FastLanguageModel``."""
+    if not device.startswith("cuda"):
+        raise UserError("backend: unsloth needs a CUDA GPU; use backend: breachlab")
+    import_unsloth()
+    from unsloth import FastLanguageModel
+
+    ckpt = "unsloth" if cfg.gradient_checkpointing else False
+    try:
+        model, tok = FastLanguageModel.from_pretrained(
+            model_name=str(location), max_seq_length=cfg.max_seq_len, dtype=dtype,
+            load_in_4bit=cfg.method == "qlora", full_finetuning=cfg.method == "full",
+            use_gradient_checkpointing=ckpt, local_files_only=True, trust_remote_code=False,
+            random_state=cfg.seed)
+    except OSError as exc:
+        raise UserError(f"could not load {location} with unsloth: {exc}") from None
+    tok = getattr(tok, "tokenizer", tok)  # a processor for multimodal models: its text tokenizer
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model.config.use_cache = False
+    if cfg.method == "full":
+        return model, tok
+    targets = lora_targets(model, cfg.target_modules)
+    if not targets:
+        raise UserError(f"no layers named {cfg.target_modules} in the language model of {cfg.model}")
+    # Unsloth takes leaf names (it scopes them to the language model itself); what it wrapped
+    # is then checked against breachlab's own list of language-model targets
+    model = FastLanguageModel.get_peft_model(
+        model, r=cfg.lora_r, target_modules=list(cfg.target_modules), lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout, bias="none", use_gradient_checkpointing=ckpt, random_state=cfg.seed)
+    wrapped = {n.removeprefix("base_model.model.") for n, m in model.named_modules() if hasattr(m, "lora_A")}
+    stray = sorted(wrapped - set(targets))
+    if stray:
+        raise UserError(f"unsloth put adapters outside the language model's {cfg.target_modules}: {stray[:3]}")
+    return model, tok
 
 
 # ---------------------------------------------------------------------------------------

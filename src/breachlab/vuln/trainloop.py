@@ -35,12 +35,18 @@ class Trainer:
         from accelerate import Accelerator
 
         self.cfg = cfg
+        if cfg.backend == "unsloth":  # before the model libraries are used: it patches them
+            from breachlab.vuln.train import import_unsloth
+
+            import_unsloth()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
         self.acc = Accelerator(cpu=cpu)
         self.is_main = self.acc.is_main_process
         self.device = self.acc.device
+        if cfg.backend == "unsloth" and self.acc.num_processes > 1:
+            raise ValueError("backend: unsloth trains in one process; use backend: breachlab with accelerate launch")
         self.train_samples, self.val_samples, self.inputs = load_data(cfg)
 
     def share_run_dir(self, run_dir: RunDir | None) -> RunDir:
@@ -82,14 +88,19 @@ class Trainer:
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
         self.ple_offloaded = 0
-        if cfg.ple_on_cpu == "on" or (cfg.ple_on_cpu == "auto" and cuda and cfg.method != "full"):
+        ours = cfg.backend == "breachlab"  # unsloth brings its own kernels and checkpointing
+        if ours and (cfg.ple_on_cpu == "on" or (cfg.ple_on_cpu == "auto" and cuda and cfg.method != "full")):
             # before .to(device): a table still in CPU memory never visits the GPU
             self.ple_offloaded = speed.offload_per_layer_embeddings(model, include_cpu=True)
         if model.device.type != self.device.type and getattr(model, "hf_device_map", None) is None:
             model.to(self.device)
         # wide-head full-attention layers (Gemma 4): one slot per example, not the whole row
-        self.wide_heads = cfg.packing and speed.has_wide_heads(model) and speed.use_packed_attention(model)
-        self.kernels = speed.fused_kernels(model, cfg.kernels)
+        self.wide_heads = ours and cfg.packing and speed.has_wide_heads(model) and speed.use_packed_attention(model)
+        # Gemma 4's KV-shared layers only where the loss reads them (needs the packed row's masks)
+        self.shared_at_answers = speed.use_shared_layers_at_answers(model) if ours and cfg.packing else 0
+        # counted on a CPU copy of the model before Liger patches the architecture's classes
+        self.budget = self._activation_budget(model) if ours else None
+        self.kernels = speed.fused_kernels(model, cfg.kernels) if ours else None
         if self.kernels and self.is_main:
             log.info("fused kernels: %s", self.kernels)
         self.model, self.opt = self.acc.prepare(model, opt)
@@ -109,11 +120,35 @@ class Trainer:
         self._prefetched: dict[int, list] = {}
         self.graphs_error: str | None = None
 
+    def _activation_budget(self, model: Any) -> speed.ActivationBudget | None:
+        """``activation_budget_gib``: which layers skip their recomputation, from what the
+        planner counts each layer keeps per token (a short CPU copy, a few seconds)."""
+        cfg = self.cfg
+        if cfg.activation_budget_gib <= 0:
+            return None
+        if not cfg.gradient_checkpointing:
+            log.warning("activation_budget_gib has no effect without gradient checkpointing (nothing is recomputed)")
+            return None
+        from breachlab.vuln.plan import saved_bytes_per_token
+
+        dtype = str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")
+        counted = saved_bytes_per_token(speed._text_config(model), "full" if cfg.method == "full" else "lora",
+                                        cfg.lora_r, dtype, lora_float32=cfg.lora_float32)
+        budget = speed.ActivationBudget(model, counted["per_layer"], cfg.activation_budget_gib * 2**30)
+        if self.is_main:
+            full_row = cfg.batch_size * cfg.max_seq_len
+            log.info("activation budget %.1f GiB: at %d tokens (a full micro-batch) %d of %d layers keep their "
+                     "activations; shorter rows keep more", cfg.activation_budget_gib, full_row,
+                     budget.apply(full_row, full_row), len(budget.per_layer))
+        return budget
+
     def _compile(self, model: Any) -> int:
         """:func:`sft.compile_layers` when ``compile`` asks for it; 0 (and a warning) when it fails."""
         cfg = self.cfg
         self.compile_error: str | None = None
         self._compile_pending = False
+        if cfg.backend != "breachlab":  # unsloth compiles what it patches itself
+            return 0
         if not (cfg.compile == "on" or (cfg.compile == "auto" and self.device.type == "cuda")):
             return 0
         try:
@@ -168,13 +203,15 @@ class Trainer:
         cfg = self.cfg
         batch = (sft.collate_packed(examples, self.pad_id, slot_multiple=64 if self.wide_heads else None)
                  if cfg.packing else sft.collate(examples, self.pad_id, cfg.supervised_logits_only))
+        if self.budget is not None:
+            self.budget.apply(batch["input_ids"].numel(), len(batch["keep"]) if cfg.packing else None)
         return self._forward_backward(batch, denom)
 
     def _start_graphs(self) -> None:
         model = self.acc.unwrap_model(self.model)
         # no autocast: the graphs run the model as the eager path does, in its own dtype
         self.graph_step = speed.CudaGraphStep(model, self.pad_id, dtype=model.get_input_embeddings().weight.dtype,
-                                              autocast=False)
+                                              autocast=False, budget=self.budget)
         if self.is_main:
             log.info("CUDA graphs: forward+backward replayed per length bucket (cuda_graphs: off turns this off)")
 
@@ -410,6 +447,9 @@ class Trainer:
             best_step=state["best_step"], stopped_early=state["stopped_early"],
             compile=self.compiled_layers > 0, compiled_layers=self.compiled_layers,
             packing=self.cfg.packing, kernels=self.kernels, ple_on_cpu_bytes=self.ple_offloaded,
+            activation_budget_gib=self.cfg.activation_budget_gib, lora_float32=self.cfg.lora_float32,
+            shared_layers_at_answers=self.shared_at_answers, backend=self.cfg.backend,
+            **({"unsloth_version": _version("unsloth")} if self.cfg.backend == "unsloth" else {}),
             cuda_graphs=(self.graph_step.captured if self.graph_step is not None else 0),
             graph_capture_seconds=(round(self.graph_step.capture_seconds, 2) if self.graph_step is not None else 0),
             **({"cuda_graphs_error": self.graphs_error} if self.graphs_error else {}),
@@ -439,6 +479,15 @@ class Trainer:
                 mlflow.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "lr") if row[k] != ""},
                                    step=row["step"])
             return write
+        return None
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
         return None
 
 

@@ -1,0 +1,58 @@
+"""The optional Unsloth backend (``backend: unsloth``): refused clearly where it cannot run;
+trained end to end on a GPU where unsloth is installed (``gpu`` marker, out of the default run)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from breachlab.config import ConfigError
+from breachlab.errors import UserError
+from breachlab.vuln.train import TrainConfig
+
+torch = pytest.importorskip("torch")
+
+
+def test_unsloth_settings_that_clash_are_refused_with_their_names():
+    with pytest.raises(ConfigError, match="kernels, cuda_graphs"):
+        TrainConfig(model="m", data="d", backend="unsloth", kernels="liger", cuda_graphs="on")
+    with pytest.raises(ConfigError, match="device"):
+        TrainConfig(model="m", data="d", backend="unsloth", device="cpu")
+    assert TrainConfig(model="m", data="d", backend="unsloth").graphs_blocker("cuda") == "backend: breachlab"
+
+
+def test_without_unsloth_installed_the_error_says_how_to_get_it(monkeypatch):
+    import importlib.util
+
+    from breachlab.vuln import train
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real(name, *a))
+    with pytest.raises(UserError, match="pip install unsloth"):
+        train.import_unsloth()
+    with pytest.raises(UserError, match="CUDA"):
+        train._load_unsloth(TrainConfig(model="m", data="d", backend="unsloth"), "cpu", "m", None)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method,packing", [("lora", True), ("qlora", False)])
+def test_unsloth_trains_a_tiny_gemma3(tmp_path, method, packing):
+    pytest.importorskip("unsloth")
+    from safetensors.torch import load_file
+
+    from breachlab.vuln.train import run
+    from tests.vuln.tiny import gemma3_dir, samples_jsonl
+
+    model = gemma3_dir(tmp_path / "m")
+    data = samples_jsonl(tmp_path / "d")
+    cfg = TrainConfig(model=str(model), data=str(data), backend="unsloth", method=method, packing=packing,
+                      batch_size=4, max_steps=4, eval_every=2, save_every=0, lr=1e-3, max_seq_len=512, device="cuda")
+    out = run(cfg, out=tmp_path / "run")
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["backend"] == "unsloth" and man["unsloth_version"] and man["steps"] == 4
+    assert man["cuda_graphs"] == 0 and man["best_val_loss"] not in (None, "")
+    weights = load_file(str(out / "final" / "adapter_model.safetensors"))
+    assert weights and all(torch.isfinite(w).all() for w in weights.values())
+    assert any("lora_B" in k and w.abs().sum() > 0 for k, w in weights.items())  # it learned something
