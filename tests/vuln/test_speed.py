@@ -440,3 +440,24 @@ def test_an_activation_budget_keeps_some_layers_and_trains_the_same_adapter(tmp_
     a, b = _adapter(ref), _adapter(got)
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
+
+
+@pytest.mark.gpu
+@cuda
+def test_liger_patches_the_instance_only(tmp_path):
+    """After Liger is patched into a model, a model built later in the same process (the
+    planner's CPU copy, a model Unsloth loads) gets transformers' own layers and runs on the CPU."""
+    pytest.importorskip("liger_kernel")
+    import transformers.models.gemma3.modeling_gemma3 as mod
+    from transformers import AutoModelForCausalLM
+
+    path = gemma3_dir(tmp_path / "g3")
+    names = {k: v for k, v in vars(mod).items() if not k.startswith("__")}
+    patched = AutoModelForCausalLM.from_pretrained(path).cuda()
+    assert "RMSNorm" in speed.fused_kernels(patched, "liger")
+    assert "Liger" in repr(patched.model.layers[0].input_layernorm)  # patched in place, class name kept
+    assert {k: v for k, v in vars(mod).items() if not k.startswith("__")} == names
+    later = AutoModelForCausalLM.from_pretrained(path)
+    assert "Liger" not in repr(later.model.layers[0].input_layernorm)
+    with torch.no_grad():
+        assert torch.isfinite(later(input_ids=torch.tensor([[3, 4, 5]])).logits).all()

@@ -14,8 +14,7 @@ busy 21-44 % of it — the step was bound by launching kernels from Python, not 
   needs only the rows of its own tokens.  Kept in CPU memory, rows gathered there and
   copied to the GPU, it stops costing GPU memory at all.
 * :func:`fused_kernels` — Liger's Triton kernels (``liger-kernel``, optional) for the
-  model's RMSNorm, gated MLP and (where Liger has it for the architecture) RoPE, patched
-  into the model *instance*: less GPU time, though not fewer launches from Python.  The
+  model's RMSNorm and gated MLP, patched into the model *instance* (nothing process-wide): less GPU time, though not fewer launches from Python.  The
   loss is not fused (breachlab computes logits only where the loss needs them).
 """
 
@@ -233,17 +232,28 @@ def fused_kernels(model: Any, mode: str = "auto") -> str | None:
         return None
     if mode == "auto" and not on_cuda:  # Liger's kernels are Triton: GPUs only
         return None
-    # Liger's RoPE does not fit Gemma 4's one-tensor-at-a-time rotary function
-    rope = not str(model_type).startswith("gemma4")
-    _apply_liger_kernel_to_instance(model=base, rope=rope, rms_norm=True, geglu=True, swiglu=True,
+    import sys
+
+    # Liger also swaps module-level classes and functions of transformers (RMSNorm, MLP, RoPE)
+    # for every model built afterwards in this process: a CPU model (the planner's short copy)
+    # or one Unsloth loads would then run Triton kernels.  The instance's norms and MLPs are
+    # patched one by one, so the module-level swaps are undone at once.  Liger's RoPE exists
+    # only as such a module-level swap, so it is not used.
+    before = {name: dict(vars(mod)) for name, mod in list(sys.modules.items())
+              if name.startswith("transformers.models.") and mod is not None}
+    _apply_liger_kernel_to_instance(model=base, rope=False, rms_norm=True, geglu=True, swiglu=True,
                                     cross_entropy=False, fused_linear_cross_entropy=False)
+    for name, was in before.items():
+        mod = sys.modules[name]
+        for key, value in was.items():
+            if vars(mod).get(key) is not value:
+                setattr(mod, key, value)
     version = getattr(liger_kernel, "__version__", None)
     if version is None:
         from importlib.metadata import version as _v
 
         version = _v("liger-kernel")
-    parts = "RMSNorm, gated MLP" + (", RoPE" if rope else "")
-    return f"liger-kernel {version} ({parts})"
+    return f"liger-kernel {version} (RMSNorm, gated MLP)"
 
 
 class CpuTableEmbedding:

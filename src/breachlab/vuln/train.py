@@ -64,7 +64,7 @@ class TrainConfig:
     packing: bool = field(True, help="padding-free micro-batches: the sequences end to end in one row, each "
                                      "attending only to itself (same loss as padding, no compute spent on pads)")
     kernels: Literal["auto", "liger", "off"] = field(
-        "auto", help="fused Triton kernels for RMSNorm / gated MLP / RoPE: auto = Liger when liger-kernel is "
+        "auto", help="fused Triton kernels for RMSNorm / gated MLP: auto = Liger when liger-kernel is "
                      "installed and the model is on CUDA; liger = required; off")
     ple_on_cpu: Literal["auto", "on", "off"] = field(
         "auto", help="keep Gemma 3n/4's per-layer embedding table (5.25 GiB for E4B) in CPU memory, rows "

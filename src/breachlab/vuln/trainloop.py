@@ -98,7 +98,7 @@ class Trainer:
         self.wide_heads = ours and cfg.packing and speed.has_wide_heads(model) and speed.use_packed_attention(model)
         # Gemma 4's KV-shared layers only where the loss reads them (needs the packed row's masks)
         self.shared_at_answers = speed.use_shared_layers_at_answers(model) if ours and cfg.packing else 0
-        # counted on a CPU copy of the model before Liger patches the architecture's classes
+        # counted on a short CPU copy of the model
         self.budget = self._activation_budget(model) if ours else None
         self.kernels = speed.fused_kernels(model, cfg.kernels) if ours else None
         if self.kernels and self.is_main:
