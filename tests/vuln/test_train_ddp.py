@@ -279,3 +279,46 @@ def test_two_process_kill9_and_resume_matches_uninterrupted(tiny, tmp_path):
     assert [int(r["step"]) for r in metrics(killed)] == list(range(1, 11))
     assert metrics(killed)[-1]["val_loss"] == metrics(ref)[-1]["val_loss"]
     assert max_diff(adapter(killed), adapter(ref)) == 0.0
+
+
+# -- FSDP (fsdp: true): the same training, sharded ------------------------------------------------
+def test_fsdp_trains_like_ddp_and_resumes(tiny, tmp_path):
+    """2 processes with FSDP2 == 2 processes with DDP (same losses, same adapter), with
+    unequal validation shards (9 samples: every process must run as many forwards) and a
+    checkpoint gathered from the shards that --resume loads back into them."""
+    base = dict(model=tiny[0], data=tiny[1], **{**EQ, "max_steps": 4, "eval_every": 2, "save_every": 2})
+    train(2, tmp_path / "ddp", base, cwd=tmp_path)
+    train(2, tmp_path / "fsdp", {**base, "fsdp": "true"}, cwd=tmp_path)
+    man = json.loads((tmp_path / "fsdp" / "manifest.json").read_text())
+    assert man["fsdp"] is True and man["processes"] == 2 and man["status"] == "finished"
+    ra, rb = metrics(tmp_path / "ddp"), metrics(tmp_path / "fsdp")
+    assert [r["tokens"] for r in ra] == [r["tokens"] for r in rb]
+    for x, y in zip(ra, rb):
+        assert float(x["train_loss"]) == pytest.approx(float(y["train_loss"]), abs=2e-5)
+        if x["val_loss"]:
+            assert float(x["val_loss"]) == pytest.approx(float(y["val_loss"]), abs=2e-5)
+    assert max_diff(adapter(tmp_path / "ddp"), adapter(tmp_path / "fsdp")) <= 1e-6
+    # the step-2 checkpoint holds full tensors: a one-process run's file, named as one
+    from safetensors.torch import load_file
+
+    ck = load_file(str(tmp_path / "fsdp" / "checkpoints" / "step-0000002" / "trainable.safetensors"))
+    ref_ck = load_file(str(tmp_path / "ddp" / "checkpoints" / "step-0000002" / "trainable.safetensors"))
+    assert ck.keys() == ref_ck.keys() and max_diff(ck, ref_ck) <= 1e-6
+    # resume the FSDP run from that checkpoint (its final/ removed, status set back): same end
+    import shutil
+
+    again = tmp_path / "again"
+    shutil.copytree(tmp_path / "fsdp", again)
+    shutil.rmtree(again / "final")
+    m = json.loads((again / "manifest.json").read_text())
+    (again / "manifest.json").write_text(json.dumps({**m, "status": "running"}))
+    (again / "metrics.csv").write_text("".join((again / "metrics.csv").read_text().splitlines(True)[:3]))
+    train(2, None, {}, cwd=tmp_path, resume=again)
+    assert max_diff(adapter(again), adapter(tmp_path / "fsdp")) <= 1e-6
+
+
+def test_fsdp_refuses_qlora():
+    from breachlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="QLoRA"):
+        TrainConfig(data="d", fsdp=True, method="qlora")

@@ -73,8 +73,10 @@ def _np_jsonable(obj: Any) -> Any:
 
 
 def save(root: Path, step: int, *, model: Any, optimizer: Any, scheduler: Any, progress: dict[str, Any],
-         rank: int = 0, keep: int = 2) -> Path:
-    """Write checkpoint ``step`` atomically and prune all but the newest ``keep``."""
+         rank: int = 0, keep: int = 2, weights: dict[str, Any] | None = None,
+         optimizer_state: dict[str, Any] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically and prune all but the newest ``keep``.
+    ``weights`` / ``optimizer_state``: already gathered (FSDP, :mod:`breachlab.vuln.shard`)."""
     import torch
     from safetensors.torch import save_file
 
@@ -83,8 +85,8 @@ def save(root: Path, step: int, *, model: Any, optimizer: Any, scheduler: Any, p
     tmp = root / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_file(weights if weights is not None else trainable_state(model), str(tmp / "trainable.safetensors"))
+    torch.save(optimizer_state if optimizer_state is not None else optimizer.state_dict(), tmp / "optimizer.pt")
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     atomic_write_json(tmp / "scheduler.json", sched)
     atomic_write_json(tmp / f"rng-{rank}.json", _np_jsonable(rng_state()))
@@ -102,8 +104,10 @@ def latest(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load(path: Path, *, model: Any, optimizer: Any, scheduler: Any, rank: int = 0) -> dict[str, Any]:
-    """Restore everything ``save`` wrote; returns the progress record."""
+def load(path: Path, *, model: Any, optimizer: Any, scheduler: Any, rank: int = 0,
+         sharded: bool = False) -> dict[str, Any]:
+    """Restore everything ``save`` wrote; returns the progress record.  ``sharded``: the
+    model is FSDP-sharded (every process loads the full tensors, keeps its shard)."""
     import torch
     from safetensors.torch import load_file
 
@@ -112,10 +116,17 @@ def load(path: Path, *, model: Any, optimizer: Any, scheduler: Any, rank: int = 
     missing = [n for n in weights if n not in params]
     if missing:
         raise ValueError(f"checkpoint {path} does not fit this model (e.g. {missing[0]})")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
+    optim = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
+    if sharded:
+        from breachlab.vuln import shard
+
+        shard.load_full_state(model, weights)
+        shard.load_full_optimizer_state(model, optimizer, optim)
+    else:
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+        optimizer.load_state_dict(optim)
     sched = json.loads((path / "scheduler.json").read_text())
     scheduler.load_state_dict({**scheduler.state_dict(), **sched})
     rng_file = path / f"rng-{rank}.json"

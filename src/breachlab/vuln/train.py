@@ -100,6 +100,9 @@ class TrainConfig:
     report_to: Literal["none", "tensorboard", "mlflow"] = field("none", help="also log to TensorBoard or MLflow")
     seed: int = field(42, help="seed for initialisation, data order and dropout")
     allow_pickle: bool = field(False, help="allow pickled (.bin) base weights — only for checkpoints you trust")
+    fsdp: bool = field(False, help="with several processes (torchrun / accelerate launch): shard parameters, "
+                                   "gradients and optimizer state over them (PyTorch FSDP2, one unit per decoder "
+                                   "layer) instead of DDP's full copy in each; LoRA or full, not QLoRA")
     backend: Literal["breachlab", "unsloth"] = field(
         "breachlab", help="who loads the model and attaches LoRA: breachlab (transformers + peft, with the speed "
                           "keys above) or unsloth (Unsloth's FastLanguageModel and its kernels and checkpointing, "
@@ -118,11 +121,15 @@ class TrainConfig:
         if self.backend == "unsloth":
             theirs = {"kernels": self.kernels == "liger", "ple_on_cpu": self.ple_on_cpu == "on",
                       "cuda_graphs": self.cuda_graphs == "on", "compile": self.compile == "on",
-                      "activation_budget_gib": self.activation_budget_gib > 0, "device": self.device == "cpu"}
+                      "activation_budget_gib": self.activation_budget_gib > 0, "device": self.device == "cpu",
+                      "fsdp": self.fsdp}
             clash = [k for k, v in theirs.items() if v]
             if clash:
                 raise ConfigError(f"backend: unsloth brings its own kernels and checkpointing and needs CUDA; "
                                   f"leave {', '.join(clash)} at their defaults (or use backend: breachlab)")
+        if self.fsdp and self.method == "qlora":
+            raise ConfigError("fsdp: true shards LoRA or full fine-tuning; QLoRA's 4-bit weights are not sharded here "
+                              "(use DDP: fsdp: false)")
         if self.activation_budget_gib < 0:
             raise ConfigError(f"activation_budget_gib must be >= 0, got {self.activation_budget_gib}")
         if not self.lr > 0:

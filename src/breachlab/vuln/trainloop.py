@@ -76,17 +76,13 @@ class Trainer:
         if cfg.select_on == "verdict" and len(self.verdict_ids) != 2:
             raise ValueError(f"select_on=verdict needs answers that start with one of two verdict tokens; "
                              f"found {len(self.verdict_ids)} distinct first answer tokens")
-        params = [p for p in model.parameters() if p.requires_grad]
         cuda = self.device.type == "cuda"
-        # one fused kernel for the whole update on CUDA instead of a multi-tensor loop
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda)
         world = self.acc.num_processes
         per_epoch = len(self.train_enc) // (cfg.batch_size * cfg.grad_accum * world)
         if per_epoch == 0:
             per_epoch = 1
         self.steps_per_epoch = per_epoch
         self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
         self.ple_offloaded = 0
         ours = cfg.backend == "breachlab"  # unsloth brings its own kernels and checkpointing
         if ours and (cfg.ple_on_cpu == "on" or (cfg.ple_on_cpu == "auto" and cuda and cfg.method != "full")):
@@ -103,8 +99,22 @@ class Trainer:
         self.kernels = speed.fused_kernels(model, cfg.kernels) if ours else None
         if self.kernels and self.is_main:
             log.info("fused kernels: %s", self.kernels)
-        self.model, self.opt = self.acc.prepare(model, opt)
-        self.sched = sched
+        self.fsdp = cfg.fsdp and world > 1
+        if self.fsdp:  # before the optimizer: sharding replaces the parameters
+            from breachlab.vuln import shard
+
+            units = shard.shard_model(model)
+            if self.is_main:
+                log.info("FSDP: parameters, gradients and optimizer state sharded over %d processes (%d units)",
+                         world, units)
+        params = [p for p in model.parameters() if p.requires_grad]
+        # one fused kernel for the whole update on CUDA instead of a multi-tensor loop
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda and not self.fsdp)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
+        if self.fsdp:  # the sharded model is its own wrapper: accelerate must not add DDP's
+            self.model, self.opt = model, self.acc.prepare(opt)
+        else:
+            self.model, self.opt = self.acc.prepare(model, opt)
         inner = self.acc.unwrap_model(self.model)
         # Regional compile of the model inside DDP (its layers, in place): DDP's wrapper and
         # hooks stay as they are, and so do parameter names, checkpoints and saved adapters.
@@ -268,8 +278,9 @@ class Trainer:
             if last is None:
                 log.warning("no checkpoint in %s: starting from step 0", ckdir)
             else:
-                state = ckpt.load(last, model=self.acc.unwrap_model(self.model), optimizer=self.opt,
-                                  scheduler=self.sched, rank=self.acc.process_index)
+                state = ckpt.load(last, model=self.acc.unwrap_model(self.model), optimizer=self.opt.optimizer
+                                  if self.fsdp else self.opt, scheduler=self.sched, rank=self.acc.process_index,
+                                  sharded=self.fsdp)
                 log.info("resumed from %s (step %d)", last, state["step"])
                 if self.is_main:
                     resumes = run_dir.manifest.get("resumed_from", [])
@@ -345,13 +356,27 @@ class Trainer:
             if self.is_main and (row["val_loss"] != "" or step % max(1, cfg.log_every) == 0 or at_end):
                 write_curves(run_dir.path, state["history"])
             if cfg.save_every and step % cfg.save_every == 0 and not at_end:
+                gathered = {}
+                if self.fsdp:  # every process takes part in gathering the full tensors
+                    from breachlab.vuln import shard
+
+                    gathered = {"weights": shard.full_state(self.model, trainable_only=True),
+                                "optimizer_state": shard.full_optimizer_state(self.model, self.opt.optimizer)}
                 if self.is_main:  # one writer; the other ranks' dropout RNG is not restored (dropout 0 default)
                     ckpt.save(ckdir, step, model=self.acc.unwrap_model(self.model), optimizer=self.opt,
                               scheduler=self.sched, progress=state, rank=self.acc.process_index,
-                              keep=cfg.keep_checkpoints)
+                              keep=cfg.keep_checkpoints, **gathered)
                 self.acc.wait_for_everyone()
         speed.set_slot_layout(None)  # nothing of this run's last packed row outlives it
         self._finish(run_dir, state)
+
+    def _max_over_ranks(self, value: int) -> int:
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
 
     def _sum_over_ranks(self, *values: float) -> list[float]:
         import torch
@@ -386,12 +411,20 @@ class Trainer:
         order = sorted(range(len(self.val_enc)), key=lambda i: len(self.val_enc[i].ids))
         mine = order[self.acc.process_index :: self.acc.num_processes]
         tot = torch.zeros(5, dtype=torch.float64, device=self.device)
+        bs = self.cfg.batch_size
+        batches = [mine[s : s + bs] for s in range(0, len(mine), bs)]
+        extra = 0
+        if self.fsdp:  # each forward gathers parameters from every process: all run as many
+            most = self._max_over_ranks(len(batches))
+            extra = most - len(batches)
         with torch.no_grad():
-            for s in range(0, len(mine), self.cfg.batch_size):
-                chunk = [self.val_enc[i] for i in mine[s : s + self.cfg.batch_size]]
+            for idx in batches:
+                chunk = [self.val_enc[i] for i in idx]
                 loss_sum, n, v_nll, right = sft.forward_eval(model, sft.collate(chunk, self.pad_id), self.device,
                                                              self.verdict_ids)
                 tot += torch.tensor([loss_sum, n, v_nll, right, len(chunk)], dtype=torch.float64, device=self.device)
+            for _ in range(extra):  # a forward whose numbers are not counted
+                sft.forward_eval(model, sft.collate(self.val_enc[:1], self.pad_id), self.device, self.verdict_ids)
         tot = self.acc.reduce(tot, reduction="sum") if self.acc.num_processes > 1 else tot
         self.model.train()
         loss, n, v_nll, right, count = (float(x) for x in tot)
@@ -401,6 +434,11 @@ class Trainer:
     def save_weights(self, path: Path) -> None:
         """Adapter (PEFT, safetensors) or the full model, plus the tokenizer."""
         self.acc.wait_for_everyone()
+        extra = {}
+        if self.fsdp:  # every process takes part in gathering the full tensors
+            from breachlab.vuln import shard
+
+            extra["state_dict"] = shard.full_state(self.model)
         if not self.is_main:
             return
         import shutil
@@ -408,7 +446,7 @@ class Trainer:
         model = self.acc.unwrap_model(self.model)
         tmp = path.with_name(f".{path.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, **extra)
         self.tok.save_pretrained(tmp)
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
@@ -448,7 +486,7 @@ class Trainer:
             compile=self.compiled_layers > 0, compiled_layers=self.compiled_layers,
             packing=self.cfg.packing, kernels=self.kernels, ple_on_cpu_bytes=self.ple_offloaded,
             activation_budget_gib=self.cfg.activation_budget_gib, lora_float32=self.cfg.lora_float32,
-            shared_layers_at_answers=self.shared_at_answers, backend=self.cfg.backend,
+            shared_layers_at_answers=self.shared_at_answers, backend=self.cfg.backend, fsdp=self.fsdp,
             **({"unsloth_version": _version("unsloth")} if self.cfg.backend == "unsloth" else {}),
             cuda_graphs=(self.graph_step.captured if self.graph_step is not None else 0),
             graph_capture_seconds=(round(self.graph_step.capture_seconds, 2) if self.graph_step is not None else 0),
