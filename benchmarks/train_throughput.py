@@ -21,9 +21,16 @@ every arm's per-step losses compare with the baseline's):
 * ``breachlab-packed`` — padding-free: the batch's examples end to end in one row
   (:func:`sft.collate_packed`), segment masks, positions restarting per example, logits only
   at the answer positions (a 1-D ``logits_to_keep``).
-* ``breachlab-same-order`` — the trainer's default on CUDA: packed, plus fused kernels
-  (:func:`speed.fused_kernels`, Liger when installed) and Gemma 4's per-layer embedding
-  table kept in CPU memory (:func:`speed.offload_per_layer_embeddings`).
+* ``breachlab-same-order`` — the trainer's eager path on CUDA: packed, plus fused kernels
+  (:func:`speed.fused_kernels`, Liger when installed), Gemma 4's per-layer embedding
+  table kept in CPU memory (:func:`speed.offload_per_layer_embeddings`), its KV-shared
+  layers at the answer positions only (:func:`speed.use_shared_layers_at_answers`) and the
+  LoRA matmuls in bf16 (:func:`speed.lora_in_activation_dtype`).
+* ``breachlab-graphs`` — the same replayed from CUDA graphs: the trainer's CUDA default.
+* ``breachlab-graphs-v4`` — the graphs arm as the fourth session measured it (KV-shared
+  layers over the whole row, peft's float32 LoRA path).
+* ``breachlab-graphs-budget`` — ``breachlab-graphs`` with ``activation_budget_gib``
+  (``--activation-budget``): the layers that fit keep their activations.
 * ``breachlab-no-ckpt`` — the same without gradient checkpointing.
 * ``breachlab-regional-compile`` (with ``--compile``) — the same plus the trainer's regional
   compile (:func:`sft.compile_layers`): ``torch.compile(dynamic=True)`` on each decoder
