@@ -320,8 +320,8 @@ def import_unsloth() -> Any:
     import os
 
     if importlib.util.find_spec("unsloth") is None:
-        raise UserError("backend: unsloth needs the optional unsloth package (pip install unsloth); "
-                        "backend: breachlab needs nothing more")
+        raise UserError("backend: unsloth needs the optional unsloth package (docs/unsloth.md says how to install "
+                        "it: pip install unsloth); backend: breachlab needs nothing more")
     for key, value in UNSLOTH_ENV.items():
         os.environ.setdefault(key, value)
     from breachlab.models import cache_dir

@@ -368,6 +368,7 @@ class Trainer:
                               keep=cfg.keep_checkpoints, **gathered)
                 self.acc.wait_for_everyone()
         speed.set_slot_layout(None)  # nothing of this run's last packed row outlives it
+        speed.set_kept_positions(self.model, None)
         self._finish(run_dir, state)
 
     def _max_over_ranks(self, value: int) -> int:
