@@ -1,10 +1,12 @@
-"""Training speed-ups that change no numbers (docs/benchmarks.md, fourth session).
+"""Training speed-ups (docs/benchmarks.md, fourth and fifth sessions); all but the bf16 LoRA
+matmuls change no number.
 
 Profiled on an H200 (E4B QLoRA shape, batch 8): ~16,900 kernel launches per step and the GPU
 busy 21-44 % of it — the step was bound by launching kernels from Python, not by arithmetic.
 
 * :class:`CudaGraphStep` — forward + backward captured as CUDA graphs (one per length
-  bucket) and replayed: what turned that around (2.2-3.0x the HF Trainer baseline).
+  bucket) and replayed: what turned that around (2.2-3.0x the HF Trainer baseline; 3.5-3.8x
+  with the pieces below).
 * :func:`packed_attention_forward` — for a packed row (``sft.collate_packed``), layers whose
   heads are too wide for flash/cuDNN kernels (Gemma 4's 512) attend per example instead of
   over the whole row's block-diagonal mask.
@@ -13,6 +15,12 @@ busy 21-44 % of it — the step was bound by launching kernels from Python, not 
   E4B, more than the rest of the quantised model).  It is a frozen lookup table: a step
   needs only the rows of its own tokens.  Kept in CPU memory, rows gathered there and
   copied to the GPU, it stops costing GPU memory at all.
+* :func:`use_shared_layers_at_answers` — Gemma 4's KV-shared layers (18 of E4B's 42) run
+  only at the positions the loss reads: nothing else reads their output (fifth session).
+* :func:`lora_in_activation_dtype` — the LoRA matmuls in bf16 with float32 adapter weights,
+  instead of peft's float32 copy of every adapter's input.
+* :class:`ActivationBudget` — with a memory budget, the layers that fit keep their
+  activations instead of being recomputed by gradient checkpointing.
 * :func:`fused_kernels` — Liger's Triton kernels (``liger-kernel``, optional) for the
   model's RMSNorm and gated MLP, patched into the model *instance* (nothing process-wide): less GPU time, though not fewer launches from Python.  The
   loss is not fused (breachlab computes logits only where the loss needs them).
