@@ -115,8 +115,9 @@ def use_shared_layers_at_answers(model: Any) -> int:
     inputs (the first one's hidden states; per-layer input, rotary cos/sin, the rows of the
     4-D attention mask, position ids) at the supervised positions set by
     :func:`set_kept_positions`, and the final hidden states come out at those positions only.
-    The numbers are the same as running them on the whole row; a prompt-heavy batch (Juliet +
-    SVEN: ~2,150 tokens, ~10 % of them answers) spends ~40 % less of the layers' time.
+    The numbers are the same as running them on the whole row.  In the Juliet + SVEN training
+    set answers are 7.8 % of the tokens; with :func:`lora_in_activation_dtype` this made the
+    E4B QLoRA step 1.45x as fast (docs/benchmarks.md, fifth session, run 17).
 
     Returns the number of layers hooked (0: the model has no KV-shared layers, or is not a
     Gemma 4 text stack whose layers take these arguments).
