@@ -34,7 +34,7 @@ from breachlab.config import dump_yaml, to_dict
 TRACKED_PACKAGES = (
     "breachlab", "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes",
     "llama_cpp_python", "gguf", "numpy", "scikit-learn", "nilearn", "nibabel", "pillow",
-    "matplotlib", "tree-sitter",
+    "matplotlib", "tree-sitter", "liger-kernel", "unsloth", "unsloth_zoo",
 )
 
 

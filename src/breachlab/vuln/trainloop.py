@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from breachlab.rundir import RunDir, atomic_write_text
+from breachlab.rundir import RunDir, atomic_write_text, package_versions
 from breachlab.vuln import ckpt, sft, speed
 from breachlab.vuln.train import TrainConfig, count_params, load_data, load_for_training
 
@@ -488,7 +488,7 @@ class Trainer:
             packing=self.cfg.packing, kernels=self.kernels, ple_on_cpu_bytes=self.ple_offloaded,
             activation_budget_gib=self.cfg.activation_budget_gib, lora_float32=self.cfg.lora_float32,
             shared_layers_at_answers=self.shared_at_answers, backend=self.cfg.backend, fsdp=self.fsdp,
-            **({"unsloth_version": _version("unsloth")} if self.cfg.backend == "unsloth" else {}),
+            **({"unsloth_version": package_versions().get("unsloth")} if self.cfg.backend == "unsloth" else {}),
             cuda_graphs=(self.graph_step.captured if self.graph_step is not None else 0),
             graph_capture_seconds=(round(self.graph_step.capture_seconds, 2) if self.graph_step is not None else 0),
             **({"cuda_graphs_error": self.graphs_error} if self.graphs_error else {}),
@@ -518,15 +518,6 @@ class Trainer:
                 mlflow.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "lr") if row[k] != ""},
                                    step=row["step"])
             return write
-        return None
-
-
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
         return None
 
 
