@@ -33,7 +33,7 @@ def one_case(args: argparse.Namespace, padded: bool, impl: str, dropout: float) 
     from train_throughput import build_config
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln import sft
+    from breachlab.vuln.training import sft
 
     cfg = build_config(args.shape)
     cfg._attn_implementation = impl
@@ -47,7 +47,7 @@ def one_case(args: argparse.Namespace, padded: bool, impl: str, dropout: float) 
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules=TARGETS))
     if args.lora_cast:  # vuln train's default since the fifth session: LoRA matmuls in the model's dtype
-        from breachlab.vuln.speed import lora_in_activation_dtype
+        from breachlab.vuln.training.patches import lora_in_activation_dtype
 
         lora_in_activation_dtype(model)
     model.train()
@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--attn", default="sdpa,eager")
     ap.add_argument("--dropout", default="0,0.05")
     ap.add_argument("--lora-cast", action="store_true",
-                    help="LoRA matmuls in the model's dtype (speed.lora_in_activation_dtype, vuln train's default); "
+                    help="LoRA matmuls in the model's dtype (patches.lora_in_activation_dtype, vuln train's default); "
                          "without it peft's float32 path, as the fourth session measured")
     args = ap.parse_args()
     for impl in args.attn.split(","):

@@ -15,17 +15,17 @@ every arm's per-step losses compare with the baseline's):
 * ``baseline`` — ``transformers.Trainer`` + PEFT, batches padded right to the longest in the
   batch, labels -100 on the prompt (what TRL's SFTTrainer does with completion-only loss),
   full logits over the 262k vocabulary at every position, gradient checkpointing.
-* ``breachlab-padded`` — breachlab's SFT loss of earlier sessions (:mod:`breachlab.vuln.sft`):
+* ``breachlab-padded`` — breachlab's SFT loss of earlier sessions (:mod:`breachlab.vuln.training.sft`):
   left padding, ``logits_to_keep`` = longest answer + 1, so logits exist only where the loss
   needs them.
 * ``breachlab-packed`` — padding-free: the batch's examples end to end in one row
   (:func:`sft.collate_packed`), segment masks, positions restarting per example, logits only
   at the answer positions (a 1-D ``logits_to_keep``).
 * ``breachlab-same-order`` — the trainer's eager path on CUDA: packed, plus fused kernels
-  (:func:`speed.fused_kernels`, Liger when installed), Gemma 4's per-layer embedding
-  table kept in CPU memory (:func:`speed.offload_per_layer_embeddings`), its KV-shared
-  layers at the answer positions only (:func:`speed.use_shared_layers_at_answers`) and the
-  LoRA matmuls in bf16 (:func:`speed.lora_in_activation_dtype`).
+  (:func:`patches.fused_kernels`, Liger when installed), Gemma 4's per-layer embedding
+  table kept in CPU memory (:func:`ple.offload_per_layer_embeddings`), its KV-shared
+  layers at the answer positions only (:func:`patches.use_shared_layers_at_answers`) and the
+  LoRA matmuls in bf16 (:func:`patches.lora_in_activation_dtype`).
 * ``breachlab-graphs`` — the same replayed from CUDA graphs: the trainer's CUDA default.
 * ``breachlab-graphs-v4`` — the graphs arm as the fourth session measured it (KV-shared
   layers over the whole row, peft's float32 LoRA path).
@@ -33,7 +33,7 @@ every arm's per-step losses compare with the baseline's):
   (``--activation-budget``): the layers that fit keep their activations.
 * ``breachlab-no-ckpt`` — the same without gradient checkpointing.
 * ``breachlab-regional-compile`` (with ``--compile``) — the same plus the trainer's regional
-  compile (:func:`sft.compile_layers`): ``torch.compile(dynamic=True)`` on each decoder
+  compile (:func:`regional.compile_layers`): ``torch.compile(dynamic=True)`` on each decoder
   layer.  The first ``--warmup`` steps, not timed, include the compilation.
 
 Peak memory is the training peak: it is reset after the model is built (a random-init
@@ -131,7 +131,7 @@ def quantize_nf4(model: Any) -> None:
 
 
 def make_examples(n: int, vocab: int, seed: int) -> list[Any]:
-    from breachlab.vuln.sft import Encoded
+    from breachlab.vuln.training.sft import Encoded
 
     lengths = json.loads(LENGTHS.read_text())["prompt_answer_tokens"]
     rng = random.Random(seed)
@@ -223,8 +223,8 @@ def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], arg
                   budget: Any = None) -> dict:
     import torch
 
-    from breachlab.vuln.sft import collate, collate_packed, forward_loss
-    from breachlab.vuln.speed import CudaGraphStep
+    from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
+    from breachlab.vuln.training.graphs import CudaGraphStep
 
     device = torch.device(args.device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -282,7 +282,7 @@ def arm_breachlab(model: Any, examples: list[Any], batches: list[list[int]], arg
 
 
 def kept_layers_for(budget: Any, key: tuple) -> set[int]:
-    from breachlab.vuln.speed import kept_layers
+    from breachlab.vuln.training.budget import kept_layers
 
     return kept_layers(budget.per_layer, budget.tokens(key[0], key[1]), budget.budget)
 
@@ -375,7 +375,7 @@ DEFAULT_ARMS = "baseline,breachlab-padded,breachlab-packed,breachlab-same-order"
 def run_shape(args: argparse.Namespace, method: str) -> dict:
     import torch
 
-    from breachlab.vuln.sft import plain_batches
+    from breachlab.vuln.training.sft import plain_batches
 
     steps = {name: args.steps for name in args.arms.split(",")}
     for item in filter(None, args.arm_steps.split(",")):
@@ -412,7 +412,8 @@ def run_shape(args: argparse.Namespace, method: str) -> dict:
 
 def run_arm(name: str, method: str, args: argparse.Namespace, examples: list[Any], order: list[list[int]]) -> dict:
     """One arm on a fresh model: its speed, training peak memory and per-step losses."""
-    from breachlab.vuln import speed
+    from breachlab.vuln.training import budget as budget_mod
+    from breachlab.vuln.training import patches, ple
 
     loop, ckpt, feats = ARMS[name]
     ckpt = ckpt and args.grad_ckpt
@@ -426,21 +427,21 @@ def run_arm(name: str, method: str, args: argparse.Namespace, examples: list[Any
         counted = saved_bytes_per_token(build_config(args.shape), "lora", 16,
                                         "bfloat16" if args.device == "cuda" else "float32")
     if feats.get("kernels") and args.kernels != "off":
-        applied["kernels"] = speed.fused_kernels(model, args.kernels)
+        applied["kernels"] = patches.fused_kernels(model, args.kernels)
     if feats.get("packed"):  # as the trainer does with packing: wide heads attend per example
-        speed.use_packed_attention(model)
+        patches.use_packed_attention(model)
     if feats.get("offload"):
-        applied["offloaded_gib"] = round(speed.offload_per_layer_embeddings(model) / 2**30, 2)
+        applied["offloaded_gib"] = round(ple.offload_per_layer_embeddings(model) / 2**30, 2)
     if feats.get("answers"):  # Gemma 4's KV-shared layers at the answer positions only
-        applied["shared_layers_at_answers"] = speed.use_shared_layers_at_answers(model)
+        applied["shared_layers_at_answers"] = patches.use_shared_layers_at_answers(model)
     if feats.get("lora_cast"):  # LoRA matmuls in bf16, float32 adapter weights (the trainer's default)
-        applied["lora_cast_layers"] = speed.lora_in_activation_dtype(model)
+        applied["lora_cast_layers"] = patches.lora_in_activation_dtype(model)
     budget = None
     if counted is not None:
-        budget = speed.ActivationBudget(model, counted["per_layer"], args.activation_budget * 2**30)
+        budget = budget_mod.ActivationBudget(model, counted["per_layer"], args.activation_budget * 2**30)
         applied["activation_budget_gib"] = args.activation_budget
     if feats.get("compile"):  # the trainer's regional compile: each decoder layer, dynamic shapes
-        from breachlab.vuln.sft import compile_layers
+        from breachlab.vuln.training.regional import compile_layers
 
         applied["compiled_layers"] = compile_layers(model)
     n_params = nonembedding_params(model)
@@ -471,7 +472,7 @@ def main() -> None:
     ap.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=True,
                     help="gradient checkpointing in the arms that use it (all but breachlab-no-ckpt)")
     ap.add_argument("--kernels", default="auto", choices=["auto", "liger", "off"],
-                    help="fused kernels in the arms that use them (breachlab.vuln.speed.fused_kernels)")
+                    help="fused kernels in the arms that use them (breachlab.vuln.training.patches.fused_kernels)")
     ap.add_argument("--compile", action="store_true", help="add the breachlab-regional-compile arm")
     ap.add_argument("--activation-budget", type=float, default=4.0, metavar="GIB",
                     help="activation_budget_gib of the breachlab-graphs-budget arm")

@@ -2,13 +2,15 @@
 
 Trains the tiny random Gemma 3 of the test suite (tests/vuln/tiny.py) for a few steps with a
 fixed seed, packed and padded, and prints every step's train loss and the validation numbers
-with full precision: run it before and after a change to the training code and diff the
-output (a refactor must not move a single digit).
+as the run's metrics.csv holds them (5 decimals), and the sha256 of the trained adapter
+(a refactor that changes no number leaves it byte-identical): run it before and after a
+change to the training code and diff the output.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -18,11 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    try:
-        from breachlab.vuln.training.config import TrainConfig
-        from breachlab.vuln.training.run import run
-    except ImportError:  # the layout before the training wing
-        from breachlab.vuln.train import TrainConfig, run
+    from breachlab.vuln.training.config import TrainConfig
+    from breachlab.vuln.training.run import run
     from tests.vuln.tiny import gemma3_dir, samples_jsonl
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -36,6 +35,8 @@ def main() -> None:
             for row in csv.DictReader((out / "metrics.csv").open()):
                 print(f"packing={packing} step={row['step']} train_loss={row['train_loss']} "
                       f"val_loss={row['val_loss']} val_verdict_nll={row['val_verdict_nll']}")
+            adapter = (out / "final" / "adapter_model.safetensors").read_bytes()
+            print(f"packing={packing} final adapter sha256={hashlib.sha256(adapter).hexdigest()}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("quickstart",): "breachlab.vuln.quickstart:QuickstartConfig",
     ("vuln", "data", "build"): "breachlab.vuln.data:DataConfig",
     ("vuln", "eval"): "breachlab.vuln.evaluate:EvalConfig",
-    ("vuln", "train"): "breachlab.vuln.train:TrainConfig",
+    ("vuln", "train"): "breachlab.vuln.training.config:TrainConfig",
     ("brain", "render"): "breachlab.brain.configs:RenderConfig",
     ("brain", "synth"): "breachlab.brain.configs:SynthConfig",
     ("brain", "analyze"): "breachlab.brain.configs:AnalyzeConfig",

@@ -16,8 +16,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from breachlab.vuln import sft  # noqa: E402
-from breachlab.vuln.train import TrainConfig, lora_targets, run  # noqa: E402
+from breachlab.vuln.training import regional, sft  # noqa: E402
+from breachlab.vuln.training.anatomy import decoder_layers, lora_targets  # noqa: E402
+from breachlab.vuln.training.config import TrainConfig  # noqa: E402
+from breachlab.vuln.training.run import run  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_multimodal, samples_jsonl  # noqa: E402
 
 
@@ -58,7 +60,7 @@ def test_decoder_layers_of_a_multimodal_gemma4_are_the_language_model_layers():
 
     model = gemma4_multimodal()
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=lora_targets(model)))
-    layers = sft.decoder_layers(peft_model)
+    layers = decoder_layers(peft_model)
     assert layers is model.model.language_model.layers
     assert all("Text" in type(layer).__name__ for layer in layers)
 
@@ -86,8 +88,8 @@ def test_compile_layers_compiles_exactly_the_decoder_layers_and_keeps_the_loss(t
 
     eager = losses_and_grads()
     names = [n for n, _ in model.named_parameters()]
-    n = sft.compile_layers(model)
-    layers = sft.decoder_layers(model)
+    n = regional.compile_layers(model)
+    layers = decoder_layers(model)
     assert n == len(layers) == 6
     want = sorted(name for name, m in model.named_modules() if any(m is layer for layer in layers))
     assert sorted(_compiled(model)) == want, "the decoder layers and nothing else"
@@ -98,7 +100,7 @@ def test_compile_layers_compiles_exactly_the_decoder_layers_and_keeps_the_loss(t
         assert grads_e.keys() == grads_c.keys() and grads_e
         for name in grads_e:
             torch.testing.assert_close(grads_c[name], grads_e[name], rtol=1e-3, atol=1e-5)
-    assert sft.uncompile_layers(model) == 6 and not _compiled(model)
+    assert regional.uncompile_layers(model) == 6 and not _compiled(model)
 
 
 def _cfg(tiny, **kw) -> TrainConfig:
@@ -136,7 +138,7 @@ def test_a_failing_compile_falls_back_to_eager_with_a_warning(tiny, tmp_path, mo
     def broken(gm, example_inputs):
         raise RuntimeError("no C++ compiler here")
 
-    monkeypatch.setattr(sft, "compile_layers", functools.partial(sft.compile_layers, backend=broken))
+    monkeypatch.setattr(regional, "compile_layers", functools.partial(regional.compile_layers, backend=broken))
     with caplog.at_level("WARNING", logger="breachlab.vuln.train"):
         out = run(_cfg(tiny, compile="on", max_steps=2, eval_every=0), out=tmp_path / "run")
     man = json.loads((out / "manifest.json").read_text())

@@ -21,7 +21,8 @@ pytest.importorskip("peft")
 from breachlab.config import ConfigError  # noqa: E402
 from breachlab.vuln.export import ExportConfig, run as export  # noqa: E402
 from breachlab.vuln.prompts import inference_prompt  # noqa: E402
-from breachlab.vuln.train import TrainConfig, run as train  # noqa: E402
+from breachlab.vuln.training.config import TrainConfig  # noqa: E402
+from breachlab.vuln.training.run import run as train  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, samples_jsonl  # noqa: E402
 
 PROMPTS = [inference_prompt("int f(char *s) { char b[4]; strcpy(b, s); return b[0]; }"),

@@ -58,7 +58,7 @@ def _measure(tmp_path: Path, method: str) -> int:
         model = AutoModelForCausalLM.from_config(CONFIG_MAPPING[mt](**cfg, attn_implementation="sdpa"))
         if {method!r} == "lora":
             from peft import LoraConfig, get_peft_model
-            from breachlab.vuln.train import lora_targets
+            from breachlab.vuln.training.anatomy import lora_targets
             model = get_peft_model(model, LoraConfig(r=16, target_modules=lora_targets(model)))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         for _ in range(2):
@@ -93,10 +93,10 @@ def test_plan_command_prints_the_table():
     import typer
     from typer.testing import CliRunner
 
-    from breachlab.vuln import train_cli
+    from breachlab.vuln import cli
 
     app = typer.Typer()
-    app.command("plan")(train_cli.plan)
+    app.command("plan")(cli.plan)
     app.command("noop")(lambda: None)
     res = CliRunner().invoke(app, ["plan", "gemma-3-270m", "--method", "qlora", "--rank", "16"])
     assert res.exit_code == 0, res.output
@@ -111,7 +111,7 @@ def test_counted_activations_add_up_to_the_whole_model(tmp_path):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from breachlab.vuln.plan import saved_bytes_per_token
-    from breachlab.vuln.train import lora_targets
+    from breachlab.vuln.training.anatomy import lora_targets
     from tests.vuln.tiny import gemma4_text_dir
 
     path = gemma4_text_dir(tmp_path / "g4")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from breachlab.vuln.sft import Encoded, collate, forward_loss, left_pad_masks
+from breachlab.vuln.training.sft import Encoded, collate, forward_loss, left_pad_masks
 from tests.vuln.tiny_lm import make_model_dir
 
 
@@ -46,7 +46,7 @@ def test_padded_batch_matches_unpadded_and_grads_are_finite(tiny) -> None:
 
 def test_packed_row_gives_each_example_its_own_loss_and_gradients(tiny) -> None:
     """Padding-free packing: one row, segment masks, restarted positions, logits only on answers."""
-    from breachlab.vuln.sft import collate_packed, forward_eval, segment_masks
+    from breachlab.vuln.training.sft import collate_packed, forward_eval, segment_masks
 
     cpu = torch.device("cpu")
     examples = [Encoded(list(range(10, 50)), 30), Encoded(list(range(60, 72)), 8), Encoded(list(range(80, 99)), 15)]
@@ -83,7 +83,7 @@ def test_packed_row_gives_each_example_its_own_loss_and_gradients(tiny) -> None:
 
 
 def test_packed_masks_respect_the_sliding_window(tiny) -> None:
-    from breachlab.vuln.sft import segment_masks
+    from breachlab.vuln.training.sft import segment_masks
 
     window = tiny.config.sliding_window
     segments = torch.zeros((1, window + 6), dtype=torch.long)

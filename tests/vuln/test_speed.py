@@ -11,8 +11,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from breachlab.config import ConfigError  # noqa: E402
-from breachlab.vuln import speed  # noqa: E402
-from breachlab.vuln.train import TrainConfig, run  # noqa: E402
+from breachlab.vuln.training import budget, graphs, patches, ple  # noqa: E402
+from breachlab.vuln.training.config import TrainConfig  # noqa: E402
+from breachlab.vuln.training.run import run  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_text_dir, samples_jsonl  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -45,18 +46,18 @@ def test_the_per_layer_table_leaves_the_model_and_the_logits_stay(gemma4):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(gemma4).eval()
-    assert speed.offload_per_layer_embeddings(model, include_cpu=True) == 0, "a trainable table stays"
+    assert ple.offload_per_layer_embeddings(model, include_cpu=True) == 0, "a trainable table stays"
     model.requires_grad_(False)
     ids = torch.tensor([[2, 17, 33, 5, 90, 41, 7]])
     with torch.no_grad():
         before = model(input_ids=ids).logits
     table = model.model.embed_tokens_per_layer.weight
     expected = table.numel() * table.element_size()
-    assert speed.offload_per_layer_embeddings(model) == 0, "a table in CPU memory stays unless asked"
-    assert speed.offload_per_layer_embeddings(model, include_cpu=True) == expected
+    assert ple.offload_per_layer_embeddings(model) == 0, "a table in CPU memory stays unless asked"
+    assert ple.offload_per_layer_embeddings(model, include_cpu=True) == expected
     names = {n for n, _ in model.named_parameters()}
-    assert not any(speed.PER_LAYER_TABLE in n for n in names), "no longer a parameter: .to() and DDP skip it"
-    assert len(speed.cpu_tables(model)) == 1
+    assert not any(ple.PER_LAYER_TABLE in n for n in names), "no longer a parameter: .to() and DDP skip it"
+    assert len(ple.cpu_tables(model)) == 1
     with torch.no_grad():
         after = model(input_ids=ids).logits
     assert torch.equal(before, after)
@@ -85,13 +86,13 @@ def test_packing_and_padding_train_the_same_adapter(tmp_path, data):
 
 def test_fused_kernels_are_optional():
     model = torch.nn.Linear(2, 2)
-    assert speed.fused_kernels(model, "off") is None
+    assert patches.fused_kernels(model, "off") is None
     try:
         import liger_kernel.transformers  # noqa: F401
     except ImportError:
-        assert speed.fused_kernels(model, "auto") is None  # silently nothing
+        assert patches.fused_kernels(model, "auto") is None  # silently nothing
         with pytest.raises(ValueError, match="pip install liger-kernel"):
-            speed.fused_kernels(model, "liger")
+            patches.fused_kernels(model, "liger")
 
 
 def test_cuda_graphs_say_what_they_need():
@@ -119,8 +120,8 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.sft import Encoded, collate_packed, forward_loss
-    from breachlab.vuln.train import lora_targets
+    from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
+    from breachlab.vuln.training.anatomy import lora_targets
 
     path = gemma3_dir(tmp_path / "m") if arch == "gemma3" else gemma4_text_dir(tmp_path / "m")
 
@@ -135,13 +136,13 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
             if "lora_B" in name:
                 w.data.normal_(0, 0.02)
         if arch == "gemma4":
-            speed.offload_per_layer_embeddings(p)
-            assert speed.use_packed_attention(p)
-            assert speed.use_shared_layers_at_answers(p) == 2
+            ple.offload_per_layer_embeddings(p)
+            assert patches.use_packed_attention(p)
+            assert patches.use_shared_layers_at_answers(p) == 2
         return p.train()
 
     if arch == "gemma4":
-        monkeypatch.setattr(speed, "WIDE_HEAD", 0)
+        monkeypatch.setattr(patches, "WIDE_HEAD", 0)
 
     from transformers import AutoConfig
 
@@ -151,7 +152,7 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
     for sizes in ([(40, 9), (25, 6)], [(300, 20), (280, 12), (90, 30)], [(41, 8), (24, 7)]):
         batches.append([Encoded(torch.randint(3, vocab, (n,), generator=g).tolist(), n - a) for n, a in sizes])
     eager, graphed = model(), model()
-    step = speed.CudaGraphStep(graphed, pad_id=0, dtype=torch.float32, t_multiple=128, k_multiple=32,
+    step = graphs.CudaGraphStep(graphed, pad_id=0, dtype=torch.float32, t_multiple=128, k_multiple=32,
                                autocast=False, slot_multiple=64)
     for examples in batches:
         n = sum(e.n_answer for e in examples)
@@ -197,13 +198,13 @@ def test_slot_attention_equals_the_block_diagonal_mask(gemma4, monkeypatch):
     (T, T) block-diagonal mask.  The tiny model's heads are narrow: the width limit is lowered."""
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.sft import Encoded, collate_packed, forward_loss
+    from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
 
     def run_once(slots: bool):
         model = AutoModelForCausalLM.from_pretrained(gemma4, attn_implementation="sdpa").train()
         # checkpointing recomputes the forward inside backward: it must take the same path
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        assert speed.use_packed_attention(model)
+        assert patches.use_packed_attention(model)
         g = torch.Generator().manual_seed(3)
         examples = [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a)
                     for n, a in ((30, 7), (12, 4), (21, 9))]
@@ -213,18 +214,18 @@ def test_slot_attention_equals_the_block_diagonal_mask(gemma4, monkeypatch):
         loss.backward()
         return float(loss), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
-    monkeypatch.setattr(speed, "WIDE_HEAD", 0)
+    monkeypatch.setattr(patches, "WIDE_HEAD", 0)
     calls = []
-    real = speed.packed_attention_forward
+    real = patches.packed_attention_forward
 
     def spy(module, query, *a, **k):
-        calls.append(speed._LAYOUT is not None and k.get("sliding_window") is None and query.shape[-1] > 0)
+        calls.append(getattr(getattr(module, patches.CONTEXT, None), "layout", None) is not None and k.get("sliding_window") is None and query.shape[-1] > 0)
         return real(module, query, *a, **k)
 
     from transformers import AttentionInterface
 
-    monkeypatch.setitem(AttentionInterface._global_mapping, speed.PACKED_ATTENTION, spy)
-    monkeypatch.setattr(speed, "packed_attention_forward", spy)
+    monkeypatch.setitem(AttentionInterface._global_mapping, patches.PACKED_ATTENTION, spy)
+    monkeypatch.setattr(patches, "packed_attention_forward", spy)
     loss_mask, grads_mask = run_once(slots=False)
     assert not any(calls)
     calls.clear()
@@ -249,8 +250,8 @@ def test_packed_attention_is_sdpa_for_everything_else(arch, gemma4, tmp_path):
     masks = [torch.ones_like(ids), torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1] * 8])]
     with torch.no_grad():
         ref = [model(input_ids=ids, attention_mask=m).logits for m in masks]
-        speed.set_slot_layout(None)
-        assert speed.use_packed_attention(model)
+        patches.set_slot_layout(model, None)
+        assert patches.use_packed_attention(model)
         got = [model(input_ids=ids, attention_mask=m).logits for m in masks]
     for r, g, m in zip(ref, got, masks):
         real = m.bool()
@@ -275,7 +276,7 @@ def test_a_failing_graph_capture_falls_back_to_eager(tmp_path, data, monkeypatch
         def forward_backward(self, examples, inv_denom):
             raise RuntimeError("capture failed on purpose")
 
-    monkeypatch.setattr(speed, "CudaGraphStep", Failing)
+    monkeypatch.setattr(graphs, "CudaGraphStep", Failing)
     monkeypatch.setattr(TrainConfig, "wants_graphs", lambda self, device, processes=1: True)
     with caplog.at_level("WARNING", logger="breachlab.vuln.train"):
         got = run(_cfg(model, data), out=tmp_path / "fallback")
@@ -299,15 +300,15 @@ def test_only_models_with_wide_heads_get_the_slot_layout(gemma4, tmp_path):
 
     from breachlab.vuln.plan import meta_model, load_config
 
-    assert speed.has_wide_heads(meta_model(load_config("gemma-4-e4b")))  # 512-wide full-attention heads
-    assert not speed.has_wide_heads(meta_model(load_config("gemma-3-270m")))  # 256
-    assert not speed.has_wide_heads(AutoModelForCausalLM.from_pretrained(gemma4))  # tiny: 16 / 32
+    assert patches.has_wide_heads(meta_model(load_config("gemma-4-e4b")))  # 512-wide full-attention heads
+    assert not patches.has_wide_heads(meta_model(load_config("gemma-3-270m")))  # 256
+    assert not patches.has_wide_heads(AutoModelForCausalLM.from_pretrained(gemma4))  # tiny: 16 / 32
 
 
 def _lora(model, r=4):
     from peft import LoraConfig, get_peft_model
 
-    from breachlab.vuln.train import lora_targets
+    from breachlab.vuln.training.anatomy import lora_targets
 
     torch.manual_seed(0)
     p = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=lora_targets(model)))
@@ -324,29 +325,29 @@ def test_shared_kv_layers_at_the_answers_change_no_number(gemma4, monkeypatch, s
     path), and they really see only those positions."""
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.sft import Encoded, collate_packed, forward_loss
+    from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
 
     g = torch.Generator().manual_seed(5)
     examples = [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a)
                 for n, a in ((30, 7), (12, 4), (21, 9))]
     batch = collate_packed(examples, 0, multiple=16, slot_multiple=16 if slots else None)
     if slots:  # the tiny heads are narrow: let the full-attention layers take the slot path
-        monkeypatch.setattr(speed, "WIDE_HEAD", 0)
+        monkeypatch.setattr(patches, "WIDE_HEAD", 0)
 
     def run_once(at_answers: bool):
         model = AutoModelForCausalLM.from_pretrained(gemma4, attn_implementation="sdpa")
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model = _lora(model).train()
-        speed.use_packed_attention(model)
+        patches.use_packed_attention(model)
         seen = []
         last = speed_layers(model)[-1]
         last.register_forward_hook(lambda m, a, o: seen.append((o[0] if isinstance(o, tuple) else o).shape[1]))
         if at_answers:
-            assert speed.use_shared_layers_at_answers(model) == 2  # the tiny model shares KV in its last 2 layers
+            assert patches.use_shared_layers_at_answers(model) == 2  # the tiny model shares KV in its last 2 layers
         loss, _ = forward_loss(model, batch, torch.device("cpu"))
         loss.backward()
         grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
-        speed.set_kept_positions(model, None)
+        patches.set_kept_positions(model, None)
         return float(loss), grads, seen
 
     loss_row, grads_row, seen_row = run_once(False)
@@ -360,7 +361,7 @@ def test_shared_kv_layers_at_the_answers_change_no_number(gemma4, monkeypatch, s
 
 
 def speed_layers(model):
-    from breachlab.vuln.sft import decoder_layers
+    from breachlab.vuln.training.anatomy import decoder_layers
 
     return list(decoder_layers(model))
 
@@ -368,13 +369,13 @@ def speed_layers(model):
 def test_only_gemma4_kv_shared_layers_are_hooked(tmp_path, gemma4):
     from transformers import AutoModelForCausalLM
 
-    assert speed.use_shared_layers_at_answers(AutoModelForCausalLM.from_pretrained(gemma3_dir(tmp_path / "g3"))) == 0
+    assert patches.use_shared_layers_at_answers(AutoModelForCausalLM.from_pretrained(gemma3_dir(tmp_path / "g3"))) == 0
     model = AutoModelForCausalLM.from_pretrained(gemma4)
-    assert speed.use_shared_layers_at_answers(model) == 2
-    assert speed.use_shared_layers_at_answers(model) == 2  # hooked once
+    assert patches.use_shared_layers_at_answers(model) == 2
+    assert patches.use_shared_layers_at_answers(model) == 2  # hooked once
     assert sum(len(layer._forward_pre_hooks) for layer in speed_layers(model)) == 2
     # without kept positions the hooks do nothing: generation and 2-D masks are untouched
-    speed.set_kept_positions(model, None)
+    patches.set_kept_positions(model, None)
     ids = torch.tensor([[3, 4, 5, 6]])
     with torch.no_grad():
         assert model(input_ids=ids).logits.shape[1] == 4
@@ -390,7 +391,7 @@ def test_lora_runs_in_the_activation_dtype(gemma4):
     def build(cast: bool):
         m = _lora(AutoModelForCausalLM.from_pretrained(gemma4, dtype=torch.bfloat16)).train()
         if cast:
-            assert speed.lora_in_activation_dtype(m) > 0
+            assert patches.lora_in_activation_dtype(m) > 0
         return m
 
     ref, got = build(False), build(True)
@@ -416,10 +417,10 @@ def test_lora_runs_in_the_activation_dtype(gemma4):
 
 
 def test_kept_layers_take_the_cheapest_that_fit():
-    assert speed.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 25) == {1, 3}  # 10 + 10, then 20 does not fit
-    assert speed.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 40) == {1, 2, 3}
-    assert speed.kept_layers([3.0, 1.0], [1, 100], 10) == {0}  # a layer at few tokens is cheap
-    assert speed.kept_layers([1.0, 1.0], [10, 10], 0) == set()
+    assert budget.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 25) == {1, 3}  # 10 + 10, then 20 does not fit
+    assert budget.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 40) == {1, 2, 3}
+    assert budget.kept_layers([3.0, 1.0], [1, 100], 10) == {0}  # a layer at few tokens is cheap
+    assert budget.kept_layers([1.0, 1.0], [10, 10], 0) == set()
 
 
 def test_an_activation_budget_keeps_some_layers_and_trains_the_same_adapter(tmp_path, data, gemma4):
@@ -429,7 +430,7 @@ def test_an_activation_budget_keeps_some_layers_and_trains_the_same_adapter(tmp_
 
     model = AutoModelForCausalLM.from_pretrained(gemma4)
     model.gradient_checkpointing_enable()
-    budget = speed.ActivationBudget(model, [4.0, 3.0, 2.0, 1.0], budget_bytes=70)
+    budget = budget.ActivationBudget(model, [4.0, 3.0, 2.0, 1.0], budget_bytes=70)
     assert budget.apply(10) == 3 and [layer.gradient_checkpointing for layer in speed_layers(model)] == [
         True, False, False, False]
     assert budget.apply(100) == 0
@@ -454,7 +455,7 @@ def test_liger_patches_the_instance_only(tmp_path):
     path = gemma3_dir(tmp_path / "g3")
     names = {k: v for k, v in vars(mod).items() if not k.startswith("__")}
     patched = AutoModelForCausalLM.from_pretrained(path).cuda()
-    assert "RMSNorm" in speed.fused_kernels(patched, "liger")
+    assert "RMSNorm" in patches.fused_kernels(patched, "liger")
     assert "Liger" in repr(patched.model.layers[0].input_layernorm)  # patched in place, class name kept
     assert {k: v for k, v in vars(mod).items() if not k.startswith("__")} == names
     later = AutoModelForCausalLM.from_pretrained(path)

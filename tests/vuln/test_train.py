@@ -18,9 +18,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from breachlab.config import ConfigError, load  # noqa: E402
-from breachlab.vuln import sft  # noqa: E402
+from breachlab.vuln.training import sft  # noqa: E402
+from breachlab.vuln.training.anatomy import lora_targets  # noqa: E402
+from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.sample import Sample  # noqa: E402
-from breachlab.vuln.train import TrainConfig, lora_targets, run  # noqa: E402
+from breachlab.vuln.training.run import run  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_multimodal, samples_jsonl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,7 +204,8 @@ def test_kill9_and_resume_matches_uninterrupted(tiny, tmp_path):
                            "lr": 1e-3, "log_every": 1, "max_seq_len": 512, "threads": 1, **kw})
     script = textwrap.dedent(f"""
         import json
-        from breachlab.vuln.train import TrainConfig, run
+        from breachlab.vuln.training.config import TrainConfig
+        from breachlab.vuln.training.run import run
         run(TrainConfig(**json.loads({cfg_json!r})), out={str(tmp_path / 'killed')!r})
     """)
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
@@ -224,7 +227,7 @@ def test_kill9_and_resume_matches_uninterrupted(tiny, tmp_path):
 
 def test_sources_filter_train_and_validation(tmp_path):
     from breachlab.errors import UserError
-    from breachlab.vuln.train import load_data
+    from breachlab.vuln.training.load import load_data
 
     data = samples_jsonl(tmp_path / "d", n_train=8, n_val=4)
     for split in ("train", "val"):  # relabel half of each split as another source

@@ -42,9 +42,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
-from breachlab.vuln import sft  # noqa: E402
-from breachlab.vuln.train import TrainConfig, load_data  # noqa: E402
-from breachlab.vuln.trainloop import Trainer  # noqa: E402
+from breachlab.vuln.training import sft  # noqa: E402
+from breachlab.vuln.training.config import TrainConfig  # noqa: E402
+from breachlab.vuln.training.load import load_data  # noqa: E402
+from breachlab.vuln.training.loop import Trainer  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, samples_jsonl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

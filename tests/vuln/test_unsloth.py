@@ -9,7 +9,7 @@ import pytest
 
 from breachlab.config import ConfigError
 from breachlab.errors import UserError
-from breachlab.vuln.train import TrainConfig
+from breachlab.vuln.training.config import TrainConfig
 
 torch = pytest.importorskip("torch")
 
@@ -25,7 +25,7 @@ def test_unsloth_settings_that_clash_are_refused_with_their_names():
 def test_without_unsloth_installed_the_error_says_how_to_get_it(monkeypatch):
     import importlib.util
 
-    from breachlab.vuln import train
+    from breachlab.vuln.training import load as train
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real(name, *a))
@@ -42,7 +42,7 @@ def test_unsloth_trains_a_tiny_gemma3(tmp_path, method, packing):
     pytest.importorskip("unsloth")
     from safetensors.torch import load_file
 
-    from breachlab.vuln.train import run
+    from breachlab.vuln.training.run import run
     from tests.vuln.tiny import gemma3_dir, samples_jsonl
 
     model = gemma3_dir(tmp_path / "m")

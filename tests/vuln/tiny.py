@@ -33,7 +33,7 @@ SAFE_SNIPPETS = [
 
 def embedded_tokenizer_dir() -> Path:
     """The embedded model's transformers cache (tokenizer + config); built once (~55 s)."""
-    from breachlab.vuln.train import base_location
+    from breachlab.vuln.training.load import base_location
 
     return Path(base_location("embedded"))
 

@@ -127,7 +127,7 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
     ``ple_on_cpu``: for LoRA/QLoRA, Gemma 3n/4's per-layer embedding table is counted in CPU
     memory (``cpu_weights``), not in the device total, as ``vuln train`` keeps it on CUDA.
     """
-    from breachlab.vuln.train import DEFAULT_TARGETS, lora_targets
+    from breachlab.vuln.training.anatomy import DEFAULT_TARGETS, lora_targets
 
     if method not in ("full", "lora", "qlora"):
         raise UserError(f"method must be full, lora or qlora; got {method!r}")
@@ -155,7 +155,7 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
             weights = total * b
         weights += trainable * 4
         if ple_on_cpu:  # as vuln train does on CUDA (ple_on_cpu: auto): Gemma 3n/4's per-layer table
-            from breachlab.vuln.speed import PER_LAYER_TABLE
+            from breachlab.vuln.training.ple import PER_LAYER_TABLE
 
             cpu_weights = sum(p.numel() for n, p in net.named_parameters() if n.endswith(f"{PER_LAYER_TABLE}.weight")) * b
             weights -= cpu_weights
@@ -178,7 +178,7 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
 def _is_decoder_linear(name: str, module: Any, net: Any) -> bool:
     import torch.nn as nn
 
-    from breachlab.vuln.train import language_model_prefix
+    from breachlab.vuln.training.anatomy import language_model_prefix
 
     prefix = language_model_prefix(net)
     return isinstance(module, nn.Linear) and ".layers." in f".{name}" and (not prefix or name.startswith(prefix))
@@ -208,7 +208,7 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
         ple = getattr(tc, "hidden_size_per_layer_input", 0) or 0
         per_layer = [x + eager for x in measured.get("per_layer") or [measured["layers"] / layers] * layers]
         # vuln train runs Gemma 4's KV-shared layers at the answer positions only
-        # (speed.use_shared_layers_at_answers): those layers see `kept` tokens, not `tokens`
+        # (patches.use_shared_layers_at_answers): those layers see `kept` tokens, not `tokens`
         shared = answer_only_shared_layers(tc) if logits == "answer" else 0
         at = [tokens] * (layers - shared) + [kept] * shared
         if ckpt:  # each layer's inputs (hidden + its per-layer input) + one layer recomputed at a time
@@ -239,7 +239,7 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
 
 def answer_only_shared_layers(tc: Any) -> int:
     """How many of the text model's last layers ``vuln train`` (packing on) runs at the answer
-    positions only: Gemma 4's KV-shared layers (:func:`speed.use_shared_layers_at_answers`)."""
+    positions only: Gemma 4's KV-shared layers (:func:`breachlab.vuln.training.patches.use_shared_layers_at_answers`)."""
     if not str(getattr(tc, "model_type", "")).startswith("gemma4"):
         return 0
     return min(int(getattr(tc, "num_kv_shared_layers", 0) or 0), tc.num_hidden_layers - 1)
@@ -284,7 +284,7 @@ def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention
     import torch
     from transformers import CONFIG_MAPPING
 
-    from breachlab.vuln.sft import decoder_layers
+    from breachlab.vuln.training.anatomy import decoder_layers
 
     cfg = json.loads(config_json)
     n = cfg["num_hidden_layers"]
@@ -327,9 +327,8 @@ def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention
     if method != "full":
         from peft import LoraConfig, get_peft_model
 
-        from breachlab.vuln.train import lora_targets
-
-        from breachlab.vuln.speed import lora_in_activation_dtype
+        from breachlab.vuln.training.anatomy import lora_targets
+        from breachlab.vuln.training.patches import lora_in_activation_dtype
 
         net.requires_grad_(False)
         net = get_peft_model(net, LoraConfig(r=rank, lora_alpha=rank, target_modules=lora_targets(net)))

@@ -23,7 +23,7 @@ def shard_model(model: Any) -> int:
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    from breachlab.vuln.sft import decoder_layers
+    from breachlab.vuln.training.anatomy import decoder_layers
 
     dtypes = {p.dtype for p in model.parameters()}
     policy = MixedPrecisionPolicy()

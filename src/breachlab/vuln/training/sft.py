@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from breachlab.vuln.prompts import training_example
 from breachlab.vuln.sample import Sample
+from breachlab.vuln.training import patches
 
 IGNORE = -100
 
@@ -149,7 +150,7 @@ def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
     same loss as a padded batch, with no compute spent on padding.
 
     ``slots`` / ``inverse`` / ``slot_mask`` (unless ``slot_multiple`` is None, and only when
-    it is less work): the layout :func:`breachlab.vuln.speed.packed_attention_forward` uses
+    it is less work): the layout :func:`breachlab.vuln.training.patches.packed_attention_forward` uses
     for layers no fused kernel serves (Gemma 4's 512-wide full-attention heads): each
     example in a slot of L positions (L = longest, rounded up to ``slot_multiple``), so
     attention costs examples × L² instead of T² for the whole row.
@@ -273,21 +274,17 @@ def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any,
     if torch.is_autocast_enabled(torch.device(device).type):
         dtype = torch.get_autocast_dtype(torch.device(device).type)
     if "segments" in batch:  # packed row
-        from breachlab.vuln import speed
-
         masks = batch["masks"] if "masks" in batch else segment_masks(model, batch["segments"].to(device), dtype)
-        speed.set_slot_layout(batch, device, dtype)  # stays set for the recomputation in backward
+        patches.set_slot_layout(model, batch, device, dtype)  # stays set for the recomputation in backward
         keep = batch["keep"].to(device)
         # KV-shared layers (Gemma 4), when hooked, run only at these positions: what comes out is them
-        at_answers = speed.set_kept_positions(model, keep)
+        at_answers = patches.set_kept_positions(model, keep)
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=masks,
                     position_ids=batch["position_ids"].to(device), logits_to_keep=0 if at_answers else keep,
                     use_cache=False)
         return out.logits[0].float(), batch["targets"].to(device), batch["first"].to(device)
-    from breachlab.vuln import speed
-
-    speed.set_slot_layout(None)
-    speed.set_kept_positions(model, None)
+    patches.set_slot_layout(model, None)
+    patches.set_kept_positions(model, None)
     mask2d = batch["attention_mask"].to(device)
     attention_mask = left_pad_masks(model, mask2d, dtype) if bool((mask2d == 0).any()) else mask2d
     out = model(input_ids=batch["input_ids"].to(device), attention_mask=attention_mask,
@@ -333,71 +330,3 @@ def forward_eval(model: Any, batch: dict[str, Any], device: Any,
         truth = (v_true == verdict_ids[1]).long()
         right = int((pair.argmax(-1) == truth).sum())
     return float(loss_sum), batch["n_supervised"], float(v_nll), right
-
-
-# ---------------------------------------------------------------------------------------
-# Regional compilation
-# ---------------------------------------------------------------------------------------
-def decoder_layers(model: Any) -> Any:
-    """The ``nn.ModuleList`` of the language model's decoder layers, or None.
-
-    Looks through DDP (``.module``) and PEFT (``get_base_model()``) wrappers, then asks the
-    model for its text decoder (``get_decoder()``, which multimodal Gemma answers with the
-    language model) and takes its ``layers``.  Without such an attribute: the longest list
-    of same-class modules inside the decoder (or the model), vision/audio towers excluded.
-    """
-    import torch.nn as nn
-
-    from breachlab.vuln.train import NON_TEXT_PARTS
-
-    inner = getattr(model, "module", model) if isinstance(model, nn.Module) else model
-    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
-    layers = getattr(decoder, "layers", None)
-    if isinstance(layers, nn.ModuleList) and len(layers):
-        return layers
-    best = None
-    for name, module in (decoder if isinstance(decoder, nn.Module) else base).named_modules():
-        if (isinstance(module, nn.ModuleList) and len(module) and len({type(m) for m in module}) == 1
-                and not any(part in name.lower() for part in NON_TEXT_PARTS)
-                and (best is None or len(module) > len(best))):
-            best = module
-    return best
-
-
-def compile_layers(model: Any, dynamic: bool = True, **compile_kwargs: Any) -> int:
-    """Regional compilation: ``torch.compile`` each decoder layer; returns how many.
-
-    Every layer gets ``layer.compile(dynamic=True)`` (in place: parameter names, state
-    dicts and the PEFT/DDP wrappers are unchanged).  Layers of one class share compiled
-    code, so the cold start is a few layer graphs (one per layer variant: sliding/full
-    attention, KV-shared, ...) instead of the whole stack, and ``dynamic`` lets every
-    sequence length and batch size reuse them.  Compilation happens lazily, on the first
-    forward.  Works with gradient checkpointing on or off (HF checkpoints inside the layer's
-    forward, which dynamo traces).  ``compile_kwargs`` go to ``torch.compile`` (e.g. backend).
-    """
-    import torch._dynamo.config as dynamo_config
-
-    layers = decoder_layers(model)
-    if layers is None:
-        raise ValueError(f"no decoder layers found in {type(model).__name__}")
-    # All layers run one code object, so each variant counts against dynamo's per-code
-    # recompile limit (8 by default; a tiny Gemma 4 already needs 8): past it the rest
-    # would silently run uncompiled.  Room for a graph per layer in train and eval mode.
-    need = 2 * len(layers) + 8
-    if getattr(dynamo_config, "recompile_limit", need) < need:
-        dynamo_config.recompile_limit = need
-    for layer in layers:
-        layer.compile(dynamic=dynamic, **compile_kwargs)
-    return len(layers)
-
-
-def uncompile_layers(model: Any) -> int:
-    """Undo :func:`compile_layers` (eager layers again); returns how many were compiled."""
-    layers = decoder_layers(model) or []
-    n = 0
-    for layer in layers:
-        if getattr(layer, "_compiled_call_impl", None) is not None:
-            layer._compiled_call_impl = None
-            n += 1
-    return n
