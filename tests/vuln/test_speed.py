@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from breachlab.config import ConfigError  # noqa: E402
-from breachlab.vuln.training import budget, graphs, patches, ple  # noqa: E402
+from breachlab.vuln.training import budget as budget_mod  # noqa: E402
+from breachlab.vuln.training import graphs, patches, ple  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.training.run import run  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_text_dir, samples_jsonl  # noqa: E402
@@ -237,6 +238,27 @@ def test_slot_attention_equals_the_block_diagonal_mask(gemma4, monkeypatch):
         assert torch.allclose(grads_mask[k], grads_slot[k], rtol=1e-4, atol=1e-6), k
 
 
+def test_the_packed_row_is_kept_per_model_not_per_process(tmp_path):
+    """The slot layout and kept positions live in each model's own context (no module
+    globals): setting them for one model leaves another untouched, and clearing is per model."""
+    from transformers import AutoModelForCausalLM
+
+    from breachlab.vuln.training.sft import Encoded, collate_packed
+
+    path = gemma3_dir(tmp_path / "g3")
+    a, b = (AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa") for _ in range(2))
+    assert patches.use_packed_attention(a) and patches.use_packed_attention(b)
+    examples = [Encoded(list(range(3, 3 + n)), n - 4) for n in (30, 12, 21)]
+    batch = collate_packed(examples, 0, multiple=16, slot_multiple=16)
+    assert "slots" in batch
+    patches.set_slot_layout(a, batch, "cpu", torch.float32)
+    assert patches.context(a).layout is not None and patches.context(b).layout is None
+    attn = [m for m in a.modules() if "Attention" in type(m).__name__]
+    assert attn and all(getattr(m, patches.CONTEXT) is patches.context(a) for m in attn)
+    patches.context(a).clear()
+    assert patches.context(a).layout is None
+
+
 @pytest.mark.parametrize("arch", ["gemma3", "gemma4"])
 def test_packed_attention_is_sdpa_for_everything_else(arch, gemma4, tmp_path):
     """Routing a model through the packed attention name changes nothing for ordinary
@@ -417,10 +439,10 @@ def test_lora_runs_in_the_activation_dtype(gemma4):
 
 
 def test_kept_layers_take_the_cheapest_that_fit():
-    assert budget.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 25) == {1, 3}  # 10 + 10, then 20 does not fit
-    assert budget.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 40) == {1, 2, 3}
-    assert budget.kept_layers([3.0, 1.0], [1, 100], 10) == {0}  # a layer at few tokens is cheap
-    assert budget.kept_layers([1.0, 1.0], [10, 10], 0) == set()
+    assert budget_mod.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 25) == {1, 3}  # 10 + 10, then 20 does not fit
+    assert budget_mod.kept_layers([3.0, 1.0, 2.0, 1.0], [10] * 4, 40) == {1, 2, 3}
+    assert budget_mod.kept_layers([3.0, 1.0], [1, 100], 10) == {0}  # a layer at few tokens is cheap
+    assert budget_mod.kept_layers([1.0, 1.0], [10, 10], 0) == set()
 
 
 def test_an_activation_budget_keeps_some_layers_and_trains_the_same_adapter(tmp_path, data, gemma4):
@@ -430,7 +452,7 @@ def test_an_activation_budget_keeps_some_layers_and_trains_the_same_adapter(tmp_
 
     model = AutoModelForCausalLM.from_pretrained(gemma4)
     model.gradient_checkpointing_enable()
-    budget = budget.ActivationBudget(model, [4.0, 3.0, 2.0, 1.0], budget_bytes=70)
+    budget = budget_mod.ActivationBudget(model, [4.0, 3.0, 2.0, 1.0], budget_bytes=70)
     assert budget.apply(10) == 3 and [layer.gradient_checkpointing for layer in speed_layers(model)] == [
         True, False, False, False]
     assert budget.apply(100) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -240,3 +241,26 @@ def test_sources_filter_train_and_validation(tmp_path):
     assert {s.source for s in train} == {s.source for s in val} == {"sven"}
     with pytest.raises(UserError, match="no samples from generic"):
         load_data(TrainConfig(data=str(data), sources=["generic"]))
+
+
+def test_the_objective_key_selects_the_micro_batch_loss(tiny, tmp_path, monkeypatch):
+    """``objective`` picks the loss from the registry: an unknown name fails before anything
+    loads; a registered one is what the step trains on (here sft's loss doubled: the first
+    step, on the initial weights, logs exactly twice sft's first loss)."""
+    from breachlab.vuln.training import objectives
+
+    with pytest.raises(ConfigError, match="objective must be one of .*sft"):
+        run(_cfg(tiny, objective="pair_margin_not_yet"), out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+    def doubled(model, batch, device, cfg):
+        loss, n = objectives.sft_loss(model, batch, device, cfg)
+        return 2 * loss, n
+
+    monkeypatch.setitem(objectives.OBJECTIVES, "doubled", doubled)
+    kw = dict(max_steps=1, eval_every=0)
+    ref = run(_cfg(tiny, **kw), out=tmp_path / "sft")
+    got = run(_cfg(tiny, objective="doubled", **kw), out=tmp_path / "doubled")
+    first = [float(next(csv.DictReader((p / "metrics.csv").open()))["train_loss"]) for p in (ref, got)]
+    assert first[1] == pytest.approx(2 * first[0], abs=2e-5)
+    assert json.loads((got / "manifest.json").read_text())["objective"] == "doubled"
