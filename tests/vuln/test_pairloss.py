@@ -17,6 +17,7 @@ from breachlab.vuln.pairloss import (
     pair_index,
     pair_margin_loss,
     verdict_margin,
+    verdict_token_pair,
 )
 
 
@@ -83,6 +84,18 @@ def test_verdict_margin_is_log_prob_difference() -> None:
     logp = torch.log_softmax(logits, -1)
     assert torch.allclose(s, logp[:, 4] - logp[:, 7], atol=1e-5)
     assert torch.equal(s, logits[:, 4] - logits[:, 7])
+
+
+def test_verdict_token_pair_from_real_encodings(encoded) -> None:
+    tok, examples = encoded
+    firsts = [e.ids[e.n_prompt] for e in examples]
+    assert verdict_token_pair(firsts, [1, 0]) == (tok.convert_tokens_to_ids("V"), tok.convert_tokens_to_ids("S"))
+    with pytest.raises(ValueError, match="always be 0"):
+        verdict_token_pair([5, 5], [1, 0])
+    with pytest.raises(ValueError, match="one token"):
+        verdict_token_pair([5, 6, 7], [1, 0, 1])
+    with pytest.raises(ValueError, match="one token"):
+        verdict_token_pair([5, 6], [1, 1])
 
 
 def test_pair_index_numbers_complete_pairs() -> None:
@@ -203,21 +216,41 @@ def test_first_answer_positions_packed_collate(encoded) -> None:
     assert pos.tolist() == [s + e.n_prompt - 1 for s, e in zip(starts, examples)]
 
 
-def test_pair_loss_backpropagates_through_a_tiny_model(encoded, tmp_path: Path) -> None:
-    """End to end on the trainer's own forward: verdict logits from ``sft._answer_logits``."""
+def test_pair_loss_on_the_trainers_forward_separates_the_pair(encoded, tmp_path: Path) -> None:
+    """End to end on the trainer's own forward (``sft._answer_logits`` on a packed batch):
+    the verdict logits sit at ``first``; the combined loss has finite gradients, and one SGD step
+    on the pair term alone widens the gap between the vulnerable half and its fix."""
     from transformers import AutoModelForCausalLM
 
     from breachlab.vuln.sft import _answer_logits, collate_packed
     from tests.vuln.tiny_lm import make_model_dir
 
     tok, examples = encoded
+    v_id, s_id = tok.convert_tokens_to_ids("V"), tok.convert_tokens_to_ids("S")
     model = AutoModelForCausalLM.from_pretrained(make_model_dir(tmp_path / "m"), attn_implementation="eager")
     batch = collate_packed(examples, pad_id=tok.pad_token_id, multiple=16, slot_multiple=None)
-    logits, targets, first = _answer_logits(model, batch, torch.device("cpu"))
-    ce = torch.nn.functional.cross_entropy(logits, targets, reduction="sum") / batch["n_supervised"]
-    scores = verdict_margin(logits[first], tok.convert_tokens_to_ids("V"), tok.convert_tokens_to_ids("S"))
-    loss = combined_loss(ce, scores, torch.tensor([1, 0]), pair_index(["p", "p"]), weight=1.0, margin=1.0)
-    loss.backward()
+    labels, index = torch.tensor([1, 0]), pair_index(["p", "p"])
+    cpu = torch.device("cpu")
+
+    def gap_and_losses() -> tuple:
+        logits, targets, first = _answer_logits(model, batch, cpu)
+        ce = torch.nn.functional.cross_entropy(logits, targets, reduction="sum") / batch["n_supervised"]
+        scores = verdict_margin(logits[first], v_id, s_id)
+        return scores[0] - scores[1], ce, scores
+
+    gap, ce, scores = gap_and_losses()
+    total = combined_loss(ce, scores, labels, index, weight=1.0, margin=1.0)
+    assert float(total.detach()) == pytest.approx(float(ce.detach()) + softplus(1.0 - float(gap.detach())), rel=1e-5)
+    total.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert float(loss) > float(ce)
+
+    model.zero_grad(set_to_none=True)
+    gap, _, scores = gap_and_losses()
+    pair_margin_loss(scores, labels, index).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.05 * p.grad
+        after, _, _ = gap_and_losses()
+    assert float(after) > float(gap.detach())

@@ -9,6 +9,7 @@ few lines and the tests check it against hand-computed numbers:
 * :func:`pair_batches` — batches in which both halves of a pair always sit together;
 * :func:`pair_index` — which examples of one batch form a pair;
 * :func:`first_answer_positions` — where the logit that predicts the verdict sits;
+* :func:`verdict_token_pair` — which token starts VULNERABLE and which SAFE;
 * :func:`verdict_margin` — the verdict score s = logit[VULNERABLE] − logit[SAFE];
 * :func:`pair_margin_loss` / :func:`combined_loss` — softplus(margin − (s_vuln − s_fixed)),
   averaged over the batch's complete pairs, added to the token cross-entropy.
@@ -175,6 +176,38 @@ def first_answer_positions(labels: Any, segments: Any = None, shifted: bool = Tr
     hit = (flat_seg.unsqueeze(0) == torch.arange(n_examples, device=labels.device).unsqueeze(1)) & flat_sup
     first = torch.where(hit, index.expand_as(hit), torch.full_like(hit, n, dtype=torch.long)).min(dim=1).values
     return torch.where(first < n, first - offset, torch.full_like(first, -1))
+
+
+def verdict_token_pair(first_tokens: Sequence[int], labels: Sequence[int]) -> tuple[int, int]:
+    """(VULNERABLE's first token, SAFE's first token), read from the encoded training answers.
+
+    Why read them from the data: the verdict words are tokenised by whatever tokenizer the
+    model brings, and ``sft.verdict_token_ids`` only returns the two ids sorted, not which
+    is which.  If both verdicts began with the same token the margin would be identically
+    zero and the pair term would teach nothing, so that is an error, not a silent no-op.
+
+    Args:
+        first_tokens: each training example's first answer token
+            (``e.ids[e.n_prompt]`` of ``sft.Encoded``).
+        labels: each example's label, 1 = vulnerable, 0 = safe.
+
+    Returns:
+        (pos_token_id, neg_token_id) for :func:`verdict_margin`.
+
+    Raises:
+        ValueError: a class is missing, a class starts with more than one token, or both
+            classes start with the same token.
+    """
+    seen: dict[int, set[int]] = {0: set(), 1: set()}
+    for tok, label in zip(first_tokens, labels):
+        seen[int(label)].add(int(tok))
+    if len(seen[1]) != 1 or len(seen[0]) != 1:
+        raise ValueError(f"each verdict must start with one token; vulnerable: {sorted(seen[1])}, "
+                         f"safe: {sorted(seen[0])}")
+    (pos,), (neg,) = seen[1], seen[0]
+    if pos == neg:
+        raise ValueError(f"both verdicts start with token {pos}: the verdict margin would always be 0")
+    return pos, neg
 
 
 def verdict_margin(answer_logits_at_verdict: Any, pos_token_id: int, neg_token_id: int) -> Any:
