@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from breachlab.vuln.pairloss import (
+from breachlab.vuln.training.pairloss import (
     combined_loss,
     first_answer_positions,
     pair_batches,

@@ -3,7 +3,8 @@
 Layers, lowest first; a module imports only from layers below its own (the contract is a
 test, ``tests/test_layers.py``, so the order cannot quietly change):
 
-1. ``anatomy``   — where a model keeps its decoder layers, language model and LoRA targets.
+1. ``anatomy``, ``pairloss`` — where a model keeps its decoder layers, language model and LoRA
+   targets; pair-keeping batches and the pair-margin term (pure tensor functions).
 2. ``config``, ``curves`` — :class:`~breachlab.vuln.training.config.TrainConfig`; metrics.csv, curves.png.
 3. ``shard``, ``ple``, ``patches``, ``regional`` — FSDP2; the per-layer embedding table in CPU
    memory; the speed patches; regional ``torch.compile``.

@@ -81,7 +81,18 @@ class TrainConfig:
     report_to: Literal["none", "tensorboard", "mlflow"] = field("none", help="also log to TensorBoard or MLflow")
     seed: int = field(42, help="seed for initialisation, data order and dropout")
     objective: str = field("sft", help="loss of a micro-batch (breachlab.vuln.training.objectives): sft = mean "
-                                       "token NLL of the answer (verdict, CWE, reason)")
+                                       "token NLL of the answer (verdict, CWE, reason); pair_margin = sft plus a "
+                                       "margin between the verdict scores of a vulnerable function and its fix, "
+                                       "both halves of a pair in the same micro-batch (needs pair_id in the data)")
+    pair_weight: float = field(1.0, help="pair_margin: weight of the pair term beside the token NLL")
+    pair_margin: float = field(1.0, help="pair_margin: verdict-logit gap wanted between a vulnerable function "
+                                         "and its fix (softplus(margin - gap))")
+    attn_implementation: Literal["auto", "sdpa", "eager"] = field(
+        "auto", help="attention kernels of the model: auto = transformers' default (sdpa), eager = plain matmuls")
+    sdpa_kernels: Literal["auto", "no-cudnn", "math"] = field(
+        "auto", help="which fused SDPA kernels PyTorch may pick on CUDA: auto = all; no-cudnn = not cuDNN's "
+                     "(with packed 4-D masks Qwen2 LoRA went NaN within 20 steps on an H200, docs/benchmarks.md); "
+                     "math = the unfused reference kernel only")
     allow_pickle: bool = field(False, help="allow pickled (.bin) base weights — only for checkpoints you trust")
     fsdp: bool = field(False, help="with several processes (torchrun / accelerate launch): shard parameters, "
                                    "gradients and optimizer state over them (PyTorch FSDP2, one unit per decoder "
@@ -143,6 +154,12 @@ class TrainConfig:
                 setattr(self, name, value)
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        for name, allowed in (("attn_implementation", ("auto", "sdpa", "eager")),
+                              ("sdpa_kernels", ("auto", "no-cudnn", "math"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.pair_weight < 0 or self.pair_margin < 0:
+            raise ConfigError("pair_weight and pair_margin must be >= 0")
         if self.cuda_graphs == "on":
             why = self.graphs_blocker()
             if why:
@@ -164,6 +181,8 @@ class TrainConfig:
             return "lora_dropout: 0 (a replay repeats the captured random numbers)"
         if self.compile != "off":
             return "compile: off"
+        if self.objective != "sft":
+            return "objective: sft (other objectives read the batch's pairs in Python)"
         return None
 
     def wants_graphs(self, device: str, processes: int = 1) -> bool:

@@ -47,6 +47,8 @@ def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any]:
     if cfg.backend == "unsloth":
         return _load_unsloth(cfg, device, location, dtype)
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": None if cfg.allow_pickle else True}
+    if cfg.attn_implementation != "auto":
+        kwargs["attn_implementation"] = cfg.attn_implementation
     if cfg.method == "qlora":
         if not device.startswith("cuda"):
             raise UserError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use method: lora on CPU")
@@ -217,3 +219,19 @@ def _balanced(samples: list, n: int, seed: int) -> list:
     rng.shuffle(out)
     return out
 
+
+def set_sdpa_kernels(choice: str) -> None:
+    """Which fused scaled-dot-product-attention kernels PyTorch may pick on CUDA (``sdpa_kernels``).
+
+    ``no-cudnn`` leaves cuDNN's kernel out (the flash and memory-efficient ones stay);
+    ``math`` keeps only the unfused reference kernel.  Process-wide: a training run owns
+    its process.
+    """
+    import torch
+
+    if choice == "auto" or not torch.cuda.is_available():
+        return
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    if choice == "math":
+        torch.backends.cuda.enable_flash_sdp(False)
+        torch.backends.cuda.enable_mem_efficient_sdp(False)

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from breachlab.rundir import RunDir
-from breachlab.vuln.training import ckpt, objectives, save, setup, sft, validate
+from breachlab.vuln.training import ckpt, objectives, pairloss, save, setup, sft, validate
 from breachlab.vuln.training.config import TrainConfig
 from breachlab.vuln.training.curves import write_curves
-from breachlab.vuln.training.load import import_unsloth, load_data
+from breachlab.vuln.training.load import import_unsloth, load_data, set_sdpa_kernels
 from breachlab.vuln.training.step import Stepper
 
 log = logging.getLogger("breachlab.vuln.train")
@@ -40,6 +40,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
         self.acc = Accelerator(cpu=cpu)
+        set_sdpa_kernels(cfg.sdpa_kernels)
         self.is_main = self.acc.is_main_process
         self.device = self.acc.device
         if cfg.backend == "unsloth" and self.acc.num_processes > 1:
@@ -62,8 +63,12 @@ class Trainer:
         lengths = [len(e.ids) for e in self.train_enc]
         key = (epoch,)
         if getattr(self, "_order_key", None) != key:
-            self._order = (sft.grouped_batches(lengths, cfg.batch_size, cfg.seed, epoch) if cfg.length_grouping
-                           else sft.plain_batches(len(lengths), cfg.batch_size, cfg.seed, epoch))
+            if cfg.objective == "pair_margin":  # both halves of a pair in one micro-batch
+                self._order = pairloss.pair_batches([e.pair for e in self.train_enc], cfg.batch_size, cfg.seed, epoch)
+            elif cfg.length_grouping:
+                self._order = sft.grouped_batches(lengths, cfg.batch_size, cfg.seed, epoch)
+            else:
+                self._order = sft.plain_batches(len(lengths), cfg.batch_size, cfg.seed, epoch)
             self._order_key = key
         world, rank, ga = self.acc.num_processes, self.acc.process_index, cfg.grad_accum
         group = self._order[k * ga * world : (k + 1) * ga * world]

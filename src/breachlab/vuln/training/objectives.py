@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from breachlab.config import ConfigError
-from breachlab.vuln.training import sft
+from breachlab.vuln.training import pairloss, sft
 from breachlab.vuln.training.config import TrainConfig
 
 Objective = Callable[[Any, dict, Any, TrainConfig], tuple[Any, Any]]
@@ -37,7 +37,37 @@ def sft_loss(model: Any, batch: dict, device: Any, cfg: TrainConfig) -> tuple[An
     return sft.forward_loss(model, batch, device)
 
 
-OBJECTIVES: dict[str, Objective] = {"sft": sft_loss}
+def pair_margin(model: Any, batch: dict, device: Any, cfg: TrainConfig) -> tuple[Any, Any]:
+    """SFT plus a pair term: for each vulnerable/fixed pair whose two halves are in this
+    micro-batch, ``softplus(pair_margin - (s_vulnerable - s_fixed))`` with ``s`` the verdict
+    logit gap (VULNERABLE's first token minus SAFE's) at the verdict position.
+
+    Plain SFT learns each half on its own and, on vulnerable-vs-patched pairs, tends to call
+    both the same (PrimeVul's P-V/P-B); the pair term asks for the ordering itself.  It is
+    scaled by the micro-batch's answer-token count, so after the trainer's division by the
+    step's token count it weighs ``pair_weight`` × (this micro-batch's share of the tokens);
+    the logged training loss then includes it.  The batches keep pairs together
+    (:func:`~breachlab.vuln.training.pairloss.pair_batches`).
+    """
+    import torch.nn.functional as F
+
+    logits, targets, first = sft._answer_logits(model, batch, device)
+    loss_sum = F.cross_entropy(logits, targets, ignore_index=sft.IGNORE, reduction="sum")
+    labels = batch["labels"].to(logits.device)
+    index = pairloss.pair_index(batch["pairs"]).to(logits.device)
+    if not bool((index >= 0).any()) or cfg.pair_weight == 0:
+        return loss_sum, batch["n_supervised"]
+    verdict_targets = targets[first]
+    pos = verdict_targets[labels == 1]
+    neg = verdict_targets[labels == 0]
+    if not len(pos) or not len(neg) or int(pos[0]) == int(neg[0]):
+        return loss_sum, batch["n_supervised"]
+    scores = pairloss.verdict_margin(logits[first], int(pos[0]), int(neg[0]))
+    term = pairloss.pair_margin_loss(scores, labels, index, margin=cfg.pair_margin)
+    return loss_sum + cfg.pair_weight * term * batch["n_supervised"], batch["n_supervised"]
+
+
+OBJECTIVES: dict[str, Objective] = {"sft": sft_loss, "pair_margin": pair_margin}
 
 
 def get(name: str) -> Objective:

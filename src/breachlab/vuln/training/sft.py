@@ -31,6 +31,8 @@ class Encoded:
     ids: list[int]
     n_prompt: int
     truncated: bool = False
+    label: int = -1  # the sample's label (1 vulnerable, 0 safe); pair-aware objectives read it
+    pair: str | None = None  # the sample's pair id (both halves of a vulnerable/fixed pair share it)
 
     @property
     def n_answer(self) -> int:
@@ -63,9 +65,10 @@ def encode(tok: Any, sample: Sample, max_seq_len: int) -> Encoded:
         a_ids = _ids(tok, answer)[: max(8, max_seq_len // 4)]
         return bos + p_ids + a_ids, len(bos) + len(p_ids)
 
+    who = {"label": int(sample.label), "pair": sample.pair_id}
     ids, n_prompt = build(sample.code)
     if len(ids) <= max_seq_len:
-        return Encoded(ids, n_prompt)
+        return Encoded(ids, n_prompt, **who)
     lo, hi = 0, len(sample.code)  # longest code prefix (in characters) that fits
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -76,7 +79,7 @@ def encode(tok: Any, sample: Sample, max_seq_len: int) -> Encoded:
     ids, n_prompt = build(sample.code[:lo])
     if len(ids) > max_seq_len:
         raise ValueError(f"sample {sample.id}: prompt alone exceeds max_seq_len={max_seq_len}")
-    return Encoded(ids, n_prompt, truncated=True)
+    return Encoded(ids, n_prompt, truncated=True, **who)
 
 
 def grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, mega: int = 64) -> list[list[int]]:
@@ -134,7 +137,15 @@ def collate(examples: Sequence[Encoded], pad_id: int, supervised_only: bool = Tr
     first = torch.tensor([keep - 1 - e.n_answer for e in examples], dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids,
             "targets": targets, "keep": keep, "first": first, "n_tokens": int(mask.sum()),
-            "n_supervised": int((targets != IGNORE).sum())}
+            "n_supervised": int((targets != IGNORE).sum()), **_who(examples)}
+
+
+def _who(examples: Sequence[Encoded]) -> dict[str, Any]:
+    """Each example's label and pair id, in batch order (what pair-aware objectives read)."""
+    import torch
+
+    return {"labels": torch.tensor([e.label for e in examples], dtype=torch.long),
+            "pairs": [e.pair for e in examples]}
 
 
 def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
@@ -181,7 +192,7 @@ def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
     out = {"input_ids": input_ids, "segments": segments, "position_ids": position_ids,
            "keep": torch.tensor(keep, dtype=torch.long), "targets": torch.tensor(targets, dtype=torch.long),
            "first": torch.tensor(first, dtype=torch.long), "n_tokens": total, "n_supervised": len(targets),
-           "n_examples": len(examples)}
+           "n_examples": len(examples), **_who(examples)}
     if slot_multiple and examples:
         longest = max(len(e.ids) for e in examples)
         slot = -(-longest // slot_multiple) * slot_multiple
