@@ -172,3 +172,25 @@ def test_no_files_says_what_is_expected(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no PairVul files"):
         load_pairvul(tmp_path / "empty")
+
+
+def test_fix_overlap_sees_the_same_edit_in_two_splits() -> None:
+    from breachlab.vuln.sample import Sample
+    from breachlab.vuln.splits import fix_fingerprint, fix_overlap
+
+    def pair(pid: str, i: int, source: str) -> list[Sample]:
+        return [Sample(id=f"{pid}:v", code=kernel_func(i), label=1, cwe=None, source=source, group=pid, pair_id=pid),
+                Sample(id=f"{pid}:f", code=kernel_func(i, True), label=0, cwe=None, source=source, group=pid,
+                       pair_id=pid)]
+
+    # the same bounds check added to two different functions: same edit, different code
+    assert fix_fingerprint(kernel_func(1), kernel_func(1, True)) == fix_fingerprint(kernel_func(1, pad=3),
+                                                                                    kernel_func(1, True, pad=3))
+    assert fix_fingerprint(kernel_func(1), kernel_func(1, True)) != fix_fingerprint(kernel_func(1, True),
+                                                                                    kernel_func(1))
+    o = fix_overlap({"train": pair("a", 1, "sven") + pair("b", 2, "pairvul"), "test": pair("c", 1, "pairvul")})
+    assert o["fixes_in_two_splits"] == 1 and o["cross_source"] == 1 and "train/sven" in o["examples"][0]
+    other = [Sample(id="d:v", code=kernel_func(2), label=1, cwe=None, source="pairvul", group="d", pair_id="d"),
+             Sample(id="d:f", code=kernel_func(2).replace("-EFAULT", "-EIO"), label=0, cwe=None, source="pairvul",
+                    group="d", pair_id="d")]
+    assert fix_overlap({"train": pair("a", 1, "sven"), "test": other})["fixes_in_two_splits"] == 0

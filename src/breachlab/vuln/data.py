@@ -28,7 +28,7 @@ from breachlab.vuln.datastats import compute_stats, render_stats, stats_for
 from breachlab.vuln.pairwindow import PairWindow, truncate_pair, truncate_pairs
 from breachlab.vuln.pools import open_pools
 from breachlab.vuln.sample import Sample, load_split
-from breachlab.vuln.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks
+from breachlab.vuln.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks, fix_overlap
 
 __all__ = ["DataConfig", "SOURCES", "LeakError", "build", "run", "select", "open_pools", "load_split",
            "compute_stats", "render_stats", "stats_for", "check_leaks", "data_root", "source_path",
@@ -132,6 +132,7 @@ def build(cfg: DataConfig, out_dir: Path, progress: bool = True, pools: list[Any
         pools = open_pools(cfg, status=log.info) if pools is None else pools
         splits, report = select(cfg, pools, bar)
     check_leaks(splits)
+    report["pair_fix_overlap"] = fix_overlap(splits)
     report["leak_check"] = ("passed: no group (Juliet family, commit, CVE), whitespace-normalised code hash "
                             "or id in two splits, across all sources")
     stats = compute_stats(splits)

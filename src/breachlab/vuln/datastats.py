@@ -93,6 +93,17 @@ def render_stats(stats: dict) -> Any:
         for k, v in ls.items():
             if isinstance(v, int) and ("identical" in k or "other" in k):
                 dropped[f"{name}: {k.replace('_', ' ')}"] = v
+    checks = [(k, str(stats[k])) for k in ("leak_check",) if k in stats]
+    if "pair_fix_overlap" in stats:
+        o = stats["pair_fix_overlap"]
+        checks.append(("same fix in two splits", f"{o['fixes_in_two_splits']} ({o['cross_source']} across sources)"))
+    if checks:
+        t = Table(title="checks", show_edge=False)
+        t.add_column("check")
+        t.add_column("result")
+        for k, v in checks:
+            t.add_row(k.replace("_", " "), v)
+        parts.append(t)
     if dropped:
         t = Table(title="dropped", show_edge=False)
         t.add_column("reason")
