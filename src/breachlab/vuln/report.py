@@ -59,6 +59,12 @@ def metrics_table(summary: Mapping[str, Any], title: str):
     table.add_column(f"{summary['ci_level']:.0%} CI", justify="right")
     for label, value, ci in metric_entries(summary):
         table.add_row(label, value, ci)
+    pw, lf = summary.get("pairwise"), summary.get("low_fpr")
+    if pw:
+        table.add_row(f"P-C, {pw['n_pairs']} pairs", fmt(pw["P-C"]["value"]), fmt_ci(pw["P-C"]["ci"]))
+        table.add_row("P-V / P-B / P-R", " / ".join(fmt(pw[k]["value"]) for k in ("P-V", "P-B", "P-R")), "")
+    if lf:
+        table.add_row("VD-S (FNR at FPR ≤ 0.5%)", fmt(lf["vd_s"]["value"]), fmt_ci(lf["vd_s"]["ci"]))
     table.add_row("samples (vuln / safe)", f"{c['n']} ({c['n_vulnerable']} / {c['n_safe']})", "")
     table.add_row("majority-class baseline", f"{summary['baseline']['majority_accuracy']:.3f}", "")
     table.add_row("unparsable", f"{c['n_unparsable']} ({c['unparsable_rate']:.1%})", "")
@@ -292,8 +298,8 @@ def pair_blocks(summaries: Mapping[str, Mapping[str, Any]]) -> list[Block]:
     lf = {n: s["low_fpr"] for n, s in summaries.items() if s.get("low_fpr")}
     if lf:
         blocks += [("h", 2, "Detection at a low false-alarm rate"),
-                   ("table", ["run", "scored (safe)", "VD-S: FNR at FPR <= 0.5%", "95% CI", "false alarms allowed",
-                              "FNR at FPR <= 5%", "95% CI"],
+                   ("table", ["run", "scored (safe)", "VD-S: FNR at FPR ≤ 0.5%", "95% CI", "false alarms allowed",
+                              "FNR at FPR ≤ 5%", "95% CI"],
                     [[n, f"{d['n_scored']} ({d['n_safe']})", fmt(d["vd_s"]["value"]) + (" (small n)" if d["vd_s"]["small_n"] else ""),
                       fmt_ci(d["vd_s"]["ci"]), d["vd_s"]["allowed_fp"], fmt(d["fnr_at_fpr_5"]["value"]),
                       fmt_ci(d["fnr_at_fpr_5"]["ci"])] for n, d in lf.items()]),
@@ -311,7 +317,7 @@ def pair_delta_blocks(delta: Mapping[str, Any]) -> list[Block]:
             d = pw[key]
             rows.append([label, fmt(d["baseline"]), fmt(d["other"]), f"{d['delta']:+.3f}", fmt_ci(d["ci"]),
                          "yes" if d["excludes_zero"] else ""])
-    for key, label in (("vd_s", "VD-S (FNR at FPR <= 0.5%)"), ("fnr_at_fpr_5", "FNR at FPR <= 5%")):
+    for key, label in (("vd_s", "VD-S (FNR at FPR ≤ 0.5%)"), ("fnr_at_fpr_5", "FNR at FPR ≤ 5%")):
         if lf:
             d = lf[key]
             rows.append([label, fmt(d["baseline"]), fmt(d["other"]), f"{d['delta']:+.3f}", fmt_ci(d["ci"]),
