@@ -194,3 +194,21 @@ def test_fix_overlap_sees_the_same_edit_in_two_splits() -> None:
              Sample(id="d:f", code=kernel_func(2).replace("-EFAULT", "-EIO"), label=0, cwe=None, source="pairvul",
                     group="d", pair_id="d")]
     assert fix_overlap({"train": pair("a", 1, "sven"), "test": other})["fixes_in_two_splits"] == 0
+
+
+def test_cli_malformed_pairvul_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = write_pairvul(tmp_path / "pv", [record(i, f"CVE-2022-{i:04d}") for i in range(3)], [])
+    file = root / "train" / "linux_kernel_CWE-787_data.json"
+    file.write_text(file.read_text()[:-40], encoding="utf-8")
+    res = subprocess.run([sys.executable, "-m", "breachlab.cli", "vuln", "data", "build", "--sources", "pairvul",
+                          "--set", f"pairvul_path={root}", "--n-train", "0", "--n-val", "0", "--n-test", "2",
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "COLUMNS": "1000"})  # rich wraps at the terminal width
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "linux_kernel_CWE-787_data.json:" in lines[0] and "malformed JSON" in lines[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
