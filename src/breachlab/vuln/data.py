@@ -83,20 +83,23 @@ def select(cfg: DataConfig, pools: list[Any], progress: Any = None) -> tuple[dic
             for src, (n0, n1) in share.items():
                 if n0 or n1:
                     alloc.fill(by_name[src], split, (n0, n1))
-            moved = False
-            for src in list(share):
+            # every shortfall first, then hand it on: a source topped up in this pass has not
+            # been filled yet, so it must not count its new share as its own shortfall
+            deficits: dict[tuple[str, int], int] = {}
+            for src in share:
                 have = alloc.counts(split, src)
                 for c in (0, 1):
-                    deficit = share[src][c] - have[c]
-                    if deficit <= 0:
-                        continue
-                    share[src][c] = have[c]
-                    donors = [o for o in share if o != src and not alloc.exhausted(by_name[o])]
-                    donors += [o for o in share if o != src and o not in donors
-                               and alloc.counts(split, o)[c] > share[o][c]]
-                    if donors:
-                        share[donors[0]][c] += deficit
-                        moved = True
+                    if share[src][c] > have[c]:
+                        deficits[(src, c)] = share[src][c] - have[c]
+                        share[src][c] = have[c]
+            moved = False
+            for (src, c), deficit in deficits.items():
+                donors = [o for o in share if o != src and not alloc.exhausted(by_name[o])]
+                donors += [o for o in share if o != src and o not in donors
+                           and alloc.counts(split, o)[c] > share[o][c]]
+                if donors:
+                    share[donors[0]][c] += deficit
+                    moved = True
             if not moved:
                 break
         splits[split] = alloc.sample(split, {src: (v[0], v[1]) for src, v in share.items()})
