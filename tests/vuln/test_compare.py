@@ -143,3 +143,28 @@ def test_source_filter_compares_one_domain_and_skips_modes_without_it(tmp_path):
     assert res["modes"]["logit"]["deltas"][0]["metrics"]["accuracy"]["delta"] == pytest.approx(1.0)
     with pytest.raises(UserError, match="no decision mode"):
         compare([a, b], n_boot=0, source="diversevul")
+
+
+def test_pairwise_deltas_over_common_pairs_by_hand(tmp_path):
+    # 10 pairs; baseline says VULNERABLE for everything (P-V 1.0), the other gets 6 pairs right
+    # and reverses 1; a lone half (pair p99) is ignored by the pairwise metrics
+    def rows(outcomes):
+        out = []
+        for k, (pv, pf) in enumerate(outcomes):
+            out += [_row(2 * k, 1, pv, pair=f"p{k}"), _row(2 * k + 1, 0, pf, pair=f"p{k}")]
+        return out + [_row(99, 1, 1, pair="p99")]
+    a = _run(tmp_path, "a", rows([(1, 1)] * 10))
+    b = _run(tmp_path, "b", rows([(1, 0)] * 6 + [(1, 1)] * 3 + [(0, 1)]))
+    res = compare([a, b], n_boot=300)
+    d = res["modes"]["generate"]["deltas"][0]
+    pw = d["pairwise"]
+    assert pw["n_pairs"] == 10 and pw["small_n"]
+    assert (pw["P-C"]["baseline"], pw["P-C"]["other"]) == (0.0, pytest.approx(0.6))
+    assert pw["P-C"]["delta"] == pytest.approx(0.6) and pw["P-C"]["excludes_zero"]
+    assert pw["P-V"]["delta"] == pytest.approx(-0.7) and pw["P-R"]["delta"] == pytest.approx(0.1)
+    assert d["low_fpr"] is None                           # generate mode: no scores
+    s = res["modes"]["generate"]["summaries"]["b"]["pairwise"]
+    assert s["n_incomplete"] == 1 and s["P-C"]["count"] == 6
+    md, _ = write_compare_report(res, tmp_path / "report")
+    text = md.read_text()
+    assert "P-C (both right)" in text and "+0.600" in text

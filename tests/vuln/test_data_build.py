@@ -234,3 +234,17 @@ def test_quickstart_cold_and_warm_times(real_juliet: Path, real_sven: Path, tmp_
     build(cfg, tmp_path / "warm", progress=False)
     warm = time.perf_counter() - t0
     assert cold < 60 and warm < 5, (cold, warm)
+
+
+def test_top_up_reaches_the_last_source_when_two_run_short(tmp_path: Path, sven_dir: Path,
+                                                            diversevul_file: Path) -> None:
+    # sven (6 pairs) and diversevul (8 vulnerable) both run short; generic must absorb both
+    # shortfalls in the same round instead of losing its own new share
+    src = write_generic(tmp_path / "g.jsonl")
+    cfg = generic_cfg(src, sources=["sven", "diversevul", "generic"], sven_path=str(sven_dir),
+                      diversevul_path=str(diversevul_file), source_mix="sven=0.4,diversevul=0.5,generic=0.1",
+                      n_train_per_class=0, n_val_per_class=0, n_test_per_class=20)
+    stats = build(cfg, tmp_path / "out", progress=False)
+    test = stats["splits"]["test"]
+    assert (test["safe"], test["vulnerable"]) == (20, 20) and not stats["shortfall"]
+    assert test["by_source"]["generic"]["vulnerable"] >= 4

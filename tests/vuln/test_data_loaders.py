@@ -81,7 +81,7 @@ def test_generic_csv_and_jsonl_with_mapping(tmp_path: Path) -> None:
          r"dv\.jsonl:2: not UTF-8"),
         (b"\n  \n", r"dv\.jsonl: the file is empty"),
         (b'{"func": "int f(){}", "target": "maybe", "commit_id": "a"}\n', r"dv\.jsonl:1: target must be 0 or 1"),
-        (b'[1, 2]', r"dv\.jsonl: item 0 is not a JSON object"),
+        (b'[1, 2]', r"dv\.jsonl:1: item 0 is not a JSON object"),
     ],
 )
 def test_bad_input_names_file_and_line(tmp_path: Path, content: bytes, match: str) -> None:

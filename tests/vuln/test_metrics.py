@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from breachlab.errors import UserError
+from breachlab.vuln import bootstrap as B
 from breachlab.vuln import metrics as M
+from breachlab.vuln import rows as RW
+from breachlab.vuln import summary as SUM
 
 
 def row(i, label, *, verdict=None, p=None, mode="generate", cwe=None, source="juliet", pair=None, echo=False):
@@ -113,7 +116,7 @@ def _random_rows(n, seed, acc=0.7):
 
 
 def test_ci_contains_point_and_narrows_with_n():
-    small, big = M.summarize(_random_rows(100, 1), n_boot=500), M.summarize(_random_rows(2000, 1), n_boot=500)
+    small, big = SUM.summarize(_random_rows(100, 1), n_boot=500), SUM.summarize(_random_rows(2000, 1), n_boot=500)
     for s in (small, big):
         for name in M.METRICS:
             lo, hi = s["metrics"][name]["ci"]
@@ -124,12 +127,12 @@ def test_ci_contains_point_and_narrows_with_n():
 
 def test_bootstrap_is_seeded_and_fast():
     rows = _random_rows(1000, 2)
-    assert M.summarize(rows, seed=5)["metrics"]["mcc"]["ci"] == M.summarize(rows, seed=5)["metrics"]["mcc"]["ci"]
-    assert M.summarize(rows, seed=5)["metrics"]["mcc"]["ci"] != M.summarize(rows, seed=6)["metrics"]["mcc"]["ci"]
+    assert SUM.summarize(rows, seed=5)["metrics"]["mcc"]["ci"] == SUM.summarize(rows, seed=5)["metrics"]["mcc"]["ci"]
+    assert SUM.summarize(rows, seed=5)["metrics"]["mcc"]["ci"] != SUM.summarize(rows, seed=6)["metrics"]["mcc"]["ci"]
     y = np.arange(1000) % 2
-    stat = M.confusion_stat(y, y)
+    stat = B.confusion_stat(y, y)
     start = time.perf_counter()
-    boot = M.bootstrap(stat, np.arange(1000), n_boot=1000, seed=0)
+    boot = B.bootstrap(stat, np.arange(1000), n_boot=1000, seed=0)
     assert time.perf_counter() - start < 1.0
     assert boot.shape == (1000, len(M.METRICS))
 
@@ -137,9 +140,9 @@ def test_bootstrap_is_seeded_and_fast():
 def test_pairs_are_resampled_as_clusters():
     ids = [str(i) for i in range(10)]
     pairs = ["a", "a", "b", "b", "c", "c", None, None, "d", "d"]
-    cl = M.cluster_codes(ids, pairs)
+    cl = B.cluster_codes(ids, pairs)
     assert cl[0] == cl[1] and cl[2] == cl[3] and cl[6] != cl[7]
-    for w in M.bootstrap_weights(cl, 200, 0):
+    for w in B.bootstrap_weights(cl, 200, 0):
         assert (w[:, 0] == w[:, 1]).all() and (w[:, 8] == w[:, 9]).all()
         assert (w.sum(axis=1) > 0).all()
 
@@ -153,8 +156,8 @@ def test_cluster_bootstrap_is_wider_when_pair_halves_agree():
     for k, good in enumerate(ok):
         rows += [row(2 * k, 1, verdict="VULNERABLE" if good else "SAFE", pair=f"p{k}"),
                  row(2 * k + 1, 0, verdict="SAFE" if good else "VULNERABLE", pair=f"p{k}")]
-    clustered = M.summarize(rows)
-    flat = M.summarize([{**r, "pair_id": None} for r in rows])
+    clustered = SUM.summarize(rows)
+    flat = SUM.summarize([{**r, "pair_id": None} for r in rows])
     w = lambda s: np.diff(s["metrics"]["accuracy"]["ci"])[0]  # noqa: E731
     assert w(clustered) > 1.25 * w(flat)
     assert "clusters" in clustered["bootstrap"]
@@ -163,9 +166,9 @@ def test_cluster_bootstrap_is_wider_when_pair_halves_agree():
 # ---------------------------------------------------------------------------------- ranking
 def test_auc_perfect_and_constant():
     y = [0, 0, 0, 1, 1, 1]
-    perfect = M.summarize([row(i, t, p=s, mode="logit") for i, (t, s) in enumerate(zip(y, [.1, .2, .3, .7, .8, .9]))])
+    perfect = SUM.summarize([row(i, t, p=s, mode="logit") for i, (t, s) in enumerate(zip(y, [.1, .2, .3, .7, .8, .9]))])
     assert perfect["auc"]["roc_auc"]["value"] == 1.0 and perfect["auc"]["pr_auc"]["value"] == 1.0
-    const = M.summarize([row(i, t, p=0.99, mode="logit") for i, t in enumerate(y)])
+    const = SUM.summarize([row(i, t, p=0.99, mode="logit") for i, t in enumerate(y)])
     assert const["auc"]["roc_auc"]["value"] == 0.5
     assert const["auc"]["pr_auc"]["value"] == pytest.approx(0.5)   # = prevalence
     assert "constant_scores" in codes(const)
@@ -193,8 +196,8 @@ def test_curves_and_optimistic_threshold():
 
 def test_logit_mode_thresholds_scores():
     rows = [row(0, 1, p=0.5, mode="logit"), row(1, 0, p=0.49, mode="logit")]
-    assert M.summarize(rows, threshold=0.5, n_boot=0)["confusion"] == {"tp": 1, "fp": 0, "tn": 1, "fn": 0}
-    assert M.summarize(rows, threshold=0.6, n_boot=0)["confusion"] == {"tp": 0, "fp": 0, "tn": 1, "fn": 1}
+    assert SUM.summarize(rows, threshold=0.5, n_boot=0)["confusion"] == {"tp": 1, "fp": 0, "tn": 1, "fn": 0}
+    assert SUM.summarize(rows, threshold=0.6, n_boot=0)["confusion"] == {"tp": 0, "fp": 0, "tn": 1, "fn": 1}
 
 
 # ------------------------------------------------------------------------------- breakdowns
@@ -203,7 +206,7 @@ def test_per_cwe_counts_sorted_worst_first():
             + [row(3, 1, verdict="SAFE", cwe="CWE-787"), row(4, 1, verdict="SAFE", cwe="CWE-416"),
                row(5, 1, verdict=None, cwe="CWE-416"), row(6, 0, verdict="VULNERABLE", cwe="CWE-416"),
                row(7, 1, verdict="VULNERABLE", cwe=None)])
-    per = M.summarize(rows, n_boot=0)["per_cwe"]
+    per = SUM.summarize(rows, n_boot=0)["per_cwe"]
     assert [(r["cwe"], r["n"], r["tp"]) for r in per] == [("CWE-416", 2, 0), ("CWE-787", 4, 3), ("unknown", 1, 1)]
     assert per[0]["n_safe"] == 1 and per[0]["fp"] == 1
     assert all(r["small_n"] for r in per)
@@ -212,7 +215,7 @@ def test_per_cwe_counts_sorted_worst_first():
 def test_per_source():
     rows = gen_rows([1, 0, 1, 0], [1, 0, 0, 1])
     rows[2]["source"] = rows[3]["source"] = "sven"
-    src = {r["source"]: r for r in M.summarize(rows, n_boot=0)["per_source"]}
+    src = {r["source"]: r for r in SUM.summarize(rows, n_boot=0)["per_source"]}
     assert src["juliet"]["accuracy"] == 1.0 and src["sven"]["accuracy"] == 0.0 and src["sven"]["n"] == 2
 
 
@@ -224,15 +227,15 @@ def test_pair_categories():
     V, S = "VULNERABLE", "SAFE"
     rows = (pair(0, V, S) + pair(1, V, V) + pair(2, S, S) + pair(3, S, V) + pair(4, None, S) + pair(5, V, S)
             + [row("lonely", 1, verdict=V, pair="9")])
-    p = M.summarize(rows, n_boot=0)["paired"]
+    p = SUM.summarize(rows, n_boot=0)["paired"]
     assert p["n_pairs"] == 6 and p["n_invalid"] == 1
     assert p["counts"] == {"correct": 2, "both_vulnerable": 1, "both_safe": 1, "reversed": 1, "unparsable": 1}
     assert p["pair_correct"]["value"] == pytest.approx(2 / 6) and p["ordered"] is None
 
     logit = pair(0, None, None, .9, .2) + pair(1, None, None, .3, .6) + pair(2, None, None, .5, .5)
-    o = M.summarize(logit, n_boot=0)["paired"]["ordered"]
+    o = SUM.summarize(logit, n_boot=0)["paired"]["ordered"]
     assert (o["ordered"], o["misordered"], o["ties"]) == (1, 1, 1) and o["rate"] == 0.5
-    assert M.summarize(gen_rows([1, 0], [1, 0]), n_boot=0)["paired"] is None
+    assert SUM.summarize(gen_rows([1, 0], [1, 0]), n_boot=0)["paired"] is None
 
 
 # --------------------------------------------------------------------------------- the traps
@@ -240,7 +243,7 @@ def test_post_accuracy_trap_95_5_mostly_safe():
     # the post: 200 random samples, 195 safe + 5 vulnerable, 94.5% accuracy, model says SAFE
     labels = [0] * 195 + [1] * 5
     preds = [0] * 188 + [1] * 7 + [1] + [0] * 4          # tn 188, fp 7, tp 1, fn 4
-    s = M.summarize(gen_rows(labels, preds))
+    s = SUM.summarize(gen_rows(labels, preds))
     assert s["metrics"]["accuracy"]["value"] == pytest.approx(0.945)
     assert {"class_imbalance", "degenerate_predictor"} <= codes(s)
     msg = " ".join(w["message"] for w in s["warnings"])
@@ -252,7 +255,7 @@ def test_post_accuracy_trap_95_5_mostly_safe():
 def test_vulnerable_for_everything():
     # feasibility run: zero-shot base model, p ≈ 0.99 for every sample of a balanced set
     rows = [row(i, i % 2, p=0.99, mode="logit") for i in range(200)]
-    s = M.summarize(rows)
+    s = SUM.summarize(rows)
     assert s["metrics"]["accuracy"]["value"] == 0.5
     assert s["metrics"]["f1"]["value"] == pytest.approx(2 / 3)     # looks fine, means nothing
     assert s["metrics"]["mcc"]["value"] == 0.0 and s["metrics"]["balanced_accuracy"]["value"] == 0.5
@@ -262,14 +265,14 @@ def test_vulnerable_for_everything():
 
 
 def test_small_n_warning():
-    assert "small_n" in codes(M.summarize(_random_rows(40, 0), n_boot=50))
-    assert "small_n" not in codes(M.summarize(_random_rows(200, 0), n_boot=50))
+    assert "small_n" in codes(SUM.summarize(_random_rows(40, 0), n_boot=50))
+    assert "small_n" not in codes(SUM.summarize(_random_rows(200, 0), n_boot=50))
 
 
 def test_unparsable_counted_both_ways():
     rows = gen_rows([1, 1, 0, 0], [1, None, 0, None])
     rows[1]["echo"] = True
-    s = M.summarize(rows, n_boot=0)
+    s = SUM.summarize(rows, n_boot=0)
     assert s["counts"]["n_unparsable"] == 2 and s["counts"]["unparsable_rate"] == 0.5 and s["counts"]["n_echo"] == 1
     assert s["confusion"] == {"tp": 1, "fp": 1, "tn": 1, "fn": 1}          # wrong class
     assert s["confusion_parsed"] == {"tp": 1, "fp": 0, "tn": 1, "fn": 0}   # dropped
@@ -279,7 +282,7 @@ def test_unparsable_counted_both_ways():
 
 
 def test_all_unparsable_does_not_crash():
-    s = M.summarize(gen_rows([1, 0, 1], [None, None, None]), n_boot=100)
+    s = SUM.summarize(gen_rows([1, 0, 1], [None, None, None]), n_boot=100)
     assert s["counts"]["n_parsed"] == 0 and s["metrics"]["accuracy"]["value"] == 0.0
     assert s["metrics_parsed"]["accuracy"]["defined"] is False
     json.dumps(s, allow_nan=False)
@@ -290,7 +293,7 @@ def test_summary_is_strict_json(labels, preds):
     rows = gen_rows(labels, preds)
     for r, p in zip(rows, [0.3, 0.7, 0.5]):
         r["p_vulnerable"] = p
-    s = M.summarize(rows, n_boot=50)
+    s = SUM.summarize(rows, n_boot=50)
     json.dumps(s, allow_nan=False)
     assert set(s) >= {"metrics", "metrics_parsed", "confusion", "auc", "curves", "per_cwe", "per_source",
                       "paired", "counts", "warnings"}
@@ -305,20 +308,20 @@ def test_summary_is_strict_json(labels, preds):
 ])
 def test_bad_input_is_a_user_error(bad, match):
     with pytest.raises(UserError, match=match):
-        M.summarize(bad)
+        SUM.summarize(bad)
 
 
 def test_split_by_mode():
     rows = [row(0, 1, verdict="SAFE"), row(0, 1, p=0.2, mode="logit")]
-    assert {k: len(v) for k, v in M.split_by_mode(rows).items()} == {"generate": 1, "logit": 1}
+    assert {k: len(v) for k, v in RW.split_by_mode(rows).items()} == {"generate": 1, "logit": 1}
 
 
 def test_nothing_parsable_gives_accuracy_zero_and_no_mcc():
     """All answers unparsable (e.g. every one echoes the prompt): not an 'inverted' model."""
-    s = M.summarize(gen_rows([1, 0] * 5, [None] * 10), n_boot=50)
+    s = SUM.summarize(gen_rows([1, 0] * 5, [None] * 10), n_boot=50)
     assert s["metrics"]["accuracy"]["value"] == 0.0 and s["metrics"]["accuracy"]["defined"]
     for name in ("mcc", "balanced_accuracy", "precision", "recall", "f1"):
         assert s["metrics"][name]["defined"] is False and s["metrics"][name]["ci"] is None
         assert "no answer could be parsed" in s["metrics"][name]["note"]
-    some = M.summarize(gen_rows([1, 0] * 5, [None] * 9 + [0]), n_boot=0)
+    some = SUM.summarize(gen_rows([1, 0] * 5, [None] * 9 + [0]), n_boot=0)
     assert some["metrics"]["mcc"]["defined"]  # one parsed answer: the policy applies as before

@@ -12,7 +12,7 @@ pytest.importorskip("matplotlib")
 from rich.console import Console  # noqa: E402
 
 from breachlab.vuln import report as R  # noqa: E402
-from breachlab.vuln.metrics import summarize  # noqa: E402
+from breachlab.vuln.summary import summarize  # noqa: E402
 
 HOSTILE = "VULNERABLE </pre><script>alert('x')</script> ``` | <img src=x onerror=alert(1)>"
 
@@ -48,6 +48,7 @@ def test_metrics_table_renders_with_warnings(both):
     for label in ("MCC", "Balanced accuracy", "ROC-AUC", "95% CI", "unparsable", "prompt echo"):
         assert label in text
     assert "only 60 samples" in text          # small-n warning in the caption
+    assert "P-C, 30 pairs" in text and "P-V / P-B / P-R" in text
 
 
 def test_undefined_metric_says_why():
@@ -109,3 +110,18 @@ def test_plot_functions_nilearn_style(tmp_path, plot, arg):
 
     given = Figure().add_subplot()
     assert plot(arg, axes=given) is given
+
+
+def test_report_shows_primevul_pairs_vd_s_and_per_source_pairs(tmp_path, both):
+    summaries, rows = both
+    md, page = R.write_report(tmp_path, summaries, rows, "pairs", {"model": "m"})
+    text = md.read_text(encoding="utf-8")
+    assert "Vulnerable/fixed pairs (PrimeVul)" in text and "P-C (both right)" in text and "P-R (reversed)" in text
+    assert "VD-S: FNR at FPR ≤ 0.5%" in text             # logit mode has scores
+    pw = summaries["zero-shot · logit"]["pairwise"]
+    assert pw["n_pairs"] == 30
+    cell = f"{pw['P-C']['count']} ({pw['P-C']['value']:.3f})"
+    assert cell in text and cell in page.read_text(encoding="utf-8")
+    # per-source rows: both sources have pairs here, so both carry P-C
+    by = {r["source"]: r for r in summaries["zero-shot · logit"]["per_source"]}
+    assert by["sven"]["pairwise"]["n_pairs"] == 10 and by["juliet"]["pairwise"]["n_pairs"] == 20

@@ -46,7 +46,7 @@ def _csv(value: str | None) -> list[str] | None:
 @data_app.command("build")
 def data_build(
     config: Optional[Path] = CONFIG_OPT,
-    sources: Optional[str] = typer.Option(None, help="Comma-separated: juliet,sven,diversevul,generic."),
+    sources: Optional[str] = typer.Option(None, help="Comma-separated: juliet,sven,pairvul,diversevul,generic."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Training samples per class."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation samples per class."),
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Test samples per class."),

@@ -19,8 +19,12 @@ import numpy as np
 
 from breachlab.errors import UserError
 from breachlab.rundir import RunDir
+from breachlab.vuln import bootstrap as B
 from breachlab.vuln import metrics as M
+from breachlab.vuln import pairwise as PW
 from breachlab.vuln import report as R
+from breachlab.vuln.rows import NO_PARSED_NOTE, policy_predictions, row_prediction
+from breachlab.vuln.summary import summarize
 
 PREDICTIONS = "predictions.jsonl"
 
@@ -88,7 +92,7 @@ def _check_coverage(names: list[str], keyed: list[dict], mode: str, max_missing:
 
 def _delta(y: np.ndarray, clusters: np.ndarray, base: dict, other: dict, n_boot: int, seed: int) -> dict:
     """Paired differences ``other - base`` with bootstrap CIs on identical resamples."""
-    sa, sb = M.confusion_stat(y, base["pred"]), M.confusion_stat(y, other["pred"])
+    sa, sb = B.confusion_stat(y, base["pred"]), B.confusion_stat(y, other["pred"])
     both = ~np.isnan(base["score"]) & ~np.isnan(other["score"])
     use_auc = bool(both.all() and 0 < y.sum() < y.size)
 
@@ -101,7 +105,7 @@ def _delta(y: np.ndarray, clusters: np.ndarray, base: dict, other: dict, n_boot:
 
     ones = np.ones((1, y.size))
     point_a, point_b = _at_ones(sa, ones), _at_ones(sb, ones)
-    boot = M.bootstrap(stat, clusters, n_boot, seed) if n_boot > 0 else np.empty((0, 0))
+    boot = B.bootstrap(stat, clusters, n_boot, seed) if n_boot > 0 else np.empty((0, 0))
     out: dict[str, dict] = {}
     names = list(M.METRICS) + (["roc_auc", "pr_auc"] if use_auc else [])
     if use_auc:
@@ -109,7 +113,7 @@ def _delta(y: np.ndarray, clusters: np.ndarray, base: dict, other: dict, n_boot:
         point_b += [float(v[0]) for v in M.ranking_from_weights(other["score"], y, ones)]
     for j, name in enumerate(names):
         a, b = point_a[j], point_b[j]
-        ci = M.percentile_ci(boot[:, j])[0] if boot.size else None
+        ci = B.percentile_ci(boot[:, j])[0] if boot.size else None
         out[name] = {"baseline": a, "other": b, "delta": None if np.isnan(a) or np.isnan(b) else b - a,
                      "ci": ci, "excludes_zero": bool(ci and (ci[0] > 0 or ci[1] < 0))}
     return out
@@ -120,7 +124,7 @@ def _unparsed_guard(metrics: dict[str, dict], base_none: bool, other_none: bool)
     if base_none or other_none:
         for name, d in metrics.items():
             if name not in ("accuracy", "roc_auc", "pr_auc"):
-                d.update(delta=None, ci=None, excludes_zero=False, note=M.NO_PARSED_NOTE)
+                d.update(delta=None, ci=None, excludes_zero=False, note=NO_PARSED_NOTE)
                 d.update({k: None for k, none in (("baseline", base_none), ("other", other_none)) if none})
     return metrics
 
@@ -154,8 +158,10 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
     Returns:
         ``{"schema", "baseline", "runs", "threshold", "n_boot", "seed", "max_missing",
         "coverage", "modes_skipped", "modes", "warnings"}``; ``modes[mode]`` holds ``n``,
-        ``summaries`` (name → :func:`~breachlab.vuln.metrics.summarize`) and ``deltas``
-        (one per non-baseline run: per-metric baseline/other/delta/ci and ``mcnemar``).
+        ``summaries`` (name → :func:`~breachlab.vuln.summary.summarize`) and ``deltas``
+        (one per non-baseline run: per-metric baseline/other/delta/ci, ``pairwise`` deltas of
+        P-C/P-V/P-B/P-R over the complete pairs common to all runs and ``low_fpr`` deltas of
+        VD-S and FNR at FPR <= 5%, each with paired bootstrap CIs or None, and ``mcnemar``).
     """
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories")
@@ -197,19 +203,23 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
             if bad:
                 raise UserError(f"{n} and {names[0]} disagree on the label of {len(bad)} samples (e.g. {bad[:3]}): "
                                 "they were not evaluated on the same data")
-        summaries = {n: M.summarize(rows[n], threshold, n_boot, seed) for n in names}
+        summaries = {n: summarize(rows[n], threshold, n_boot, seed) for n in names}
         arrays = {}
         for n in names:
-            pred = np.array([-1 if (v := M.row_prediction(r, threshold)) is None else v for r in rows[n]])
+            pred = np.array([-1 if (v := row_prediction(r, threshold)) is None else v for r in rows[n]])
             score = np.array([np.nan if r.get("p_vulnerable") is None else float(r["p_vulnerable"]) for r in rows[n]])
-            arrays[n] = {"pred": M.policy_predictions(y, pred), "score": score, "none_parsed": bool((pred < 0).all())}
+            arrays[n] = {"pred": policy_predictions(y, pred), "raw": pred, "score": score,
+                         "none_parsed": bool((pred < 0).all())}
         base = rows[names[0]]
-        clusters = M.cluster_codes([str(r["id"]) for r in base],
-                                   [None if r.get("pair_id") in (None, "") else str(r["pair_id"]) for r in base])
+        pair_ids = [None if r.get("pair_id") in (None, "") else str(r["pair_id"]) for r in base]
+        clusters = B.cluster_codes([str(r["id"]) for r in base], pair_ids)
+        a0 = arrays[names[0]]
         deltas = [{"baseline": names[0], "other": n,
-                   "metrics": _unparsed_guard(_delta(y, clusters, arrays[names[0]], arrays[n], n_boot, seed),
-                                              arrays[names[0]]["none_parsed"], arrays[n]["none_parsed"]),
-                   "mcnemar": _mcnemar(y, arrays[names[0]]["pred"], arrays[n]["pred"])} for n in names[1:]]
+                   "metrics": _unparsed_guard(_delta(y, clusters, a0, arrays[n], n_boot, seed),
+                                              a0["none_parsed"], arrays[n]["none_parsed"]),
+                   "pairwise": PW.pairwise_delta(pair_ids, y, a0["raw"], arrays[n]["raw"], n_boot, seed),
+                   "low_fpr": PW.low_fpr_delta(a0["score"], arrays[n]["score"], y, clusters, n_boot, seed),
+                   "mcnemar": _mcnemar(y, a0["pred"], arrays[n]["pred"])} for n in names[1:]]
         result["modes"][mode] = {"n": len(ids), "summaries": summaries, "deltas": deltas}
     if not result["modes"]:
         raise UserError(f"no decision mode has samples of both classes from source {source!r} in these runs")
@@ -247,6 +257,7 @@ def write_compare_report(result: dict, out_dir: Path) -> tuple[Path, Path]:
                           "yes" if v["excludes_zero"] else ""] for k, v in d["metrics"].items()]),
                        ("p", f"McNemar exact: {mc['baseline_only_correct']} samples only {d['baseline']} got right, "
                              f"{mc['other_only_correct']} only {d['other']} got right; p = {mc['p_value']:.4g}.")]
+            blocks += R.pair_delta_blocks(d)
         cwes = sorted({r["cwe"] for s in m["summaries"].values() for r in s["per_cwe"]})
         if cwes:
             by = {n: {r["cwe"]: r for r in s["per_cwe"]} for n, s in m["summaries"].items()}

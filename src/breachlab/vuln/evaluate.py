@@ -132,7 +132,7 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from breachlab.vuln.backends import load_backend
-    from breachlab.vuln.metrics import summarize
+    from breachlab.vuln.summary import summarize
     from breachlab.vuln.predict import predict_one
     from breachlab.vuln.report import metrics_table, write_report
 

@@ -53,7 +53,7 @@ def run(cfg: QuantBenchConfig) -> Path:
     from breachlab.rundir import atomic_write_json, atomic_write_text
     from breachlab.vuln.backends import LlamaCppBackend
     from breachlab.vuln.evaluate import balanced_limit, load_eval_samples
-    from breachlab.vuln.metrics import summarize
+    from breachlab.vuln.summary import summarize
     from breachlab.vuln.predict import predict
 
     run_dir = Path(cfg.run)

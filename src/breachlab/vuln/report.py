@@ -1,29 +1,24 @@
 """Evaluation report: a rich table for the terminal, ``report.md`` and a self-contained ``report.html``.
 
 Written by ``breachlab vuln eval`` (and quickstart) from the dicts of
-:func:`breachlab.vuln.metrics.summarize`. The report opens with the warnings, because the
+:func:`breachlab.vuln.summary.summarize`. The report opens with the warnings, because the
 reference post's first number (94.5% accuracy on a 95/5 set) is exactly what a reader
-must not take home. The HTML embeds every plot as a base64 PNG and needs no network, no
-JS and no other file, so it can be mailed or archived in an air-gapped network. Model
-outputs are untrusted text (a model can emit ``<script>``), so every string goes through
-one escaping path per format.
+must not take home; where pairs exist, PrimeVul's P-C/P-V/P-B/P-R come before any
+per-sample number a reader could misread.
 
-A report is built as a list of neutral blocks (heading, paragraph, table, figure, code)
-rendered twice, so Markdown and HTML never drift apart; :mod:`breachlab.vuln.compare`
-reuses the same blocks and writers.
+A report is a list of neutral blocks (:mod:`breachlab.vuln.document`) rendered twice, so
+Markdown and HTML never drift apart; :mod:`breachlab.vuln.compare` reuses the same blocks.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from breachlab.rundir import atomic_write_text
-from breachlab.vuln.metrics import METRICS, row_prediction
+from breachlab.vuln.document import Block, fmt, fmt_ci, render_html, render_markdown, slug, write_documents
+from breachlab.vuln.metrics import METRICS
+from breachlab.vuln.rows import row_prediction
 
 METRIC_LABELS = {
     "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "precision": "Precision",
@@ -31,22 +26,10 @@ METRIC_LABELS = {
     "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC (AP)",
 }
 MAX_EXAMPLE_CHARS = 800
-
-Block = tuple  # ("h", level, text) | ("p", text) | ("warn", [str]) | ("table", headers, rows)
-#                | ("fig", key, png_bytes, caption) | ("pre", caption, text)
-
-
-# ---------------------------------------------------------------------------- formatting
-def fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def fmt_ci(ci: Sequence[float] | None) -> str:
-    return "–" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+PAIR_LABELS = {"P-C": "P-C (both right)", "P-V": "P-V (both VULNERABLE)", "P-B": "P-B (both SAFE)",
+               "P-R": "P-R (reversed)", "unparsable": "unparsable half"}
+__all__ = ["Block", "fmt", "fmt_ci", "render_html", "render_markdown", "slug", "write_documents", "write_report",
+           "metrics_table", "summary_blocks", "pair_blocks", "pair_delta_blocks"]
 
 
 def metric_entries(summary: Mapping[str, Any], parsed: bool = False) -> list[tuple[str, str, str]]:
@@ -76,6 +59,12 @@ def metrics_table(summary: Mapping[str, Any], title: str):
     table.add_column(f"{summary['ci_level']:.0%} CI", justify="right")
     for label, value, ci in metric_entries(summary):
         table.add_row(label, value, ci)
+    pw, lf = summary.get("pairwise"), summary.get("low_fpr")
+    if pw:
+        table.add_row(f"P-C, {pw['n_pairs']} pairs", fmt(pw["P-C"]["value"]), fmt_ci(pw["P-C"]["ci"]))
+        table.add_row("P-V / P-B / P-R", " / ".join(fmt(pw[k]["value"]) for k in ("P-V", "P-B", "P-R")), "")
+    if lf:
+        table.add_row("VD-S (FNR at FPR ≤ 0.5%)", fmt(lf["vd_s"]["value"]), fmt_ci(lf["vd_s"]["ci"]))
     table.add_row("samples (vuln / safe)", f"{c['n']} ({c['n_vulnerable']} / {c['n_safe']})", "")
     table.add_row("majority-class baseline", f"{summary['baseline']['majority_accuracy']:.3f}", "")
     table.add_row("unparsable", f"{c['n_unparsable']} ({c['unparsable_rate']:.1%})", "")
@@ -180,88 +169,6 @@ def figure_png(plot: Any, *args: Any, figsize: tuple[float, float] = (4.2, 4.0),
     return buf.getvalue()
 
 
-# ---------------------------------------------------------------------------- renderers
-def _md_cell(v: Any) -> str:
-    return html.escape(str(v), quote=False).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_inline(v: Any) -> str:
-    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", str(v))
-
-
-def render_markdown(title: str, blocks: Sequence[Block], fig_dir: str = "figures") -> str:
-    out = [f"# {_md_inline(title)}", ""]
-    for b in blocks:
-        kind = b[0]
-        if kind == "h":
-            out += ["#" * b[1] + " " + _md_inline(b[2]), ""]
-        elif kind == "p":
-            out += [_md_inline(b[1]), ""]
-        elif kind == "warn":
-            out += [f"> **WARNING** {_md_inline(w)}  " for w in b[1]] + [""]
-        elif kind == "table":
-            out.append("| " + " | ".join(_md_cell(h) for h in b[1]) + " |")
-            out.append("|" + "|".join("---" for _ in b[1]) + "|")
-            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b[2]] + [""]
-        elif kind == "fig":
-            out += [f"![{_md_inline(b[3])}]({fig_dir}/{b[1]}.png)", ""]
-        elif kind == "pre":
-            fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", b[2])), default=0))
-            out += [f"*{_md_inline(b[1])}*", "", fence + "text", b[2], fence, ""]
-    return "\n".join(out)
-
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}.warn{background:#fff0f0;border-left:6px solid #c00;
-padding:.5em 1em;font-weight:600;color:#900}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}
-figure{display:inline-block;margin:.5em}figcaption{font-size:.8em;color:#555}"""
-
-
-def render_html(title: str, blocks: Sequence[Block]) -> str:
-    e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
-           f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
-    for b in blocks:
-        kind = b[0]
-        if kind == "h":
-            out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
-        elif kind == "p":
-            out.append(f"<p>{e(b[1])}</p>")
-        elif kind == "warn":
-            out += [f'<div class="warn">WARNING: {e(w)}</div>' for w in b[1]]
-        elif kind == "table":
-            out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in b[1]) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in b[2]]
-            out.append("</table>")
-        elif kind == "fig":
-            data = base64.b64encode(b[2]).decode("ascii")
-            out.append(f'<figure><img alt="{e(b[3])}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{e(b[3])}</figcaption></figure>")
-        elif kind == "pre":
-            out.append(f"<p><em>{e(b[1])}</em></p><pre>{e(b[2])}</pre>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
-def write_documents(out_dir: Path, title: str, blocks: Sequence[Block], stem: str = "report") -> tuple[Path, Path]:
-    """Write ``<stem>.md`` (+ ``figures/*.png``) and a self-contained ``<stem>.html``."""
-    out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
-    for b in blocks:
-        if b[0] == "fig":
-            fig_dir.mkdir(parents=True, exist_ok=True)
-            (fig_dir / f"{b[1]}.png").write_bytes(b[2])
-    md = atomic_write_text(out_dir / f"{stem}.md", render_markdown(title, blocks))
-    page = atomic_write_text(out_dir / f"{stem}.html", render_html(title, blocks))
-    return md, page
-
-
-# ------------------------------------------------------------------------------- content
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "run"
-
-
 def side_by_side_table(summaries: Mapping[str, Mapping[str, Any]], parsed: bool = False) -> Block:
     """One row per metric, one column per summary: ``value [CI]``."""
     names = list(summaries)
@@ -351,28 +258,76 @@ def summary_blocks(summaries: Mapping[str, Mapping[str, Any]],
                       r["n_safe"], r["fp"]] for r in rows])]
     blocks += [("h", 2, "Per source"),
                ("table", ["run", "source", "n", "vulnerable", "accuracy", "balanced acc.", "recall", "specificity",
-                          "MCC", "ROC-AUC"],
+                          "MCC", "ROC-AUC", "pairs", "P-C", "P-V", "P-B", "P-R", "VD-S"],
                 [[n, r["source"], r["n"], r["n_vulnerable"], fmt(r["accuracy"]), fmt(r["balanced_accuracy"]),
-                  fmt(r["recall"]), fmt(r["specificity"]), fmt(r["mcc"]), fmt(r["roc_auc"])]
+                  fmt(r["recall"]), fmt(r["specificity"]), fmt(r["mcc"]), fmt(r["roc_auc"])] + _source_pairs(r)
                  for n, s in summaries.items() for r in s["per_source"]])]
-    pairs = {n: s["paired"] for n, s in summaries.items() if s.get("paired")}
-    if pairs:
-        blocks += [("h", 2, "Vulnerable/fixed pairs"),
-                   ("table", ["run", "pairs", "correct", "95% CI", "both VULNERABLE", "both SAFE", "reversed",
-                              "unparsable", "ordered p(vuln) > p(fixed)"],
-                    [[n, p["n_pairs"], f"{p['counts']['correct']} ({p['rates']['correct']:.1%})",
-                      fmt_ci(p["pair_correct"]["ci"]), p["counts"]["both_vulnerable"], p["counts"]["both_safe"],
-                      p["counts"]["reversed"], p["counts"]["unparsable"],
-                      "–" if not p["ordered"] else f"{p['ordered']['rate']:.3f} {fmt_ci(p['ordered']['ci'])}"]
-                     for n, p in pairs.items()]),
-                   ("p", "Only 'correct' shows the model tells a fix apart from the bug; flagging both halves "
-                         "means it recognises the code, not the vulnerability.")]
+    blocks += pair_blocks(summaries)
     if rows_by_name:
         blocks.append(("h", 2, "Example outputs"))
         for n, rows in rows_by_name.items():
             if n in summaries:
                 blocks += [("h", 3, n)] + _examples(rows, summaries[n]["threshold"])
     return blocks
+
+
+def _source_pairs(row: Mapping[str, Any]) -> list[str]:
+    pw, lf = row.get("pairwise"), row.get("low_fpr")
+    cells = ["–"] * 5 if not pw else [str(pw["n_pairs"])] + [fmt(pw[k]["value"]) for k in ("P-C", "P-V", "P-B", "P-R")]
+    return cells + [fmt(lf["vd_s"]["value"]) if lf else "–"]
+
+
+def pair_blocks(summaries: Mapping[str, Mapping[str, Any]]) -> list[Block]:
+    """PrimeVul's pairwise table (with CIs), the score ordering of pairs, and VD-S."""
+    blocks: list[Block] = []
+    pw = {n: s["pairwise"] for n, s in summaries.items() if s.get("pairwise")}
+    if pw:
+        rows = [[n, f"{p['n_pairs']}" + (" (small n)" if p["small_n"] else ""), p["n_incomplete"]]
+                + [f"{p[k]['count']} ({fmt(p[k]['value'])}) {fmt_ci(p[k]['ci'])}" for k in PAIR_LABELS]
+                for n, p in pw.items()]
+        ordered = {n: s["paired"]["ordered"] for n, s in summaries.items() if (s.get("paired") or {}).get("ordered")}
+        blocks += [("h", 2, "Vulnerable/fixed pairs (PrimeVul)"),
+                   ("table", ["run", "complete pairs", "incomplete (ignored)"] + list(PAIR_LABELS.values()), rows),
+                   ("p", "Fractions of complete pairs, 95% CI from resampling pairs. Only P-C shows the model tells "
+                         "a fix apart from the bug; P-V means it recognises the code, not the vulnerability; "
+                         "a pair with an unparsable half is in none of the four.")]
+        if ordered:
+            blocks.append(("table", ["run", "pairs scored", "p(vuln) > p(fixed)", "ties", "rate (ties half)", "95% CI"],
+                           [[n, o["n_scored"], o["ordered"], o["ties"], fmt(o["rate"]), fmt_ci(o["ci"])]
+                            for n, o in ordered.items()]))
+    lf = {n: s["low_fpr"] for n, s in summaries.items() if s.get("low_fpr")}
+    if lf:
+        blocks += [("h", 2, "Detection at a low false-alarm rate"),
+                   ("table", ["run", "scored (safe)", "VD-S: FNR at FPR ≤ 0.5%", "95% CI", "false alarms allowed",
+                              "FNR at FPR ≤ 5%", "95% CI"],
+                    [[n, f"{d['n_scored']} ({d['n_safe']})", fmt(d["vd_s"]["value"]) + (" (small n)" if d["vd_s"]["small_n"] else ""),
+                      fmt_ci(d["vd_s"]["ci"]), d["vd_s"]["allowed_fp"], fmt(d["fnr_at_fpr_5"]["value"]),
+                      fmt_ci(d["fnr_at_fpr_5"]["ci"])] for n, d in lf.items()]),
+                   ("p", "VD-S: share of vulnerable functions missed at the lowest threshold that keeps false alarms "
+                         "at or below 0.5% of safe functions; lower is better, 1.0 = finds nothing.")]
+    return blocks
+
+
+def pair_delta_blocks(delta: Mapping[str, Any]) -> list[Block]:
+    """Paired deltas of P-C/P-V/P-B/P-R and VD-S for one compared run (``vuln compare``)."""
+    rows = []
+    pw, lf = delta.get("pairwise"), delta.get("low_fpr")
+    for key, label in PAIR_LABELS.items():
+        if pw:
+            d = pw[key]
+            rows.append([label, fmt(d["baseline"]), fmt(d["other"]), f"{d['delta']:+.3f}", fmt_ci(d["ci"]),
+                         "yes" if d["excludes_zero"] else ""])
+    for key, label in (("vd_s", "VD-S (FNR at FPR ≤ 0.5%)"), ("fnr_at_fpr_5", "FNR at FPR ≤ 5%")):
+        if lf:
+            d = lf[key]
+            rows.append([label, fmt(d["baseline"]), fmt(d["other"]), f"{d['delta']:+.3f}", fmt_ci(d["ci"]),
+                         "yes" if d["excludes_zero"] else ""])
+    if not rows:
+        return []
+    note = f"{pw['n_pairs']} complete pairs common to both runs" + (" (small n)" if pw["small_n"] else "") if pw \
+        else "no complete pairs in common"
+    return [("table", ["pairwise / low-FPR", delta["baseline"], delta["other"], "delta", "95% CI", "CI excludes 0"], rows),
+            ("p", f"{note}; CIs from one paired bootstrap of pairs (rows for VD-S).")]
 
 
 def meta_block(meta: Mapping[str, Any]) -> list[Block]:
@@ -385,7 +340,7 @@ def write_report(out_dir: Path, summaries: dict[str, dict], rows_by_name: dict[s
 
     Args:
         out_dir: usually the eval run directory.
-        summaries: name (e.g. ``"zero-shot · logit"``) → :func:`~breachlab.vuln.metrics.summarize` dict;
+        summaries: name (e.g. ``"zero-shot · logit"``) → :func:`~breachlab.vuln.summary.summarize` dict;
             all are shown side by side.
         rows_by_name: the prediction rows behind each summary, for example outputs.
         title: the page title.

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from breachlab.errors import UserError
+
 VULNERABLE = 1
 SAFE = 0
 LABEL_NAMES = {VULNERABLE: "VULNERABLE", SAFE: "SAFE"}
@@ -50,9 +52,9 @@ class Sample:
         code: the function source as the model sees it (already neutralised for Juliet).
         label: 1 = vulnerable, 0 = safe.
         cwe: ``CWE-<n>`` or None when unknown.
-        source: ``juliet``, ``sven``, ``diversevul`` or ``generic``.
+        source: ``juliet``, ``sven``, ``pairvul``, ``diversevul`` or ``generic``.
         group: the split key; samples sharing it never straddle train/val/test
-            (Juliet test-case family, SVEN pair, DiverseVul commit).
+            (Juliet test-case family, SVEN commit, PairVul CVE, DiverseVul commit).
         pair_id: set when the sample is one half of a vulnerable/fixed pair.
         lang: ``c`` or ``cpp``.
         meta: free-form provenance (file, project, commit, ...).
@@ -110,7 +112,24 @@ def only_sources(samples: list, sources: list[str], *, where: str) -> list:
     kept = [s for s in samples if s.source in sources]
     if not kept:
         found = sorted({s.source for s in samples})
-        from breachlab.errors import UserError
-
         raise UserError(f"{where}: no samples from {', '.join(sources)} (the data holds: {', '.join(found) or 'none'})")
     return kept
+
+
+def load_split(path_or_run_dir: str | Path, split: str = "test") -> list[Sample]:
+    """The samples of one split from a run directory, or of a JSONL file."""
+    path = Path(path_or_run_dir)
+    if path.is_dir():
+        file = path / f"{split}.jsonl"
+        if not file.is_file():
+            have = sorted(p.stem for p in path.glob("*.jsonl"))
+            raise UserError(f"{path} has no {split} split (has: {', '.join(have) or 'none'})")
+        path = file
+    elif not path.is_file():
+        raise UserError(f"{path}: no such run directory or JSONL file")
+    try:
+        return read_samples(path)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

@@ -2,7 +2,7 @@
 
 How a split is filled (per source, deterministic from the seed):
 
-1. Groups (Juliet family, SVEN commit, DiverseVul commit) are ordered by
+1. Groups (Juliet family, SVEN commit, PairVul CVE, DiverseVul commit) are ordered by
    ``sha256(seed:source:group)`` — an order that does not depend on which other groups exist,
    so adding data does not reshuffle the test set.
 2. Splits are filled in the order test → val → train: each takes the next groups until it
@@ -10,22 +10,24 @@ How a split is filled (per source, deterministic from the seed):
    set.  A group goes to exactly one split.
 3. Each sample passes the length and language filters and the exact dedup (whitespace-
    normalised hash): a repeat with the same label is dropped; the same code with both labels
-   is a *conflict* and every copy is dropped.  Pairs (SVEN) are units: if one half goes, both go.
+   is a *conflict* and every copy is dropped.  Pairs (SVEN, PairVul) are units: if one half goes, both go.
 4. At most ``max_per_group`` samples per class come from one group, so that a 100-sample test
    set spans many test-case families instead of 40 flow variants of one.
 5. Within a split, units are drawn in seeded order without exceeding either class's target,
    which keeps pairs whole and the classes balanced.
 
-:func:`check_leaks` then proves no group and no code hash sits in two splits.
+:func:`check_leaks` then proves no group and no code hash sits in two splits, across all
+sources; :func:`fix_overlap` reports pairs whose *edit* recurs in another split.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections import Counter, defaultdict
 from typing import Any, Callable
 
-from breachlab.vuln.sample import Sample
+from breachlab.vuln.sample import Sample, normalise_ws
 
 SPLIT_ORDER = ("test", "val", "train")
 
@@ -54,6 +56,44 @@ def check_leaks(splits: dict[str, list[Sample]]) -> None:
             problems.append(f"{len(shared)} {what}(s) in more than one split, e.g. {examples}")
     if problems:
         raise LeakError("data leak between splits: " + "; ".join(problems))
+
+
+def fix_fingerprint(vulnerable: str, fixed: str) -> str:
+    """Hash of the edit alone: the whitespace-normalised lines a fix removes and adds.
+
+    Two pairs with the same fingerprint carry the same fix, even when their functions
+    differ elsewhere or come from different sources (a SVEN commit and a PairVul CVE).
+    """
+    a = [normalise_ws(x) for x in vulnerable.splitlines() if x.strip()]
+    b = [normalise_ws(x) for x in fixed.splitlines() if x.strip()]
+    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    edit = [(a[i1:i2], b[j1:j2]) for op, i1, i2, j1, j2 in ops if op != "equal"]
+    return hashlib.sha256(repr(edit).encode("utf-8")).hexdigest()[:16]
+
+
+def fix_overlap(splits: dict[str, list[Sample]]) -> dict[str, Any]:
+    """Same fix in two splits (near-duplicate pairs the exact-hash check cannot see).
+
+    Reported, not fatal: a one-line fix such as adding ``kfree(p);`` can recur in unrelated
+    functions. ``cross_source`` counts the fixes seen in two sources as well as two splits.
+    """
+    where: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    example: dict[str, str] = {}
+    for name, samples in splits.items():
+        halves: dict[str, dict[int, Sample]] = defaultdict(dict)
+        for s in samples:
+            if s.pair_id:
+                halves[s.pair_id][s.label] = s
+        for pid, h in halves.items():
+            if len(h) == 2:
+                key = fix_fingerprint(h[1].code, h[0].code)
+                where[key].add((name, h[1].source))
+                example.setdefault(key, pid)
+    shared = [k for k, v in where.items() if len({sp for sp, _ in v}) > 1]
+    return {"fixes_in_two_splits": len(shared),
+            "cross_source": sum(len({src for _, src in where[k]}) > 1 for k in shared),
+            "examples": [f"{example[k]} ({', '.join(sorted(f'{sp}/{src}' for sp, src in where[k]))})"
+                         for k in sorted(shared)[:5]]}
 
 
 class Allocator:

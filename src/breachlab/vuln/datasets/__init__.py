@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -83,23 +84,17 @@ def _read_text(path: Path) -> str:
 
 
 def iter_json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) from a JSON-lines file, or from a JSON array/object file.
+    """(line number, record) from a JSON-lines file, or from a JSON array file.
 
     The DiverseVul authors' ``.json`` is really JSON lines, so the format is sniffed from the
-    content, not the extension.
+    content, not the extension. In an array the line is where the record starts, so an
+    error in a pretty-printed 3 MB file (PairVul) still points at its line.
     """
     path = Path(path)
     text = _read_text(path)
     stripped = text.lstrip()
     if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-        for i, rec in enumerate(data):
-            if not isinstance(rec, dict):
-                raise UserError(f"{path}: item {i} is not a JSON object")
-            yield i + 1, rec
+        yield from _iter_json_array(path, text)
         return
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -111,6 +106,49 @@ def iter_json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(rec, dict):
             raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
         yield lineno, rec
+
+
+_WS = re.compile(r"\s*")
+
+
+def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Records of a JSON array, each with the line its object starts on; the whole file is
+    validated (a truncated file fails even after its good records were read)."""
+    decoder = json.JSONDecoder()
+    pos = _WS.match(text, 0).end() + 1          # past "["
+    line, counted, i = 1, 0, 0
+
+    def line_at(p: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, p)
+        counted = p
+        return line
+
+    pos = _WS.match(text, pos).end()
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            start = line_at(pos)
+            try:
+                rec, pos = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{exc.lineno}: malformed JSON in item {i} ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise UserError(f"{path}:{start}: item {i} is not a JSON object")
+            yield start, rec
+            i += 1
+            pos = _WS.match(text, pos).end()
+            if text.startswith(",", pos):
+                pos = _WS.match(text, pos + 1).end()
+                continue
+            if text.startswith("]", pos):
+                pos += 1
+                break
+            raise UserError(f"{path}:{line_at(pos)}: malformed JSON after item {i - 1} (expected ',' or ']')")
+    if text[pos:].strip():
+        raise UserError(f"{path}:{line_at(pos + len(text[pos:]) - len(text[pos:].lstrip()))}: "
+                        "malformed JSON (extra data after the array)")
 
 
 def iter_csv_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
