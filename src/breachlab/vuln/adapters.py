@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from breachlab.errors import UserError
+from breachlab.ladder import is_embedded
 
 DEFAULT_ADAPTER = "gemma3-270m-juliet-r16"
 NONE_WORDS = ("", "none", "zero-shot", "zeroshot", "base")
@@ -34,11 +35,12 @@ def shipped_card(name: str = DEFAULT_ADAPTER) -> dict:
 
 
 def resolve_adapter(spec: str | Path | None, *, model: str | None = "embedded") -> Path | None:
-    """The adapter path for ``spec``; None for zero-shot.  ``default`` needs the embedded model."""
+    """The adapter path for ``spec``; None for zero-shot.  ``default`` needs the embedded model
+    (``embedded`` or its ladder name ``gemma3-270m``)."""
     if spec is None or str(spec).strip().lower() in NONE_WORDS:
         return None
     if str(spec).strip().lower() == "default":
-        if (model or "embedded") != "embedded":
+        if not is_embedded(model):
             raise UserError(f"the default adapter was trained on the embedded model, not on {model}: "
                             "pass --adapter none or an adapter trained on that model")
         if not has_shipped():
