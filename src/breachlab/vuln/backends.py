@@ -4,9 +4,13 @@ Both answer the same two questions about an inference prompt:
 
 * :meth:`Backend.score` — *logit mode*: one forward pass, log P(VULNERABLE) and log P(SAFE)
   at the verdict position, normalised over the two.  The whole verdict word is scored
-  (sum of its token log-probs): Gemma splits VULNERABLE into V/UL/NER/ABLE and the first
-  piece "V" alone is generic.  Logits are computed only where the verdict needs them —
-  the 262k-entry vocabulary projection dominates cost otherwise.
+  (sum of its token log-probs), tokenized as it continues the prompt
+  (:func:`~breachlab.vuln.prompts.verdict_ids`): Gemma and Qwen both split VULNERABLE into
+  V/UL/NER/ABLE and the first piece "V" alone is generic.  Logits are computed only where
+  the verdict needs them — the vocabulary projection dominates cost otherwise.
+
+Prompts are in the model's own format: the GGUF's ``tokenizer.chat_template`` (llama.cpp)
+or the tokenizer's (transformers), Gemma turns for a base model without one.
 * :meth:`Backend.generate` — *generation mode*: greedy text, parsed later.
 
 A backend holds one base model and any number of LoRA adapters on it
@@ -21,7 +25,6 @@ import ctypes
 import logging
 import math
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -33,12 +36,13 @@ import numpy as np
 
 from breachlab.errors import UserError
 from breachlab.models import ModelSource, load_hf, resolve
-from breachlab.vuln.adapters import adapter_tag, gguf_lora, peft_dir, resolve_adapter
-from breachlab.vuln.prompts import VERDICT_SAFE, VERDICT_VULNERABLE, inference_prompt
+from breachlab.vuln.adapters import (  # noqa: F401 - AdapterSpec, BASE_LABEL: the adapter-spec API lives there
+    BASE_LABEL, AdapterSpec, adapter_label, adapter_specs, adapter_tag, gguf_lora, peft_dir)
+from breachlab.vuln.prompts import (
+    VERDICT_SAFE, VERDICT_VULNERABLE, ChatTemplate, adds_bos, chat_of, first_verdict_ids, inference_prompt,
+    prompt_ids, stop_strings, verdict_ids)
 
 log = logging.getLogger("breachlab.backends")
-
-STOP = ("<end_of_turn>", "<eos>")
 
 
 @dataclass(frozen=True)
@@ -151,18 +155,25 @@ class Backend(ABC):
 
     @property
     def chat_tokenizer(self) -> Any:
-        """The tokenizer whose chat template the prompts should use (None: Gemma turns)."""
+        """The model's chat format (a tokenizer or ChatTemplate with a template; None: Gemma turns)."""
         return None
 
     def prompt(self, code: str, lang: str | None = "c") -> str:
         return inference_prompt(code, lang, tokenizer=self.chat_tokenizer)
 
     def verdict_tokens(self) -> dict[str, list[int]]:
-        return {v: self._tokenize_plain(v) for v in (VERDICT_VULNERABLE, VERDICT_SAFE)}
+        """Token ids of each verdict word as it continues this model's inference prompt."""
+        if "_verdicts" not in self.__dict__:
+            self._verdicts = verdict_ids(self._tokenize_plain, self.prompt("int x;"))
+        return self._verdicts
+
+    def first_verdict_ids(self) -> dict[str, int]:
+        """The first token id of each verdict word (what a pair-aware objective compares)."""
+        return first_verdict_ids(self.verdict_tokens())
 
     @abstractmethod
     def _tokenize_plain(self, text: str) -> list[int]:
-        """Token ids of ``text`` with no BOS, as it would continue a model turn."""
+        """Token ids of ``text`` with no BOS added (special-token text is parsed)."""
 
     def score(self, prompt: str) -> Score:
         ids = self.tokenize(prompt)
@@ -251,11 +262,27 @@ class LlamaCppBackend(Backend):
         self.llm.reset()
 
     # -- inference ------------------------------------------------------------------------
+    @property
+    def chat_tokenizer(self) -> Any:
+        """The GGUF's own ``tokenizer.chat_template`` (None for a base model without one)."""
+        if "_chat" not in self.__dict__:
+            meta = getattr(self.llm, "metadata", None) or {}
+            template = meta.get("tokenizer.chat_template")
+
+            def text(key: str) -> str:
+                tid = meta.get(key)
+                return self.llm.detokenize([int(tid)], special=True).decode("utf-8", "replace") if tid else ""
+
+            self._chat = ChatTemplate(template, text("tokenizer.ggml.bos_token_id"),
+                                      text("tokenizer.ggml.eos_token_id")) if template else None
+        return self._chat
+
     def tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        # a template writes its own BOS where it wants one; llama.cpp adds one only if the vocab asks
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=adds_bos(self.chat_tokenizer), special=True)
 
     def _tokenize_plain(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def _last_logprobs(self) -> np.ndarray:
         ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
@@ -288,7 +315,7 @@ class LlamaCppBackend(Backend):
         # sliding-window cache does not honour (see _verdict_logps)
         self.llm.reset()
         res = self.llm.create_completion(prompt, max_tokens=max_new_tokens, temperature=0.0, top_k=1,
-                                         stop=list(STOP))
+                                         stop=list(stop_strings(self.chat_tokenizer)))
         return res["choices"][0]["text"]
 
     def close(self) -> None:
@@ -373,14 +400,10 @@ class TransformersBackend(Backend):
     # -- inference ------------------------------------------------------------------------
     @property
     def chat_tokenizer(self) -> Any:
-        return self.tok if getattr(self.tok, "chat_template", None) else None
+        return chat_of(self.tok)
 
     def tokenize(self, text: str) -> list[int]:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
-        bos = self.tok.bos_token_id
-        if bos is not None and (not ids or ids[0] != bos):
-            ids = [bos, *ids]
-        return ids
+        return prompt_ids(self.tok, text)
 
     def _tokenize_plain(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
@@ -391,7 +414,7 @@ class TransformersBackend(Backend):
     def verdict_logps_batch(self, batch_ids: list[list[int]], verdicts: dict[str, list[int]]) -> list[dict[str, float]]:
         """Score a batch of prompts: one padded forward per distinct multi-token verdict.
 
-        For VULNERABLE/SAFE on Gemma one pass suffices: the sequence prompt+V+UL+NER gives
+        For VULNERABLE/SAFE on Gemma or Qwen one pass suffices: the sequence prompt+V+UL+NER gives
         log P(V|prompt) … log P(ABLE|…NER) and, at the prompt's last position, log P(SAFE).
         Only the last ``k`` positions get logits (``logits_to_keep``).
         """
@@ -429,93 +452,13 @@ class TransformersBackend(Backend):
     def generate(self, prompt: str, max_new_tokens: int = 64) -> str:
         torch = self.torch
         ids = torch.tensor([self.tokenize(prompt)], device=self.device)
-        stop_ids = [i for i in (self.tok.convert_tokens_to_ids(s) for s in STOP) if isinstance(i, int) and i >= 0]
+        stops = (self.tok.convert_tokens_to_ids(s) for s in stop_strings(self.chat_tokenizer))
+        stop_ids = [i for i in stops if isinstance(i, int) and i >= 0 and i != self.tok.unk_token_id]
         with torch.inference_mode(), self._adapter_context():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                       do_sample=False, eos_token_id=stop_ids or None,
                                       pad_token_id=self.tok.pad_token_id)
         return self.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-
-# ---------------------------------------------------------------------------------------
-# adapter specs: "a,b", ["a", "b"], "none", "label=path"
-# ---------------------------------------------------------------------------------------
-BASE_LABEL = "base"
-# folder/file names that say nothing about which adapter it is (training/export layout)
-_GENERIC = re.compile(r"(adapters?|best|final|export|exports|gguf|lora|peft|weights|model|from-checkpoint|"
-                      r"checkpoints?([-_]?\d+)?|step[-_]?\d+|adapter[-_.].*)", re.IGNORECASE)
-_LABELLED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.+-]*)=(.+)")
-
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    """One entry of ``--adapter``: its label, what was written, and the resolved path (None: base)."""
-
-    label: str
-    spec: str | None
-    path: Path | None
-
-
-def adapter_label(path: Path) -> str:
-    """A short, file-name-safe label for an adapter path.
-
-    The adapter's own name, prefixed by the nearest meaningful folder when the name is a
-    generic one: ``runs/train-a/best`` → ``train-a-best``, ``runs/x/export/gguf/adapter-f16.gguf``
-    → ``x-adapter-f16``.
-    """
-    p = Path(os.path.abspath(Path(path).expanduser()))
-    leaf = p.stem if p.suffix.lower() == ".gguf" else p.name
-    label = leaf
-    if _GENERIC.fullmatch(leaf):
-        node = p.parent
-        while node.name and _GENERIC.fullmatch(node.name):
-            node = node.parent
-        if node.name:
-            label = f"{node.name}-{leaf}"
-    label = re.sub(r"[^A-Za-z0-9_.+-]+", "_", label).strip("._")
-    return label or "adapter"
-
-
-def _split_specs(spec: Any) -> list[str]:
-    if spec is None:
-        return []
-    if isinstance(spec, (str, Path)):
-        text = str(spec).strip()
-        if "," not in text or Path(text).expanduser().exists():
-            return [text] if text else []
-        return [s.strip() for s in text.split(",") if s.strip()]
-    if isinstance(spec, Sequence):
-        return [item for s in spec for item in _split_specs(s)]
-    raise UserError(f"--adapter: expected a path, a comma list or a list, got {spec!r}")
-
-
-def adapter_specs(spec: Any, *, model: str | None = "embedded") -> list[AdapterSpec]:
-    """Parse ``--adapter``: one spec, a comma list (``a,b``) or a list; empty for no adapter.
-
-    Each entry is a PEFT directory, a GGUF LoRA, ``default`` (the shipped adapter) or
-    ``none``/``base`` (the base model, zero-shot), optionally labelled ``LABEL=SPEC``.  Every
-    path is checked here; labels (run directory names) must be distinct.
-    """
-    out: list[AdapterSpec] = []
-    for item in _split_specs(spec):
-        label = None
-        m = _LABELLED.fullmatch(item)
-        if m and not Path(item).expanduser().exists():
-            label, item = m.group(1), m.group(2).strip()
-        path = resolve_adapter(item, model=model)
-        if label is None:
-            label = BASE_LABEL if path is None else "default" if item.lower() == "default" else adapter_label(path)
-        clash = next((o for o in out if o.label == label), None)
-        if clash is not None:
-            first, second = clash.spec or BASE_LABEL, item
-            same = (clash.path is None and path is None) or (
-                clash.path is not None and path is not None and clash.path.resolve() == path.resolve())
-            if same:
-                raise UserError(f"--adapter lists {second} twice (both labelled {label!r}): give each adapter once")
-            raise UserError(f"two adapters would both be labelled {label!r} ({first} and {second}): "
-                            f"label them yourself, e.g. --adapter a={first},b={second}")
-        out.append(AdapterSpec(label, None if path is None else item, path))
-    return out
 
 
 def load_backend(model: str | None = "embedded", *, backend: str = "auto",
