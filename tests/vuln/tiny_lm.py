@@ -42,3 +42,29 @@ def make_model_dir(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
+
+
+CHATML = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{%- endfor %}"
+          "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def make_chatml_tokenizer(vocab_size: int = 320):
+    """A byte-level BPE like Qwen's, trained here on a few lines, with a ChatML template.
+
+    Small on purpose: "VULNERABLE" stays several tokens and " SAFE" differs from "SAFE", the
+    cases verdict scoring must get right.  Like the tokenizer transformers converts from a
+    Qwen GGUF it has a BOS token that is never added (the template writes what it needs).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    corpus = ["int f(char *s) { char b[8]; strcpy(b, s); return 0; }", "system user assistant function code",
+              "SAFE: bounds are checked.", "VULNERABLE — CWE-787: writes past the end.", "Is this C function safe?"] * 4
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|endoftext|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", chat_template=CHATML)
