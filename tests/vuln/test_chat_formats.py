@@ -108,6 +108,7 @@ def test_tiny_qwen2_scores_whole_multi_token_verdicts(qwen_dir: Path, chatml_tok
     assert verdicts == {"VULNERABLE": _encode(chatml_tok)("VULNERABLE"), "SAFE": _encode(chatml_tok)("SAFE")}
     assert len(verdicts["VULNERABLE"]) == 4 and len(verdicts["SAFE"]) == 2
     assert set(be.first_verdict_ids().values()) == {verdicts["VULNERABLE"][0], verdicts["SAFE"][0]}
+    assert prompts.tokenizer_verdict_ids(be.tok) == verdicts  # what training reads
     ids = be.tokenize(prompt)
     assert ids[:1] == _encode(chatml_tok)("<|im_start|>")  # no BOS before the template's text
     s = be.score(prompt)

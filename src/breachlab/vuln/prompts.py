@@ -190,6 +190,16 @@ def verdict_ids(encode: Callable[[str], list[int]], prompt: str) -> dict[str, li
     return out
 
 
+def tokenizer_verdict_ids(tok: Any) -> dict[str, list[int]]:
+    """:func:`verdict_ids` for an HF tokenizer after its own generation prompt.
+
+    What the transformers backend scores, and what training should use for a verdict-level
+    objective, so both read the same token ids.
+    """
+    return verdict_ids(lambda text: list(tok(text, add_special_tokens=False)["input_ids"]),
+                       inference_prompt("int x;", "c", tok))
+
+
 def first_verdict_ids(verdicts: dict[str, list[int]]) -> dict[str, int]:
     """The first token of each verdict word (what a pair-aware objective compares).
 
