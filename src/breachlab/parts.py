@@ -183,3 +183,4 @@ def pip_install(requirements: list[str]) -> None:
     rc = subprocess.call(cmd)
     if rc != 0:
         raise UserError(f"pip install failed (exit {rc}): {' '.join(requirements)}")
+    importlib.invalidate_caches()  # let find_spec see the packages pip just wrote

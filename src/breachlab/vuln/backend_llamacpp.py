@@ -151,9 +151,10 @@ class LlamaCppBackend(Backend):
 
     def generate(self, prompt: str, max_new_tokens: int = 64) -> str:
         # a full reset: reusing a cached prefix would need the partial rewind that the
-        # sliding-window cache does not honour (see _verdict_logps)
+        # sliding-window cache does not honour (see _verdict_logps).  Token ids, not text, so
+        # the BOS rule is the one scoring uses (a template that writes its own BOS gets no second)
         self.llm.reset()
-        res = self.llm.create_completion(prompt, max_tokens=max_new_tokens, temperature=0.0, top_k=1,
+        res = self.llm.create_completion(self.tokenize(prompt), max_tokens=max_new_tokens, temperature=0.0, top_k=1,
                                          stop=list(stop_strings(self.chat_tokenizer)))
         return res["choices"][0]["text"]
 

@@ -120,10 +120,12 @@ def render_conversation(messages: list[dict[str, str]], chat: Any = None, add_ge
     """
     chat = chat_of(chat)
     if chat is not None:
+        from jinja2.exceptions import TemplateError
+
         try:
             return chat.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-        except Exception as exc:  # noqa: BLE001 - jinja's TemplateError, raised by the template itself
-            if messages[0]["role"] != "system" or "TemplateError" not in type(exc).__name__:
+        except TemplateError:
+            if messages[0]["role"] != "system":
                 raise
             return chat.apply_chat_template(_fold_system(messages), tokenize=False,
                                             add_generation_prompt=add_generation_prompt)
