@@ -15,7 +15,7 @@ from breachlab.vuln import prompts
 from breachlab.vuln.backends import LlamaCppBackend, load_backend
 from breachlab.vuln.prompts import ChatTemplate
 from tests.vuln.tiny import qwen2_dir
-from tests.vuln.tiny_lm import CHATML, make_chatml_tokenizer
+from tests.vuln.tiny_lm import CHATML, chatml_gguf, make_chatml_tokenizer
 
 CODE = "int f(char *s) {\n  char b[8];\n  strcpy(b, s);\n  return 0;\n}"
 
@@ -151,6 +151,21 @@ def test_llama_cpp_backend_uses_the_gguf_chat_template(chatml_tok) -> None:
     base = _llama_backend(_FakeLlama(chatml_tok, {"tokenizer.ggml.bos_token_id": "0"}))
     assert base.chat_tokenizer is None and base.prompt(CODE).endswith("<start_of_turn>model\n")
     assert base.tokenize("x")[0] == chatml_tok.bos_token_id  # a base model keeps its BOS
+
+
+def test_llama_cpp_reads_the_template_and_tokenizes_like_transformers(chatml_tok, tmp_path: Path) -> None:
+    """Real llama.cpp on a GGUF carrying the tiny tokenizer and its ChatML template (vocab only)."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(model_path=str(chatml_gguf(tmp_path / "chatml.gguf")), vocab_only=True, verbose=False)
+    try:
+        be = _llama_backend(llm)
+        assert be.chat_tokenizer == ChatTemplate(CHATML, "<|endoftext|>", "<|im_end|>")
+        prompt = be.prompt(CODE)
+        assert prompt == prompts.inference_prompt(CODE, "c", chatml_tok)
+        assert be.tokenize(prompt) == prompts.prompt_ids(chatml_tok, prompt)
+        assert be.verdict_tokens() == prompts.tokenizer_verdict_ids(chatml_tok)
+    finally:
+        llm.close()
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from breachlab.vuln.prompts import VERDICT_SAFE, VERDICT_VULNERABLE, first_verdi
 
 log = logging.getLogger("breachlab.backends")
 
+
 @dataclass(frozen=True)
 class Score:
     """Verdict log-probabilities for one prompt and the normalised P(vulnerable)."""
@@ -39,7 +40,7 @@ class Score:
         return math.exp(a - m) / (math.exp(a - m) + math.exp(b - m))
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
     logits = logits.astype(np.float64, copy=False)
     m = logits.max(axis=-1, keepdims=True)
     return logits - (m + np.log(np.exp(logits - m).sum(axis=-1, keepdims=True)))

@@ -17,7 +17,7 @@ import numpy as np
 from breachlab.errors import UserError
 from breachlab.models import ModelSource
 from breachlab.vuln.adapters import adapter_label, gguf_lora
-from breachlab.vuln.backend_base import Backend, _log_softmax
+from breachlab.vuln.backend_base import Backend, log_softmax
 from breachlab.vuln.prompts import ChatTemplate, adds_bos, stop_strings
 
 log = logging.getLogger("breachlab.backends")
@@ -125,7 +125,7 @@ class LlamaCppBackend(Backend):
 
     def _last_logprobs(self) -> np.ndarray:
         ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-        return _log_softmax(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)))
+        return log_softmax(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)))
 
     def _verdict_logps(self, prompt_ids: list[int], verdicts: dict[str, list[int]]) -> dict[str, float]:
         if len(prompt_ids) + max(len(t) for t in verdicts.values()) > self.n_ctx:
