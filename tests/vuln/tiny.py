@@ -114,3 +114,21 @@ def samples_jsonl(folder: Path, n_train: int = 16, n_val: int = 8, seed: int = 0
     for split, n in (("train", n_train), ("val", n_val)):
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(n, split)))
     return folder
+
+
+def qwen2_dir(path: Path, seed: int = 0) -> Path:
+    """A random Qwen2 (2 layers, hidden 64) with the tiny byte-level BPE and a ChatML template."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from tests.vuln.tiny_lm import make_chatml_tokenizer
+
+    tok = make_chatml_tokenizer()
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    Qwen2ForCausalLM(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path

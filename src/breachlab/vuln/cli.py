@@ -85,7 +85,7 @@ def data_stats(path: Path = typer.Argument(..., help="A data run directory or a 
 @app.command("eval")
 def eval_cmd(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Data run directory or samples .jsonl."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="'embedded', a .gguf, a model dir or a hub id."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A named model (breachlab models list; default embedded), a .gguf, a model dir or hf:org/name."),
     adapter: Optional[str] = typer.Option(
         None, help="LoRA adapter: a PEFT dir, a .gguf LoRA (llama.cpp) or 'default'. Several, comma-separated "
         "(a,b; 'none' = the base model; LABEL=PATH names one): the base is loaded once and each adapter "
@@ -187,7 +187,7 @@ def _config_classes() -> dict[str, Any]:
 def quickstart(
     n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Test samples per class, split over the sources (default 50)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="logit, generate, or both (default; generation on 16 samples)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to evaluate (default: embedded)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to evaluate: a named model (breachlab models list; default embedded), a .gguf or a model dir."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter for the fine-tuned half: default "
                                           "(shipped, when one ships), none, or a .gguf LoRA / PEFT dir."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding juliet/ and sven/ "
