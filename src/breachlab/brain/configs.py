@@ -11,7 +11,9 @@ from breachlab.config import ConfigError, field
 class RenderConfig:
     fidelity: str = field("basic", help="basic | high (avatar, timestamps, read receipts, earlier messages)")
     width: int = field(540, help="screenshot width in points (pixels at scale 1)")
-    height: int = field(960, help="screenshot height in points")
+    height: int = field(960, help="screenshot height in points (the maximum when fit_height is on)")
+    fit_height: bool = field(True, help="crop each screen to the height its content needs (false: every screenshot "
+                                        "is width x height, mostly empty for short messages)")
     scale: float = field(1.0, help="pixel scale factor (2.0 = 1080x1920 for the defaults)")
     presentation: str | None = field(None, help="render every message in this frame (whatsapp, sms, social_post, email, plain) instead of its own")
     n_frames: int = field(16, help="frames in the still video for a video encoder (post 3 used 16)")

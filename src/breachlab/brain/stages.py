@@ -24,7 +24,7 @@ def _render_options(cfg: RenderConfig):
     from breachlab.brain.render import RenderOptions
 
     return RenderOptions(width=cfg.width, height=cfg.height, scale=cfg.scale, fidelity=cfg.fidelity,
-                         presentation=cfg.presentation)
+                         presentation=cfg.presentation, fit=cfg.fit_height)
 
 
 def run_render(corpus_path: str | Path, cfg: RenderConfig, *, out: str | Path | None = None,
