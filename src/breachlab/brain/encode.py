@@ -320,7 +320,9 @@ def run_encode(source: str | Path, cfg: EncodeConfig, *, out: str | Path | None 
                  "render_run": str(render_run.resolve()) if render_run else None, "paths": list(cfg.paths),
                  "text_mode": cfg.text_mode, "tts": cfg.tts, "aligner": cfg.aligner, "n_frames": cfg.n_frames,
                  "subcortical": ({"status": "predicted by a user-supplied head; arrays in predictions/<id>.<path>.subcortical.npy",
-                                  "head": cfg.subcortical_head} if cfg.subcortical_head else SUBCORTICAL_NOT_PREDICTED),
+                                  "head": cfg.subcortical_head,
+                                  "labels": list(getattr(getattr(backend, "head", None), "labels", None) or [])}
+                                 if cfg.subcortical_head else SUBCORTICAL_NOT_PREDICTED),
                  "japanese": "word timings via WhisperX --language ja regrouped into words; Text event unspaced; "
                              "neuralset spaCy lookup served by breachlab for ja (docs/brain-gpu-recipe.md)"}
         writer = StoreWriter(run.path, StoreMeta(model=backend.model_id, synthetic=cfg.backend == "fake",
