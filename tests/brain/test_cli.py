@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from breachlab.brain.configs import AnalyzeConfig, RenderConfig, SynthConfig
 from breachlab.brain.synth import JA_OVERRIDES, POST4_ROI_TABLE

@@ -5,7 +5,8 @@ import pytest
 
 from breachlab.brain import textlayout as tl
 from breachlab.brain.corpus import Message, seed_corpus
-from breachlab.brain.render import RenderOptions, corpus_grid, png_bytes, render_message, write_still_video
+from breachlab.brain.grid import corpus_grid
+from breachlab.brain.render import RenderOptions, png_bytes, render_message, write_still_video
 
 
 def _sha(b: bytes) -> str:

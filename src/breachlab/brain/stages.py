@@ -31,6 +31,7 @@ def run_render(corpus_path: str | Path, cfg: RenderConfig, *, out: str | Path | 
                root: str | Path = "runs", corpus: Corpus | None = None) -> Path:
     """Render every message: PNG, still-video manifest, text file; plus the corpus grid."""
     from breachlab.brain import render
+    from breachlab.brain.grid import corpus_grid
 
     corpus = corpus or load_corpus(corpus_path)
     run = RunDir.create("brain-render", cfg, root=root, out=out, inputs=[corpus_path] if corpus_path else [])
@@ -51,7 +52,7 @@ def run_render(corpus_path: str | Path, cfg: RenderConfig, *, out: str | Path | 
                           "presentation": cfg.presentation or m.presentation,
                           "screenshot": str(png.relative_to(run.path)), "video": str(video.relative_to(run.path)),
                           "text": str(txt.relative_to(run.path)), "sha256": sha256_file(png)})
-        grid = render.corpus_grid(images, corpus, thumb_width=cfg.grid_thumb_width,
+        grid = corpus_grid(images, corpus, thumb_width=cfg.grid_thumb_width,
                                   title=f"Corpus '{corpus.name}': {len(corpus)} rendered stimuli ({cfg.fidelity})")
         grid.save(run / "grid.png", format="PNG")
         atomic_write_json(run / "stimuli.json", {"corpus": corpus.name, "render": cfg.__dict__, "stimuli": index})
@@ -200,6 +201,7 @@ def run_analyze(pred_dir: str | Path, cfg: AnalyzeConfig, *, out: str | Path | N
 def _figures(res, store, cfg: AnalyzeConfig, fig_dir: Path, tag: str,
              step: Callable[[str], None]) -> list[tuple[str, Path]]:
     from breachlab.brain import plots, render
+    from breachlab.brain.grid import corpus_grid
     from breachlab.brain.corpus import load_corpus
     from breachlab.brain.plots import symmetric_vmax
 
@@ -213,7 +215,7 @@ def _figures(res, store, cfg: AnalyzeConfig, fig_dir: Path, tag: str,
     elif (store.root / "corpus.json").is_file():
         corpus = load_corpus(store.root / "corpus.json")
         imgs = {m.id: render.render_message(m) for m in corpus}
-        render.corpus_grid(imgs, corpus, title=f"{tag}Corpus '{corpus.name}' ({len(corpus)} stimuli)").save(grid)
+        corpus_grid(imgs, corpus, title=f"{tag}Corpus '{corpus.name}' ({len(corpus)} stimuli)").save(grid)
     if grid.is_file():
         figs.append(("Corpus grid: every stimulus as rendered for the screenshot path", grid))
     bars = fig_dir / "roi_bars.png"
