@@ -123,3 +123,26 @@ def test_missing_espeak_is_one_clear_line(monkeypatch, tmp_path):
         tts.EspeakEngine().synthesize("hello", "en", tmp_path)
     msg = str(exc.value)
     assert "\n" not in msg and "apt-get install espeak-ng" in msg
+
+
+def test_every_brain_stage_runs_with_sockets_blocked(offline, tmp_path, monkeypatch, need_data):
+    """corpus → render → synth → encode (fake, speech) → analyze: no connection attempt anywhere."""
+    from breachlab.brain.corpus import dump_corpus, filter_corpus, seed_corpus
+    from breachlab.cli import app
+    from breachlab.errors import run_cli
+
+    def cli(*args):
+        monkeypatch.setattr("sys.argv", ["breachlab", *map(str, args)])
+        return run_cli(app)
+
+    small = tmp_path / "small.yaml"
+    dump_corpus(filter_corpus(seed_corpus(), types=["legitimate", "phishing"], max_variant=1), small)
+    assert cli("brain", "corpus", "seed", "--out", tmp_path / "seed.yaml") == 0
+    assert cli("brain", "render", small, "--out", tmp_path / "r", "--set", "scale=0.5") == 0
+    assert cli("brain", "synth", tmp_path / "r", "--out", tmp_path / "s") == 0
+    assert cli("brain", "encode", tmp_path / "r", "--backend", "fake", "--paths", "text,screenshot",
+               "--out", tmp_path / "e", "--no-progress") == 0
+    assert cli("brain", "analyze", tmp_path / "e", "--out", tmp_path / "a", "--set", "figures=minimal",
+               "--set", "n_spin=10", "--set", "n_boot=100", "--set", "n_perm=100") == 0
+    assert offline.attempts == [] and offline.gtts == []
+    assert not any("uvx" in " ".join(c) or "whisperx" in " ".join(c) for c in offline.calls)
