@@ -22,6 +22,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("brain", "synth"): "breachlab.brain.configs:SynthConfig",
     ("brain", "analyze"): "breachlab.brain.configs:AnalyzeConfig",
     ("brain", "encode"): "breachlab.brain.encode:EncodeConfig",
+    ("brain", "corpus", "import-sms"): "breachlab.brain.configs:SmsImportConfig",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from breachlab.brain.configs import AnalyzeConfig, RenderConfig, SynthConfig
+from breachlab.brain.configs import AnalyzeConfig, RenderConfig, SmsImportConfig, SynthConfig
 from breachlab.brain.synth import JA_OVERRIDES, POST4_ROI_TABLE
 from breachlab.cli import app
 from breachlab.brain.encode import EncodeConfig
@@ -24,7 +24,7 @@ def _cli(monkeypatch, *args):
 
 @pytest.mark.parametrize("name,cls", [("render.yaml", RenderConfig), ("render_high.yaml", RenderConfig),
                                       ("synth.yaml", SynthConfig), ("analyze.yaml", AnalyzeConfig),
-                                      ("encode.yaml", EncodeConfig)])
+                                      ("encode.yaml", EncodeConfig), ("import_sms.yaml", SmsImportConfig)])
 def test_shipped_configs_load_and_name_their_command(name, cls):
     from breachlab.config_registry import config_class_for
 
@@ -47,11 +47,23 @@ def test_encode_help_names_a_config_file_that_exists():
 def test_brain_config_reads_the_command_table(monkeypatch, capsys):
     from breachlab.config_registry import commands_of
 
-    assert set(commands_of("brain")) == {"render", "synth", "analyze", "encode"}
+    assert set(commands_of("brain")) == {"render", "synth", "analyze", "encode", "corpus import-sms"}
     assert _cli(monkeypatch, "brain", "config", "encode") == 0
     out = capsys.readouterr().out
     assert "allow_network" in out and "aligner" in out
     assert _cli(monkeypatch, "brain", "config", "nope") == 2
+    assert _cli(monkeypatch, "brain", "config", "corpus", "import-sms") == 0
+    assert "n_per_class" in capsys.readouterr().out
+
+
+def test_import_sms_takes_config_and_set(tmp_path, monkeypatch, need_data):
+    out = tmp_path / "sms.yaml"
+    assert _cli(monkeypatch, "brain", "corpus", "import-sms", "--config", REPO / "configs" / "brain" / "import_sms.yaml",
+                "--set", "n_per_class=3", "--out", out) == 0
+    import yaml
+
+    msgs = yaml.safe_load(out.read_text())["messages"]
+    assert len(msgs) == 6 and {m["presentation"] for m in msgs} == {"sms"}
 
 
 def test_corpus_seed_refuses_to_overwrite_without_force(tmp_path, monkeypatch, capsys):

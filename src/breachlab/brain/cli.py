@@ -1,7 +1,7 @@
 """``breachlab brain …`` — the scam-message brain-encoding experiment.
 
     breachlab brain corpus seed --out corpus.yaml [--force]
-    breachlab brain corpus import-sms --n-per-class 50 --out sms.yaml
+    breachlab brain corpus import-sms --n-per-class 50 --out sms.yaml [--config configs/brain/import_sms.yaml]
     breachlab brain corpus show corpus.yaml
     breachlab brain render corpus.yaml --out runs/render-seed [--config configs/brain/render.yaml] [--set fidelity=high]
     breachlab brain synth runs/render-seed --out runs/synth-seed          # SYNTHETIC predictions
@@ -57,17 +57,22 @@ def corpus_seed(out: Path = typer.Option(..., "--out", "-o", help="file to write
 @corpus_app.command("import-sms")
 def corpus_import_sms(
     out: Path = typer.Option(..., "--out", "-o", help="file to write (.yaml or .json)"),
-    source: Optional[Path] = typer.Option(None, help="SMSSpamCollection.tsv (default: $BREACHLAB_DATA/sms_spam/)"),
-    n_per_class: int = typer.Option(50, help="messages per class (spam, ham); 0 = all"),
-    seed: int = typer.Option(0, help="sampling seed"),
-    presentation: str = typer.Option("sms", help="frame to render them in"),
+    source: Optional[Path] = typer.Option(None, help="SMSSpamCollection.tsv (default: <data root>/sms_spam/)"),
+    n_per_class: Optional[int] = typer.Option(None, help="messages per class (spam, ham); 0 = all (default 50)"),
+    seed: Optional[int] = typer.Option(None, help="sampling seed (default 0)"),
+    presentation: Optional[str] = typer.Option(None, help="frame to render them in (default sms)"),
+    config: Optional[Path] = CONFIG_OPT,
+    set_: Optional[list[str]] = SET_OPT,
     force: bool = FORCE_OPT,
 ) -> None:
     """Import the UCI SMS Spam Collection as a real spam-vs-ham corpus."""
+    from breachlab.brain.configs import SmsImportConfig
     from breachlab.brain.corpus import dump_corpus, import_sms_spam
 
+    cfg = load_config(SmsImportConfig, config, set_, source=str(source) if source else None,
+                      n_per_class=n_per_class, seed=seed, presentation=presentation)
     _refuse_overwrite(out, force)
-    c = import_sms_spam(source, n_per_class=n_per_class or None, seed=seed, presentation=presentation)
+    c = import_sms_spam(cfg.source, n_per_class=cfg.n_per_class or None, seed=cfg.seed, presentation=cfg.presentation)
     dump_corpus(c, out)
     typer.echo(f"wrote {len(c)} messages to {out}")
 
@@ -126,13 +131,15 @@ def analyze_cmd(pred_dir: Path = typer.Argument(..., help="predictions directory
 
 
 @app.command("config")
-def config_cmd(what: str = typer.Argument(..., help="a brain command: render | synth | encode | analyze")) -> None:
+def config_cmd(words: list[str] = typer.Argument(..., help="a brain command: render | synth | encode | analyze | "
+                                                          "corpus import-sms")) -> None:
     """List every config key of a brain command with its default and help (from the command → config table)."""
     from breachlab.config import describe
     from breachlab.config_registry import commands_of, load_target
     from breachlab.errors import UserError
 
     table = commands_of("brain")
+    what = " ".join(words)
     if what not in table:
         raise UserError(f"no config for 'brain {what}'; choose one of {', '.join(sorted(table))}")
     for key, default, help_text in describe(load_target(table[what])):
