@@ -1,8 +1,10 @@
-"""Which config class a command reads: used by ``--config`` docs and the YAML-loading test.
+"""Which config class a command reads: the one command → config table.
 
 Each YAML under ``configs/`` starts with the exact command that uses it
 (``# breachlab vuln train --config configs/vuln/…``); this table maps that command to its
-dataclass, so a test can load every shipped YAML and an unknown key fails CI.
+dataclass, so a test can load every shipped YAML and an unknown key fails CI, and
+``brain config`` (and, next, ``vuln config``) lists a command's keys from it instead of a
+hand-kept list of its own.  Targets are strings, so reading the table imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -19,7 +21,20 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("brain", "render"): "breachlab.brain.configs:RenderConfig",
     ("brain", "synth"): "breachlab.brain.configs:SynthConfig",
     ("brain", "analyze"): "breachlab.brain.configs:AnalyzeConfig",
+    ("brain", "encode"): "breachlab.brain.encode:EncodeConfig",
+    ("brain", "corpus", "import-sms"): "breachlab.brain.configs:SmsImportConfig",
 }
+
+
+def load_target(target: str) -> type:
+    """The class named by a ``"module:Class"`` table entry."""
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def commands_of(part: str) -> dict[str, str]:
+    """``{"render": "module:Class", …}``: the configured commands of one part (``brain``, ``vuln``)."""
+    return {" ".join(words[1:]): target for words, target in COMMANDS.items() if words[0] == part and len(words) > 1}
 
 
 def config_class_for(path: str | Path) -> type:
@@ -32,6 +47,5 @@ def config_class_for(path: str | Path) -> type:
     for n in range(len(words), 0, -1):
         target = COMMANDS.get(tuple(words[:n]))
         if target:
-            module, _, cls = target.partition(":")
-            return getattr(importlib.import_module(module), cls)
+            return load_target(target)
     raise ValueError(f"{path}: no config class registered for command {' '.join(words)!r}")

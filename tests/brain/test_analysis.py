@@ -126,3 +126,38 @@ def test_window_mean():
     assert analysis.window_mean(arr, 1.0, 2.0, 4.0).tolist() == [5.0, 6.0]
     with pytest.raises(ValueError, match="holds no TR"):
         analysis.window_mean(arr, 1.0, 10.0)
+
+
+def _write_with_subcortex(tmp_path, labels, planted: dict, n_tr=3):
+    """A store with a supplied head's sidecars: column values per (type) from ``planted``."""
+    w = StoreWriter(tmp_path, StoreMeta(model="planted-test", has_subcortical=True,
+                                        notes={"subcortical": {"status": "user head", "labels": labels}}))
+    rng = np.random.default_rng(1)
+    for t in ("legitimate", "phishing"):
+        for v in range(3):
+            msg = Message(id=f"{t}-en-v{v}", type=t, language="en", text="x", variant=v)
+            w.add(msg, "text", rng.normal(0, 0.1, (n_tr, rois.N_VERTICES)).astype(np.float32))
+            sub = np.tile(np.array([planted.get((t, label), 0.0) for label in labels], np.float32), (n_tr, 1))
+            np.save(tmp_path / "predictions" / f"{msg.id}.text.subcortical.npy", sub)
+    w.close()
+    return load_store(tmp_path)
+
+
+def test_a_supplied_subcortical_head_is_analysed(tmp_path, roiset):
+    labels = ["Left-Amygdala", "Right-Amygdala", "Left-Accumbens-area", "Thalamus"]
+    planted = {("phishing", "Left-Amygdala"): 0.3, ("phishing", "Right-Amygdala"): 0.1,
+               ("phishing", "Thalamus"): 9.0}
+    store = _write_with_subcortex(tmp_path, labels, planted)
+    assert store.meta.has_subcortical and len(store.subcortical) == 6
+    res = analysis.analyze(store, roiset, n_boot=200, n_perm=200)
+    assert res.not_predicted == ()
+    row = analysis.roi_table(res)[0]
+    assert row["amygdala"] == pytest.approx(0.2, abs=1e-6)  # mean of its two labelled columns
+    assert row["NAcc"] == pytest.approx(0.0, abs=1e-6)  # "accumbens" matched; thalamus never counted
+
+
+def test_subcortex_without_matching_labels_stays_not_predicted(tmp_path, roiset):
+    store = _write_with_subcortex(tmp_path, ["v0", "v1"], {})
+    res = analysis.analyze(store, roiset, n_boot=200, n_perm=200)
+    assert set(res.not_predicted) == {"amygdala", "NAcc"}
+    assert analysis.roi_table(res)[0]["amygdala"] == "not predicted"

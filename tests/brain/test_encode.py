@@ -108,7 +108,10 @@ def test_whisperx_is_called_with_the_corpus_language(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"")
-    ws, text = words.whisperx_words(audio, "ja")
+    with pytest.raises(UserError, match="--allow-network"):
+        words.whisperx_words(audio, "ja")  # offline by default: the stand-in is never run
+    assert not (tmp_path / "argv.json").exists()
+    ws, text = words.whisperx_words(audio, "ja", allow_network=True)
     argv = json.loads((tmp_path / "argv.json").read_text())
     assert argv[argv.index("--language") + 1] == "ja" and "--align_model" not in argv
     assert [w.text for w in ws] == ["確認"] and text == "確認"

@@ -155,7 +155,7 @@ def test_subcortical_head_is_applied_and_stored_beside(fake_tribe, ckpt, render_
     for e in store:
         sub = np.load(out / "predictions" / f"{e.stimulus_id}.screenshot.subcortical.npy")
         assert sub.shape == (e.n_tr, 10)
-    assert store.meta.has_subcortical is False  # the analysis does not read the sidecars yet
+    assert store.meta.has_subcortical is True  # a supplied head predicts subcortex
     assert "user-supplied head" in store.meta.notes["subcortical"]["status"]
 
 

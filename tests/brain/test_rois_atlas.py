@@ -33,11 +33,11 @@ def test_unknown_label_is_an_error():
 
 
 def test_missing_data_dir_message(monkeypatch, tmp_path):
-    from breachlab.brain.datadir import data_dir
+    from breachlab.datadir import data_file
 
     monkeypatch.setenv("BREACHLAB_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match="BREACHLAB_DATA"):
-        data_dir()
+        data_file("atlases", "fsaverage5_parcellations.npz")
 
 
 REFERENCE = {  # shared/data/README.md, checked against nilearn's fsaverage5 pial mesh

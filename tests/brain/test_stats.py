@@ -57,3 +57,19 @@ def test_rotations_are_rotations():
     rot = stats._random_rotations(50, np.random.default_rng(0))
     assert np.allclose(rot @ rot.transpose(0, 2, 1), np.eye(3), atol=1e-10)
     assert np.allclose(np.linalg.det(rot), 1.0)
+
+
+def test_spin_test_masks_the_medial_wall_of_both_maps():
+    """Whatever the second map holds in the medial wall cannot change r or p."""
+    from breachlab.brain.stats import spin_test
+
+    rng = np.random.default_rng(0)
+    n = 40
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    mask = np.ones(n, bool)
+    mask[-5:] = False  # the "medial wall"
+    spins = np.array([rng.permutation(n) for _ in range(50)])
+    y_wall = y.copy()
+    y_wall[~mask] = 1e6
+    assert spin_test(x, y, spins, mask) == spin_test(x, y_wall, spins, mask)
+    assert spin_test(x, y, spins, None) != spin_test(x, y_wall, spins, None)  # without a mask it would

@@ -52,6 +52,17 @@ def window_mean(arr: np.ndarray, tr_s: float, start_s: float = 0.0, end_s: float
     return arr[sel].mean(axis=0)
 
 
+def subcortical_columns(roi: str, description: str, labels: list[str]) -> list[int]:
+    """Columns of a subcortical head whose label names the ROI (case-insensitive).
+
+    A label matches the ROI's name (``amygdala`` in ``Left-Amygdala``) or a distinctive word of
+    its description (``accumbens`` for NAcc); generic words (nucleus, subcortical) never match.
+    """
+    words = {roi.lower()} | {w for w in description.lower().replace("(", " ").replace(")", " ").split()
+                             if len(w) >= 6 and w not in ("nucleus", "subcortical")}
+    return [i for i, label in enumerate(labels) if any(w in label.lower() for w in words)]
+
+
 def _type_order(types) -> list[str]:
     order = {t: i for i, t in enumerate(TYPES)}
     return sorted(types, key=lambda t: (order.get(t, 99), t))
@@ -74,14 +85,22 @@ def analyze(store: Store, rois: RoiSet, *, start_s: float = 0.0, end_s: float | 
         base = BASELINE_FOR.get(t)
         if base and base != t and (p, lang, base) in cond:
             diff[(p, lang, t)] = m - cond[(p, lang, base)]
+    # subcortical ROIs: values only where a supplied head's labels name them, for every prediction
+    labels = store.subcortical_labels
+    sub_cols = {roi: subcortical_columns(roi, rois.descriptions.get(roi, ""), labels) for roi in rois.subcortical}
+    predicted_sub = [roi for roi, cols in sub_cols.items()
+                     if cols and store.meta.has_subcortical and all(e.key in store.subcortical for e in store)]
+    not_predicted = tuple(r for r in rois.subcortical if r not in predicted_sub)
     res = AnalysisResult(store.meta.synthetic, store.meta.model, paths, langs, types, cond, diff,
-                         not_predicted=() if store.meta.has_subcortical else rois.subcortical,
-                         rois=list(rois.masks))
+                         not_predicted=not_predicted, rois=list(rois.masks) + predicted_sub)
 
     # ROI means per prediction (long table)
     roi_of: dict[tuple[str, str], dict[str, float]] = {}
     for e in store:
         means = roi_means(resp[e.key], rois)
+        if predicted_sub:
+            sub = window_mean(store.subcortical[e.key], store.meta.tr_s, start_s, end_s)
+            means.update({roi: float(sub[sub_cols[roi]].mean()) for roi in predicted_sub})
         roi_of[e.key] = {k: float(v) for k, v in means.items() if v is not None}
         for roi, v in means.items():
             res.roi_values.append({"stimulus_id": e.stimulus_id, "path": e.path, "language": e.language,
@@ -92,7 +111,7 @@ def analyze(store: Store, rois: RoiSet, *, start_s: float = 0.0, end_s: float | 
     for (p, lang, t) in sorted(diff, key=lambda k: (paths.index(k[0]), k[1], types.index(k[2]))):
         base = BASELINE_FOR[t]
         rows = []
-        for roi in rois.masks:
+        for roi in [*rois.masks, *predicted_sub]:
             a = [roi_of[e.key][roi] for e in groups[(p, lang, t)]]
             b = [roi_of[e.key][roi] for e in groups[(p, lang, base)]]
             est, lo, hi = stats.bootstrap_diff_ci(a, b, n_boot=n_boot, ci=ci, seed=seed)
@@ -100,13 +119,13 @@ def analyze(store: Store, rois: RoiSet, *, start_s: float = 0.0, end_s: float | 
             rows.append({"path": p, "language": lang, "type": t, "baseline": base, "roi": roi,
                          "diff": est, "ci_low": lo, "ci_high": hi, "p_perm": pval,
                          "n_type": len(a), "n_baseline": len(b)})
-        bil = [r for r in rows if r["roi"] in rois.bilateral]
+        bil = [r for r in rows if r["roi"] in rois.bilateral or r["roi"] in predicted_sub]
         for r, q in zip(bil, stats.fdr_bh([r["p_perm"] for r in bil])):
             r["q_fdr"] = float(q)
         for r in rows:
             r.setdefault("q_fdr", None)
         res.roi_stats.extend(rows)
-        for roi in rois.subcortical if not store.meta.has_subcortical else ():
+        for roi in not_predicted:
             res.roi_stats.append({"path": p, "language": lang, "type": t, "baseline": base, "roi": roi,
                                   "diff": None, "ci_low": None, "ci_high": None, "p_perm": None, "q_fdr": None,
                                   "n_type": 0, "n_baseline": 0, "note": "not predicted (no subcortical output)"})

@@ -11,7 +11,9 @@ from breachlab.config import ConfigError, field
 class RenderConfig:
     fidelity: str = field("basic", help="basic | high (avatar, timestamps, read receipts, earlier messages)")
     width: int = field(540, help="screenshot width in points (pixels at scale 1)")
-    height: int = field(960, help="screenshot height in points")
+    height: int = field(960, help="screenshot height in points (the maximum when fit_height is on)")
+    fit_height: bool = field(True, help="crop each screen to the height its content needs (false: every screenshot "
+                                        "is width x height, mostly empty for short messages)")
     scale: float = field(1.0, help="pixel scale factor (2.0 = 1080x1920 for the defaults)")
     presentation: str | None = field(None, help="render every message in this frame (whatsapp, sms, social_post, email, plain) instead of its own")
     n_frames: int = field(16, help="frames in the still video for a video encoder (post 3 used 16)")
@@ -70,3 +72,19 @@ class AnalyzeConfig:
             raise ConfigError("ci must be between 0 and 1")
         if self.window_end_s is not None and self.window_end_s <= self.window_start_s:
             raise ConfigError("window_end_s must be after window_start_s")
+
+
+@dataclass
+class SmsImportConfig:
+    source: str | None = field(None, help="SMSSpamCollection.tsv (default: <data root>/sms_spam/SMSSpamCollection.tsv)")
+    n_per_class: int = field(50, help="messages per class (spam, ham); 0 = all")
+    seed: int = field(0, help="sampling seed")
+    presentation: str = field("sms", help="frame to render them in (whatsapp, sms, social_post, email, plain)")
+
+    def __post_init__(self) -> None:
+        from breachlab.brain.corpus import PRESENTATIONS
+
+        if self.n_per_class < 0:
+            raise ConfigError("n_per_class must be >= 0 (0 = all)")
+        if self.presentation not in PRESENTATIONS:
+            raise ConfigError(f"presentation must be one of {', '.join(PRESENTATIONS)}, got {self.presentation!r}")

@@ -185,7 +185,7 @@ def import_sms_spam(path: str | Path | None = None, *, n_per_class: int | None =
     analysis treats them as variants of two conditions (``spam`` vs its baseline ``ham``).
     """
     if path is None:
-        from breachlab.brain.datadir import data_file
+        from breachlab.datadir import data_file
 
         path = data_file("sms_spam", "SMSSpamCollection.tsv")
     if presentation not in PRESENTATIONS:

@@ -168,16 +168,22 @@ def run_checks(checkpoint: str = MODEL_ID, cache: str = ".") -> list[Check]:
 
 
 def report(checks: list[Check]) -> tuple[str, int]:
-    """Human text and the exit code (1 when a required check is missing)."""
-    mark = {"ok": "ok     ", "warn": "warn   ", "missing": "MISSING"}
+    """Human text and the exit code (1 when a required check is missing).
+
+    Only a *required* piece that is missing is marked ``MISSING``; an optional one that is
+    absent is ``absent`` — so the count in the last line is the number of ``MISSING`` lines.
+    """
     lines = []
     for c in checks:
-        lines.append(f"{mark[c.status]} {c.name}: {c.detail}" + (f"\n          fix: {c.fix}" if c.fix and c.status != "ok" else ""))
+        mark = {"ok": "ok     ", "warn": "warn   "}.get(c.status) or ("MISSING" if c.required else "absent ")
+        lines.append(f"{mark} {c.name}: {c.detail}" + (f"\n          fix: {c.fix}" if c.fix and c.status != "ok" else ""))
     bad = [c for c in checks if c.status == "missing" and c.required]
+    optional = [c for c in checks if c.status == "missing" and not c.required]
     lines.append("")
-    lines.append("ready for --backend tribev2" if not bad else
-                 f"not ready for --backend tribev2: {len(bad)} required piece(s) missing ({', '.join(c.name for c in bad)}); "
-                 "--backend fake still works")
+    extra = f"; {len(optional)} optional piece(s) absent" if optional else ""
+    lines.append("ready for --backend tribev2" + extra if not bad else
+                 f"not ready for --backend tribev2: {len(bad)} required piece(s) MISSING ({', '.join(c.name for c in bad)})"
+                 f"{extra}; --backend fake still works")
     return "\n".join(lines), 1 if bad else 0
 
 

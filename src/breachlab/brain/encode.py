@@ -38,6 +38,8 @@ log = logging.getLogger("breachlab.brain")
 BACKENDS = ("tribev2", "fake")
 TEXT_MODES = ("speech", "words", "reading")
 ALIGNERS = ("auto", "whisperx", "even")
+#: choices that reach the network (Google's TTS service; uvx fetching whisperx and its models)
+NETWORK_HELPERS = ("gtts", "whisperx")
 FAKE_MODEL = "SYNTHETIC (breachlab brain encode --backend fake: deterministic noise, not TRIBE v2)"
 SUBCORTICAL_NOT_PREDICTED = ("not predicted: the released TRIBE v2 checkpoint has a cortical head only "
                              "(fsaverage5, 20484 vertices); amygdala / nucleus accumbens are missing, never 0")
@@ -54,9 +56,12 @@ class EncodeConfig:
     allow_cpu: bool = field(False, help="let --device cpu through (untested upstream; very slow)")
     cache: str | None = field(None, help="TRIBE v2 feature cache (default: <run>/cache); reuse across runs to save GPU time")
     checkpoint: str = field("facebook/tribev2", help="hub id or local folder with config.yaml + best.ckpt")
-    tts: str = field("auto", help="speech engine for text/audio paths: auto | gtts (online, upstream) | espeak-ng (offline)")
+    tts: str = field("espeak-ng", help="speech engine for text/audio paths: espeak-ng (offline, default) | gtts (online, "
+                                        "upstream; needs allow_network) | auto (gTTS when allow_network, else espeak-ng)")
     tts_rate_wpm: int = field(150, help="espeak-ng speaking rate, words per minute")
-    aligner: str = field("auto", help="word timings: whisperx (upstream) | even (offline, proportional) | auto")
+    aligner: str = field("auto", help="word timings: even (offline, proportional) | whisperx (upstream; downloads models and, "
+                                      "via uvx, unpinned code: needs allow_network) | auto (whisperx only with allow_network)")
+    allow_network: bool = field(False, help="let network helpers run (gTTS, uvx whisperx); off: nothing leaves the machine")
     whisper_model: str = field("base", help="WhisperX ASR model (upstream uses base)")
     text_mode: str = field("speech", help="text path: speech (audio+words, as upstream/post) | words (words at speech timings, no audio) | reading (reading pace, no TTS)")
     n_frames: int = field(16, help="frames of the still video for the screenshot path (post 3: 16)")
@@ -77,6 +82,13 @@ class EncodeConfig:
             raise ConfigError(f"tts must be one of {', '.join(ENGINES)}, got {self.tts!r}")
         if self.aligner not in ALIGNERS:
             raise ConfigError(f"aligner must be one of {', '.join(ALIGNERS)}, got {self.aligner!r}")
+        online = [f"{k} {v}" for k, v in (("--tts", self.tts), ("--aligner", self.aligner)) if v in NETWORK_HELPERS]
+        if online and self.backend == "fake":
+            raise ConfigError(f"{' and '.join(online)} use the network; --backend fake runs no network helper "
+                              "(use --tts espeak-ng --aligner even)")
+        if online and not self.allow_network:
+            raise ConfigError(f"{' and '.join(online)} use the network; add --allow-network, or stay offline with "
+                              "--tts espeak-ng --aligner even")
         if self.text_mode not in TEXT_MODES:
             raise ConfigError(f"text_mode must be one of {', '.join(TEXT_MODES)}, got {self.text_mode!r}")
         if self.n_frames < 1 or (self.fps is not None and self.fps <= 0) or self.tts_rate_wpm < 40:
@@ -128,12 +140,20 @@ def _screenshot(stim: Stimulus, work: Path) -> Path:
     return png
 
 
-def _aligner(cfg: EncodeConfig) -> str:
+def network_allowed(cfg: EncodeConfig) -> bool:
+    """Network helpers may run only with ``allow_network`` and never for the fake backend."""
+    return cfg.allow_network and cfg.backend != "fake"
+
+
+def resolve_aligner(cfg: EncodeConfig) -> str:
+    """``auto`` → WhisperX only where the network is allowed and WhisperX (or uvx) exists, else ``even``."""
     if cfg.aligner != "auto":
         return cfg.aligner
     import shutil
 
-    return "whisperx" if (shutil.which("whisperx") or shutil.which("uvx")) else "even"
+    if network_allowed(cfg) and (shutil.which("whisperx") or shutil.which("uvx")):
+        return "whisperx"
+    return "even"
 
 
 def prepare_events(backend, stim: Stimulus, path: str, cfg: EncodeConfig, work: Path) -> tuple[Any, dict[str, Any]]:
@@ -156,17 +176,19 @@ def prepare_events(backend, stim: Stimulus, path: str, cfg: EncodeConfig, work: 
         transcript = " ".join(m.text.split())
         info.update(text_mode="reading", aligner="reading-pace", n_words=len(ws))
         return backend.text_events(ws, m.language, audio=None, transcript=transcript), info
-    speech = tts.get_engine(cfg.tts, rate_wpm=cfg.tts_rate_wpm).synthesize(m.text, m.language, work / "audio")
+    speech = tts.get_engine(cfg.tts, rate_wpm=cfg.tts_rate_wpm,
+                            allow_network=network_allowed(cfg)).synthesize(m.text, m.language, work / "audio")
     info.update(tts=speech.engine, voice=speech.voice, audio=str(speech.path.relative_to(work.parent)),
                 audio_s=speech.duration_s)
     if path == "audio":
         return backend.audio_events(speech.path), info
-    aligner = _aligner(cfg)
+    aligner = resolve_aligner(cfg)
     if aligner == "whisperx":
-        ws, transcript = words.whisperx_words(speech.path, wx_code, model=cfg.whisper_model)
+        ws, transcript = words.whisperx_words(speech.path, wx_code, model=cfg.whisper_model,
+                                              allow_network=network_allowed(cfg))
     else:
         if speech.path.suffix != ".wav":
-            raise UserError("--aligner even needs WAV speech (espeak-ng); with gTTS use --aligner whisperx")
+            raise UserError("--aligner even needs WAV speech (espeak-ng); with gTTS use --aligner whisperx --allow-network")
         start, end = words.speech_bounds(speech.path)
         ws = words.even_words(m.text, m.language, start, end)
         transcript = " ".join(m.text.split())
@@ -298,11 +320,13 @@ def run_encode(source: str | Path, cfg: EncodeConfig, *, out: str | Path | None 
                  "render_run": str(render_run.resolve()) if render_run else None, "paths": list(cfg.paths),
                  "text_mode": cfg.text_mode, "tts": cfg.tts, "aligner": cfg.aligner, "n_frames": cfg.n_frames,
                  "subcortical": ({"status": "predicted by a user-supplied head; arrays in predictions/<id>.<path>.subcortical.npy",
-                                  "head": cfg.subcortical_head} if cfg.subcortical_head else SUBCORTICAL_NOT_PREDICTED),
+                                  "head": cfg.subcortical_head,
+                                  "labels": list(getattr(getattr(backend, "head", None), "labels", None) or [])}
+                                 if cfg.subcortical_head else SUBCORTICAL_NOT_PREDICTED),
                  "japanese": "word timings via WhisperX --language ja regrouped into words; Text event unspaced; "
                              "neuralset spaCy lookup served by breachlab for ja (docs/brain-gpu-recipe.md)"}
         writer = StoreWriter(run.path, StoreMeta(model=backend.model_id, synthetic=cfg.backend == "fake",
-                                                 has_subcortical=False, notes=notes))
+                                                 has_subcortical=bool(cfg.subcortical_head), notes=notes))
         done: set[tuple[str, str]] = set()
         index = run.path / "predictions" / "index.json"
         if index.is_file():
@@ -319,7 +343,8 @@ def run_encode(source: str | Path, cfg: EncodeConfig, *, out: str | Path | None 
         records: dict[str, Any] = dict(run.manifest.get("stimuli", {})) if resumed else {}
         todo = [(s, p) for s in stimuli for p in cfg.paths if (s.message.id, p) not in done]
         log.info("encode: %d predictions to make, %d already done", len(todo), len(done))
-        run.update_manifest(backend=backend.describe(), resumed=resumed, n_done_before=len(done))
+        run.update_manifest(backend=backend.describe(), resumed=resumed, n_done_before=len(done),
+                            synthetic=cfg.backend == "fake")
         bar = _progress(progress, len(todo), len(done) + len(todo), len(done))
         try:
             for stim, path in todo:

@@ -1,8 +1,8 @@
 """Figures: inflated-surface maps (nilearn, bundled fsaverage5), side-by-side maps, ROI bars.
 
 Every function takes ``output_file=None`` (and, where it draws one panel set, ``axes=None``)
-like nilearn's plotting functions, returns the matplotlib figure, and never calls
-``plt.show``.  Titles of figures built from synthetic predictions start with "SYNTHETIC".
+like nilearn's plotting functions and returns the matplotlib figure.  Figures come from the
+shared :func:`breachlab.figures.new_figure` (a bare ``Figure``: no pyplot, no backend switch).  Titles of figures built from synthetic predictions start with "SYNTHETIC".
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from breachlab.figures import new_figure
 
 VIEWS = (("left", "lateral"), ("left", "medial"), ("right", "lateral"), ("right", "medial"))
 N_HEMI = 10242
@@ -26,22 +28,10 @@ def _surface():
     return fs["inflated"], sulc
 
 
-def _pyplot():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, output_file: str | Path | None, dpi: int = 90):
-    if output_file is not None:
-        Path(output_file).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(output_file, dpi=dpi, facecolor="white", bbox_inches="tight")
-        _pyplot().close(fig)
-    return fig
+    from breachlab.figures import save_figure
+
+    return save_figure(fig, output_file, dpi=dpi)
 
 
 def symmetric_vmax(maps: Sequence[np.ndarray], pct: float = 99.0) -> float:
@@ -69,10 +59,9 @@ def _draw_views(stat_map: np.ndarray, axes, vmax: float, cmap: str = "RdBu_r", t
 def plot_surface_map(stat_map: np.ndarray, title: str = "", *, vmax: float | None = None, axes=None,
                      output_file: str | Path | None = None, cmap: str = "RdBu_r"):
     """Lateral and medial views of both hemispheres (4 panels) of one (20484,) map."""
-    plt = _pyplot()
     vmax = vmax or symmetric_vmax([stat_map])
     if axes is None:
-        fig, axes = plt.subplots(1, 4, subplot_kw={"projection": "3d"}, figsize=(11, 2.9))
+        fig, axes = new_figure((11, 2.9), 1, 4, subplot_kw={"projection": "3d"})
         fig.subplots_adjust(wspace=0, left=0, right=0.92, top=0.85, bottom=0)
     else:
         fig = axes[0].figure
@@ -94,10 +83,9 @@ def _colorbar(fig, vmax: float, cmap: str, rect=(0.93, 0.15, 0.012, 0.6)) -> Non
 def plot_maps_grid(maps: Sequence[tuple[str, np.ndarray]], title: str = "", *, vmax: float | None = None,
                    output_file: str | Path | None = None, cmap: str = "RdBu_r"):
     """One row per (label, map), four views per row, one shared colour scale: side-by-side comparisons."""
-    plt = _pyplot()
     vmax = vmax or symmetric_vmax([m for _, m in maps])
     n = len(maps)
-    fig, axes = plt.subplots(n, 4, subplot_kw={"projection": "3d"}, figsize=(11, 2.5 * n + 0.6), squeeze=False)
+    fig, axes = new_figure((11, 2.5 * n + 0.6), n, 4, subplot_kw={"projection": "3d"}, squeeze=False)
     fig.subplots_adjust(wspace=0, hspace=0.05, left=0.1, right=0.92, top=1 - 0.8 / (2.5 * n + 0.6), bottom=0)
     for i, (row, (label, m)) in enumerate(zip(axes, maps)):
         _draw_views(m, row, vmax, cmap, titles=i == 0)
@@ -115,17 +103,18 @@ def plot_roi_bars(rows: list[dict[str, Any]], title: str = "", *, rois: Sequence
     ``rows`` are analysis ``roi_stats`` rows (keys path, language, type, roi, diff, ci_low,
     ci_high, q_fdr); subcortical rows (diff None) are listed as "not predicted" under the axis.
     """
-    plt = _pyplot()
+    import matplotlib
+
     panels = sorted({(r["path"], r["language"]) for r in rows}, key=lambda k: (k[0] != "text", k))
     rois = list(rois or dict.fromkeys(r["roi"] for r in rows if r["diff"] is not None and not r["roi"].endswith(("_lh", "_rh"))))
     missing = list(dict.fromkeys(r["roi"] for r in rows if r["diff"] is None))
     types = list(dict.fromkeys(r["type"] for r in rows))
     if axes is None:
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False, sharey=True)
+        fig, axes = new_figure((4.6 * len(panels), 3.8), 1, len(panels), squeeze=False, sharey=True)
         axes = axes[0]
     else:
         fig = axes[0].figure
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     width = 0.8 / max(1, len(types))
     for ax, (path, lang) in zip(axes, panels):
         by = {(r["type"], r["roi"]): r for r in rows if r["path"] == path and r["language"] == lang}

@@ -5,6 +5,7 @@ A predictions directory (a run directory of ``brain synth`` or, next, ``brain en
     <dir>/corpus.json                        the messages the predictions are for
     <dir>/predictions/index.json             store metadata + one entry per (stimulus, path)
     <dir>/predictions/<id>.<path>.npy        float32 array (n_TR, 20484) on fsaverage5
+    <dir>/predictions/<id>.<path>.subcortical.npy   (n_TR, n_labels), only with has_subcortical
 
 ``index.json``::
 
@@ -77,6 +78,14 @@ class Store:
     meta: StoreMeta
     entries: list[Entry]
     arrays: dict[tuple[str, str], np.ndarray]
+    #: (n_TR, n_labels) arrays of a user-supplied subcortical head, when ``meta.has_subcortical``
+    subcortical: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def subcortical_labels(self) -> list[str]:
+        """Column names of the subcortical arrays (the head's ``labels``), or [] when unknown."""
+        sub = (self.meta.notes or {}).get("subcortical")
+        return [str(x) for x in sub.get("labels", [])] if isinstance(sub, dict) else []
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.entries)
@@ -185,4 +194,13 @@ def load_store(root: str | Path) -> Store:
             raise PredictionStoreError(f"{where}: index says n_tr={e.n_tr} but the file has {arr.shape[0]} TRs")
         entries.append(e)
         arrays[e.key] = arr
-    return Store(root=root, meta=meta, entries=entries, arrays=arrays)
+    subcortical = {}
+    if meta.has_subcortical:
+        for e in entries:
+            f = root / "predictions" / f"{e.stimulus_id}.{e.path}.subcortical.npy"
+            if f.is_file():
+                sub = np.load(f, allow_pickle=False)
+                if sub.ndim != 2 or sub.shape[0] != e.n_tr or not np.isfinite(sub).all():
+                    raise PredictionStoreError(f"{f}: expected finite (n_TR={e.n_tr}, n_labels) values, got {sub.shape}")
+                subcortical[e.key] = sub.astype(np.float32, copy=False)
+    return Store(root=root, meta=meta, entries=entries, arrays=arrays, subcortical=subcortical)

@@ -5,7 +5,11 @@ plain and e-mail fallbacks, drawn with Pillow only.  Everything that varies (clo
 colour, reaction counts) is derived from the message id or sender, never from the clock or a
 random state, so the same message and options give a byte-identical PNG on every run.
 ``fidelity="high"`` adds the details post 4 asked for next: sender avatar, timestamps, read
-receipts, earlier messages in the thread, input bar, reaction counts.
+receipts, earlier messages in the thread, input bar, reaction counts.  The English and
+Japanese versions of one message (same type and variant) show the same clock and counts.
+The screen's height fits its content (``fit``; ``height`` is the maximum), so screenshots of
+short messages are not two-thirds empty; the height then varies with the text, as the text
+itself does (set ``fit_height: false`` in the render config for one fixed canvas).
 
 Video for a video encoder (TRIBE v2 has no image entry point; post 3 repeated the still 16
 times): we write a *still-video manifest* ``video/<id>.json`` — frame file, sha256, n_frames,
@@ -22,10 +26,9 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from breachlab.brain import textlayout as tl
-from breachlab.brain.corpus import Corpus, Message, TYPES
+from breachlab.brain.corpus import Message
 
 WA_GREEN = (7, 94, 84)
 WA_BG = (236, 229, 221)
@@ -57,6 +60,18 @@ class RenderOptions:
     scale: float = 1.0
     fidelity: str = "basic"  # basic | high
     presentation: str | None = None  # override every message's presentation
+    fit: bool = True  # crop the screen's height to its content (``height`` is then the maximum)
+    canvas_height: int | None = None  # points actually drawn (set by the fit); None = height
+
+    @property
+    def canvas_h(self) -> float:
+        """Pixel height of the canvas: bottom-anchored elements sit relative to it."""
+        return (self.canvas_height or self.height) * self.scale
+
+    @property
+    def max_h(self) -> float:
+        """Pixel height of the full screen: text is clipped against it, so a fit never clips more."""
+        return self.height * self.scale
 
     def px(self, v: float) -> int:
         return int(round(v * self.scale))
@@ -66,8 +81,14 @@ def _h(s: str) -> int:
     return int.from_bytes(hashlib.sha256(s.encode("utf-8")).digest()[:4], "big")
 
 
+def pair_key(msg: Message) -> str:
+    """What the EN and JA versions of one message share (type and variant), so both show the same
+    clock and reaction counts: the languages then differ only in their words."""
+    return f"{msg.type}|{msg.variant}"
+
+
 def _clock(msg: Message) -> str:
-    n = _h(msg.id)
+    n = _h(pair_key(msg))
     return f"{9 + n % 9}:{(n // 9) % 60:02d}"
 
 
@@ -104,13 +125,16 @@ def _status_bar(draw, o: RenderOptions, bg, fg, clock: str) -> int:
 
 
 def _bubble(draw, o: RenderOptions, text: str, y: float, *, outgoing: bool, time: str, lang: str,
-            tail: bool = True) -> float:
-    """A chat bubble; returns the y below it."""
+            tail: bool = True, bottom: float | None = None) -> float:
+    """A chat bubble; returns the y below it.  Text that would pass ``bottom`` ends in an ellipsis."""
     size = o.px(16)
     W = o.width * o.scale
     max_w = W * 0.72
     lines = tl.wrap(text, size, max_w - o.px(24))
     line_h = size * 1.38
+    if bottom is not None:
+        room = bottom - y - o.px(14) - line_h * 0.8 - o.px(11) * 0.6 - o.px(10)
+        lines = tl.clip_lines(lines, int(room // line_h), size, max_w - o.px(24))
     meta_size = o.px(11)
     meta = time + ("  ✓✓" if outgoing else "")
     meta_w = tl.text_width(meta, meta_size) + o.px(8)
@@ -142,9 +166,9 @@ def _bubble(draw, o: RenderOptions, text: str, y: float, *, outgoing: bool, time
     return y + bh + o.px(10)
 
 
-def _whatsapp(img, draw, msg: Message, o: RenderOptions) -> None:
+def _whatsapp(img, draw, msg: Message, o: RenderOptions) -> float:
     ui = _UI[msg.language]
-    W, H = o.width * o.scale, o.height * o.scale
+    W, H = o.width * o.scale, o.canvas_h
     draw.rectangle([0, 0, W, H], fill=WA_BG)
     if o.fidelity == "high":  # faint wallpaper doodles, positions from a hash (deterministic)
         for k in range(60):
@@ -173,12 +197,15 @@ def _whatsapp(img, draw, msg: Message, o: RenderOptions) -> None:
     if o.fidelity == "high":
         y = _bubble(draw, o, ui["hello"], y, outgoing=False, time=t, lang=msg.language)
         y = _bubble(draw, o, ui["who"], y, outgoing=True, time=t, lang=msg.language)
-    _bubble(draw, o, msg.text, y, outgoing=False, time=t, lang=msg.language, tail=o.fidelity != "high")
+    chrome = o.px(70) if o.fidelity == "high" else o.px(12)  # the input bar below the thread
+    y = _bubble(draw, o, msg.text, y, outgoing=False, time=t, lang=msg.language, tail=o.fidelity != "high",
+                bottom=o.max_h - chrome)
     if o.fidelity == "high":  # input bar
         by = H - o.px(58)
         draw.rounded_rectangle([o.px(8), by, W - o.px(62), by + o.px(46)], radius=o.px(23), fill=(255, 255, 255))
         tl.draw_text(draw, (o.px(26), by + o.px(11)), ui["message"], o.px(16), (150, 150, 150))
         draw.ellipse([W - o.px(54), by, W - o.px(8), by + o.px(46)], fill=(0, 168, 132))
+    return y + chrome
 
 
 def _gradient(img, top_rgb, bottom_rgb) -> None:
@@ -192,9 +219,9 @@ def _gradient(img, top_rgb, bottom_rgb) -> None:
     img.paste(col.resize((W, H)), (0, 0))
 
 
-def _sms(img, draw, msg: Message, o: RenderOptions) -> None:
+def _sms(img, draw, msg: Message, o: RenderOptions) -> float:
     ui = _UI[msg.language]
-    W, H = o.width * o.scale, o.height * o.scale
+    W, H = o.width * o.scale, o.canvas_h
     _gradient(img, (32, 45, 92), (112, 62, 120))
     _status_bar(draw, o, (32, 45, 92), (255, 255, 255), "")
     clock = _clock(msg)
@@ -207,6 +234,8 @@ def _sms(img, draw, msg: Message, o: RenderOptions) -> None:
     lines = tl.wrap(msg.text, size, x1 - x0 - o.px(28))
     line_h = size * 1.36
     y0 = o.px(230)
+    below = o.px(62 + 110) if o.fidelity == "high" else o.px(30)  # older notification, buttons, home bar
+    lines = tl.clip_lines(lines, int((o.max_h - below - y0 - o.px(68)) // line_h), size, x1 - x0 - o.px(28))
     ch = o.px(68) + len(lines) * line_h
     draw.rounded_rectangle([x0, y0, x1, y0 + ch], radius=o.px(18), fill=(238, 238, 244))
     draw.rounded_rectangle([x0 + o.px(14), y0 + o.px(12), x0 + o.px(36), y0 + o.px(34)], radius=o.px(6), fill=(52, 199, 89))
@@ -227,11 +256,12 @@ def _sms(img, draw, msg: Message, o: RenderOptions) -> None:
         sw = tl.text_width(ui["slide"], o.px(13))
         tl.draw_text(draw, ((W - sw) / 2, H - o.px(34)), ui["slide"], o.px(13), (230, 230, 240))
     draw.rounded_rectangle([(W - o.px(130)) / 2, H - o.px(14), (W + o.px(130)) / 2, H - o.px(9)], radius=o.px(3), fill=(255, 255, 255))
+    return y0 + ch + below
 
 
-def _social(img, draw, msg: Message, o: RenderOptions) -> None:
+def _social(img, draw, msg: Message, o: RenderOptions) -> float:
     ui = _UI[msg.language]
-    W, H = o.width * o.scale, o.height * o.scale
+    W, H = o.width * o.scale, o.canvas_h
     draw.rectangle([0, 0, W, H], fill=(240, 242, 245))
     top = _status_bar(draw, o, (255, 255, 255), INK, _clock(msg))
     draw.rectangle([0, top, W, top + o.px(50)], fill=(255, 255, 255))
@@ -241,6 +271,9 @@ def _social(img, draw, msg: Message, o: RenderOptions) -> None:
     lines = tl.wrap(msg.text, size, W - o.px(32))
     line_h = size * 1.38
     img_h = o.px(250)
+    # a long post is cut with an ellipsis so that the like/comment bar stays on the screen
+    after_text = o.px(10) + img_h + (o.px(58) if o.fidelity == "high" else 0) + o.px(44)
+    lines = tl.clip_lines(lines, int((o.max_h - after_text - (y + o.px(66))) // line_h), size, W - o.px(32))
     card_h = o.px(70) + len(lines) * line_h + o.px(12) + img_h + o.px(60 if o.fidelity == "high" else 44)
     draw.rectangle([0, y, W, y + card_h], fill=(255, 255, 255))
     _avatar(draw, o.px(36), y + o.px(34), o.px(20), msg.sender)
@@ -267,23 +300,25 @@ def _social(img, draw, msg: Message, o: RenderOptions) -> None:
     if o.fidelity == "high":
         draw.rectangle([0, y2, W, y2 + o.px(40)], fill=(242, 243, 245))
         tl.draw_text(draw, (o.px(16), y2 + o.px(10)), (msg.sender or "")[:24], o.px(13), GREY)
-        bw = tl.text_width(ui["learn"], o.px(13)) + o.px(20)
+        bw = tl.text_width(ui["learn"], o.px(13), bold=True) + o.px(20)
         draw.rounded_rectangle([W - bw - o.px(12), y2 + o.px(6), W - o.px(12), y2 + o.px(34)], radius=o.px(5), fill=(228, 230, 235))
         tl.draw_text(draw, (W - bw - o.px(2), y2 + o.px(10)), ui["learn"], o.px(13), INK, bold=True)
         y2 += o.px(40)
-        likes = f"👍❤ {1 + _h(msg.sender) % 9}.{_h(msg.id) % 10}K"
+        likes = f"👍❤ {1 + _h(pair_key(msg)) % 9}.{_h(pair_key(msg) + '#likes') % 10}K"
         tl.draw_text(draw, (o.px(16), y2 + o.px(4)), likes, o.px(12), GREY)
         y2 += o.px(18)
     draw.line([(o.px(12), y2 + o.px(4)), (W - o.px(12), y2 + o.px(4))], fill=(220, 222, 226))
     for k, key in enumerate(("like", "comment", "share")):
         label = ui[key]
         cx = W * (k + 0.5) / 3
-        tl.draw_text(draw, (cx - tl.text_width(label, o.px(14)) / 2, y2 + o.px(12)), label, o.px(14), GREY, bold=True)
+        tl.draw_text(draw, (cx - tl.text_width(label, o.px(14), bold=True) / 2, y2 + o.px(12)), label, o.px(14), GREY,
+                     bold=True)
+    return y2 + o.px(44)
 
 
-def _plain(img, draw, msg: Message, o: RenderOptions, email: bool = False) -> None:
+def _plain(img, draw, msg: Message, o: RenderOptions, email: bool = False) -> float:
     ui = _UI[msg.language]
-    W, H = o.width * o.scale, o.height * o.scale
+    W, H = o.width * o.scale, o.canvas_h
     draw.rectangle([0, 0, W, H], fill=(255, 255, 255))
     y = _status_bar(draw, o, (255, 255, 255), INK, _clock(msg)) + o.px(16)
     if email:
@@ -293,17 +328,29 @@ def _plain(img, draw, msg: Message, o: RenderOptions, email: bool = False) -> No
         draw.line([(o.px(16), y + o.px(4)), (W - o.px(16), y + o.px(4))], fill=(220, 220, 220))
         y += o.px(16)
     size = o.px(17)
-    for line in tl.wrap(msg.text, size, W - o.px(32)):
+    lines = tl.wrap(msg.text, size, W - o.px(32))
+    for line in tl.clip_lines(lines, int((o.max_h - y - o.px(16)) // (size * 1.4)), size, W - o.px(32)):
         tl.draw_text(draw, (o.px(16), y), line, size, INK)
         y += size * 1.4
+    return y + o.px(16)
 
 
 _LAYOUTS = {"whatsapp": _whatsapp, "sms": _sms, "social_post": _social, "plain": _plain,
             "email": lambda img, d, m, o: _plain(img, d, m, o, email=True)}
 
 
-def render_message(msg: Message, options: RenderOptions | None = None):
-    """The screenshot of one message as an RGB ``PIL.Image``."""
+def render_layout(msg: Message, options: RenderOptions | None = None):
+    """(image, content bottom in pixels): the screenshot and where its content ends.
+
+    With ``fit`` (the default) the screen is first laid out at the full ``height`` to measure its
+    content, then drawn again at the height the content needs, so a short message is not a small
+    bubble on a mostly empty screen; elements anchored to the bottom (input bar, lock-screen
+    buttons, like/comment bar) move up with it.  Text too long
+    for the full height is cut with an ellipsis, never pushed off the screen.
+    """
+    import dataclasses
+    import math
+
     from PIL import Image, ImageDraw
 
     o = options or RenderOptions()
@@ -312,9 +359,23 @@ def render_message(msg: Message, options: RenderOptions | None = None):
     pres = o.presentation or msg.presentation
     if pres not in _LAYOUTS:
         raise ValueError(f"unknown presentation {pres!r}")
-    img = Image.new("RGB", (o.px(o.width), o.px(o.height)), (255, 255, 255))
-    _LAYOUTS[pres](img, ImageDraw.Draw(img), msg, o)
-    return img
+
+    def draw_at(opts: RenderOptions):
+        img = Image.new("RGB", (opts.px(opts.width), round(opts.canvas_h)), (255, 255, 255))
+        bottom = _LAYOUTS[pres](img, ImageDraw.Draw(img), msg, opts)
+        return img, bottom
+
+    img, bottom = draw_at(o)
+    if o.fit:
+        height = min(o.height, math.ceil(bottom / o.scale))
+        if height != o.height:
+            img, bottom = draw_at(dataclasses.replace(o, canvas_height=height))
+    return img, bottom
+
+
+def render_message(msg: Message, options: RenderOptions | None = None):
+    """The screenshot of one message as an RGB ``PIL.Image`` (see :func:`render_layout`)."""
+    return render_layout(msg, options)[0]
 
 
 def png_bytes(img) -> bytes:
@@ -345,36 +406,3 @@ def write_still_video(png_path: Path, out_dir: Path, stem: str, *, n_frames: int
                 "sha256": sha256_file(png_path), "n_frames": n_frames, "fps": fps,
                 "duration_s": round(n_frames / fps, 6), "frames": frames, "materialized": materialize}
     return atomic_write_json(out_dir / f"{stem}.json", manifest)
-
-
-def corpus_grid(images: dict[str, Any], corpus: Corpus, *, thumb_width: int = 180, title: str = "",
-                max_per_row: int = 8):
-    """A grid image: one row per (type, language), variants across; labels drawn on top."""
-    from PIL import Image, ImageDraw
-
-    rows: dict[tuple[str, str], list[Message]] = {}
-    order = {t: i for i, t in enumerate(TYPES)}
-    for m in sorted(corpus.messages, key=lambda m: (order.get(m.type, 99), m.language, m.variant, m.id)):
-        if m.id in images:
-            rows.setdefault((m.type, m.language), []).append(m)
-    if not rows:
-        raise ValueError("no rendered images for the grid")
-    first = next(iter(images.values()))
-    th = int(first.height * thumb_width / first.width)
-    label_w, pad, head = 150, 8, 44 if title else 8
-    ncol = min(max_per_row, max(len(v) for v in rows.values()))
-    W = label_w + ncol * (thumb_width + pad) + pad
-    H = head + len(rows) * (th + pad + 18) + pad
-    grid = Image.new("RGB", (W, H), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
-    if title:
-        tl.draw_text(draw, (pad, 8), title, 20, (180, 0, 0) if "SYNTHETIC" in title else INK, bold=True)
-    y = head
-    for (typ, lang), msgs in rows.items():
-        tl.draw_text(draw, (pad, y + th / 2 - 10), f"{typ} · {lang}", 15, INK, bold=True)
-        for k, m in enumerate(msgs[:ncol]):
-            x = label_w + k * (thumb_width + pad)
-            grid.paste(images[m.id].resize((thumb_width, th), Image.LANCZOS), (x, y + 16))
-            tl.draw_text(draw, (x, y), f"v{m.variant}", 12, GREY)
-        y += th + pad + 18
-    return grid

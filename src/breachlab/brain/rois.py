@@ -148,7 +148,7 @@ def roi_centroids(rois: RoiSet, coords: np.ndarray) -> dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=4)
 def load_atlas(atlas: str = "destrieux") -> tuple[np.ndarray, dict[int, str]]:
     """(labels per vertex, {label id: name}) from ``atlases/fsaverage5_parcellations.npz``."""
-    from breachlab.brain.datadir import data_file
+    from breachlab.datadir import data_file
 
     npz = data_file("atlases", "fsaverage5_parcellations.npz")
     with np.load(npz) as data:

@@ -121,12 +121,14 @@ def spin_permutations(sphere_lh: np.ndarray, sphere_rh: np.ndarray, n_perm: int 
 def spin_test(x: np.ndarray, y: np.ndarray, spins: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
     """(r, two-sided spin p) for maps ``x`` and ``y`` given :func:`spin_permutations` indices.
 
-    ``mask`` (e.g. cortex without the medial wall) removes vertices from every correlation;
-    rotated vertices that land in the mask's holes are dropped from that rotation's r.
+    ``mask`` (e.g. cortex without the medial wall) removes vertices of *both* maps from every
+    correlation: the medial wall of ``y`` stays out of the observed r, and rotated vertices
+    of ``x`` that land in the mask's holes are dropped from that rotation's r.
     """
-    x, y = np.asarray(x, float).copy(), np.asarray(y, float)
+    x, y = np.asarray(x, float).copy(), np.asarray(y, float).copy()
     if mask is not None:
         x[~mask] = np.nan
+        y[~mask] = np.nan
     r_obs = pearson_r(x, y)
     r_null = np.concatenate([_rotated_r(x, y, spins[i:i + 128]) for i in range(0, len(spins), 128)])
     p = (1 + np.sum(np.abs(r_null) >= abs(r_obs))) / (len(r_null) + 1)

@@ -8,6 +8,9 @@ anything no font covers (colour emoji, mostly) as a neutral round placeholder of
 width instead of tofu boxes.  Layout uses Pillow's BASIC engine, not raqm, so that the same
 input gives the same pixels on every machine.
 
+Bold is a real bold face (Noto Sans CJK JP Bold, DejaVu Sans Bold) where one is installed and
+regular weight otherwise; never a stroke drawn around regular glyphs (that smears kanji).
+
 Line breaking: Latin breaks at spaces (over-long words are split by character); Japanese may
 break between any two characters, except that closing punctuation and small kana never start
 a line (they hang at the end of the previous one) and opening brackets never end one.
@@ -37,16 +40,40 @@ def is_cjk(ch: str) -> bool:
             or 0xFF00 <= cp <= 0xFFEF or 0x31F0 <= cp <= 0x31FF)
 
 
-@functools.lru_cache(maxsize=1)
-def font_paths() -> tuple[Path, ...]:
-    """Primary CJK-capable font first, then the Latin fallback."""
-    paths: list[Path] = []
-    try:
-        import noto_cjk_sans_jp_regular as noto  # PyPI: noto-cjk-sans-jp-regular
+_DEBIAN_CJK_BOLD = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJKjp-Bold.otf",
+)
 
-        paths.append(Path(str(noto.FONT_PATH)))
+
+def _packaged(module: str) -> list[Path]:
+    try:
+        mod = __import__(module)
     except ImportError:
-        paths.extend(Path(p) for p in _DEBIAN_CJK if Path(p).is_file())
+        return []
+    return [Path(str(mod.FONT_PATH))]
+
+
+@functools.lru_cache(maxsize=2)
+def font_paths(bold: bool = False) -> tuple[Path, ...]:
+    """Fonts to try in order: primary CJK-capable face first, then the Latin fallback.
+
+    ``bold=True`` puts real bold faces first (Noto Sans CJK JP Bold from the PyPI package
+    ``noto-cjk-sans-jp-bold`` or Debian, then DejaVu Sans Bold) and the regular chain after
+    them, so a character no bold face has is drawn in regular weight — never thickened by
+    drawing it with a stroke, which smears Japanese strokes into blobs.
+    """
+    paths: list[Path] = []
+    if bold:
+        paths.extend(_packaged("noto_cjk_sans_jp_bold") or [Path(p) for p in _DEBIAN_CJK_BOLD if Path(p).is_file()])
+        try:
+            import matplotlib
+
+            paths.append(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf")
+        except ImportError:
+            pass
+        return tuple(dict.fromkeys([p for p in paths if p.is_file()] + list(font_paths(False))))
+    paths.extend(_packaged("noto_cjk_sans_jp_regular") or [Path(p) for p in _DEBIAN_CJK if Path(p).is_file()])
     try:
         import matplotlib
 
@@ -71,17 +98,17 @@ def _coverage(path: Path) -> frozenset[int]:
         return frozenset(tt.getBestCmap().keys())
 
 
-@functools.lru_cache(maxsize=64)
-def get_font(index: int, size: int):
+@functools.lru_cache(maxsize=128)
+def get_font(index: int, size: int, bold: bool = False):
     from PIL import ImageFont
 
-    return ImageFont.truetype(str(font_paths()[index]), size=size, layout_engine=ImageFont.Layout.BASIC)
+    return ImageFont.truetype(str(font_paths(bold)[index]), size=size, layout_engine=ImageFont.Layout.BASIC)
 
 
-def font_for(ch: str) -> int:
+def font_for(ch: str, bold: bool = False) -> int:
     """Index into :func:`font_paths` of the first font that has ``ch``; -1 for the placeholder."""
     cp = ord(ch)
-    for i, p in enumerate(font_paths()):
+    for i, p in enumerate(font_paths(bold)):
         if cp in _coverage(p):
             return i
     return -1
@@ -96,11 +123,11 @@ def clean(text: str) -> str:
     return text
 
 
-def runs(text: str) -> list[tuple[int, str]]:
+def runs(text: str, bold: bool = False) -> list[tuple[int, str]]:
     """Split text into (font index, substring) runs; index -1 = placeholder (one char per run)."""
     out: list[tuple[int, str]] = []
     for ch in text:
-        idx = font_for(ch)
+        idx = font_for(ch, bold)
         if out and idx == out[-1][0] and idx != -1:
             out[-1] = (idx, out[-1][1] + ch)
         else:
@@ -108,18 +135,17 @@ def runs(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def text_width(text: str, size: int) -> float:
+def text_width(text: str, size: int, bold: bool = False) -> float:
     total = 0.0
-    for idx, s in runs(text):
-        total += size * 1.1 if idx == -1 else get_font(idx, size).getlength(s)
+    for idx, s in runs(text, bold):
+        total += size * 1.1 if idx == -1 else get_font(idx, size, bold).getlength(s)
     return total
 
 
 def draw_text(draw, xy: tuple[float, float], text: str, size: int, fill, *, bold: bool = False) -> float:
-    """Draw one line of mixed-font text; returns its width.  ``bold`` = a 1 px stroke."""
+    """Draw one line of mixed-font text; returns its width.  ``bold`` = the bold faces, no stroke."""
     x, y = xy
-    stroke = max(1, size // 22) if bold else 0
-    for idx, s in runs(text):
+    for idx, s in runs(text, bold):
         if idx == -1:  # emoji-safe placeholder: a soft round glyph, same advance on every machine
             w = size * 1.1
             pad = size * 0.12
@@ -127,10 +153,27 @@ def draw_text(draw, xy: tuple[float, float], text: str, size: int, fill, *, bold
             draw.ellipse([x + pad, top, x + w - pad, top + w - 2 * pad], fill=(246, 190, 40), outline=(214, 150, 20))
             x += w
             continue
-        font = get_font(idx, size)
-        draw.text((x, y), s, font=font, fill=fill, stroke_width=stroke, stroke_fill=fill)
+        font = get_font(idx, size, bold)
+        draw.text((x, y), s, font=font, fill=fill)
         x += font.getlength(s)
     return x - xy[0]
+
+
+def has_bold_cjk_font() -> bool:
+    """True when a real bold Japanese face is installed (else bold Japanese is drawn in regular weight)."""
+    return "Bold" in font_paths(True)[0].name and "CJK" in font_paths(True)[0].name
+
+
+def clip_lines(lines: list[str], max_lines: int, size: int, max_width: float) -> list[str]:
+    """At most ``max_lines`` lines; when text is cut, the last kept line ends with an ellipsis."""
+    if len(lines) <= max(1, max_lines):
+        return lines
+    keep = lines[:max(1, max_lines)]
+    last = keep[-1].rstrip()
+    while last and text_width(last + "…", size) > max_width:
+        last = last[:-1].rstrip()
+    keep[-1] = last + "…"
+    return keep
 
 
 def _atoms(text: str) -> list[str]:
@@ -195,4 +238,20 @@ def wrap(text: str, size: int, max_width: float) -> list[str]:
             continue
         new.append(atom)
         lines.append(new)
-    return ["".join(line).strip() for line in lines if "".join(line).strip()]
+    return _kinsoku(["".join(line).strip() for line in lines if "".join(line).strip()])
+
+
+def _kinsoku(lines: list[str]) -> list[str]:
+    """Guarantee the rule on the result: closing punctuation that still starts a line (after a
+    forced split of an over-long run, say) moves to the end of the previous line."""
+    out: list[str] = []
+    for line in lines:
+        k = 0
+        while out and k < len(line) and line[k] in NO_LINE_START:
+            k += 1
+        if k:
+            out[-1] += line[:k]
+            line = line[k:].lstrip()
+        if line:
+            out.append(line)
+    return out

@@ -6,13 +6,18 @@ transcribes it back with WhisperX for word timings, and feeds words *and* audio 
 So the post's "text path" is really synthetic speech.  We keep that design but make the
 speech step explicit and replaceable:
 
-* ``gtts``      — upstream's engine (online only); MP3; the language comes from the corpus
-                  (``en`` / ``ja``), never from a guess on a 15-word message.
-* ``espeak-ng`` — offline formant synthesiser for air-gapped machines (``apt-get install
-                  espeak-ng``); WAV; voices ``en-us`` and ``ja``.  Robotic, and its Japanese
-                  voice reads kana far better than kanji: a different stimulus from gTTS, so the
-                  engine is recorded with every prediction and runs must not be mixed.
-* ``auto``      — gTTS when the package is installed and the service answers, else espeak-ng.
+* ``espeak-ng`` — the default: an offline formant synthesiser (``apt-get install espeak-ng``),
+                  run as the system binary; WAV; voices ``en-us`` and ``ja``.  Robotic, and its
+                  Japanese voice reads kana far better than kanji: a different stimulus from
+                  gTTS, so the engine is recorded with every prediction and runs must not be mixed.
+* ``gtts``      — upstream's engine: it sends the message text to Google, so it runs only when
+                  the caller passes ``allow_network=True`` (``--allow-network``); MP3; the
+                  language comes from the corpus (``en`` / ``ja``), never from a guess.
+* ``auto``      — gTTS when the network is allowed, the package is installed and the service
+                  answers, else espeak-ng.  Without ``allow_network`` it *is* espeak-ng.
+
+Offline by construction: nothing in this module opens a socket unless ``allow_network`` was
+given to :func:`get_engine`; the tests run it with sockets blocked.
 
 Audio files are cached by (engine, voice, text) so a resumed run does not synthesise again.
 """
@@ -84,7 +89,8 @@ class EspeakEngine:
     def available(self) -> str | None:
         """None when usable, else the reason."""
         if not self.binary:
-            return "espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)"
+            return ("espeak-ng (the offline speech engine) is not installed: apt-get install espeak-ng, "
+                    "or use --text-mode reading (no speech)")
         return None
 
     def has_voice(self, voice: str) -> bool:
@@ -115,7 +121,12 @@ class GTTSEngine:
 
     name = "gtts"
 
+    def __init__(self, allow_network: bool = False):
+        self.allow_network = allow_network
+
     def available(self) -> str | None:
+        if not self.allow_network:
+            return "gTTS sends the text to Google: it runs only with --allow-network"
         try:
             import gtts  # noqa: F401
         except ImportError:
@@ -144,12 +155,12 @@ class GTTSEngine:
 
 
 class AutoEngine:
-    """gTTS if it works, else espeak-ng (the choice is recorded per stimulus)."""
+    """gTTS if the network is allowed and it works, else espeak-ng (the choice is recorded per stimulus)."""
 
     name = "auto"
 
-    def __init__(self, rate_wpm: int = 150):
-        self.gtts, self.espeak = GTTSEngine(), EspeakEngine(rate_wpm)
+    def __init__(self, rate_wpm: int = 150, allow_network: bool = False):
+        self.gtts, self.espeak = GTTSEngine(allow_network), EspeakEngine(rate_wpm)
 
     def available(self) -> str | None:
         a, b = self.gtts.available(), self.espeak.available()
@@ -164,12 +175,12 @@ class AutoEngine:
         return self.espeak.synthesize(text, language, out_dir)
 
 
-def get_engine(name: str, *, rate_wpm: int = 150):
-    """An engine by name (``auto``, ``gtts``, ``espeak-ng``)."""
+def get_engine(name: str, *, rate_wpm: int = 150, allow_network: bool = False):
+    """An engine by name (``espeak-ng``, ``gtts``, ``auto``); only ``allow_network`` lets gTTS run."""
     if name == "auto":
-        return AutoEngine(rate_wpm)
+        return AutoEngine(rate_wpm, allow_network) if allow_network else EspeakEngine(rate_wpm)
     if name == "gtts":
-        return GTTSEngine()
+        return GTTSEngine(allow_network)
     if name in ("espeak-ng", "espeak"):
         return EspeakEngine(rate_wpm)
     raise UserError(f"unknown TTS engine {name!r}; choose one of {', '.join(ENGINES)}")

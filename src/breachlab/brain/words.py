@@ -7,7 +7,7 @@ english/french/spanish/dutch/chinese, and then splits sentences with
 chinese (``*_core_*_lg`` models).  Japanese fails at both steps.  This module holds the
 pieces we use instead (see ``docs/brain-gpu-recipe.md`` § "Japanese"):
 
-* :func:`whisperx_words` — the same WhisperX call with the corpus' ISO code (``ja``), WhisperX's
+* :func:`whisperx_words` — (only with ``allow_network``) the same WhisperX call with the corpus' ISO code (``ja``), WhisperX's
   own Japanese alignment model, and, because WhisperX aligns Japanese per *character*, the
   characters regrouped into words with :func:`segment_ja`.
 * :func:`even_words` — an offline fallback with no ASR: the known text's words spread over
@@ -30,6 +30,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from breachlab.errors import UserError
 
 JA_SENTENCE_END = "。！？!?．"
 _PUNCT = re.compile(r"^[\W_]+$", re.UNICODE)
@@ -252,12 +254,20 @@ def words_from_whisperx_json(transcript: dict[str, Any], language: str) -> tuple
 
 
 def whisperx_words(audio: str | Path, language: str, *, model: str = "base", device: str = "cpu",
-                   cache_tsv: Path | None = None) -> tuple[list[Word], str]:
-    """Run WhisperX on ``audio`` (cached next to it as JSON); returns (words, transcript text)."""
+                   cache_tsv: Path | None = None, allow_network: bool = False) -> tuple[list[Word], str]:
+    """Run WhisperX on ``audio`` (cached next to it as JSON); returns (words, transcript text).
+
+    WhisperX downloads its ASR and alignment models, and ``uvx whisperx`` also fetches unpinned
+    code, so the call runs only with ``allow_network`` (``--allow-network``); a cached result is
+    read either way.
+    """
     audio = Path(audio)
     cache = cache_tsv or audio.with_suffix(f".whisperx-{language}.json")
     if cache.is_file():
         return words_from_whisperx_json(json.loads(cache.read_text(encoding="utf-8")), language)
+    if not allow_network:
+        raise UserError("WhisperX downloads models (and uvx fetches unpinned code): add --allow-network, "
+                        "or use --aligner even for offline timings")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = whisperx_command(audio, language, Path(tmp), model=model, device=device)
         env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
