@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from breachlab.errors import UserError
+from breachlab.llama_open import open_llama
 from breachlab.models import resolve
 from breachlab.vuln.backends import Score, load_backend
 from tests.vuln.tiny_lm import make_model_dir
@@ -96,7 +97,7 @@ def test_llama_cpp_embedded_scores_match_full_logits() -> None:
     prompt = be.prompt(CODE)
     s = be.score(prompt)
     ids = be.tokenize(prompt)
-    ref = llama_cpp.Llama(str(resolve("embedded").path), n_ctx=1024, logits_all=True, verbose=False, n_threads=2)
+    ref = open_llama(model_path=str(resolve("embedded").path), n_ctx=1024, logits_all=True, verbose=False, n_threads=2)
     for word, lp in (("VULNERABLE", s.logp_vulnerable), ("SAFE", s.logp_safe)):
         cont = be.verdict_tokens()[word]
         ref.reset()

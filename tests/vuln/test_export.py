@@ -18,6 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from breachlab.llama_open import open_llama  # noqa: E402
 from breachlab.config import ConfigError  # noqa: E402
 from breachlab.vuln.export import ExportConfig, run as export  # noqa: E402
 from breachlab.vuln.prompts import inference_prompt  # noqa: E402
@@ -80,7 +81,7 @@ def _llama_greedy(path: Path, ids: list[int], n: int, lora: Path | None = None) 
     import llama_cpp
     import numpy as np
 
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=2, verbose=False,
+    llm = open_llama(model_path=str(path), n_ctx=512, n_threads=2, verbose=False,
                           **({"lora_path": str(lora)} if lora else {}))
     llm.eval(list(ids))
     out, first = [], None

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from breachlab.errors import UserError
+from breachlab.llama_open import open_llama
 from breachlab.models import ModelSource
 from breachlab.vuln.adapters import adapter_label, gguf_lora
 from breachlab.vuln.backend_base import Backend, log_softmax
@@ -47,7 +48,7 @@ class LlamaCppBackend(Backend):
             n_gpu_layers=gpu_layers, logits_all=False, verbose=False, seed=seed,
         )
         try:
-            self.llm = llama_cpp.Llama(**kwargs)
+            self.llm = open_llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"llama.cpp could not load {source.path}: {exc}") from None
         self.base_id = source.model_id

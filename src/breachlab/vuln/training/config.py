@@ -89,10 +89,11 @@ class TrainConfig:
                                          "and its fix (softplus(margin - gap))")
     attn_implementation: Literal["auto", "sdpa", "eager"] = field(
         "auto", help="attention kernels of the model: auto = transformers' default (sdpa), eager = plain matmuls")
-    sdpa_kernels: Literal["auto", "no-cudnn", "math"] = field(
-        "auto", help="which fused SDPA kernels PyTorch may pick on CUDA: auto = all; no-cudnn = not cuDNN's "
-                     "(with packed 4-D masks Qwen2 LoRA went NaN within 20 steps on an H200, docs/benchmarks.md); "
-                     "math = the unfused reference kernel only")
+    sdpa_kernels: Literal["auto", "all", "no-cudnn", "math"] = field(
+        "auto", help="which fused SDPA kernels PyTorch may pick on CUDA: auto = no-cudnn; all = PyTorch's choice "
+                     "(cuDNN's kernel included: with the packed 4-D masks Qwen2.5-Coder LoRA went NaN at step 4 "
+                     "on an H200, no-cudnn trained, docs/benchmarks.md); no-cudnn = flash / memory-efficient / "
+                     "math; math = the unfused reference kernel only")
     allow_pickle: bool = field(False, help="allow pickled (.bin) base weights — only for checkpoints you trust")
     fsdp: bool = field(False, help="with several processes (torchrun / accelerate launch): shard parameters, "
                                    "gradients and optimizer state over them (PyTorch FSDP2, one unit per decoder "
@@ -155,7 +156,7 @@ class TrainConfig:
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         for name, allowed in (("attn_implementation", ("auto", "sdpa", "eager")),
-                              ("sdpa_kernels", ("auto", "no-cudnn", "math"))):
+                              ("sdpa_kernels", ("auto", "all", "no-cudnn", "math"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.pair_weight < 0 or self.pair_margin < 0:

@@ -223,13 +223,15 @@ def _balanced(samples: list, n: int, seed: int) -> list:
 def set_sdpa_kernels(choice: str) -> None:
     """Which fused scaled-dot-product-attention kernels PyTorch may pick on CUDA (``sdpa_kernels``).
 
-    ``no-cudnn`` leaves cuDNN's kernel out (the flash and memory-efficient ones stay);
+    ``auto`` and ``no-cudnn`` leave cuDNN's kernel out (the flash and memory-efficient ones
+    stay): with the packed rows' additive 4-D masks it turned Qwen2.5-Coder-0.5B's LoRA
+    weights NaN at step 4 on an H200 (torch 2.11), where the other kernels trained;
     ``math`` keeps only the unfused reference kernel.  Process-wide: a training run owns
     its process.
     """
     import torch
 
-    if choice == "auto" or not torch.cuda.is_available():
+    if choice == "all" or not torch.cuda.is_available():
         return
     torch.backends.cuda.enable_cudnn_sdp(False)
     if choice == "math":

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from breachlab.vuln.prompts import training_example
+from breachlab.vuln.prompts import prompt_ids, training_example
 from breachlab.vuln.sample import Sample
 from breachlab.vuln.training import patches
 
@@ -55,15 +55,12 @@ def encode(tok: Any, sample: Sample, max_seq_len: int) -> Encoded:
     the data layer are already shortened around the changed lines where that matters.
     """
     chat = chat_tokenizer(tok)
-    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
 
     def build(code: str) -> tuple[list[int], int]:
         prompt, answer = training_example(code, sample.label, sample.cwe, sample.lang, tokenizer=chat)
-        p_ids = _ids(tok, prompt)
-        if bos and p_ids[:1] == bos:
-            p_ids = p_ids[1:]
+        p_ids = prompt_ids(tok, prompt)  # BOS exactly as scoring adds it (none after a chat template)
         a_ids = _ids(tok, answer)[: max(8, max_seq_len // 4)]
-        return bos + p_ids + a_ids, len(bos) + len(p_ids)
+        return p_ids + a_ids, len(p_ids)
 
     who = {"label": int(sample.label), "pair": sample.pair_id}
     ids, n_prompt = build(sample.code)
