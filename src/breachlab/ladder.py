@@ -108,9 +108,18 @@ LADDER: tuple[LadderModel, ...] = (
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         licence="Apache-2.0",
         chat_format="ChatML (the GGUF's tokenizer.chat_template)",
-        good_for="zero-shot ≈ chance on real code (PairVul test ROC-AUC 0.49, P-C 0.01); pair-aware "
-                 "LoRA r16, 4 epochs on one H200: PairVul 0.59, P-C 0.19, no transfer to other projects (issue 14)",
+        good_for="not yet a real-code detector: zero-shot PairVul test ROC-AUC 0.492, SVEN 0.483; "
+                 "LoRA r16 on PairVul+Juliet (2 epochs, H200) SFT 0.515 / pair-margin 0.504, P-C 0.00 at 0.5 "
+                 "(docs/benchmarks.md, real code); an earlier probe reached 0.59 (issue 14)",
         extra="qwen-0-5b",
+        measured=(
+            Measured("PairVul test ROC-AUC, zero-shot", 0.492, "350 CVE-disjoint pairs, transformers bf16, H200",
+                     "docs/results/realcode-qwen2.5-coder-0.5b/zero-shot"),
+            Measured("PairVul test ROC-AUC, LoRA SFT", 0.515, "same test; 2 epochs on PairVul+Juliet",
+                     "docs/results/realcode-qwen2.5-coder-0.5b/sft"),
+            Measured("SVEN ROC-AUC, LoRA SFT (never trained on SVEN)", 0.488, "100 pairs",
+                     "docs/results/realcode-qwen2.5-coder-0.5b/sft"),
+        ),
     ),
     LadderModel(
         name="qwen2.5-coder-1.5b",
