@@ -303,3 +303,24 @@ def test_pair_margin_adds_the_pair_term_and_keeps_pairs_together(tiny, tmp_path)
     assert "objective: sft" in (_cfg(tiny, objective="pair_margin").graphs_blocker() or "")
     with pytest.raises(ConfigError, match="pair_weight"):
         _cfg(tiny, pair_weight=-1.0)
+
+
+def test_rank_auc_by_hand():
+    from breachlab.vuln.training.validate import rank_auc
+
+    assert rank_auc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
+    assert rank_auc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
+    assert rank_auc([0.5, 0.5], [1, 0]) == 0.5  # a tie counts half
+    assert rank_auc([0.3, 0.7, 0.5], [1, 0, 1]) == pytest.approx(0.0)  # both positives below the negative
+    assert rank_auc([0.3, 0.7], [1, 1]) is None
+
+
+def test_select_on_auc_keeps_the_highest_validation_auc(tiny, tmp_path):
+    out = run(_cfg(tiny, select_on="auc", max_steps=6, eval_every=2), out=tmp_path / "auc")
+    rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r["val_verdict_auc"]]
+    aucs = [float(r["val_verdict_auc"]) for r in rows]
+    assert len(aucs) == 3 and all(0.0 <= a <= 1.0 for a in aucs)
+    man = json.loads((out / "manifest.json").read_text())
+    best = max(range(3), key=lambda i: (aucs[i], -i))  # ties keep the earliest
+    assert man["selected_on"] == "auc" and man["best_step"] == int(rows[best]["step"])
+    assert man["best_val_verdict_auc"] == pytest.approx(aucs[best])

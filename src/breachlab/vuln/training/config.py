@@ -72,9 +72,11 @@ class TrainConfig:
     eval_every: int = field(50, help="validation loss every N optimizer steps (0 = only at the end)")
     patience: int = field(0, help="early stopping: stop after this many evaluations without improvement (0 = off)")
     min_delta: float = field(0.0, help="early stopping: an improvement must beat the best by more than this")
-    select_on: Literal["loss", "verdict"] = field(
-        "loss", help="validation number for the best checkpoint and early stopping: loss (mean answer-token NLL) "
-                     "or verdict (NLL of the verdict token alone, what logit scoring reads)")
+    select_on: Literal["loss", "verdict", "auc"] = field(
+        "loss", help="validation number for the best checkpoint and early stopping: loss (mean answer-token NLL), "
+                     "verdict (NLL of the verdict token alone, what logit scoring reads) or auc (ROC-AUC of the "
+                     "verdict-logit gap, threshold-free; a pair-margin run raised the verdict NLL while its "
+                     "accuracy rose, so verdict picked step 50 of 620: docs/benchmarks.md, real code)")
     save_every: int = field(50, help="checkpoint every N optimizer steps (0 = off); --resume loses at most this")
     keep_checkpoints: int = field(2, help="how many recent checkpoints to keep")
     log_every: int = field(10, help="log the training loss every N steps")

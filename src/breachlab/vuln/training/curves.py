@@ -14,7 +14,7 @@ from typing import Any
 from breachlab.rundir import atomic_write_text
 
 CURVE_FIELDS = ["step", "epoch", "train_loss", "val_loss", "lr", "tokens", "seconds",
-                "val_verdict_nll", "val_verdict_acc"]
+                "val_verdict_nll", "val_verdict_acc", "val_verdict_auc"]
 
 
 def write_curves(path: Path, history: list[dict]) -> Path:

@@ -27,6 +27,15 @@ from breachlab.vuln.training.step import Stepper
 log = logging.getLogger("breachlab.vuln.train")
 
 
+def selection_number(select_on: str, val: dict) -> float:
+    """The validation number ``select_on`` keeps the best checkpoint by, lower = better
+    (``auc`` enters negated; a validation set with one class scores 0.5)."""
+    if select_on == "auc":
+        auc = val.get("verdict_auc")
+        return -(0.5 if auc is None else auc)
+    return val["verdict_nll" if select_on == "verdict" else "loss"]
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         import torch
@@ -161,7 +170,8 @@ class Trainer:
         step = state["step"]
         row = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), "train_loss": round(loss, 5),
                "val_loss": "", "lr": parts.sched.get_last_lr()[0], "tokens": state["tokens"],
-               "seconds": round(state["train_seconds"], 2), "val_verdict_nll": "", "val_verdict_acc": ""}
+               "seconds": round(state["train_seconds"], 2), "val_verdict_nll": "", "val_verdict_acc": "",
+               "val_verdict_auc": ""}
         if step % max(1, cfg.log_every) == 0 and self.is_main:
             log.info("step %d/%d loss %.4f (%.1f tok/s)", step, self.total_steps, sum(window) / len(window),
                      state["tokens"] / max(1e-9, state["train_seconds"]))
@@ -172,7 +182,9 @@ class Trainer:
             row["val_loss"] = round(val["loss"], 5)
             row["val_verdict_nll"] = round(val["verdict_nll"], 5)
             row["val_verdict_acc"] = round(val["verdict_acc"], 4) if val["verdict_acc"] is not None else ""
-            self._early_stopping(state, val["verdict_nll" if cfg.select_on == "verdict" else "loss"], run_dir)
+            if val.get("verdict_auc") is not None:
+                row["val_verdict_auc"] = round(val["verdict_auc"], 4)
+            self._early_stopping(state, selection_number(cfg.select_on, val), run_dir)
         state["history"].append(row)
         if writer is not None:
             writer(row)

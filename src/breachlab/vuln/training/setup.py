@@ -82,8 +82,8 @@ def build(cfg: TrainConfig, acc: Any, train_samples: list, val_samples: list) ->
     train_enc = [sft.encode(tok, s, cfg.max_seq_len) for s in train_samples]
     val_enc = [sft.encode(tok, s, cfg.max_seq_len) for s in val_samples]
     verdict_ids = sft.verdict_token_ids(train_enc + val_enc)
-    if cfg.select_on == "verdict" and len(verdict_ids) != 2:
-        raise ValueError(f"select_on=verdict needs answers that start with one of two verdict tokens; "
+    if cfg.select_on in ("verdict", "auc") and len(verdict_ids) != 2:
+        raise ValueError(f"select_on={cfg.select_on} needs answers that start with one of two verdict tokens; "
                          f"found {len(verdict_ids)} distinct first answer tokens")
     cuda = device.type == "cuda"
     world = acc.num_processes

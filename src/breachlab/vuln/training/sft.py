@@ -318,12 +318,14 @@ def verdict_token_ids(encoded: Sequence[Encoded]) -> tuple[int, ...]:
 
 
 def forward_eval(model: Any, batch: dict[str, Any], device: Any,
-                 verdict_ids: Sequence[int] = ()) -> tuple[float, int, float, int]:
+                 verdict_ids: Sequence[int] = (), gaps: list | None = None) -> tuple[float, int, float, int]:
     """Validation numbers of one batch from one forward pass.
 
     Returns (answer-token NLL sum, answer tokens, verdict-token NLL sum, verdicts right).
     The verdict token is the first of the answer, the one logit scoring reads; "right" means
     the true verdict token outscores the other one of ``verdict_ids`` (needs exactly two).
+    ``gaps``, when given (and two verdict ids), gets one ``(logit[ids[1]] - logit[ids[0]],
+    true token is ids[1])`` per example: what a threshold-free validation AUC ranks.
     """
     import torch.nn.functional as F
 
@@ -337,4 +339,6 @@ def forward_eval(model: Any, batch: dict[str, Any], device: Any,
         pair = v_logits[:, list(verdict_ids)]  # (B, 2)
         truth = (v_true == verdict_ids[1]).long()
         right = int((pair.argmax(-1) == truth).sum())
+        if gaps is not None:
+            gaps.extend(zip((pair[:, 1] - pair[:, 0]).tolist(), truth.tolist()))
     return float(loss_sum), batch["n_supervised"], float(v_nll), right
