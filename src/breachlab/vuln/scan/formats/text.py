@@ -32,7 +32,7 @@ def render(report: ScanReport, width: int = 120, color: bool = False) -> str:
             table.add_column(col, overflow="fold")
         for f in report.findings:
             table.add_row(f"[{_STYLE[f.severity]}]{f.severity.name}[/]", f"{f.confidence:.2f}",
-                          f"{f.path}:{f.start_line}-{f.end_line}", f.function, f.rule_id, f.message)
+                          (f"{f.path}:{','.join(map(str, f.lines[:4]))}" if f.lines else f"{f.path}:{f.start_line}-{f.end_line}"), f.function, f.rule_id, f.message)
         console.print(table)
     else:
         console.print("no findings at or above the threshold")
