@@ -78,6 +78,12 @@ def build_juliet(out: Path, split: str, per_cwe: int) -> list[dict]:
     members: dict[str, list] = {}
     with tarfile.open(DATA / "juliet" / "juliet-c-cpp-1.3.tar.xz") as tar:
         for info in tar:
+            if re.search(r"testcasesupport/[^/]+\.h$", info.name) and info.isfile():
+                # the suite's own headers sit beside the test cases, as a real tree's headers do:
+                # clang-tidy then compiles each file standalone (it gives nothing for a file that does not)
+                (out / "juliet").mkdir(parents=True, exist_ok=True)
+                (out / "juliet" / Path(info.name).name).write_bytes(tar.extractfile(info).read())
+                continue
             m = _SINGLE.search(info.name)
             if not m or not info.isfile() or m.group(1) not in CWES:
                 continue

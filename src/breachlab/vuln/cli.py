@@ -205,9 +205,11 @@ def quickstart(
 def _mount_subcommands() -> None:
     """Mount scan and train/export/plan/quantbench (their heavy imports stay inside the commands)."""
     from breachlab.vuln import train_cli
+    from breachlab.vuln.scan.calibrate_cli import calibrate
     from breachlab.vuln.scan.cli import scan
 
     app.command("scan")(scan)
+    app.command("calibrate")(calibrate)
     for name in ("train", "export", "plan", "quantbench"):
         app.command(name)(getattr(train_cli, name))
 

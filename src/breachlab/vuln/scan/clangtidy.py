@@ -18,6 +18,7 @@ those calls); it is switched off.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -97,34 +98,49 @@ def version() -> str | None:
     return m.group(1) if m else out.strip()[:40]
 
 
-def run_file(path: Path, include_dirs: Sequence[Path] = (), timeout: float = 60.0) -> tuple[list[StaticHit], str | None]:
-    """Analyse one file; (hits, note).  The note says why a file gave no analysis."""
+def run_files(paths: Sequence[Path], include_dirs: Sequence[Path] = (),
+              timeout: float = 300.0) -> tuple[dict[Path, list[StaticHit]], list[str]]:
+    """Analyse ``paths`` (one clang-tidy process, same language flags); (hits per path, notes)."""
+    out: dict[Path, list[StaticHit]] = {p: [] for p in paths}
     exe = available("clang-tidy")
     if exe is None:
-        return [], "clang-tidy not installed (pip install clang-tidy)"
-    cpp = path.suffix.lower() not in (".c", ".h")
-    std = "-std=gnu++17" if cpp else "-std=gnu11"
+        return out, ["clang-tidy not installed (pip install clang-tidy)"]
+    if not paths:
+        return out, []
+    cpp = Path(paths[0]).suffix.lower() not in (".c", ".h")
+    by_real = {os.path.realpath(p): p for p in paths}
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bl-stubs-") as stubs:
-        incs = [f"-I{path.parent}", *[f"-I{d}" for d in include_dirs], f"-I{stubs}"]
-        flags = [std, *incs, "-Wno-everything", "-ferror-limit=0"] + (["-xc++"] if cpp and path.suffix == ".h" else [])
+        dirs = dict.fromkeys([*(str(Path(p).parent) for p in paths), *map(str, include_dirs)])
+        flags = ["-std=gnu++17" if cpp else "-std=gnu11", *[f"-I{d}" for d in dirs], f"-I{stubs}",
+                 "-Wno-everything", "-ferror-limit=0"]
         for _ in range(_MAX_STUB_ROUNDS):
-            cmd = [exe, "--quiet", "--config={}", f"--checks={CHECKS}", str(path), "--", *flags]
+            cmd = [exe, "--quiet", "--config={}", f"--checks={CHECKS}", *map(str, paths), "--", *flags]
             try:
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                                      errors="replace", cwd=stubs)
             except subprocess.TimeoutExpired:
-                return [], f"clang-tidy timed out on a file after {timeout:.0f}s"
+                return out, [f"clang-tidy timed out after {timeout:.0f}s on {len(paths)} file(s)"]
             except OSError as exc:
-                return [], f"clang-tidy failed to start: {exc}"
+                return out, [f"clang-tidy failed to start: {exc}"]
             pairs, error, missing = parse_output(res.stdout + "\n" + res.stderr)
             new = [m for m in missing if not (Path(stubs) / m).exists() and ".." not in Path(m).parts
                    and not Path(m).is_absolute()]
-            if new:
-                for m in new:
-                    (Path(stubs) / m).parent.mkdir(parents=True, exist_ok=True)
-                    (Path(stubs) / m).write_text("")
-                continue
-            hits = [h for f, h in pairs if Path(f).name == path.name]
-            return hits, ("clang-tidy: some files do not compile standalone (no analyzer results for them)"
-                          if error and not hits else None)
-    return [], "clang-tidy: too many missing headers in some files (no analyzer results for them)"
+            if not new:
+                break
+            for m in new:  # an empty stub for each header the tree does not hold, then try again
+                (Path(stubs) / m).parent.mkdir(parents=True, exist_ok=True)
+                (Path(stubs) / m).write_text("")
+        for f, h in pairs:
+            key = by_real.get(os.path.realpath(f))
+            if key is not None:
+                out[key].append(h)
+        if error:
+            notes.append("clang-tidy: some files do not compile standalone (no analyzer results for them)")
+    return out, notes
+
+
+def run_file(path: Path, include_dirs: Sequence[Path] = (), timeout: float = 60.0) -> tuple[list[StaticHit], str | None]:
+    """Analyse one file; (hits, note)."""
+    hits, notes = run_files([path], include_dirs, timeout)
+    return hits[path], (notes[0] if notes else None)

@@ -1,7 +1,9 @@
-"""Run the static tools on files: one tool × one file per job, in parallel, cached by content.
+"""Run the static tools on files: batches in parallel processes, results cached per file content.
 
-Why per file: a result then depends only on the file's bytes, the tool and its version, so
-it can be cached by ``sha256(bytes)`` and a re-scan of an unchanged tree runs no tool at all.
+Why per file: each tool analyses each file on its own (no cross-file analysis), so a result
+depends only on the file's bytes, the tool and its version; it is cached by ``sha256(bytes)``
+and a re-scan of an unchanged tree runs no tool at all.  Files are still *run* in batches
+(one process per batch): flawfinder and clang-tidy pay a start-up cost per process.
 Why threads: each job is a child *process* (cppcheck, flawfinder, clang-tidy); the threads
 only wait for them, so ``jobs`` threads keep ``jobs`` cores busy without pickling anything.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -42,12 +45,33 @@ def tool_version(tool: str) -> str | None:
     return (res.stdout or res.stderr).strip().splitlines()[0][:60] if (res.stdout or res.stderr).strip() else "?"
 
 
-def _run_one(tool: str, path: Path, include_dirs: Sequence[Path], timeout: float) -> tuple[list[StaticHit], str | None]:
+def _run_batch(tool: str, paths: Sequence[Path], include_dirs: Sequence[Path],
+               timeout: float) -> tuple[dict[Path, list[StaticHit]], list[str]]:
+    """One process of ``tool`` over ``paths``; hits per path.  Each file is analysed on its own
+    (no cross-file analysis), so a batch gives the same per-file hits as one run per file."""
     if tool == "clang-tidy":
-        return clangtidy.run_file(path, include_dirs, timeout=min(timeout, 120.0))
+        return clangtidy.run_files(paths, include_dirs, timeout=timeout)
     runner = hybrid.run_cppcheck if tool == "cppcheck" else hybrid.run_flawfinder
-    pairs, note = runner([path], timeout=timeout)
-    return [h for f, h in pairs if Path(f) == path or Path(f).name == path.name], note
+    pairs, note = runner(list(paths), timeout=timeout)
+    by_real = {os.path.realpath(p): p for p in paths}
+    out: dict[Path, list[StaticHit]] = {p: [] for p in paths}
+    for f, h in pairs:
+        key = by_real.get(os.path.realpath(f))
+        if key is not None:
+            out[key].append(h)
+    return out, [note] if note else []
+
+
+def _batches(paths: list[tuple[Path, str]], jobs: int, most: int = 16) -> list[list[tuple[Path, str]]]:
+    """Split into about ``jobs`` batches of one language each (C and C++ need other flags)."""
+    out: list[list[tuple[Path, str]]] = []
+    for is_c in (True, False):
+        group = [p for p in paths if (p[0].suffix.lower() in (".c", ".h")) == is_c]
+        if not group:
+            continue
+        size = max(1, min(most, -(-len(group) // max(1, jobs))))
+        out.extend(group[i:i + size] for i in range(0, len(group), size))
+    return out
 
 
 def _key(tool: str, digest: str) -> str:
@@ -74,24 +98,26 @@ def run(tools: Sequence[str], files: Sequence[tuple[Path, str]], *, cache: Any, 
             entry = cache.get(_key(tool, digest))
             if entry is not None and "hits" in entry:
                 out[path].extend(StaticHit(**h) for h in entry["hits"])
-                if entry.get("note"):
-                    notes.append(entry["note"])
                 cached += 1
             else:
                 todo.append((tool, path, digest))
 
-    def job(item: tuple[str, Path, str]) -> tuple[str, Path, str, list[StaticHit], str | None]:
-        tool, path, digest = item
-        hits, note = _run_one(tool, path, include_dirs, timeout)
-        return tool, path, digest, hits, note
+    batches = [(tool, batch) for tool in tools if tool_version(tool) is not None
+               for batch in _batches([(p, d) for t, p, d in todo if t == tool], jobs)]
+
+    def job(item: tuple[str, list[tuple[Path, str]]]) -> tuple[str, list[tuple[Path, str]], dict, list[str]]:
+        tool, batch = item
+        hits, batch_notes = _run_batch(tool, [p for p, _ in batch], include_dirs, timeout)
+        return tool, batch, hits, batch_notes
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for tool, path, digest, hits, note in pool.map(job, todo):
-            out[path].extend(hits)
-            if note:
-                notes.append(note)
-            if not note or not _TRANSIENT.search(note):  # a timeout or a failed start is retried next time
-                cache.put(_key(tool, digest), {"hits": [asdict(h) for h in hits], "note": note})
+        for tool, batch, hits, batch_notes in pool.map(job, batches):
+            notes.extend(batch_notes)
+            transient = any(_TRANSIENT.search(n) for n in batch_notes)
+            for path, digest in batch:
+                out[path].extend(hits.get(path, []))
+                if not transient:  # a timeout or a failed start is retried next time
+                    cache.put(_key(tool, digest), {"hits": [asdict(h) for h in hits.get(path, [])]})
     for path in out:
         out[path].sort(key=lambda h: (h.line, h.tool, h.rule))
     return out, notes, cached
