@@ -188,6 +188,8 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
             n["static_cached"] += static_cached
             nxt = next(chunks, None)
             pending = ahead.submit(_prepare_chunk, nxt, cfg, cache, include_dirs) if nxt is not None else None
+            if scorer is not None and hasattr(scorer, "prefetch"):  # a server: score the chunk concurrently
+                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest))
             for p in parsed:
                 skipped.extend(p.skipped)
                 if not p.digest:
@@ -223,6 +225,25 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
                        "calibration": calibration.path if calibration else None}
     return ScanReport(findings=sorted(findings, key=Finding.sort_key), skipped=skipped, stats=stats,
                       settings=report_settings, records=records)
+
+
+def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: ScoreCache,
+              digest: str) -> list[tuple[str, str, str]]:
+    """(code, lang, evidence) of the chunk's functions the model will be asked about (not cached)."""
+    out = []
+    for p in parsed:
+        changed = _changed_for(cfg, p.source)
+        for fn in p.functions:
+            if changed is not None and not any(a <= fn.end_line and fn.start_line <= b for a, b in changed):
+                continue
+            groups = cands.merge(hits_in(p.hits, fn.start_line, fn.end_line))
+            if not (groups or cfg.deep):
+                continue
+            view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
+                                   max_line_chars=cfg.max_line_chars)
+            if "p" not in (cache.get(cache_key(view.code, view.evidence, scorer.model_id, digest)) or {}):
+                out.append((view.code, fn.lang, view.evidence))
+    return out
 
 
 def _changed_for(cfg: ScanConfig, sf: SourceFile) -> list[list[int]] | None:

@@ -77,6 +77,18 @@ def triage_messages(code: str, lang: str, evidence: str) -> list[dict[str, str]]
     return [{"role": "user", "content": content}]
 
 
+def chat_messages(code: str, lang: str, evidence: str) -> list[dict[str, str]]:
+    """The chat a server gets: the triage messages, or the trained inference question without evidence."""
+    if evidence:
+        return triage_messages(code, lang, evidence)
+    from breachlab.vuln.prompts import INFERENCE_QUESTION, SYSTEM, lang_name
+
+    name = lang_name(lang)
+    fence = "cpp" if name == "C++" else "c"
+    return [{"role": "user", "content": f"{SYSTEM}\n\n{INFERENCE_QUESTION.format(lang=name)}\n\n```{fence}\n"
+                                        f"{code.strip()}\n```"}]
+
+
 def render_prompt(code: str, lang: str, evidence: str, tokenizer: Any = None) -> str:
     """The full prompt text: the trained inference prompt without evidence, the triage one with."""
     from breachlab.vuln.prompts import inference_prompt, render_turns
