@@ -98,10 +98,18 @@ def main() -> None:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--backend", default="auto", help="auto, llama.cpp, transformers or none")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--records", type=Path, help="evaluate the records of an earlier run (no scan)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     labels = json.loads((a.root / "labels.json").read_text())
     cal = calmod.load(a.calibration) if a.calibration else None
+    if a.records:  # e.g. the scan ran before the calibration was fitted
+        old = json.loads(a.records.read_text())
+        if cal is not None:  # refuses records made under other settings (one-line UserError)
+            calmod.check(cal, old["settings"], "model" if old["model_id"] else "no_model")
+        report_stats, records, model_id, seconds = old["scan_stats"], old["records"], old["model_id"], old["seconds"]
+        write(a, labels, cal, records, report_stats, model_id, seconds, old["settings"])
+        return
     scorer = None
     if a.backend != "none":
         from breachlab.vuln.scan.cli import choose_adapter, make_scorer
@@ -112,12 +120,18 @@ def main() -> None:
         calmod.check(cal, scan_settings(cfg, scorer), "model" if scorer else "no_model")
     t = time.perf_counter()
     report = scan(cfg, scorer)
-    result = evaluate(labels, report.records, cal)
+    write(a, labels, cal, report.records, report.stats, scorer.model_id if scorer else None,
+          round(time.perf_counter() - t, 1), scan_settings(cfg, scorer))
+
+
+def write(a: argparse.Namespace, labels: dict, cal: calmod.Calibration | None, records: list[dict], stats: dict,
+          model_id: str | None, seconds: float, settings: dict) -> None:
+    result = evaluate(labels, records, cal)
     doc = {"root": str(a.root), "calibration": str(a.calibration) if a.calibration else None,
            "promised_fpr": {k: v.fit.get("at_threshold", {}).get("fpr") for k, v in cal.variants.items()} if cal else None,
-           "target_fpr": cal.target_fpr if cal else None, "model_id": scorer.model_id if scorer else None,
-           "seconds": round(time.perf_counter() - t, 1), "scan_stats": {k: v for k, v in report.stats.items()},
-           "machine": f"{os.cpu_count()} CPU", "metrics": result}
+           "target_fpr": cal.target_fpr if cal else None, "model_id": model_id, "settings": settings,
+           "seconds": seconds, "scan_stats": stats, "machine": f"{os.cpu_count()} CPU",
+           "loadavg": [round(x, 1) for x in os.getloadavg()], "metrics": result, "records": records}
     a.out.write_text(json.dumps(doc, indent=1))
     for level in ("function", "file"):
         print(table(result, level, "all"), end="\n\n")
