@@ -50,6 +50,23 @@ def metrics(y: list[int], pred: list[bool]) -> dict[str, Any]:
             "fpr": round(fp / (fp + tn), 3) if fp + tn else 0.0}
 
 
+def lines_hit(rows: list[dict], name: str, flag: Callable[[dict], bool], near: int = 2) -> dict[str, int]:
+    """Labelled flaw lines (Juliet ``POTENTIAL FLAW`` lines, lines a SVEN fix changed) that a
+    detector points at within ±``near`` lines."""
+    total = hit = 0
+    for r in rows:
+        if not r["label"] or not r.get("flaw_lines"):
+            continue
+        if name in ("cppcheck", "flawfinder", "clang-tidy"):
+            pointed = r.get("tool_lines", {}).get(name, [])
+        else:
+            pointed = r["lines"] if flag(r) else []
+        for ln in r["flaw_lines"]:
+            total += 1
+            hit += any(abs(ln - x) <= near for x in pointed)
+    return {"labelled_lines": total, "hit": hit}
+
+
 def detectors(cal: calmod.Calibration | None) -> dict[str, Callable[[dict], bool]]:
     f = lambda k: (lambda r: r["features"][k] > 0)  # noqa: E731
     out = {"cppcheck": f("cppcheck"), "flawfinder": f("flawfinder_level"), "clang-tidy": f("clang"),
@@ -75,6 +92,7 @@ def evaluate(labels: dict, records: list[dict], cal: calmod.Calibration | None) 
             sel = [r for r in rows if subset == "all" or r["source"] == subset]
             files = [f for f in labels["files"] if subset == "all" or f["source"] == subset]
             res[subset] = {"function": metrics([r["label"] for r in sel], [flag(r) for r in sel]),
+                           "lines": lines_hit(sel, name, flag),
                            "file": metrics([f["file_label"] for f in files],
                                            [any(flag(r) for r in by_file.get(f["path"], [])) for f in files])}
         out[name] = res
@@ -82,12 +100,12 @@ def evaluate(labels: dict, records: list[dict], cal: calmod.Calibration | None) 
 
 
 def table(result: dict[str, Any], level: str, subset: str) -> str:
-    lines = [f"| detector ({level}, {subset}) | precision | recall | MCC | FP rate | TP | FP |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| detector ({level}, {subset}) | precision | recall | MCC | FP rate | TP | FP | flaw lines hit ±2 |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, res in result.items():
-        m = res[subset][level]
+        m, ln = res[subset][level], res[subset]["lines"]
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['mcc']:.3f} | {m['fpr']:.3f} "
-                     f"| {m['tp']} | {m['fp']} |")
+                     f"| {m['tp']} | {m['fp']} | {ln['hit']} of {ln['labelled_lines']} |")
     return "\n".join(lines)
 
 
@@ -108,6 +126,12 @@ def main() -> None:
         if cal is not None:  # refuses records made under other settings (one-line UserError)
             calmod.check(cal, old["settings"], "model" if old["model_id"] else "no_model")
         report_stats, records, model_id, seconds = old["scan_stats"], old["records"], old["model_id"], old["seconds"]
+        if records and "tool_lines" not in records[0]:  # older records: per-tool lines from a model-free scan
+            free = scan(ScanConfig(paths=[str(a.root)], explain=False, keep_records=True, respect_gitignore=False,
+                                   min_confidence=1.0), None)
+            per = {(r["path"], r["start_line"]): r["tool_lines"] for r in free.records}
+            for r in records:
+                r["tool_lines"] = per.get((r["path"], r["start_line"]), {})
         write(a, labels, cal, records, report_stats, model_id, seconds, old["settings"])
         return
     scorer = None

@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("paths", nargs="+", type=Path)
     ap.add_argument("--threads", type=int, default=None, help="model threads")
-    ap.add_argument("--backend", default="llama.cpp")
+    ap.add_argument("--backend", default="llama.cpp", help="llama.cpp, transformers or none (--no-model)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="scan-speed-"))
@@ -76,8 +76,9 @@ def main() -> None:
     from breachlab.vuln.scan.cli import choose_adapter, make_scorer
 
     t = time.perf_counter()
-    scorer = make_scorer("embedded", a.backend, choose_adapter(None, model="embedded"), 4096, a.threads)
-    res["model"], res["model_load_s"] = scorer.model_id, round(time.perf_counter() - t, 1)
+    scorer = None if a.backend == "none" else make_scorer("embedded", a.backend, choose_adapter(None, model="embedded"),
+                                                          4096, a.threads)
+    res["model"], res["model_load_s"] = (scorer.model_id if scorer else None), round(time.perf_counter() - t, 1)
     cache = ScoreCache(work / "cache.sqlite")
     cfg = ScanConfig(paths=[str(tree)], explain=False)
     for name in ("cold", "cached"):

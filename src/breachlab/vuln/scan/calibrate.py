@@ -70,7 +70,8 @@ def labelled_rows(labels: dict[str, Any], records: list[dict[str, Any]]) -> list
             if rec is not None:
                 rows.append({"label": int(fn["label"]), "source": f["source"], "path": f["path"],
                              "function": rec["function"], "features": rec["features"], "candidate": rec["candidate"],
-                             "p_llm": rec["p_llm"], "lines": rec.get("lines", [])})
+                             "p_llm": rec["p_llm"], "lines": rec.get("lines", []),
+                             "tool_lines": rec.get("tool_lines", {}), "flaw_lines": fn.get("flaw_lines", [])})
     return rows
 
 

@@ -290,7 +290,8 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
         conf = p_llm if p_llm is not None else 1.0
     rec = {"path": p.source.display, "function": fn.name, "start_line": fn.start_line, "end_line": fn.end_line,
            "p_llm": p_llm, "confidence": conf, "features": feats, "candidate": candidate,
-           "tools": sorted({h.tool for h in hits}), "lines": sorted({h.line for h in hits})}
+           "tools": sorted({h.tool for h in hits}), "lines": sorted({h.line for h in hits}),
+           "tool_lines": {t: sorted({h.line for h in hits if h.tool == t}) for t in sorted({h.tool for h in hits})}}
     if conf < threshold or conf <= 0.0:
         return None, rec, how
     expl = None
