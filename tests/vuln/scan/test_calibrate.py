@@ -100,3 +100,20 @@ def test_calibrate_command_is_mounted() -> None:
 
     names = {c.name for c in app.registered_commands}
     assert {"scan", "calibrate"} <= names
+
+
+def test_shipped_calibration_covers_the_default_scan() -> None:
+    """The calibration this version ships was made by `vuln calibrate` for the default scan."""
+    from breachlab.vuln.adapters import adapter_tag, shipped_dir
+    from breachlab.vuln.scan.scorers import PROMPT_VERSION
+
+    cal = calibration.load(cli.shipped_calibration())
+    assert set(cal.variants) == {"model", "no_model"}
+    defaults = ScanConfig(paths=["."])
+    assert cal.settings["prompt"] == PROMPT_VERSION and cal.settings["strip_comments"] is defaults.strip_comments
+    assert cal.settings["tools"] == sorted(defaults.tools) and cal.settings["max_line_chars"] == defaults.max_line_chars
+    # the default model: the embedded GGUF through llama.cpp with the shipped adapter's GGUF
+    assert cal.settings["model_id"].endswith("+" + adapter_tag(shipped_dir() / "adapter.gguf"))
+    assert len(cal.data["files_sha256"]) == 64 and cal.target_fpr == 0.10
+    for v in cal.variants.values():
+        assert 0.0 < v.threshold <= 1.0 and v.fit["at_threshold"]["fpr"] <= cal.target_fpr
