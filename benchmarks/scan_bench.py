@@ -116,10 +116,24 @@ def main() -> None:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--backend", default="auto", help="auto, llama.cpp, transformers or none")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--juliet-cases", type=int, default=None,
+                    help="only the first N Juliet test cases per CWE (by name; both files of a case) and all SVEN files")
     ap.add_argument("--records", type=Path, help="evaluate the records of an earlier run (no scan)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     labels = json.loads((a.root / "labels.json").read_text())
+    if a.juliet_cases is not None:  # a smaller, label-blind subset when the model is slow
+        keep, seen = [], {}
+        for f in sorted(labels["files"], key=lambda f: f["path"]):
+            if f["source"] == "juliet":
+                case = f["path"].rsplit("_", 1)[0]
+                cases = seen.setdefault(f["cwe"], [])
+                if case not in cases:
+                    if len(cases) >= a.juliet_cases:
+                        continue
+                    cases.append(case)
+            keep.append(f)
+        labels = {**labels, "files": keep}
     cal = calmod.load(a.calibration) if a.calibration else None
     if a.records:  # e.g. the scan ran before the calibration was fitted
         old = json.loads(a.records.read_text())
@@ -139,7 +153,11 @@ def main() -> None:
         from breachlab.vuln.scan.cli import choose_adapter, make_scorer
 
         scorer = make_scorer(a.model, a.backend, choose_adapter(None, model=a.model), 4096, a.threads)
-    cfg = ScanConfig(paths=[str(a.root)], explain=False, keep_records=True, respect_gitignore=False, min_confidence=1.0)
+    a.root = a.root.resolve()
+    paths = [str(a.root)] if a.juliet_cases is None else [f["path"] for f in labels["files"]]
+    if a.juliet_cases is not None:
+        os.chdir(a.root)  # reported paths relative to the tree, as in labels.json
+    cfg = ScanConfig(paths=paths, explain=False, keep_records=True, respect_gitignore=False, min_confidence=1.0)
     if cal is not None:  # the same settings the calibration was made under, or a clear refusal
         calmod.check(cal, scan_settings(cfg, scorer), "model" if scorer else "no_model")
     t = time.perf_counter()
