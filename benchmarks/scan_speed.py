@@ -85,15 +85,20 @@ def main() -> None:
         r = scan(cfg, scorer, cache=cache)
         res[name] = {k: v for k, v in r.stats.items() if k != "static_notes"} | {"findings": len(r.findings)}
         print(name, json.dumps(res[name]), flush=True)
+    from breachlab.vuln.scan.extract import extract_functions
+
     target = Path(next(f for f in files if f.endswith(".cpp")))
-    text = target.read_text()
-    i = text.index("{", text.index(")"))
-    target.write_text(text[: i + 1] + "\n    (void)0;" + text[i + 1:])
+    fn = next(f for f in extract_functions(target.read_bytes(), "cpp") if f.kind in ("function", "method")
+              and "{" in f.code)
+    lines = target.read_text().split("\n")
+    at = next(i for i in range(fn.start_line - 1, fn.end_line) if "{" in lines[i])
+    lines.insert(at + 1, "    (void)0;")  # one statement added inside the first function body
+    target.write_text("\n".join(lines))
     os.chdir(tree)
     changed = changed_lines("HEAD", [str(tree)])
     r = scan(ScanConfig(paths=[str(tree)], explain=False, changed=changed), scorer, cache=cache)
     res["changed_since_HEAD_one_function"] = {k: v for k, v in r.stats.items() if k != "static_notes"} | {
-        "changed_file": target.name}
+        "changed_file": target.name, "changed_function": fn.name}
     res["loadavg_end"] = [round(x, 1) for x in os.getloadavg()]
     import resource
 
