@@ -1,15 +1,22 @@
-"""Scan accuracy on labelled real code: LLM-only vs cppcheck vs flawfinder vs hybrid.
+"""Scan accuracy on held-out labelled code, every detector in one run.
 
-    python benchmarks/scan_data.py /tmp/sb/calib --split calib --juliet-per-cwe 1 --sven-pairs 12 --sven-max-lines 60
-    python benchmarks/scan_data.py /tmp/sb/bench --split bench --juliet-per-cwe 2 --sven-pairs 44 --sven-max-lines 60
-    python benchmarks/scan_bench.py calibrate /tmp/sb/calib --out /tmp/weights.json
-    python benchmarks/scan_bench.py bench /tmp/sb/bench --weights /tmp/weights.json --out /tmp/bench.json
+    python benchmarks/scan_data.py /tmp/sb/calib --split calib --juliet-per-cwe 4 --sven-pairs 40 --sven-max-lines 80
+    python benchmarks/scan_data.py /tmp/sb/bench --split bench --juliet-per-cwe 4 --sven-pairs 45 --sven-max-lines 150
+    breachlab vuln calibrate /tmp/sb/calib --out /tmp/cal          # or the shipped calibration
+    python benchmarks/scan_bench.py /tmp/sb/bench --calibration /tmp/cal/calibration.json --out /tmp/bench.json
 
-``calibrate`` fits the hybrid combiner (logistic regression on :func:`hybrid.features`) on
-the calibration split only; ``bench`` applies those weights to the disjoint benchmark split
-and reports function- and file-level P/R/F1 with MCC and balanced accuracy (a set that is
-mostly vulnerable rewards "flag everything" with a high F1; MCC and balanced accuracy do not).
-Everything is one run of the real scanner (embedded model via llama.cpp, explanations off).
+One scan of the benchmark tree (split disjoint from the calibration one: other Juliet
+families, SVEN val instead of train) with cppcheck, flawfinder, clang-tidy and the model on
+every flagged function gives the records; from them, each detector's decisions:
+
+* ``cppcheck`` / ``flawfinder`` / ``clang-tidy``: the tool flags the function;
+* ``union``: any tool flags it (the candidates);
+* ``hybrid (no model)``: the calibration's ``no_model`` combiner at its threshold;
+* ``triage (default)``: the calibration's ``model`` combiner at its threshold (= ``vuln scan``);
+* ``model on candidates``: the model's P ≥ 0.5 on flagged functions, no combiner.
+
+Function level and file level (a file is flagged when any function in it is), with precision,
+recall, MCC and false-positive rate; the FPR the calibration promised is printed beside them.
 """
 
 from __future__ import annotations
@@ -17,151 +24,162 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from breachlab.vuln.scan import hybrid  # noqa: E402
-from breachlab.vuln.scan.scanner import ScanConfig, scan  # noqa: E402
+from breachlab.vuln.scan import calibration as calmod  # noqa: E402
+from breachlab.vuln.scan.calibrate import labelled_rows  # noqa: E402
+from breachlab.vuln.scan.scanner import ScanConfig, scan, scan_settings  # noqa: E402
 
-FEATURES = ("llm_logit", "cppcheck", "flawfinder_level", "flawfinder_count")
 
-
-def binary_metrics(y: list[int], pred: list[int]) -> dict:
+def metrics(y: list[int], pred: list[bool]) -> dict[str, Any]:
     tp = sum(1 for a, b in zip(y, pred) if a and b)
     fp = sum(1 for a, b in zip(y, pred) if not a and b)
     fn = sum(1 for a, b in zip(y, pred) if a and not b)
     tn = sum(1 for a, b in zip(y, pred) if not a and not b)
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    spec = tn / (tn + fp) if tn + fp else 0.0
     den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return {"n": len(y), "pos": tp + fn, "tp": tp, "fp": fp, "tn": tn, "fn": fn, "precision": round(p, 3),
-            "recall": round(r, 3), "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
-            "mcc": round((tp * tn - fp * fn) / den, 3) if den else 0.0, "balanced_acc": round((r + spec) / 2, 3)}
+    return {"n": len(y), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "precision": round(tp / (tp + fp), 3) if tp + fp else 0.0,
+            "recall": round(tp / (tp + fn), 3) if tp + fn else 0.0,
+            "mcc": round((tp * tn - fp * fn) / den, 3) if den else 0.0,
+            "fpr": round(fp / (fp + tn), 3) if fp + tn else 0.0}
 
 
-def auc(y: list[int], s: list[float]) -> float | None:
-    pos = [v for v, t in zip(s, y) if t]
-    neg = [v for v, t in zip(s, y) if not t]
-    if not pos or not neg:
-        return None
-    wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
-    return round(wins / (len(pos) * len(neg)), 3)
+def lines_hit(rows: list[dict], name: str, flag: Callable[[dict], bool], near: int = 2) -> dict[str, int]:
+    """Labelled flaw lines (Juliet ``POTENTIAL FLAW`` lines, lines a SVEN fix changed) that a
+    detector points at within ±``near`` lines."""
+    total = hit = 0
+    for r in rows:
+        if not r["label"] or not r.get("flaw_lines"):
+            continue
+        if name in ("cppcheck", "flawfinder", "clang-tidy"):
+            pointed = r.get("tool_lines", {}).get(name, [])
+        else:
+            pointed = r["lines"] if flag(r) else []
+        for ln in r["flaw_lines"]:
+            total += 1
+            hit += any(abs(ln - x) <= near for x in pointed)
+    return {"labelled_lines": total, "hit": hit}
 
 
-def run(root: Path, tools: list[str]) -> tuple[list[dict], dict]:
-    # evidence stays out of the prompt: one model pass gives the LLM-only score and the
-    # hybrid features, so calibration and benchmark see the same model input
-    cfg = ScanConfig(paths=[str(root)], hybrid=tools, explain=False, min_confidence=1.0, keep_records=True,
-                     respect_gitignore=False, evidence_in_prompt=False)
-    from breachlab.vuln.backends import load_backend
-    from breachlab.vuln.scan.scanner import BackendScorer
-
-    global _SCORER
-    if _SCORER is None:
-        _SCORER = BackendScorer(load_backend("embedded", backend="llama.cpp"))
-    r = scan(cfg, _SCORER)
-    return r.records, r.stats
+def detectors(cal: calmod.Calibration | None) -> dict[str, Callable[[dict], bool]]:
+    f = lambda k: (lambda r: r["features"][k] > 0)  # noqa: E731
+    out = {"cppcheck": f("cppcheck"), "flawfinder": f("flawfinder_level"), "clang-tidy": f("clang"),
+           "union": lambda r: bool(r["candidate"]),
+           "model on candidates": lambda r: bool(r["candidate"]) and (r["p_llm"] or 0.0) >= 0.5}
+    if cal is not None:
+        for name, key in (("hybrid (no model)", "no_model"), ("triage (default)", "model")):
+            if key in cal.variants:
+                v = cal.variants[key]
+                out[name] = (lambda v: lambda r: bool(r["candidate"]) and v.confidence(r["features"]) >= v.threshold)(v)
+    return out
 
 
-_SCORER = None
-
-
-def attach(labels: dict, records: list[dict], root: Path) -> tuple[list[dict], dict[str, list[dict]]]:
-    """Labelled functions with their record, and all records grouped by file."""
+def evaluate(labels: dict, records: list[dict], cal: calmod.Calibration | None) -> dict[str, Any]:
+    rows = labelled_rows(labels, records)
     by_file: dict[str, list[dict]] = {}
-    for rec in records:
-        by_file.setdefault(rec["path"], []).append(rec)
-    rows = []
-    for f in labels["files"]:
-        recs = by_file.get(f["path"], [])
-        for fn in f["functions"]:
-            if fn["start_line"] is None:  # SVEN: the file is one function; take the widest unit
-                rec = max(recs, key=lambda r: r["end_line"] - r["start_line"], default=None)
-            else:
-                rec = next((r for r in recs if r["start_line"] == fn["start_line"]), None)
-            if rec is not None:
-                rows.append({"label": fn["label"], "source": f["source"], "path": f["path"], **rec})
-    return rows, by_file
-
-
-def predictors(weights: dict | None, plain: dict | None) -> dict:
-    def llm(rec: dict) -> float:
-        return plain[(rec["path"], rec["start_line"])] if plain else rec["p_llm"]
-
-    preds = {
-        "llm_only": lambda rec: llm(rec),
-        "cppcheck": lambda rec: rec["features"]["cppcheck"],
-        "flawfinder": lambda rec: 1.0 if rec["features"]["flawfinder_level"] > 0 else 0.0,
-    }
-    if weights:
-        preds["hybrid"] = lambda rec: 1 / (1 + math.exp(-(weights["bias"] + sum(weights[k] * rec["features"][k] for k in FEATURES))))
-    return preds
-
-
-def evaluate(labels: dict, records: list[dict], weights: dict | None, plain: dict | None, thr: float = 0.5) -> dict:
-    rows, by_file = attach(labels, records, Path("."))
-    out: dict = {}
-    for name, fn in predictors(weights, plain).items():
+    for r in records:
+        by_file.setdefault(r["path"], []).append(r)
+    out: dict[str, Any] = {}
+    for name, flag in detectors(cal).items():
         res = {}
         for subset in ("juliet", "sven", "all"):
             sel = [r for r in rows if subset == "all" or r["source"] == subset]
-            y = [r["label"] for r in sel]
-            s = [fn(r) for r in sel]
-            fl = [f for f in labels["files"] if subset == "all" or f["source"] == subset]
-            fy = [f["file_label"] for f in fl]
-            fs = [max((fn(r) for r in by_file.get(f["path"], [])), default=0.0) for f in fl]
-            res[subset] = {"function": binary_metrics(y, [int(v >= thr) for v in s]) | {"auc": auc(y, s)},
-                           "file": binary_metrics(fy, [int(v >= thr) for v in fs]) | {"auc": auc(fy, fs)}}
+            files = [f for f in labels["files"] if subset == "all" or f["source"] == subset]
+            res[subset] = {"function": metrics([r["label"] for r in sel], [flag(r) for r in sel]),
+                           "lines": lines_hit(sel, name, flag),
+                           "file": metrics([f["file_label"] for f in files],
+                                           [any(flag(r) for r in by_file.get(f["path"], [])) for f in files])}
         out[name] = res
     return out
 
 
-def calibrate(root: Path, out: Path) -> None:
-    from sklearn.linear_model import LogisticRegression
-
-    labels = json.loads((root / "labels.json").read_text())
-    t = time.perf_counter()
-    records, stats = run(root, list(hybrid.TOOLS))
-    rows, _ = attach(labels, records, root)
-    X = [[r["features"][k] for k in FEATURES] for r in rows]
-    y = [r["label"] for r in rows]
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
-    weights = {"bias": round(float(lr.intercept_[0]), 4), **{k: round(float(w), 4) for k, w in zip(FEATURES, lr.coef_[0])}}
-    res = {"weights": weights, "n_functions": len(rows), "n_positive": sum(y), "scan_stats": stats,
-           "seconds": round(time.perf_counter() - t, 1), "in_sample": evaluate(labels, records, weights, None)["hybrid"]["all"]}
-    out.write_text(json.dumps(res, indent=1))
-    print(json.dumps(res, indent=1))
-
-
-def bench(root: Path, weights_file: Path, out: Path) -> None:
-    labels = json.loads((root / "labels.json").read_text())
-    weights = json.loads(weights_file.read_text())["weights"]
-    t = time.perf_counter()
-    records, stats = run(root, list(hybrid.TOOLS))
-    ps = sorted(r["p_llm"] for r in records)
-    res = {"weights": weights, "sven": labels.get("sven"), "scan": stats,
-           "n_files": len(labels["files"]), "n_labelled_functions": len(attach(labels, records, root)[0]),
-           "seconds": round(time.perf_counter() - t, 1), "metrics": evaluate(labels, records, weights, None),
-           "llm_p_deciles": [round(ps[int(i * (len(ps) - 1) / 10)], 4) for i in range(11)]}
-    out.write_text(json.dumps(res, indent=1))
-    print(json.dumps(res, indent=1))
+def table(result: dict[str, Any], level: str, subset: str) -> str:
+    lines = [f"| detector ({level}, {subset}) | precision | recall | MCC | FP rate | TP | FP | flaw lines hit ±2 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, res in result.items():
+        m, ln = res[subset][level], res[subset]["lines"]
+        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['mcc']:.3f} | {m['fpr']:.3f} "
+                     f"| {m['tp']} | {m['fp']} | {ln['hit']} of {ln['labelled_lines']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("calibrate", "bench"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
-    ap.add_argument("--weights", type=Path)
+    ap.add_argument("--calibration", type=Path)
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--backend", default="auto", help="auto, llama.cpp, transformers or none")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--juliet-cases", type=int, default=None,
+                    help="only the first N Juliet test cases per CWE (by name; both files of a case) and all SVEN files")
+    ap.add_argument("--records", type=Path, help="evaluate the records of an earlier run (no scan)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    if a.mode == "calibrate":
-        calibrate(a.root, a.out)
-    else:
-        bench(a.root, a.weights, a.out)
+    labels = json.loads((a.root / "labels.json").read_text())
+    if a.juliet_cases is not None:  # a smaller, label-blind subset when the model is slow
+        keep, seen = [], {}
+        for f in sorted(labels["files"], key=lambda f: f["path"]):
+            if f["source"] == "juliet":
+                case = f["path"].rsplit("_", 1)[0]
+                cases = seen.setdefault(f["cwe"], [])
+                if case not in cases:
+                    if len(cases) >= a.juliet_cases:
+                        continue
+                    cases.append(case)
+            keep.append(f)
+        labels = {**labels, "files": keep}
+    cal = calmod.load(a.calibration) if a.calibration else None
+    if a.records:  # e.g. the scan ran before the calibration was fitted
+        old = json.loads(a.records.read_text())
+        if cal is not None:  # refuses records made under other settings (one-line UserError)
+            calmod.check(cal, old["settings"], "model" if old["model_id"] else "no_model")
+        report_stats, records, model_id, seconds = old["scan_stats"], old["records"], old["model_id"], old["seconds"]
+        if records and "tool_lines" not in records[0]:  # older records: per-tool lines from a model-free scan
+            free = scan(ScanConfig(paths=[str(a.root)], explain=False, keep_records=True, respect_gitignore=False,
+                                   min_confidence=1.0), None)
+            per = {(r["path"], r["start_line"]): r["tool_lines"] for r in free.records}
+            for r in records:
+                r["tool_lines"] = per.get((r["path"], r["start_line"]), {})
+        write(a, labels, cal, records, report_stats, model_id, seconds, old["settings"])
+        return
+    scorer = None
+    if a.backend != "none":
+        from breachlab.vuln.scan.cli import choose_adapter, make_scorer
+
+        scorer = make_scorer(a.model, a.backend, choose_adapter(None, model=a.model), 4096, a.threads)
+    a.root = a.root.resolve()
+    paths = [str(a.root)] if a.juliet_cases is None else [f["path"] for f in labels["files"]]
+    if a.juliet_cases is not None:
+        os.chdir(a.root)  # reported paths relative to the tree, as in labels.json
+    cfg = ScanConfig(paths=paths, explain=False, keep_records=True, respect_gitignore=False, min_confidence=1.0)
+    if cal is not None:  # the same settings the calibration was made under, or a clear refusal
+        calmod.check(cal, scan_settings(cfg, scorer), "model" if scorer else "no_model")
+    t = time.perf_counter()
+    report = scan(cfg, scorer)
+    write(a, labels, cal, report.records, report.stats, scorer.model_id if scorer else None,
+          round(time.perf_counter() - t, 1), scan_settings(cfg, scorer))
+
+
+def write(a: argparse.Namespace, labels: dict, cal: calmod.Calibration | None, records: list[dict], stats: dict,
+          model_id: str | None, seconds: float, settings: dict) -> None:
+    result = evaluate(labels, records, cal)
+    doc = {"root": str(a.root), "calibration": str(a.calibration) if a.calibration else None,
+           "promised_fpr": {k: v.fit.get("at_threshold", {}).get("fpr") for k, v in cal.variants.items()} if cal else None,
+           "target_fpr": cal.target_fpr if cal else None, "model_id": model_id, "settings": settings,
+           "seconds": seconds, "scan_stats": stats, "machine": f"{os.cpu_count()} CPU",
+           "loadavg": [round(x, 1) for x in os.getloadavg()], "metrics": result, "records": records}
+    a.out.write_text(json.dumps(doc, indent=1))
+    for level in ("function", "file"):
+        print(table(result, level, "all"), end="\n\n")
+    for subset in ("juliet", "sven"):
+        print(table(result, "function", subset), end="\n\n")
+    print(f"{doc['seconds']} s; calibration promised FPR ≤ {doc['target_fpr']} (calibration split: {doc['promised_fpr']})")
 
 
 if __name__ == "__main__":

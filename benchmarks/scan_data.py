@@ -68,6 +68,40 @@ def label_of(name: str) -> int | None:
     return None
 
 
+def flaw_lines(orig: str, start: int, end: int) -> list[int]:
+    """Lines Juliet marks as the flaw: the first code line after each ``POTENTIAL FLAW`` comment."""
+    lines = orig.split("\n")
+    out = []
+    i = start - 1
+    while i < end:
+        if "POTENTIAL FLAW" in lines[i]:
+            j = i
+            while j < end and "*/" not in lines[j]:
+                j += 1
+            j += 1
+            while j < end and (not lines[j].strip() or lines[j].strip().startswith(("/*", "//", "*"))):
+                j += 1
+            if j < end:
+                out.append(j + 1)
+            i = j
+        i += 1
+    return out
+
+
+def changed_lines(before: str, after: str) -> list[int]:
+    """Lines of ``before`` a fix changed or removed (an insertion marks the line it follows)."""
+    import difflib
+
+    a, b = before.split("\n"), after.split("\n")
+    out: set[int] = set()
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag in ("replace", "delete"):
+            out.update(range(i1 + 1, i2 + 1))
+        elif tag == "insert":
+            out.add(max(i1, 1))
+    return sorted(out)
+
+
 def blank(lines: list[str], start: int, end: int) -> None:
     for i in range(start - 1, end):
         lines[i] = ""
@@ -78,6 +112,12 @@ def build_juliet(out: Path, split: str, per_cwe: int) -> list[dict]:
     members: dict[str, list] = {}
     with tarfile.open(DATA / "juliet" / "juliet-c-cpp-1.3.tar.xz") as tar:
         for info in tar:
+            if re.search(r"testcasesupport/[^/]+\.h$", info.name) and info.isfile():
+                # the suite's own headers sit beside the test cases, as a real tree's headers do:
+                # clang-tidy then compiles each file standalone (it gives nothing for a file that does not)
+                (out / "juliet").mkdir(parents=True, exist_ok=True)
+                (out / "juliet" / Path(info.name).name).write_bytes(tar.extractfile(info).read())
+                continue
             m = _SINGLE.search(info.name)
             if not m or not info.isfile() or m.group(1) not in CWES:
                 continue
@@ -112,7 +152,9 @@ def build_juliet(out: Path, split: str, per_cwe: int) -> list[dict]:
                 rel = f"juliet/{case}_{side}.{m.group('ext')}"
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 (out / rel).write_text("\n".join(ls))
-                funcs = [{"start_line": f.start_line, "label": lab} for f, lab in labelled if lab == keep]
+                funcs = [{"start_line": f.start_line, "label": lab,
+                          **({"flaw_lines": flaw_lines(orig, f.start_line, f.end_line)} if lab == 1 else {})}
+                         for f, lab in labelled if lab == keep]
                 rows.append({"path": rel, "file_label": keep, "functions": funcs, "cwe": cwe, "source": "juliet"})
             taken += 1
     return rows
@@ -144,7 +186,8 @@ def build_sven(out: Path, split: str, max_lines: int, limit: int) -> tuple[list[
             rel = f"sven/{d['vul_type']}_{key}_{side}{ext}"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             (out / rel).write_text(code)
-            rows.append({"path": rel, "file_label": lab, "functions": [{"start_line": None, "label": lab}],
+            flaws = {"flaw_lines": changed_lines(before, after)} if lab == 1 else {}
+            rows.append({"path": rel, "file_label": lab, "functions": [{"start_line": None, "label": lab, **flaws}],
                          "cwe": d["vul_type"].upper(), "source": "sven"})
     return rows, {"pairs_available": len(pairs), **dropped}
 

@@ -326,10 +326,12 @@ def _comma_list(text: str) -> list[str]:
 
 
 def _mount_subcommands() -> None:
-    """Mount scan (its heavy imports stay inside the command)."""
+    """Mount scan and calibrate (their heavy imports stay inside the commands)."""
+    from breachlab.vuln.scan.calibrate_cli import calibrate
     from breachlab.vuln.scan.cli import scan
 
     app.command("scan")(scan)
+    app.command("calibrate")(calibrate)
 
 
 _mount_subcommands()

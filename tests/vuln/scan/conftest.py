@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from breachlab.vuln.scan.scanner import Explanation
+from breachlab.vuln.scan.scorers import Explanation
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scan"
 
@@ -32,14 +32,15 @@ class FakeScorer:
 
     def __init__(self) -> None:
         self.scored: list[str] = []
+        self.evidence: list[str] = []
         self.explained: list[str] = []
 
-    def score(self, code: str, lang: str) -> float:
+    def score(self, code: str, lang: str, evidence: str = "") -> float:
         self.scored.append(code)
-        body = code.split("*/\n", 1)[-1] if code.startswith("/* static analysis") else code
-        return 0.9 if any(_call(k, body) for k in RISKY) else 0.1
+        self.evidence.append(evidence)
+        return 0.9 if any(_call(k, code) for k in RISKY) else 0.1
 
-    def explain(self, code: str, lang: str) -> Explanation:
+    def explain(self, code: str, lang: str, evidence: str = "") -> Explanation:
         self.explained.append(code)
         for key, (cwe, reason) in RISKY.items():
             if _call(key, code):

@@ -28,7 +28,7 @@ def call(app: typer.Typer, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 
 def test_findings_exit_1_and_sarif_written(app, monkeypatch, project: Path, tmp_path: Path) -> None:
     out = tmp_path / "scan.sarif"
-    assert call(app, monkeypatch, str(project), "--format", "sarif", "--output", str(out)) == 1
+    assert call(app, monkeypatch, str(project), "--format", "sarif", "--output", str(out), "--deep") == 1
     assert json.loads(out.read_text())["version"] == "2.1.0"
 
 
@@ -40,59 +40,67 @@ def test_clean_exit_0(app, monkeypatch, tmp_path: Path, capsys) -> None:
 
 def test_baseline_makes_it_clean(app, monkeypatch, project: Path, tmp_path: Path) -> None:
     base = tmp_path / "base.json"
-    assert call(app, monkeypatch, str(project), "-f", "json", "-o", str(base)) == 1
-    assert call(app, monkeypatch, str(project), "--baseline", str(base)) == 0
-    assert call(app, monkeypatch, str(project), "--min-confidence", "0.95") == 0
+    assert call(app, monkeypatch, str(project), "--deep", "-f", "json", "-o", str(base)) == 1
+    assert call(app, monkeypatch, str(project), "--deep", "--baseline", str(base)) == 0
+    assert call(app, monkeypatch, str(project), "--deep", "--min-confidence", "0.95") == 0
 
 
 @pytest.mark.parametrize("args", [["missing-dir"], [".", "--format", "xml"], [".", "--min-confidence", "2"],
-                                  [".", "--hybrid", "semgrep"], [".", "--baseline", "nope.json"]])
+                                  [".", "--tools", "semgrep"], [".", "--baseline", "nope.json"],
+                                  [".", "--backend", "gpu"], [".", "--backend", "openai"]])
 def test_usage_errors_exit_2(app, monkeypatch, tmp_path: Path, args: list[str]) -> None:
     monkeypatch.chdir(tmp_path)
     assert call(app, monkeypatch, *args) == 2
 
 
-def test_hybrid_weights_file(app, monkeypatch, project: Path, tmp_path: Path) -> None:
-    w = tmp_path / "w.json"
-    w.write_text(json.dumps({"weights": {"bias": -20.0}}))  # nothing can reach the threshold
-    assert call(app, monkeypatch, str(project), "--hybrid", "flawfinder", "--hybrid-weights", str(w)) == 0
-    w.write_text("[1, 2]")
-    assert call(app, monkeypatch, str(project), "--hybrid", "flawfinder", "--hybrid-weights", str(w)) == 2
+def test_zero_files_read_is_an_input_error(app, monkeypatch, tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("not C\n")
+    assert call(app, monkeypatch, str(tmp_path), "--no-cache") == 2
+    assert "nothing scanned" in capsys.readouterr().err
+    (tmp_path / "bin.c").write_bytes(b"\0\0")  # the only C file is skipped: say why
+    assert call(app, monkeypatch, str(tmp_path), "--no-cache") == 2
+    assert "binary file" in capsys.readouterr().err
 
 
-def test_adapter_default_follows_model_and_hybrid(monkeypatch, tmp_path: Path) -> None:
+def test_explicit_path_under_an_ignored_folder_is_scanned(app, monkeypatch, project: Path) -> None:
+    (project / ".git").mkdir()
+    (project / ".gitignore").write_text("generated/\n")
+    # a CI job naming an ignored folder must not pass with nothing scanned
+    assert call(app, monkeypatch, str(project / "generated"), "--tools", "", "--deep", "--no-cache") == 1
+    assert call(app, monkeypatch, str(project / "generated" / "out.c"), "--tools", "", "--deep", "--no-cache") == 1
+
+
+def test_internal_error_is_not_findings(app, monkeypatch, tmp_path: Path, capsys) -> None:
+    from breachlab.vuln.scan import scanner
+
+    (tmp_path / "a.c").write_text("int f(void) { return 0; }\n")
+
+    def boom(*a, **k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(scanner, "scan", boom)
+    assert call(app, monkeypatch, str(tmp_path)) == cli.EXIT_INTERNAL == 3
+    assert "internal error: RuntimeError: bug" in capsys.readouterr().err
+
+
+def test_adapter_default_follows_model(monkeypatch) -> None:
     from breachlab.vuln import adapters
 
     monkeypatch.setattr(adapters, "has_shipped", lambda name=None: False)
-    assert cli.choose_adapter(None, model="embedded", hybrid=False, custom_weights=False) == "none"
+    assert cli.choose_adapter(None, model="embedded") == "none"
     monkeypatch.setattr(adapters, "has_shipped", lambda name=None: True)
-    assert cli.choose_adapter(None, model="embedded", hybrid=False, custom_weights=False) == "default"
-    assert cli.choose_adapter(None, model="other.gguf", hybrid=False, custom_weights=False) == "none"
-    # the shipped hybrid weights were fitted on zero-shot scores: no adapter unless refitted
-    assert cli.choose_adapter(None, model="embedded", hybrid=True, custom_weights=False) == "none"
-    assert cli.choose_adapter(None, model="embedded", hybrid=True, custom_weights=True) == "default"
-    assert cli.choose_adapter("x.gguf", model="embedded", hybrid=True, custom_weights=False) == "x.gguf"
+    assert cli.choose_adapter(None, model="embedded") == "default"
+    assert cli.choose_adapter(None, model="other.gguf") == "none"
+    assert cli.choose_adapter("x.gguf", model="embedded") == "x.gguf"
 
 
-def test_scan_passes_the_chosen_adapter(monkeypatch, fake, tmp_path: Path, capsys) -> None:
-    seen = {}
+def test_no_model_never_loads_one(monkeypatch, project: Path) -> None:
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded")
 
-    def make(model, backend, adapter, n_ctx, threads):
-        seen["adapter"] = adapter
-        return fake
-
-    monkeypatch.setattr(cli, "make_scorer", make)
-    from breachlab.vuln import adapters
-
-    monkeypatch.setattr(adapters, "has_shipped", lambda name=None: True)
+    monkeypatch.setattr(cli, "make_scorer", refuse)
     a = typer.Typer()
     a.command("scan")(cli.scan)
     a.command("noop")(lambda: None)
-    (tmp_path / "a.c").write_text("int f(void) { return 0; }\n")
-    call(a, monkeypatch, str(tmp_path), "--no-cache")
-    assert seen["adapter"] == "default"
-    if adapters.shipped_dir().is_dir():  # the user is told what the shipped adapter is (not) good for
-        note = capsys.readouterr().err
-        assert "adapter gemma3-270m-juliet-r16" in note and "real (SVEN) code 0.52" in note
-    call(a, monkeypatch, str(tmp_path), "--no-cache", "--adapter", "none")
-    assert seen["adapter"] == "none"
+    assert call(a, monkeypatch, str(project), "--no-model", "--tools", "flawfinder", "--no-cache") == 1
+    assert call(a, monkeypatch, str(project), "--backend", "none", "--tools", "flawfinder", "--deep") == 2

@@ -72,7 +72,7 @@ def test_unreadable_file_via_oserror(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def deny(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("builtins.open", deny)
+    monkeypatch.setattr("os.open", deny)
     assert read_source(sf, 10_000)[1].reason == "unreadable: permission denied"
 
 

@@ -27,8 +27,8 @@ def sarif_schema() -> dict:
 def report(project: Path, fake):
     (project / "src" / "evil <name>.c").write_text("void x(char *d) { strcpy(d, \"<script>\"); }\n")
     (project / "src" / "bin.c").write_bytes(b"\0\0")
-    # identity combiner (confidence = model P): the formats must not depend on calibrated weights
-    return scan(ScanConfig(paths=[str(project)], hybrid=["flawfinder"]), fake, weights={"llm_logit": 1.0})
+    # no calibration (confidence = model P): the formats must not depend on calibrated weights
+    return scan(ScanConfig(paths=[str(project)], tools=["flawfinder"], deep=True), fake)
 
 
 def test_sarif_is_valid_and_github_ready(report) -> None:
@@ -49,6 +49,12 @@ def test_sarif_is_valid_and_github_ready(report) -> None:
     cwe_rule = next(r for r in rules if r["id"] == "BL-CWE-120")
     assert "external/cwe/cwe-120" in cwe_rule["properties"]["tags"]
     assert float(cwe_rule["properties"]["security-severity"]) >= 9.0
+    # regions point at the flagged line a reviewer must read, the function span is kept aside
+    copy = next(r for r in run["results"] if r["message"]["text"].startswith("copy_name"))
+    region = copy["locations"][0]["physicalLocation"]["region"]
+    assert region == {"startLine": 7, "endLine": 7} and copy["properties"]["functionLines"] == [5, 10]
+    assert [loc["physicalLocation"]["region"]["startLine"] for loc in copy["relatedLocations"]] == [8]
+    assert copy["properties"]["verdict"] == "VULNERABLE" and copy["properties"]["modelScore"] == 0.9
     notes = run["invocations"][0]["toolExecutionNotifications"]
     assert any("binary file" in n["message"]["text"] for n in notes)
 
@@ -57,14 +63,14 @@ def test_empty_sarif_is_valid(tmp_path: Path, fake) -> None:
     import jsonschema
 
     (tmp_path / "a.c").write_text("int f(void) { return 0; }\n")
-    doc = json.loads(render(scan(ScanConfig(paths=[str(tmp_path)]), fake), "sarif"))
+    doc = json.loads(render(scan(ScanConfig(paths=[str(tmp_path)], tools=[], deep=True), fake), "sarif"))
     jsonschema.Draft4Validator(sarif_schema()).validate(doc)
     assert doc["runs"][0]["results"] == []
 
 
 def test_text_markdown_html(report) -> None:
     text = render(report, "text")
-    assert "copy_name" in text and "src/copy.c:5-10" in text and "finding(s)" in text
+    assert "copy_name" in text and "src/copy.c:7,8" in text and "finding(s)" in text
     assert "binary file" in text
     md = render(report, "markdown")
     assert "| CRITICAL | 0.90 |" in md

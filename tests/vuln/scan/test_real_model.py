@@ -17,7 +17,8 @@ def test_real_llama_cpp_scan(tmp_path: Path) -> None:
     from breachlab.vuln.backends import load_backend
 
     scorer = BackendScorer(load_backend("embedded", backend="llama.cpp", n_ctx=2048))
-    report = scan(ScanConfig(paths=[str(FIXTURE)], min_confidence=0.0, explain_tokens=32, keep_records=True), scorer)
+    report = scan(ScanConfig(paths=[str(FIXTURE)], tools=[], deep=True, min_confidence=0.0, explain_tokens=32,
+                             keep_records=True), scorer)
     assert report.stats["functions"] == 6 and report.stats["scored"] == 6
     assert all(0.0 <= r["p_llm"] <= 1.0 for r in report.records)
     assert len(report.findings) == 6 and report.stats["explained"] == 6

@@ -10,7 +10,8 @@ import pytest
 from breachlab.vuln.scan.cache import ScoreCache
 from breachlab.vuln.scan.finding import Finding, Severity
 from breachlab.vuln.scan.formats import render
-from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline, parse_explanation, scan
+from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline, scan
+from breachlab.vuln.scan.scorers import parse_explanation
 
 GOLDEN = [
     # path, function, start, end, rule, severity, confidence
@@ -22,13 +23,18 @@ GOLDEN = [
 ]
 
 
+def llm_only(project: Path, **kw) -> ScanConfig:
+    """The model judges every function, no static tool: the pipeline without the tools' variability."""
+    return ScanConfig(paths=[str(project)], tools=[], deep=True, **kw)
+
+
 def summary(findings: list[Finding]) -> list[tuple]:
     return [(f.path, f.function, f.start_line, f.end_line, f.rule_id, f.severity.name.lower(), f.confidence)
             for f in findings]
 
 
 def test_golden_findings(project: Path, fake) -> None:
-    report = scan(ScanConfig(paths=[str(project)]), fake)
+    report = scan(llm_only(project), fake)
     assert summary(report.findings) == GOLDEN
     assert report.stats["files"] == 3 and report.stats["functions"] == 11
     assert report.stats["lines"] == 86
@@ -39,21 +45,21 @@ def test_golden_findings(project: Path, fake) -> None:
 
 
 def test_jobs_do_not_change_results(project: Path, fake) -> None:
-    one = scan(ScanConfig(paths=[str(project)], jobs=1, chunk_files=1), fake).findings
-    many = scan(ScanConfig(paths=[str(project)], jobs=4, chunk_files=2), fake).findings
+    one = scan(llm_only(project, jobs=1, chunk_files=1), fake).findings
+    many = scan(llm_only(project, jobs=4, chunk_files=2), fake).findings
     assert one == many
 
 
 def test_min_confidence(project: Path, fake) -> None:
-    assert scan(ScanConfig(paths=[str(project)], min_confidence=0.95), fake).findings == []
-    low = scan(ScanConfig(paths=[str(project)], min_confidence=0.05, explain=False), fake)
+    assert scan(llm_only(project, min_confidence=0.95), fake).findings == []
+    low = scan(llm_only(project, min_confidence=0.05, explain=False), fake)
     assert len(low.findings) == 11
-    assert low.findings[0].message.startswith("model flagged this function (P=")
+    assert low.findings[0].message.startswith("model P(vulnerable)=")
 
 
 def test_cache_rescans_only_changed_functions(project: Path, fake, tmp_path: Path) -> None:
     cache = ScoreCache(tmp_path / "c.sqlite")
-    cfg = ScanConfig(paths=[str(project)])
+    cfg = llm_only(project)
     first = scan(cfg, fake, cache=cache)
     assert first.stats["scored"] == 11 and first.stats["cached"] == 0
     second = scan(cfg, fake, cache=cache)
@@ -69,12 +75,12 @@ def test_cache_rescans_only_changed_functions(project: Path, fake, tmp_path: Pat
 
 
 def test_fingerprints_survive_line_shifts_and_baseline_suppresses(project: Path, fake, tmp_path: Path) -> None:
-    before = scan(ScanConfig(paths=[str(project)]), fake)
+    before = scan(llm_only(project), fake)
     base = tmp_path / "baseline.json"
     base.write_text(render(before, "json"))
     f = project / "src" / "copy.c"
     f.write_text("/* new header line */\n\n" + f.read_text() + "\nvoid fresh(char *d) { gets(d); }\n")
-    after = scan(ScanConfig(paths=[str(project)]), fake)
+    after = scan(llm_only(project), fake)
     assert {x.fingerprint for x in before.findings} <= {x.fingerprint for x in after.findings}
     kept = apply_baseline(after, base)
     assert [(x.function, x.start_line) for x in kept.findings] == [("fresh", 48)]
@@ -82,7 +88,7 @@ def test_fingerprints_survive_line_shifts_and_baseline_suppresses(project: Path,
 
 
 def test_json_round_trip(project: Path, fake) -> None:
-    report = scan(ScanConfig(paths=[str(project)]), fake)
+    report = scan(llm_only(project), fake)
     data = json.loads(render(report, "json"))
     assert [Finding.from_dict(d) for d in data["findings"]] == report.findings
     assert data["findings"][2]["severity"] == "critical"
@@ -93,7 +99,7 @@ def test_severity_order_and_bad_config() -> None:
     with pytest.raises(ValueError):
         ScanConfig(paths=["."], min_confidence=1.5)
     with pytest.raises(ValueError):
-        ScanConfig(paths=["."], hybrid=["semgrep"])
+        ScanConfig(paths=["."], tools=["semgrep"])
 
 
 def test_hostile_tree_never_crashes(tmp_path: Path, fake) -> None:
@@ -102,7 +108,7 @@ def test_hostile_tree_never_crashes(tmp_path: Path, fake) -> None:
     (tmp_path / "huge.c").write_text("void h(void) {\n" + "  strcpy(a, b);\n" * 2000 + "}\n")
     (tmp_path / "ok.c").write_text("void g(char *d) { strcpy(d, \"x\"); }\n")
     (tmp_path / "loop.c").symlink_to("loop.c")
-    report = scan(ScanConfig(paths=[str(tmp_path)], max_function_lines=1500), fake)
+    report = scan(llm_only(tmp_path, max_function_lines=1500), fake)
     assert [f.function for f in report.findings] == ["g"]
     reasons = sorted(s.reason.split(" (")[0] for s in report.skipped)
     assert reasons == ["binary file", "function h too long", "not UTF-8", "symlink loop"]
@@ -114,15 +120,3 @@ def test_explanation_parsing_distrusts_echo() -> None:
     assert e.reason == "CWE-787: the memcpy length comes from the packet."
     echo = parse_explanation("Is this C function VULNERABLE or SAFE? Explain your reasoning. CWE-79")
     assert echo.echo and echo.cwe is None and echo.reason == ""
-
-
-def test_hybrid_runs_real_static_tools(project: Path, fake) -> None:
-    report = scan(ScanConfig(paths=[str(project)], hybrid=["cppcheck", "flawfinder"], min_confidence=0.0,
-                             keep_records=True, explain=False), fake)
-    rec = {r["function"]: r for r in report.records}
-    assert rec["copy_name"]["tools"] == ["flawfinder"] and rec["copy_name"]["features"]["flawfinder_level"] == 0.8
-    assert rec["add"]["tools"] == []
-    prompt = next(c for c in fake.scored if "strcpy(buf" in c)
-    assert prompt.startswith("/* static analysis hints") and "strcpy CWE-120" in prompt
-    copy = next(f for f in report.findings if f.function == "copy_name")
-    assert copy.sources == ("llm", "flawfinder") and any("strcpy" in e for e in copy.evidence)

@@ -5,8 +5,11 @@ text changed.  The key is the SHA-256 of the exact function text, the static evi
 to the model, the model id and the scan settings that change a score (prompt version,
 token budget) — so a new model, adapter or prompt never reuses a stale answer.
 
-Storage is one SQLite file under ``$BREACHLAB_CACHE/scan/`` (WAL mode, one writer: the scan's
-main thread).  A corrupt or unwritable cache is dropped with a warning, never fatal.
+Storage is one SQLite file under ``$BREACHLAB_CACHE/scan/``, shared by concurrent scans: WAL
+mode (readers never wait for a writer), writes buffered in memory and flushed in one short
+``BEGIN IMMEDIATE`` transaction per chunk, a busy timeout and a few retries — so two scans
+never hold the write lock for long and neither stalls nor loses its entries.  A corrupt or
+unwritable cache is dropped with a warning, never fatal.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import hashlib
 import json
 import logging
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +49,52 @@ def default_path() -> Path:
 class ScoreCache:
     """``get``/``put`` of JSON values by key; a no-op when ``path`` is None or unusable."""
 
+    BUSY_MS = 10_000
+    RETRIES = 5
+
     def __init__(self, path: Path | None):
         self.path = path
         self.hits = 0
         self.misses = 0
+        self.lost = 0  # entries dropped after every retry failed (reported, never fatal)
+        self._pending: dict[str, str] = {}
+        self._lock = threading.RLock()  # the chunk-preparing thread and the main thread share it
         self._db: sqlite3.Connection | None = None
         if path is None:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.commit()
+            # autocommit (isolation_level=None): no implicit transaction holds the lock between writes
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=self.BUSY_MS / 1000,
+                                       isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout={self.BUSY_MS}")
+            self._retry(lambda db: db.execute("PRAGMA journal_mode=WAL"))
+            self._retry(lambda db: db.execute(
+                "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL)"))
         except sqlite3.Error as exc:
             log.warning("scan cache %s unusable (%s); continuing without it", path, exc)
             self._db = None
 
+    def _retry(self, op: Any) -> Any:
+        delay = 0.05
+        for attempt in range(self.RETRIES):
+            try:
+                return op(self._db)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == self.RETRIES - 1:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+        return None
+
     def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._get(key)
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        if key in self._pending:
+            self.hits += 1
+            return json.loads(self._pending[key])
         if self._db is None:
             return None
         try:
@@ -75,22 +108,39 @@ class ScoreCache:
         return json.loads(row[0])
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        if self._db is None:
-            return
-        try:
-            self._db.execute("INSERT OR REPLACE INTO scores (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-        except sqlite3.Error as exc:
-            log.warning("scan cache write failed: %s", exc)
+        if self._db is not None:
+            with self._lock:
+                self._pending[key] = json.dumps(value)
 
     def commit(self) -> None:
-        if self._db is not None:
+        """Write the buffered entries in one short transaction (retried when another scan writes)."""
+        with self._lock:
+            self._commit()
+
+    def _commit(self) -> None:
+        if self._db is None or not self._pending:
+            return
+        rows = list(self._pending.items())
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.commit()
-            except sqlite3.Error as exc:
-                log.warning("scan cache commit failed: %s", exc)
+                db.executemany("INSERT OR REPLACE INTO scores (key, value) VALUES (?, ?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        try:
+            self._retry(write)
+        except sqlite3.Error as exc:
+            self.lost += len(rows)
+            log.warning("scan cache: %d entr%s not written (%s)", len(rows), "y" if len(rows) == 1 else "ies", exc)
+        self._pending.clear()
 
     def close(self) -> None:
-        if self._db is not None:
-            self.commit()
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._commit()
+                self._db.close()
+                self._db = None

@@ -150,31 +150,37 @@ def _macro_unit(node: Any, source: bytes) -> tuple[str, int, int] | None:
     return _text(name), node.start_point[0] + 1, end
 
 
-def _walk(node: Any, scope: list[str], source: bytes, out: list[tuple[Any, str, str, int, int]]) -> None:
-    for child in node.children:
-        t = child.type
-        if t == "function_definition":
-            name = _declarator_name(child) or "<anonymous>"
-            in_class = bool(scope) and scope[-1].startswith("class:")
-            kind = "knr" if _is_knr(child) else ("method" if in_class or "::" in name else "function")
-            out.append((child, _qualify(scope, name), kind, child.start_point[0] + 1, child.end_point[0] + 1))
-        elif t == "template_declaration":
-            inner = next((c for c in child.named_children if c.type == "function_definition"), None)
-            if inner is not None:
-                name = _declarator_name(inner) or "<anonymous>"
-                out.append((child, _qualify(scope, name), "template", child.start_point[0] + 1, inner.end_point[0] + 1))
-            else:
-                _walk(child, scope, source, out)
-        elif t == "preproc_function_def":
-            unit = _macro_unit(child, source)
-            if unit is not None:
-                out.append((child, unit[0], "macro", unit[1], unit[2]))
-        elif t in _SCOPES:
-            nm = _scope_name(child)
-            tag = ("ns:" if t == "namespace_definition" else "class:") + (nm or "<anonymous>")
-            _walk(child, [*scope, tag], source, out)
-        elif child.child_count and t not in ("compound_statement", "string_literal", "comment"):
-            _walk(child, scope, source, out)
+def _walk(root: Any, scope: list[str], source: bytes, out: list[tuple[Any, str, str, int, int]]) -> None:
+    """Collect units below ``root`` with an explicit stack: deeply nested code cannot hit
+    Python's recursion limit (callers sort ``out`` by line, so visiting order is free)."""
+    stack: list[tuple[Any, list[str]]] = [(root, scope)]
+    while stack:
+        node, scope = stack.pop()
+        for child in node.children:
+            t = child.type
+            if t == "function_definition":
+                name = _declarator_name(child) or "<anonymous>"
+                in_class = bool(scope) and scope[-1].startswith("class:")
+                kind = "knr" if _is_knr(child) else ("method" if in_class or "::" in name else "function")
+                out.append((child, _qualify(scope, name), kind, child.start_point[0] + 1, child.end_point[0] + 1))
+            elif t == "template_declaration":
+                inner = next((c for c in child.named_children if c.type == "function_definition"), None)
+                if inner is not None:
+                    name = _declarator_name(inner) or "<anonymous>"
+                    out.append((child, _qualify(scope, name), "template", child.start_point[0] + 1,
+                                inner.end_point[0] + 1))
+                else:
+                    stack.append((child, scope))
+            elif t == "preproc_function_def":
+                unit = _macro_unit(child, source)
+                if unit is not None:
+                    out.append((child, unit[0], "macro", unit[1], unit[2]))
+            elif t in _SCOPES:
+                nm = _scope_name(child)
+                tag = ("ns:" if t == "namespace_definition" else "class:") + (nm or "<anonymous>")
+                stack.append((child, [*scope, tag]))
+            elif child.child_count and t not in ("compound_statement", "string_literal", "comment"):
+                stack.append((child, scope))
 
 
 def _qualify(scope: list[str], name: str) -> str:

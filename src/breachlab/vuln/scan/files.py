@@ -6,8 +6,14 @@
 * vendored and build folders (``third_party``, ``vendor``, ``build``, ``cmake-build-*`` …)
   skipped below a scan root unless asked for — a root named on the command line is always
   scanned;
-* directory symlinks are not followed (no loops, no escaping the tree); file symlinks are
-  followed once (deduplicated by real path); broken links and loops are reported;
+* ignore rules (``.gitignore``, vendored/build folders, ``--exclude``) apply only to what a
+  folder walk *finds*: a file or folder named on the command line is always scanned;
+* directory symlinks are not followed (no loops, no escaping the tree); a file symlink is
+  followed only when its target stays inside the scanned root — one that leaves the root is
+  reported and never opened (a hostile checkout could point ``a.c`` at ``/etc/passwd``);
+  broken links and loops are reported;
+* folders are walked with an explicit stack, so a tree thousands of folders deep cannot hit
+  Python's recursion limit;
 * binary files, files over the size limit, non-UTF-8 files, FIFOs/devices and unreadable
   files are reported as skipped and never crash the scan.
 """
@@ -90,10 +96,13 @@ def walk(roots: list[Path], *, respect_gitignore: bool = True, include_vendored:
         # `scan src/` in a checkout gives `src/a.c`, what SARIF viewers need), else to the root
         base = cwd if (root == cwd or cwd in root.parents) else (root if is_dir else root.parent)
         if not is_dir:
-            # a file named explicitly is scanned even when ignored
-            yield from _file(root, _display(root, base), seen, explicit=True)
+            # a file named explicitly is scanned even when ignored; a symlink among the named
+            # files must still stay inside the folder that holds it
+            yield from _file(root, _display(root, base), seen, os.path.realpath(root.parent), explicit=True)
             continue
         specs = _ancestor_specs(root) if respect_gitignore else []
+        if specs and _ignored(specs, root, True):
+            specs = []  # the user named an ignored folder: scan it, its own .gitignore files still apply
         yield from _walk_dir(root, base, specs, seen, respect_gitignore, include_vendored, exclude)
 
 
@@ -109,48 +118,60 @@ def _ancestor_specs(root: Path) -> list[tuple[Path, object]]:
     return [(d, spec) for d in reversed(chain) if (spec := _gitignore(d)) is not None]
 
 
-def _walk_dir(directory: Path, base: Path, specs: list, seen: set[str], respect_gitignore: bool,
+def _walk_dir(root: Path, base: Path, specs: list, seen: set[str], respect_gitignore: bool,
               include_vendored: bool, exclude: tuple[str, ...]) -> Iterator[SourceFile | Skipped]:
-    own = _gitignore(directory) if respect_gitignore else None
-    if own is not None:
-        specs = [*specs, (directory, own)]
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as exc:
-        yield Skipped(_display(directory, base), _os_reason(exc))
-        return
-    for entry in entries:
-        path = Path(entry.path)
-        display = _display(path, base)
+    """Depth-first, sorted walk of ``root`` with an explicit stack (no recursion limit)."""
+    real_root = os.path.realpath(root)
+    stack: list[tuple[Path, list]] = [(root, specs)]
+    while stack:
+        directory, dspecs = stack.pop()
+        own = _gitignore(directory) if respect_gitignore else None
+        if own is not None:
+            dspecs = [*dspecs, (directory, own)]
         try:
-            is_link = entry.is_symlink()
-            is_dir = entry.is_dir(follow_symlinks=False)
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
-            yield Skipped(display, _os_reason(exc))
+            yield Skipped(_display(directory, base), _os_reason(exc))
             continue
-        if is_dir:
-            if _skip_dir(entry.name, include_vendored, exclude) or (specs and _ignored(specs, path, True)):
-                continue
-            yield from _walk_dir(path, base, specs, seen, respect_gitignore, include_vendored, exclude)
-            continue
-        if lang_for_suffix(path.suffix) is None:
-            continue
-        if any(fnmatch.fnmatch(entry.name, pat) for pat in exclude):
-            continue
-        if specs and _ignored(specs, path, False):
-            continue
-        if is_link:
+        subdirs: list[Path] = []
+        for entry in entries:
+            path = Path(entry.path)
             try:
-                if Path(path).resolve(strict=True).is_dir():
-                    yield Skipped(display, "symlink to a directory: not followed")
-                    continue
-            except (OSError, RuntimeError) as exc:
-                yield Skipped(display, _os_reason(exc) if isinstance(exc, OSError) else "symlink loop")
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError as exc:
+                yield Skipped(_display(path, base), _os_reason(exc))
                 continue
-        yield from _file(path, display, seen)
+            if is_dir:
+                if not (_skip_dir(entry.name, include_vendored, exclude) or (dspecs and _ignored(dspecs, path, True))):
+                    subdirs.append(path)
+                continue
+            if lang_for_suffix(path.suffix) is None:
+                continue
+            if any(fnmatch.fnmatch(entry.name, pat) for pat in exclude):
+                continue
+            if dspecs and _ignored(dspecs, path, False):
+                continue
+            display = _display(path, base)
+            if is_link:
+                try:
+                    if Path(path).resolve(strict=True).is_dir():
+                        yield Skipped(display, "symlink to a directory: not followed")
+                        continue
+                except (OSError, RuntimeError) as exc:
+                    yield Skipped(display, _os_reason(exc) if isinstance(exc, OSError) else "symlink loop")
+                    continue
+            yield from _file(path, display, seen, real_root)
+        # files of a folder before its sub-folders, sub-folders in name order
+        stack.extend((d, dspecs) for d in reversed(subdirs))
 
 
-def _file(path: Path, display: str, seen: set[str], explicit: bool = False) -> Iterator[SourceFile | Skipped]:
+def _inside(real: str, real_root: str) -> bool:
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _file(path: Path, display: str, seen: set[str], real_root: str,
+          explicit: bool = False) -> Iterator[SourceFile | Skipped]:
     lang = lang_for_suffix(path.suffix)
     if lang is None:
         if explicit:
@@ -159,6 +180,14 @@ def _file(path: Path, display: str, seen: set[str], explicit: bool = False) -> I
         return
     try:
         real = os.path.realpath(path, strict=True)
+    except OSError as exc:
+        yield Skipped(display, _os_reason(exc))
+        return
+    if not _inside(real, real_root):
+        # decided from the resolved path alone: the target is never opened or read
+        yield Skipped(display, "symlink leaves the scanned root: not followed")
+        return
+    try:
         st = os.stat(real)
     except OSError as exc:
         yield Skipped(display, _os_reason(exc))
@@ -195,7 +224,9 @@ def read_source(sf: SourceFile, max_bytes: int) -> tuple[bytes | None, Skipped |
         size = os.stat(sf.path).st_size
         if size > max_bytes:
             return None, Skipped(sf.display, f"file too large ({size:,} bytes > limit {max_bytes:,})")
-        with open(sf.path, "rb") as fh:
+        # O_NOFOLLOW: a file swapped for a symlink after the walk checked it is not followed
+        fd = os.open(sf.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
         return None, Skipped(sf.display, _os_reason(exc))

@@ -108,8 +108,11 @@ class Finding:
         message: what a reader sees: the model's reason, or static evidence.
         model_id: which model scored it.
         fingerprint: line-independent identity (:func:`fingerprint`).
-        sources: what flagged it: ``llm``, ``cppcheck``, ``flawfinder``.
+        sources: what judged it: ``llm``, ``cppcheck``, ``flawfinder``, ``clang-tidy``.
         evidence: static-analysis hits inside the function (``tool:line:rule: text``).
+        lines: the flagged lines (what a reviewer must read; SARIF regions point there).
+        model_score: the model's P(vulnerable) for this function (None: no model ran).
+        verdict: the model's verdict (VULNERABLE/SAFE; None: no model ran).
     """
 
     rule_id: str
@@ -125,6 +128,9 @@ class Finding:
     fingerprint: str
     sources: tuple[str, ...] = ("llm",)
     evidence: tuple[str, ...] = ()
+    lines: tuple[int, ...] = ()
+    model_score: float | None = None
+    verdict: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:
@@ -142,6 +148,7 @@ class Finding:
         d["confidence"] = round(self.confidence, 4)
         d["sources"] = list(self.sources)
         d["evidence"] = list(self.evidence)
+        d["lines"] = list(self.lines)
         return d
 
     @classmethod
@@ -150,6 +157,7 @@ class Finding:
         kw["severity"] = Severity.parse(str(d["severity"]))
         kw["sources"] = tuple(d.get("sources", ("llm",)))
         kw["evidence"] = tuple(d.get("evidence", ()))
+        kw["lines"] = tuple(d.get("lines", ()))
         return cls(**kw)
 
     def sort_key(self) -> tuple:

@@ -1,11 +1,9 @@
-"""Hybrid mode: cppcheck and flawfinder hits as candidates and prompt evidence, combined
-with the model score by a logistic model calibrated on held-out data.
+"""cppcheck and flawfinder: run them on files and parse what they report into :class:`StaticHit`.
 
 Why: a small model tuned on synthetic data transfers poorly to real code, while static
 analysers are precise on what they know (cppcheck) or recall-oriented on risky APIs
-(flawfinder).  The combination is learnt, not guessed: :data:`DEFAULT_WEIGHTS` come from
-``benchmarks/scan_bench.py calibrate`` on Juliet families and SVEN *train* pairs that the
-benchmark (``benchmarks/scan_bench.py bench``: other Juliet families, SVEN *val*) never sees.
+(flawfinder).  Their hits are the scan's candidates (:mod:`.candidates`); how much each
+counts is fitted by ``breachlab vuln calibrate`` (:mod:`.calibration`), never typed in.
 
 Safety: both tools only read files — no build, no compiler, no project files, no addons;
 each run has a timeout and a failure becomes a skip note, never a crash.
@@ -16,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import re
 import shutil
 import subprocess
@@ -28,7 +25,6 @@ from typing import Sequence
 
 log = logging.getLogger("breachlab.scan.hybrid")
 
-TOOLS = ("cppcheck", "flawfinder")
 
 # cppcheck ids that describe the analysis, not the code
 _CPPCHECK_NOISE = re.compile(r"^(missingInclude.*|checkersReport|unmatchedSuppression|toomanyconfigs|syntaxError|"
@@ -52,21 +48,6 @@ class StaticHit:
     def describe(self, offset: int = 0) -> str:
         cwe = f" {self.cwe}" if self.cwe else ""
         return f"{self.tool}:{self.line - offset}:{self.rule}{cwe}: {self.message}"
-
-
-# Weights of the combiner: confidence = sigmoid(bias + w · features), keys as in
-# :func:`features`.  Fitted by ``python benchmarks/scan_bench.py calibrate /tmp/sb/calib``
-# on the *calibration* split —
-# 87 labelled functions (29 vulnerable) from Juliet families in hash buckets 0-2 and SVEN
-# train pairs, embedded Gemma 3 270M Q4_K_M through llama.cpp, 2026-11-25.  Small: refit
-# with a trained adapter (its scores are a different feature) and on more data.
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "bias": -6.3171,
-    "llm_logit": 0.7081,
-    "cppcheck": 1.104,
-    "flawfinder_level": 0.0535,
-    "flawfinder_count": 0.3197,
-}
 
 
 def available(tool: str) -> str | None:
@@ -154,54 +135,8 @@ def parse_flawfinder_csv(text: str) -> list[tuple[str, StaticHit]]:
     return out
 
 
-def run_tools(tools: Sequence[str], files: Sequence[Path], timeout: float = 300.0) -> tuple[dict[str, list[StaticHit]], list[str]]:
-    """Run the requested tools on ``files``; hits grouped by the file path as given."""
-    by_file: dict[str, list[StaticHit]] = {str(f): [] for f in files}
-    notes: list[str] = []
-    for tool in tools:
-        runner = {"cppcheck": run_cppcheck, "flawfinder": run_flawfinder}[tool]
-        pairs, note = runner(files, timeout=timeout)
-        if note:
-            notes.append(note)
-        for f, hit in pairs:
-            by_file.setdefault(f, []).append(hit)
-    return by_file, notes
-
-
 def hits_in(hits: Sequence[StaticHit], start: int, end: int) -> list[StaticHit]:
     return sorted((h for h in hits if start <= h.line <= end), key=lambda h: (h.line, h.tool, h.rule))
-
-
-def features(p_llm: float | None, hits: Sequence[StaticHit]) -> dict[str, float]:
-    """Combiner inputs for one function (all in comparable ranges)."""
-    ff = [h.level for h in hits if h.tool == "flawfinder"]
-    cc = [h for h in hits if h.tool == "cppcheck"]
-    if p_llm is None:
-        llm = 0.0
-    else:
-        p = min(max(p_llm, 1e-6), 1 - 1e-6)
-        llm = max(-10.0, min(10.0, math.log(p / (1 - p))))
-    return {
-        "llm_logit": llm,
-        "cppcheck": 1.0 if cc else 0.0,
-        "flawfinder_level": max(ff) / 5.0 if ff else 0.0,
-        "flawfinder_count": min(len(ff), 5) / 5.0,
-    }
-
-
-def combine(p_llm: float | None, hits: Sequence[StaticHit], weights: dict[str, float] | None = None) -> float:
-    w = weights or DEFAULT_WEIGHTS
-    z = w.get("bias", 0.0) + sum(w.get(k, 0.0) * v for k, v in features(p_llm, hits).items())
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
-
-
-def evidence_block(hits: Sequence[StaticHit], start_line: int, limit: int = 8) -> str:
-    """A C comment listing the hits (line numbers relative to the function), for the prompt."""
-    if not hits:
-        return ""
-    lines = [f"   line {h.line - start_line + 1}: {h.rule}{' ' + h.cwe if h.cwe else ''}: {h.message} [{h.tool}]"
-             for h in list(hits)[:limit]]
-    return "/* static analysis hints (may be false positives):\n" + "\n".join(lines).replace("*/", "* /") + "\n*/\n"
 
 
 def static_cwe(hits: Sequence[StaticHit]) -> str | None:

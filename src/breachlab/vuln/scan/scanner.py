@@ -1,37 +1,42 @@
-"""The scan pipeline: files → functions → (static hits) → score → explain → findings.
+"""The scan pipeline: files → functions → static candidates → model triage → findings.
 
-Why this shape: the model is the slow, single-threaded part, so everything else (reading,
-tree-sitter parsing, cppcheck/flawfinder) runs in ``jobs`` worker threads a chunk of files
-ahead, and only one chunk of parsed functions is alive at a time — memory is bounded by the
-chunk size and the per-file limits, not by the size of the tree.
+Default (triage): cppcheck, flawfinder and the Clang Static Analyzer flag lines; hits are
+merged across tools (:mod:`.candidates`); the model judges each *flagged function* with the
+flagged lines marked and the tools' reports beside the code (:mod:`.modelview`); a
+calibrated combiner (:mod:`.calibration`) turns tool evidence + the model's score into a
+confidence, and the calibration's threshold decides.  ``deep`` also scores functions no tool
+flagged; with no scorer (``--no-model``) the combiner uses the tool evidence alone.
 
-The model sits behind the :class:`Scorer` protocol (``score`` → P(vulnerable), ``explain`` →
-verdict, CWE, reason) so that golden tests drive the whole pipeline with a deterministic
-fake and production uses :class:`BackendScorer` over a llama.cpp/transformers backend.
+Why this shape: the model is the slow part, so reading, parsing and the static tools run in
+``jobs`` worker threads a chunk of files ahead, and only one chunk of parsed functions is
+alive at a time — memory is bounded by the chunk size, not by the size of the tree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from breachlab.config import field
 from breachlab.vuln.sample import code_hash, normalise_cwe
-from breachlab.vuln.scan import hybrid
+from breachlab.vuln.scan import candidates as cands
+from breachlab.vuln.scan import modelview, statictools
 from breachlab.vuln.scan.cache import ScoreCache, cache_key, config_digest
+from breachlab.vuln.scan.calibration import Calibration, Variant, check
 from breachlab.vuln.scan.extract import Function, extract_functions
 from breachlab.vuln.scan.files import SourceFile, read_source, walk
 from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped, fingerprint, rule_id_for, severity_for_cwe
+from breachlab.vuln.scan.hybrid import StaticHit, hits_in, static_cwe
+from breachlab.vuln.scan.scorers import PROMPT_VERSION, BackendScorer, Explanation, Scorer, parse_explanation
+
+__all__ = ["ScanConfig", "scan", "scan_settings", "apply_baseline", "Explanation", "parse_explanation", "BackendScorer"]
 
 log = logging.getLogger("breachlab.scan")
-
-PROMPT_VERSION = "scan-v1"
-_CWE_IN_TEXT = re.compile(r"\bCWE[-_ ]?(\d{1,4})\b", re.IGNORECASE)
 
 
 @dataclass
@@ -39,118 +44,52 @@ class ScanConfig:
     """Settings of one scan (the CLI flags map one to one onto these fields)."""
 
     paths: list[str] = field(default_factory=list, help="Files or folders to scan.")
-    min_confidence: float = field(0.5, help="Report functions whose confidence is at least this (0-1).")
-    hybrid: list[str] = field(default_factory=list, help="Static tools for hybrid mode: cppcheck, flawfinder.")
-    hybrid_candidates_only: bool = field(False, help="Hybrid: only functions with a static hit are scored.")
-    evidence_in_prompt: bool = field(True, help="Hybrid: show the static hits to the model as a code comment.")
-    explain: bool = field(True, help="Generate a verdict/CWE/reason for functions above the threshold.")
+    tools: list[str] = field(default_factory=lambda: list(statictools.DEFAULT_TOOLS),
+                             help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy.")
+    deep: bool = field(False, help="Also let the model score functions no static tool flagged.")
+    min_confidence: float | None = field(None, help="Report at or above this confidence (default: the calibration's threshold).")
+    strip_comments: bool = field(True, help="Remove comments before the model sees code (comments are untrusted).")
+    explain: bool = field(True, help="Generate verdict/CWE/reason for findings.")
     explain_tokens: int = field(64, help="Max new tokens of an explanation.")
-    jobs: int = field(2, help="Worker threads for reading, parsing and static tools.")
-    respect_gitignore: bool = field(True, help="Skip files matched by .gitignore files.")
+    jobs: int = field(2, help="Worker threads for reading, parsing and static tool processes.")
+    respect_gitignore: bool = field(True, help="Skip files matched by .gitignore files (folder walks only).")
     include_vendored: bool = field(False, help="Also scan vendored/build folders (third_party, build, …).")
     exclude: list[str] = field(default_factory=list, help="Extra file/folder name globs to skip.")
     max_file_bytes: int = field(2_000_000, help="Skip files larger than this.")
     max_function_lines: int = field(1500, help="Skip (and report) functions longer than this many lines.")
-    use_cache: bool = field(True, help="Reuse scores of unchanged functions ($BREACHLAB_CACHE/scan).")
+    max_line_chars: int = field(500, help="Cut longer lines (minified or generated code) before the model.")
+    use_cache: bool = field(True, help="Reuse tool results and scores of unchanged code ($BREACHLAB_CACHE/scan).")
     chunk_files: int = field(32, help="Files parsed ahead of the model (bounds memory).")
-    static_timeout: float = field(300.0, help="Seconds before a static tool run on one chunk is abandoned.")
-    keep_records: bool = field(False, help="Keep a score record for every function (benchmarks).")
+    static_timeout: float = field(300.0, help="Seconds before a static tool run on one file is abandoned.")
+    keep_records: bool = field(False, help="Keep a score record for every function (calibration, benchmarks).")
+    changed: dict[str, list[list[int]]] | None = field(None, help="Only functions touching these line ranges "
+                                                                  "(real path → [[first, last], …]); None: all.")
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_confidence <= 1.0:
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"--min-confidence must be in [0, 1], got {self.min_confidence}")
-        bad = [t for t in self.hybrid if t not in hybrid.TOOLS]
+        bad = [t for t in self.tools if t not in statictools.TOOLS]
         if bad:
-            raise ValueError(f"unknown hybrid tool(s) {', '.join(bad)}: use {', '.join(hybrid.TOOLS)}")
+            raise ValueError(f"unknown static tool(s) {', '.join(bad)}: use {', '.join(statictools.TOOLS)}")
         if self.jobs < 1:
             raise ValueError("--jobs must be at least 1")
-        if self.hybrid_candidates_only and not self.hybrid:
-            raise ValueError("--hybrid-candidates-only needs --hybrid")
-
-    def digest_settings(self) -> dict[str, Any]:
-        """The settings that change a score or explanation (part of the cache key)."""
-        return {"prompt": PROMPT_VERSION, "explain_tokens": self.explain_tokens}
+        if self.max_line_chars < 40:
+            raise ValueError("--max-line-chars must be at least 40")
 
 
-@dataclass(frozen=True)
-class Explanation:
-    """What the model says about a function it scored high: verdict, CWE guess, reason."""
-
-    verdict: str | None
-    cwe: str | None
-    reason: str
-    echo: bool = False
-
-
-class Scorer(Protocol):
-    """The model interface the scanner needs (tests inject a deterministic fake)."""
-
-    model_id: str
-
-    def score(self, code: str, lang: str) -> float:
-        """P(vulnerable) of one function (``code`` may carry an evidence comment)."""
-
-    def explain(self, code: str, lang: str) -> Explanation:
-        """Verdict, CWE and a short reason for one function."""
-
-
-def parse_explanation(text: str) -> Explanation:
-    """Turn raw generated text into an :class:`Explanation`; echoes are flagged, not trusted."""
-    from breachlab.vuln.prompts import detect_echo, parse_verdict
-
-    text = (text or "").strip()
-    echo = detect_echo(text)
-    m = _CWE_IN_TEXT.search(text)
-    cwe = normalise_cwe(f"CWE-{m.group(1)}") if m else None
-    reason = " ".join(text.split())
-    reason = re.sub(r"^(?:\*\*)?(?:VULNERABLE|SAFE)(?:\*\*)?\s*[-—:.,]*\s*", "", reason, flags=re.I)
-    if len(reason) > 240:
-        reason = reason[:237].rsplit(" ", 1)[0] + "…"
-    if echo:
-        reason = ""
-    return Explanation(verdict=parse_verdict(text), cwe=cwe if not echo else None, reason=reason, echo=echo)
-
-
-class BackendScorer:
-    """:class:`Scorer` over a :class:`breachlab.vuln.backends.Backend` (logit-mode scoring).
-
-    Functions longer than the context are cut at a line boundary to fit; the cut is
-    recorded so a finding can say the model saw only the start of the function.
-    """
-
-    def __init__(self, backend: Any, reserve_tokens: int = 80):
-        self.backend = backend
-        self.model_id = backend.model_id
-        self.reserve = reserve_tokens
-        self.truncated = 0
-
-    def fit(self, code: str, lang: str) -> str:
-        budget = self.backend.n_ctx - self.reserve
-        if len(self.backend.tokenize(self.backend.prompt(code, lang))) <= budget:
-            return code
-        lines = code.split("\n")
-        lo, hi = 1, len(lines)
-        while lo < hi:  # largest prefix of lines that fits
-            mid = (lo + hi + 1) // 2
-            if len(self.backend.tokenize(self.backend.prompt("\n".join(lines[:mid]), lang))) <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        self.truncated += 1
-        return "\n".join(lines[:lo])
-
-    def score(self, code: str, lang: str) -> float:
-        return float(self.backend.score(self.backend.prompt(self.fit(code, lang), lang)).p_vulnerable)
-
-    def explain(self, code: str, lang: str, max_new_tokens: int = 64) -> Explanation:
-        return parse_explanation(self.backend.generate(self.backend.prompt(self.fit(code, lang), lang), max_new_tokens))
+def scan_settings(cfg: ScanConfig, scorer: Scorer | None) -> dict[str, Any]:
+    """What a calibration depends on: prompt, evidence layout, comment handling, tools, model."""
+    return {"prompt": PROMPT_VERSION, "evidence": "after-code-block", "strip_comments": cfg.strip_comments,
+            "max_line_chars": cfg.max_line_chars, "tools": sorted(cfg.tools),
+            "model_id": scorer.model_id if scorer is not None else None}
 
 
 @dataclass
 class _Parsed:
     source: SourceFile
+    digest: str = ""
     functions: list[Function] = dc_field(default_factory=list)
-    hits: list[hybrid.StaticHit] = dc_field(default_factory=list)
+    hits: list[StaticHit] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
     lines: int = 0
 
@@ -161,6 +100,7 @@ def _parse_file(sf: SourceFile, cfg: ScanConfig) -> _Parsed:
     if skip is not None:
         out.skipped.append(skip)
         return out
+    out.digest = hashlib.sha256(data).hexdigest()
     out.lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     try:
         funcs = extract_functions(data, sf.lang)
@@ -170,7 +110,7 @@ def _parse_file(sf: SourceFile, cfg: ScanConfig) -> _Parsed:
     for fn in funcs:
         if fn.n_lines > cfg.max_function_lines:
             out.skipped.append(Skipped(sf.display, f"function {fn.name} too long ({fn.n_lines} lines > "
-                                                   f"{cfg.max_function_lines})", line=fn.start_line))
+                                                   f"{cfg.max_function_lines}): not judged", line=fn.start_line))
         else:
             out.functions.append(fn)
     return out
@@ -187,41 +127,49 @@ def _chunks(items: Iterator, n: int) -> Iterator[list]:
         yield buf
 
 
-def _prepare_chunk(files: list[SourceFile], cfg: ScanConfig, pool: ThreadPoolExecutor) -> tuple[list[_Parsed], list[str]]:
-    parsed = list(pool.map(lambda sf: _parse_file(sf, cfg), files))
-    notes: list[str] = []
-    if cfg.hybrid:
-        readable = [p.source.path for p in parsed if p.functions]
-        if readable:
-            by_file, notes = hybrid.run_tools(cfg.hybrid, readable, timeout=cfg.static_timeout)
-            for p in parsed:
-                p.hits = by_file.get(str(p.source.path), [])
-    return parsed, notes
+def _prepare_chunk(files: list[SourceFile], cfg: ScanConfig, cache: ScoreCache,
+                   include_dirs: Sequence[Path]) -> tuple[list[_Parsed], list[str], int]:
+    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
+        parsed = list(pool.map(lambda sf: _parse_file(sf, cfg), files))
+    readable = [(p.source.path, p.digest) for p in parsed if p.functions]
+    if not (cfg.tools and readable):
+        return parsed, [], 0
+    by_file, notes, cached = statictools.run(cfg.tools, readable, cache=cache, jobs=cfg.jobs,
+                                             include_dirs=include_dirs, timeout=cfg.static_timeout)
+    for p in parsed:
+        p.hits = by_file.get(p.source.path, [])
+    return parsed, notes, cached
 
 
-def scan(cfg: ScanConfig, scorer: Scorer, *, cache: ScoreCache | None = None,
-         weights: dict[str, float] | None = None, progress: Callable[[int, int], None] | None = None) -> ScanReport:
-    """Scan ``cfg.paths`` with ``scorer``; return every finding at or above the threshold.
+def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = None,
+         calibration: Calibration | None = None, progress: Callable[[int, int], None] | None = None) -> ScanReport:
+    """Scan ``cfg.paths``; return every finding at or above the threshold.
 
     Args:
         cfg: the scan settings.
-        scorer: the model (see :class:`Scorer`).
-        cache: score cache (None: no caching).
-        weights: hybrid combiner weights (default :data:`hybrid.DEFAULT_WEIGHTS`).
+        scorer: the model (see :class:`~.scorers.Scorer`); None scans with the tools alone.
+        cache: tool-result and score cache (None: no caching).
+        calibration: combiner + threshold; refused (UserError) if made under other settings.
+            None: confidence is the model's P (or 1.0 for any flagged function without a model).
         progress: called with (files done, functions done) after each file.
     """
     t0 = time.perf_counter()
     cache = cache or ScoreCache(None)
-    digest = config_digest({**cfg.digest_settings(), "model": scorer.model_id})
+    settings = scan_settings(cfg, scorer)
+    variant = check(calibration, settings, "model" if scorer is not None else "no_model") if calibration else None
+    threshold = cfg.min_confidence if cfg.min_confidence is not None else (variant.threshold if variant else 0.5)
+    digest = config_digest({**settings, "explain_tokens": cfg.explain_tokens})
     findings: list[Finding] = []
     skipped: list[Skipped] = []
     records: list[dict[str, Any]] = []
     notes: list[str] = []
-    n = dict(files=0, functions=0, lines=0, scored=0, cached=0, explained=0, not_scored=0)
+    n = dict(files=0, functions=0, lines=0, candidates=0, scored=0, cached=0, explained=0, not_scored=0,
+             unchanged=0, static_cached=0, lines_cut=0)
     t_model = 0.0
     roots = [Path(p) for p in cfg.paths]
-    selected = (x for x in walk(roots, respect_gitignore=cfg.respect_gitignore,
-                                include_vendored=cfg.include_vendored, exclude=tuple(cfg.exclude)))
+    include_dirs = [r if r.is_dir() else r.parent for r in roots]
+    selected = walk(roots, respect_gitignore=cfg.respect_gitignore, include_vendored=cfg.include_vendored,
+                    exclude=tuple(cfg.exclude))
 
     def sources() -> Iterator[SourceFile]:
         for item in selected:
@@ -230,34 +178,34 @@ def scan(cfg: ScanConfig, scorer: Scorer, *, cache: ScoreCache | None = None,
             else:
                 yield item
 
-    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-        pending = None
+    with ThreadPoolExecutor(max_workers=1) as ahead:  # prepares the next chunk while the model works
         chunks = _chunks(sources(), cfg.chunk_files)
         nxt = next(chunks, None)
-        if nxt is not None:
-            pending = pool.submit(_prepare_chunk, nxt, cfg, pool) if cfg.jobs > 1 else None
-            current = nxt
-        while nxt is not None:
-            parsed, chunk_notes = pending.result() if pending is not None else _prepare_chunk(current, cfg, pool)
+        pending = ahead.submit(_prepare_chunk, nxt, cfg, cache, include_dirs) if nxt is not None else None
+        while pending is not None:
+            parsed, chunk_notes, static_cached = pending.result()
             notes.extend(chunk_notes)
-            nxt = next(chunks, None)  # parse the next chunk while the model works on this one
-            if nxt is not None:
-                current = nxt
-                pending = pool.submit(_prepare_chunk, nxt, cfg, pool) if cfg.jobs > 1 else None
+            n["static_cached"] += static_cached
+            nxt = next(chunks, None)
+            pending = ahead.submit(_prepare_chunk, nxt, cfg, cache, include_dirs) if nxt is not None else None
+            if scorer is not None and hasattr(scorer, "prefetch"):  # a server: score the chunk concurrently
+                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest))
             for p in parsed:
                 skipped.extend(p.skipped)
-                if p.skipped and not p.functions and p.lines == 0:
+                if not p.digest:
                     continue
                 n["files"] += 1
                 n["lines"] += p.lines
+                changed = _changed_for(cfg, p.source)
                 for fn in p.functions:
                     n["functions"] += 1
+                    if changed is not None and not any(a <= fn.end_line and fn.start_line <= b for a, b in changed):
+                        n["unchanged"] += 1
+                        continue
                     t = time.perf_counter()
-                    f, rec, how = _judge(fn, p, cfg, scorer, cache, digest, weights)
+                    f, rec, how = _judge(fn, p, cfg, scorer, cache, digest, variant, threshold, skipped, n)
                     t_model += time.perf_counter() - t
                     n[how] += 1
-                    if rec is not None and rec.get("explained"):
-                        n["explained"] += 1
                     if f is not None:
                         findings.append(f)
                     if cfg.keep_records and rec is not None:
@@ -270,71 +218,125 @@ def scan(cfg: ScanConfig, scorer: Scorer, *, cache: ScoreCache | None = None,
     stats = {**n, "seconds": round(seconds, 3), "model_seconds": round(t_model, 3),
              "functions_per_s": round(n["functions"] / seconds, 3) if seconds else None,
              "lines_per_s": round(n["lines"] / seconds, 1) if seconds else None,
-             "truncated": getattr(scorer, "truncated", 0), "static_notes": sorted(set(notes))}
-    settings = {"paths": cfg.paths, "model_id": scorer.model_id, "min_confidence": cfg.min_confidence,
-                "hybrid": list(cfg.hybrid), "explain": cfg.explain}
+             "truncated": getattr(scorer, "truncated", 0), "static_notes": sorted(set(notes)),
+             "cache_lost": cache.lost}
+    report_settings = {"paths": cfg.paths, "model_id": settings["model_id"], "min_confidence": threshold,
+                       "tools": list(cfg.tools), "deep": cfg.deep, "explain": cfg.explain,
+                       "calibration": calibration.path if calibration else None}
     return ScanReport(findings=sorted(findings, key=Finding.sort_key), skipped=skipped, stats=stats,
-                      settings=settings, records=records)
+                      settings=report_settings, records=records)
 
 
-def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer, cache: ScoreCache, digest: str,
-           weights: dict[str, float] | None) -> tuple[Finding | None, dict[str, Any] | None, str]:
-    hits = hybrid.hits_in(p.hits, fn.start_line, fn.end_line) if cfg.hybrid else []
-    if cfg.hybrid_candidates_only and not hits:
-        return None, _record(fn, p, None, hits, 0.0), "not_scored"
-    evidence = hybrid.evidence_block(hits, fn.start_line) if cfg.evidence_in_prompt else ""
-    code = evidence + fn.code
-    key = cache_key(fn.code, evidence, scorer.model_id, digest)
-    entry = cache.get(key) or {}
-    how = "cached" if "p" in entry else "scored"
-    if "p" not in entry:
-        entry["p"] = float(scorer.score(code, fn.lang))
-        cache.put(key, entry)
-    p_llm = entry["p"]
-    conf = hybrid.combine(p_llm, hits, weights) if cfg.hybrid else p_llm
-    rec = _record(fn, p, p_llm, hits, conf)
-    if conf < cfg.min_confidence:
+def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: ScoreCache,
+              digest: str) -> list[tuple[str, str, str]]:
+    """(code, lang, evidence) of the chunk's functions the model will be asked about (not cached)."""
+    out = []
+    for p in parsed:
+        changed = _changed_for(cfg, p.source)
+        for fn in p.functions:
+            if changed is not None and not any(a <= fn.end_line and fn.start_line <= b for a, b in changed):
+                continue
+            groups = cands.merge(hits_in(p.hits, fn.start_line, fn.end_line))
+            if not (groups or cfg.deep):
+                continue
+            view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
+                                   max_line_chars=cfg.max_line_chars)
+            if "p" not in (cache.get(cache_key(view.code, view.evidence, scorer.model_id, digest)) or {}):
+                out.append((view.code, fn.lang, view.evidence))
+    return out
+
+
+def _changed_for(cfg: ScanConfig, sf: SourceFile) -> list[list[int]] | None:
+    if cfg.changed is None:
+        return None
+    import os
+
+    return cfg.changed.get(os.path.realpath(sf.path), [])
+
+
+def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cache: ScoreCache, digest: str,
+           variant: Variant | None, threshold: float, skipped: list[Skipped],
+           n: dict[str, int]) -> tuple[Finding | None, dict[str, Any] | None, str]:
+    hits = hits_in(p.hits, fn.start_line, fn.end_line)
+    groups = cands.merge(hits)
+    candidate = bool(groups)
+    n["candidates"] += candidate
+    p_llm: float | None = None
+    entry: dict[str, Any] = {}
+    view = None
+    how = "not_scored"
+    if scorer is not None and (candidate or cfg.deep):
+        view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
+                               max_line_chars=cfg.max_line_chars)
+        n["lines_cut"] += view.lines_cut
+        key = cache_key(view.code, view.evidence, scorer.model_id, digest)
+        entry = cache.get(key) or {}
+        how = "cached" if "p" in entry else "scored"
+        if "p" not in entry:
+            try:
+                entry["p"] = float(scorer.score(view.code, fn.lang, evidence=view.evidence))
+            except Exception as exc:  # noqa: BLE001 - one function the model cannot take never ends the scan
+                skipped.append(Skipped(p.source.display, f"function {fn.name}: model could not score it "
+                                                         f"({type(exc).__name__}: {str(exc)[:120]})", line=fn.start_line))
+                return None, None, "not_scored"
+            cache.put(key, entry)
+        p_llm = entry["p"]
+    feats = cands.features(hits, p_llm)
+    if not candidate and not (cfg.deep and p_llm is not None):
+        conf = 0.0
+    elif variant is not None:
+        conf = variant.confidence(feats)
+    else:
+        conf = p_llm if p_llm is not None else 1.0
+    rec = {"path": p.source.display, "function": fn.name, "start_line": fn.start_line, "end_line": fn.end_line,
+           "p_llm": p_llm, "confidence": conf, "features": feats, "candidate": candidate,
+           "tools": sorted({h.tool for h in hits}), "lines": sorted({h.line for h in hits}),
+           "tool_lines": {t: sorted({h.line for h in hits if h.tool == t}) for t in sorted({h.tool for h in hits})}}
+    if conf < threshold or conf <= 0.0:
         return None, rec, how
     expl = None
-    if cfg.explain:
+    if cfg.explain and scorer is not None and view is not None:
         if "explanation" not in entry:
-            if isinstance(scorer, BackendScorer):
-                e = scorer.explain(code, fn.lang, cfg.explain_tokens)
-            else:
-                e = scorer.explain(code, fn.lang)
-            entry["explanation"] = {"verdict": e.verdict, "cwe": e.cwe, "reason": e.reason, "echo": e.echo}
-            cache.put(key, entry)
-        expl = Explanation(**entry["explanation"])
-        rec["explained"] = True
-    return _finding(fn, p, conf, p_llm, hits, expl, scorer.model_id, cfg), rec, how
+            try:
+                if isinstance(scorer, BackendScorer):
+                    e = scorer.explain(view.code, fn.lang, view.evidence, cfg.explain_tokens)
+                else:
+                    e = scorer.explain(view.code, fn.lang, evidence=view.evidence)
+                entry["explanation"] = {"verdict": e.verdict, "cwe": e.cwe, "reason": e.reason, "echo": e.echo}
+                cache.put(cache_key(view.code, view.evidence, scorer.model_id, digest), entry)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("explanation failed for %s: %s", fn.name, exc)
+        if "explanation" in entry:
+            expl = Explanation(**entry["explanation"])
+            n["explained"] += 1
+    return _finding(fn, p, conf, p_llm, hits, expl, scorer), rec, how
 
 
-def _record(fn: Function, p: _Parsed, p_llm: float | None, hits: Sequence[hybrid.StaticHit], conf: float) -> dict[str, Any]:
-    return {"path": p.source.display, "function": fn.name, "start_line": fn.start_line, "end_line": fn.end_line,
-            "p_llm": p_llm, "confidence": conf, "features": hybrid.features(p_llm, hits),
-            "tools": sorted({h.tool for h in hits})}
-
-
-def _finding(fn: Function, p: _Parsed, conf: float, p_llm: float, hits: Sequence[hybrid.StaticHit],
-             expl: Explanation | None, model_id: str, cfg: ScanConfig) -> Finding:
-    cwe = (expl.cwe if expl else None) or hybrid.static_cwe(hits)
-    sources = tuple(["llm"] + sorted({h.tool for h in hits}))
+def _finding(fn: Function, p: _Parsed, conf: float, p_llm: float | None, hits: Sequence[StaticHit],
+             expl: Explanation | None, scorer: Scorer | None) -> Finding:
+    cwe = (expl.cwe if expl else None) or static_cwe(hits)
+    sources = tuple((["llm"] if p_llm is not None else []) + sorted({h.tool for h in hits}))
+    lines = tuple(sorted({h.line for h in hits}))
     if expl and expl.reason:
         message = expl.reason
-    elif expl and expl.echo:
-        message = f"model flagged this function (P={p_llm:.2f}); its explanation echoed the prompt and was discarded"
+    elif p_llm is not None:
+        message = f"model P(vulnerable)={p_llm:.2f}" + ("; its explanation echoed the prompt" if expl and expl.echo else "")
     else:
-        message = f"model flagged this function (P={p_llm:.2f})"
+        message = "static analysis"
     if hits:
         top = max(hits, key=lambda h: (h.level, -h.line))
-        message = message.rstrip(". ") + f". Static analysis: {len(hits)} hit(s), strongest {top.tool} " \
-                                          f"{top.rule} at line {top.line}."
+        message = message.rstrip(". ") + f". {len(hits)} tool report(s), strongest {top.tool} {top.rule} " \
+                                          f"at line {top.line}: {top.message[:120]}"
+    verdict = (expl.verdict if expl and expl.verdict else None) or \
+        (None if p_llm is None else ("VULNERABLE" if p_llm >= 0.5 else "SAFE"))
     return Finding(
         rule_id=rule_id_for(cwe), cwe=normalise_cwe(cwe), severity=severity_for_cwe(cwe),
         confidence=round(min(max(conf, 0.0), 1.0), 6), path=p.source.display, start_line=fn.start_line,
-        end_line=fn.end_line, function=fn.name, message=message, model_id=model_id,
+        end_line=fn.end_line, function=fn.name, message=message,
+        model_id=scorer.model_id if scorer is not None else "none",
         fingerprint=fingerprint(p.source.display, fn.name, code_hash(fn.code)), sources=sources,
-        evidence=tuple(h.describe() for h in hits[:10]),
+        evidence=tuple(h.describe() for h in hits[:10]), lines=lines,
+        model_score=None if p_llm is None else round(p_llm, 6), verdict=verdict,
     )
 
 

@@ -65,12 +65,21 @@ def to_sarif(report: ScanReport) -> dict:
             "locations": [{
                 "physicalLocation": {
                     "artifactLocation": {"uri": quote(f.path), "uriBaseId": "%SRCROOT%"},
-                    "region": {"startLine": f.start_line, "endLine": f.end_line},
+                    # the flagged line a reviewer must read; the whole function when no tool flagged one
+                    "region": ({"startLine": f.lines[0], "endLine": f.lines[0]} if f.lines
+                               else {"startLine": f.start_line, "endLine": f.end_line}),
                 },
                 "logicalLocations": [{"name": f.function, "kind": "function"}],
             }],
+            **({"relatedLocations": [
+                {"id": i + 1, "message": {"text": "also flagged"},
+                 "physicalLocation": {"artifactLocation": {"uri": quote(f.path), "uriBaseId": "%SRCROOT%"},
+                                      "region": {"startLine": ln, "endLine": ln}}}
+                for i, ln in enumerate(f.lines[1:10])]} if len(f.lines) > 1 else {}),
             "partialFingerprints": {FINGERPRINT_KEY: f.fingerprint},
             "properties": {"confidence": round(f.confidence, 4), "model": f.model_id, "sources": list(f.sources),
+                           "functionLines": [f.start_line, f.end_line],
+                           **({"modelScore": f.model_score, "verdict": f.verdict} if f.model_score is not None else {}),
                            **({"evidence": list(f.evidence)} if f.evidence else {})},
         })
     notifications = [{"level": "note", "message": {"text": f"skipped {s.path}: {s.reason}"},

@@ -13,7 +13,13 @@ def summary_line(report: ScanReport) -> str:
     s = report.stats
     parts = [f"{len(report.findings)} finding(s)", f"{s.get('files', 0)} file(s)", f"{s.get('functions', 0)} function(s)",
              f"{s.get('lines', 0)} line(s)", f"{len(report.skipped)} skipped",
-             f"{s.get('cached', 0)} cached", f"{s.get('seconds', 0):.1f}s"]
+             f"{s.get('candidates', 0)} flagged by tools", f"{s.get('scored', 0)} scored by the model",
+             f"{s.get('cached', 0)} scores and {s.get('static_cached', 0)} tool runs from the cache",
+             f"{s.get('seconds', 0):.1f}s"]
+    if s.get("unchanged"):
+        parts.append(f"{s['unchanged']} function(s) outside the diff")
+    if s.get("lines_cut"):
+        parts.append(f"{s['lines_cut']} over-long line(s) cut for the model")
     if report.suppressed:
         parts.append(f"{report.suppressed} suppressed by baseline")
     return ", ".join(parts)
@@ -32,7 +38,7 @@ def render(report: ScanReport, width: int = 120, color: bool = False) -> str:
             table.add_column(col, overflow="fold")
         for f in report.findings:
             table.add_row(f"[{_STYLE[f.severity]}]{f.severity.name}[/]", f"{f.confidence:.2f}",
-                          f"{f.path}:{f.start_line}-{f.end_line}", f.function, f.rule_id, f.message)
+                          (f"{f.path}:{','.join(map(str, f.lines[:4]))}" if f.lines else f"{f.path}:{f.start_line}-{f.end_line}"), f.function, f.rule_id, f.message)
         console.print(table)
     else:
         console.print("no findings at or above the threshold")
