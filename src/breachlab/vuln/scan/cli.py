@@ -42,9 +42,10 @@ def choose_adapter(adapter: Optional[str], *, model: str) -> str:
     """The adapter a scan uses when ``--adapter`` is not given: the shipped one for the embedded model."""
     if adapter is not None:
         return adapter
+    from breachlab.ladder import is_embedded
     from breachlab.vuln.adapters import has_shipped
 
-    return "default" if model == "embedded" and has_shipped() else "none"
+    return "default" if is_embedded(model) and has_shipped() else "none"
 
 
 def shipped_calibration() -> Path:
@@ -62,7 +63,7 @@ def _no_files_error(report: Any, paths: List[Path]) -> UserError:
 
 def scan(
     paths: List[Path] = typer.Argument(..., help="C/C++ files or folders to scan (named files are always scanned)."),
-    model: str = typer.Option("embedded", "--model", "-m", help="embedded, a .gguf file, a HF dir; with --backend "
+    model: str = typer.Option("embedded", "--model", "-m", help="embedded, a ladder name (breachlab models list), a .gguf file, a HF dir; with --backend "
                                                                  "openai the server's model name."),
     backend: str = typer.Option("auto", help="auto, llama.cpp, transformers, openai (a server) or none (no model)."),
     base_url: Optional[str] = typer.Option(None, help="--backend openai: the server, e.g. http://127.0.0.1:8080/v1."),

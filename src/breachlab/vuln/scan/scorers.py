@@ -91,11 +91,11 @@ def chat_messages(code: str, lang: str, evidence: str) -> list[dict[str, str]]:
 
 def render_prompt(code: str, lang: str, evidence: str, tokenizer: Any = None) -> str:
     """The full prompt text: the trained inference prompt without evidence, the triage one with."""
-    from breachlab.vuln.prompts import inference_prompt, render_turns
+    from breachlab.vuln.prompts import inference_prompt, render_conversation
 
     if not evidence:
         return inference_prompt(code, lang, tokenizer=tokenizer)
-    return render_turns(triage_messages(code, lang, evidence), tokenizer)
+    return render_conversation(triage_messages(code, lang, evidence), tokenizer)
 
 
 class BackendScorer:
