@@ -124,14 +124,12 @@ def table(results: list[dict], reference: str, n: int) -> str:
 
 
 def plot(results: list[dict], output_file: Path, axes: Any = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """F1 (with CI) and agreement with the reference against file size, one point per GGUF."""
+    from breachlab.figures import new_figure, save_figure
 
     fig = None
     if axes is None:
-        fig, axes = plt.subplots(figsize=(7, 4))
+        fig, axes = new_figure((7, 4), 1, 1)
     sizes = [r["bytes"] / 2**20 for r in results]
     f1 = [r["f1"] if r["f1"] is not None else np.nan for r in results]
     err = [[(r["f1"] - r["f1_ci"][0]) if r["f1_ci"] else 0 for r in results],
@@ -146,6 +144,5 @@ def plot(results: list[dict], output_file: Path, axes: Any = None) -> Path:
     axes.grid(alpha=0.3)
     if fig is not None:
         fig.tight_layout()
-        fig.savefig(output_file, dpi=120)
-        plt.close(fig)
+        save_figure(fig, output_file, dpi=120)
     return output_file
