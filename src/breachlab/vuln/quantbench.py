@@ -4,7 +4,8 @@ Every GGUF that ``vuln export`` wrote (``export/gguf/model-*.gguf``) is scored i
 on the same samples through llama.cpp: F1 with its bootstrap CI, ROC-AUC, verdict agreement
 with the highest-precision file, mean |ΔP(vulnerable)|, per-CWE recall deltas, file size,
 load time and throughput.  Writes ``quantbench.json``, ``quantbench.md`` and
-``quantbench.png`` (F1 ± CI and agreement against file size) into ``RUN_DIR/quantbench``.
+``quantbench.png`` (F1 ± CI and agreement against file size) into ``RUN_DIR/quantbench``
+(or ``--out``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def find_ggufs(run: Path) -> list[tuple[str, Path]]:
     return sorted(found.items(), key=lambda kv: order.get(kv[0], 99))
 
 
-def run(cfg: QuantBenchConfig) -> Path:
+def run(cfg: QuantBenchConfig, out: str | Path | None = None) -> Path:
+    """Score every GGUF of ``cfg.run``; writes into ``out`` (default ``RUN_DIR/quantbench``) and returns it."""
     from breachlab.models import resolve
     from breachlab.rundir import atomic_write_json, atomic_write_text
     from breachlab.vuln.backends import LlamaCppBackend
@@ -56,6 +58,8 @@ def run(cfg: QuantBenchConfig) -> Path:
     from breachlab.vuln.summary import summarize
     from breachlab.vuln.predict import predict
 
+    if not cfg.run or not cfg.data:
+        raise UserError("name the training run (RUN_DIR) and the eval set (--data or data: in the config)")
     run_dir = Path(cfg.run)
     ggufs = find_ggufs(run_dir)
     samples, _ = load_eval_samples(cfg.data, cfg.split)
@@ -85,8 +89,8 @@ def run(cfg: QuantBenchConfig) -> Path:
         })
         log.info("%s: F1 %.3f, agreement %.3f", quant, f1.get("value") or float("nan"), agree)
     _cwe_deltas(results)
-    out = run_dir / "quantbench"
-    out.mkdir(exist_ok=True)
+    out = Path(out) if out else run_dir / "quantbench"
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "quantbench.json", {"reference": ggufs[0][0], "n": len(samples), "results": results})
     atomic_write_text(out / "quantbench.md", table(results, ggufs[0][0], len(samples)))
     plot(results, out / "quantbench.png")
