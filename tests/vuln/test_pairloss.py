@@ -158,9 +158,8 @@ def test_pair_batches_rejects_batch_of_one_with_pairs() -> None:
 def encoded():
     """Two real training examples (a vulnerable function and its fix) through the tiny tokenizer."""
     from breachlab.vuln.sample import Sample
-    from breachlab.vuln.sft import encode
-    from tests.vuln.tiny import SAFE_SNIPPETS, VULN_SNIPPETS
-    from tests.vuln.tiny_lm import make_tokenizer
+    from breachlab.vuln.training.sft import encode
+    from tests.vuln.tiny import SAFE_SNIPPETS, VULN_SNIPPETS, make_tokenizer
 
     tok = make_tokenizer()
     vuln = Sample(id="v", code=VULN_SNIPPETS[0], label=1, cwe="CWE-787", source="generic", group="g", pair_id="p")
@@ -170,7 +169,7 @@ def encoded():
 
 
 def test_first_answer_positions_padded_collate(encoded) -> None:
-    from breachlab.vuln.sft import collate
+    from breachlab.vuln.training.sft import collate
 
     tok, examples = encoded
     batch = collate(examples, pad_id=tok.pad_token_id)
@@ -199,7 +198,7 @@ def test_first_answer_positions_hf_labels(encoded) -> None:
 
 
 def test_first_answer_positions_packed_collate(encoded) -> None:
-    from breachlab.vuln.sft import collate_packed
+    from breachlab.vuln.training.sft import collate_packed
 
     tok, examples = encoded
     batch = collate_packed(examples, pad_id=tok.pad_token_id, multiple=16, slot_multiple=None)
@@ -222,8 +221,8 @@ def test_pair_loss_on_the_trainers_forward_separates_the_pair(encoded, tmp_path:
     on the pair term alone widens the gap between the vulnerable half and its fix."""
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.sft import _answer_logits, collate_packed
-    from tests.vuln.tiny_lm import make_model_dir
+    from breachlab.vuln.training.sft import _answer_logits, collate_packed
+    from tests.vuln.tiny import make_model_dir
 
     tok, examples = encoded
     v_id, s_id = tok.convert_tokens_to_ids("V"), tok.convert_tokens_to_ids("S")
