@@ -141,8 +141,8 @@ def compare_cmd(
 
 @app.command("config")
 def config_show(
-    words: list[str] = typer.Argument(..., help="a vuln command: data build | eval | compare | train | export | "
-                                                "plan | quantbench, or quickstart ('data' alone = data build)"),
+    words: list[str] = typer.Argument(..., help="a vuln command, e.g. eval, train or data build ('data' alone "
+                                                "will do); an unknown one lists them all"),
 ) -> None:
     """List every config key of a command with its default and help (from the command → config table)."""
     from rich.console import Console
