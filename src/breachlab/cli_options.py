@@ -25,6 +25,15 @@ SET_OPT = typer.Option(None, "--set", help="Override a config key, e.g. --set se
 OUT_OPT = typer.Option(None, "--out", "-o", help="Run directory to create (default: runs/<command>-<time>).")
 
 
+def out_opt(default: str) -> Any:
+    """``--out`` for a command that writes somewhere other than a new ``runs/<command>-<time>``.
+
+    Same flag (``--out``/``-o``), only the help names the command's own default (an
+    export goes into the training run, a plan is only printed unless asked).
+    """
+    return typer.Option(None, "--out", "-o", help=f"Folder to write into (default: {default}).")
+
+
 def overrides(sets: list[str] | None, **flags: Any) -> dict[str, Any]:
     """Named flags (``None`` = not given) merged under ``--set key=value`` pairs."""
     from breachlab.config import deep_merge, parse_overrides

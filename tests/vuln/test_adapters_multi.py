@@ -16,7 +16,7 @@ import pytest
 
 from breachlab.errors import UserError
 from breachlab.vuln.backends import BASE_LABEL, adapter_label, adapter_specs, load_backend
-from tests.vuln.tiny_lm import make_model_dir
+from tests.vuln.tiny import make_model_dir
 
 CODES = ["void f(char *s) { char b[8]; strcpy(b, s); }", "int add(int a, int b) { return a + b; }"]
 

@@ -10,7 +10,7 @@ from breachlab.errors import UserError
 from breachlab.llama_open import open_llama
 from breachlab.models import resolve
 from breachlab.vuln.backends import Score, load_backend
-from tests.vuln.tiny_lm import make_model_dir
+from tests.vuln.tiny import make_model_dir
 
 CODE = "void f(char *s) { char b[8]; strcpy(b, s); }"
 

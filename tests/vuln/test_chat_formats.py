@@ -14,8 +14,7 @@ import pytest
 from breachlab.vuln import prompts
 from breachlab.vuln.backends import LlamaCppBackend, load_backend
 from breachlab.vuln.prompts import ChatTemplate
-from tests.vuln.tiny import qwen2_dir
-from tests.vuln.tiny_lm import CHATML, chatml_gguf, make_chatml_tokenizer
+from tests.vuln.tiny import CHATML, chatml_gguf, make_chatml_tokenizer, qwen2_dir
 
 CODE = "int f(char *s) {\n  char b[8];\n  strcpy(b, s);\n  return 0;\n}"
 

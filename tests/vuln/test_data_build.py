@@ -12,7 +12,7 @@ import pytest
 from breachlab.config import ConfigError, from_dict
 from breachlab.errors import UserError
 from breachlab.vuln.data import (DataConfig, build, check_leaks, compute_stats, load_split, render_stats, run,
-                                 stats_for, truncate_pair, truncate_pairs)
+                                 stats_for, truncate_pair)
 from breachlab.vuln.sample import Sample
 from breachlab.vuln.splits import LeakError
 
@@ -189,17 +189,21 @@ def test_truncate_pair_keeps_the_change() -> None:
     assert not short.truncated and not short.identical
 
 
-def test_truncate_pairs_on_real_sven_reports_identical(real_sven: Path) -> None:
+def test_window_pairs_on_real_sven_counts_identical(real_sven: Path) -> None:
+    """The pool-level windowing a build runs (``data.pair_window``), on the real SVEN pairs."""
     from breachlab.vuln.datasets.sven import load_sven
+    from breachlab.vuln.pools import window_pairs
 
     pool = load_sven(real_sven)
     samples = pool.fetch(pool.groups())
-    out, report = truncate_pairs(samples, budget=1200)
-    assert report["pairs"] == len(samples) // 2
-    assert report["pairs_truncated"] > 100
-    assert len(out) == len(samples) - 2 * report["pairs_identical_dropped"]
+    windowed = window_pairs(pool, budget=1200)
+    out = windowed.fetch(windowed.groups())
+    cut, dropped = windowed.stats["pairs_windowed"], windowed.stats["pairs_identical_after_window"]
+    assert cut + dropped > 100
+    assert len(out) == len(samples) - 2 * dropped
     for s in out:
-        assert len(s.code) <= 1200 or "\n" not in s.code.strip()
+        if s.meta.get("window_chars"):
+            assert len(s.code) <= 1200 or "\n" not in s.code.strip()
 
 
 # -- the real quickstart set ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from breachlab.vuln.evaluate import EvalConfig
 from breachlab.vuln.predict import strip_template_text
 from breachlab.vuln.prompts import parse_verdict
 from breachlab.vuln.sample import Sample
-from tests.vuln.tiny_lm import make_model_dir
+from tests.vuln.tiny import make_model_dir
 
 VULN = "void f(char *s) { char b[8]; strcpy(b, s); }"
 FIXED = "void f(char *s) { char b[8]; strncpy(b, s, sizeof b - 1); b[7] = 0; }"

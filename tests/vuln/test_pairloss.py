@@ -160,7 +160,7 @@ def encoded():
     from breachlab.vuln.sample import Sample
     from breachlab.vuln.training.sft import encode
     from tests.vuln.tiny import SAFE_SNIPPETS, VULN_SNIPPETS
-    from tests.vuln.tiny_lm import make_tokenizer
+    from tests.vuln.tiny import make_tokenizer
 
     tok = make_tokenizer()
     vuln = Sample(id="v", code=VULN_SNIPPETS[0], label=1, cwe="CWE-787", source="generic", group="g", pair_id="p")
@@ -223,7 +223,7 @@ def test_pair_loss_on_the_trainers_forward_separates_the_pair(encoded, tmp_path:
     from transformers import AutoModelForCausalLM
 
     from breachlab.vuln.training.sft import _answer_logits, collate_packed
-    from tests.vuln.tiny_lm import make_model_dir
+    from tests.vuln.tiny import make_model_dir
 
     tok, examples = encoded
     v_id, s_id = tok.convert_tokens_to_ids("V"), tok.convert_tokens_to_ids("S")

@@ -45,7 +45,7 @@ def test_default_adapter_absent_means_zero_shot_only(monkeypatch, tmp_path: Path
     if not (shared_data() / "sven" / "train").is_dir():
         pytest.skip("no ../shared/data")
     from breachlab.vuln import adapters
-    from tests.vuln.tiny_lm import make_model_dir
+    from tests.vuln.tiny import make_model_dir
 
     monkeypatch.setattr(adapters, "has_shipped", lambda name=None: False)
     cfg = QuickstartConfig(n_per_class=2, model=str(make_model_dir(tmp_path / "model")), backend="transformers",
@@ -62,7 +62,7 @@ def test_quickstart_zero_shot_then_fine_tuned_on_a_tiny_model(tmp_path: Path) ->
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from tests.vuln.tiny_lm import make_model_dir
+    from tests.vuln.tiny import make_model_dir
 
     model_dir = make_model_dir(tmp_path / "model")
     peft = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from breachlab.vuln.training.sft import Encoded, collate, forward_loss, left_pad_masks
-from tests.vuln.tiny_lm import make_model_dir
+from tests.vuln.tiny import make_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -6,35 +6,28 @@
     breachlab vuln export RUN_DIR --format adapter,merged,gguf,gguf-lora --quant f16,q8_0,q5_k_m,q4_k_m
     breachlab vuln plan gemma-4-e4b --method qlora --rank 16
     breachlab vuln quantbench RUN_DIR --data runs/data-juliet-sven
+    breachlab vuln config export                     # every key of a command, its default and help
 
-Every command takes ``--config FILE.yaml`` (defaults) and ``--set key=value`` (overrides);
-named flags are shortcuts for the most used keys.  Unknown keys are rejected.
+Every command that does work takes ``--config FILE.yaml`` (defaults), ``--set key=value``
+(overrides) and ``--out DIR``, the shared vocabulary of :mod:`breachlab.cli_options`; named
+flags are shortcuts for the most used keys.  Unknown keys are rejected.  Which config class a
+command reads comes from the one table in :mod:`breachlab.config_registry`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
+
+from breachlab.cli_options import CONFIG_OPT, OUT_OPT, SET_OPT, load_config, out_opt, overrides
 
 app = typer.Typer(help="Fine-tune, evaluate and scan with a local vulnerability classifier.", no_args_is_help=True)
 data_app = typer.Typer(help="Build leak-free, balanced datasets (Juliet, SVEN, DiverseVul, JSONL/CSV).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML config with defaults for this command.")
-SET_OPT = typer.Option(None, "--set", help="Override a config key, e.g. --set threshold=0.7 (repeatable).")
-OUT_OPT = typer.Option(None, "--out", "-o", help="Run directory to create (default: runs/<command>-<time>).")
-
-
-def _overrides(sets: list[str] | None, **flags: Any) -> dict[str, Any]:
-    from breachlab.config import deep_merge, parse_overrides
-
-    named = {k: v for k, v in flags.items() if v is not None}
-    return deep_merge(named, parse_overrides(sets))
-
 
 def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
@@ -57,12 +50,10 @@ def data_build(
     """Load, filter, dedup, split by group, balance and leak-check; write train/val/test JSONL."""
     from rich.console import Console
 
-    from breachlab import config as cfgmod
     from breachlab.vuln import data
 
-    cfg = cfgmod.load(data.DataConfig, config, _overrides(
-        sets, sources=_csv(sources), n_train_per_class=n_train, n_val_per_class=n_val,
-        n_test_per_class=n_test, seed=seed))
+    cfg = load_config(data.DataConfig, config, sets, sources=_csv(sources), n_train_per_class=n_train,
+                      n_val_per_class=n_val, n_test_per_class=n_test, seed=seed)
     path = data.run(cfg, out=out)
     console = Console()
     console.print(data.render_stats(data.stats_for(path)))
@@ -105,7 +96,7 @@ def eval_cmd(
     from breachlab import config as cfgmod
     from breachlab.vuln import evaluate
 
-    cfg = cfgmod.load(evaluate.EvalConfig, config, _overrides(
+    cfg = cfgmod.load(evaluate.EvalConfig, config, overrides(
         sets, data=data, model=model, adapter=adapter, backend=backend, modes=_csv(mode), limit=limit,
         threshold=threshold, sources=_csv(sources)))
     if evaluate.is_multi_adapter(cfg):
@@ -124,9 +115,14 @@ def eval_cmd(
 @app.command("compare")
 def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="Two or more eval run directories (e.g. zero-shot, fine-tuned)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Compare only the samples of this data source."),
+    config: Optional[Path] = CONFIG_OPT,
+    sets: Optional[list[str]] = SET_OPT,
     out: Optional[Path] = OUT_OPT,
 ) -> None:
     """Line up eval runs on identical sample ids; deltas with paired CIs and McNemar tests."""
+    from dataclasses import asdict
+
     from rich.console import Console
 
     from breachlab.rundir import RunDir
@@ -134,8 +130,9 @@ def compare_cmd(
 
     if len(runs) < 2:
         raise typer.BadParameter("give at least two run directories")
-    result = compare.compare(runs)
-    run = RunDir.create("vuln-compare", None, out=out)
+    cfg = load_config(compare.CompareConfig, config, sets, source=source)
+    result = compare.compare(runs, **asdict(cfg))
+    run = RunDir.create("vuln-compare", cfg, out=out)
     with run.running():
         md, html = compare.write_compare_report(result, run.path)
     Console().print(md.read_text(encoding="utf-8"))
@@ -144,41 +141,27 @@ def compare_cmd(
 
 @app.command("config")
 def config_show(
-    what: str = typer.Argument(..., help="eval | data | quickstart | train"),
+    words: list[str] = typer.Argument(..., help="a vuln command, e.g. eval, train or data build ('data' alone "
+                                                "will do); an unknown one lists them all"),
 ) -> None:
-    """List every config key of a command with its default and help."""
+    """List every config key of a command with its default and help (from the command → config table)."""
     from rich.console import Console
     from rich.table import Table
 
     from breachlab.config import describe
+    from breachlab.config_registry import COMMANDS, commands_of, load_target
 
-    classes = _config_classes()
-    if what not in classes:
-        raise typer.BadParameter(f"choose one of {', '.join(classes)}")
+    classes = {**commands_of("vuln"), "quickstart": COMMANDS[("quickstart",)]}
+    what = " ".join(words)
+    if what not in classes:  # one word that starts a single command: `vuln config data` = data build
+        starts = [name for name in classes if name.split()[0] == what]
+        if len(starts) != 1:
+            raise typer.BadParameter(f"choose one of {', '.join(sorted(classes))}")
+        what = starts[0]
     table = Table("key", "default", "help", title=f"{what} config")
-    for key, default, help_text in describe(classes[what]()):
+    for key, default, help_text in describe(load_target(classes[what])):
         table.add_row(key, default, help_text)
     Console().print(table)
-
-
-def _config_classes() -> dict[str, Any]:
-    def _eval() -> type:
-        from breachlab.vuln.evaluate import EvalConfig
-        return EvalConfig
-
-    def _data() -> type:
-        from breachlab.vuln.data import DataConfig
-        return DataConfig
-
-    def _quick() -> type:
-        from breachlab.vuln.quickstart import QuickstartConfig
-        return QuickstartConfig
-
-    def _train() -> type:
-        from breachlab.vuln.training.config import TrainConfig
-        return TrainConfig
-
-    return {"eval": _eval, "data": _data, "quickstart": _quick, "train": _train}
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,12 +182,10 @@ def quickstart(
     """Embedded model → balanced leak-free Juliet+SVEN test set → zero-shot, then fine-tuned → comparison."""
     from rich.console import Console
 
-    from breachlab import config as cfgmod
     from breachlab.vuln import quickstart as qs
 
-    cfg = cfgmod.load(qs.QuickstartConfig, config, _overrides(
-        sets, n_per_class=n_per_class, modes=_csv(mode), model=model, adapter=adapter,
-        data_root=str(data_root) if data_root else None))
+    cfg = load_config(qs.QuickstartConfig, config, sets, n_per_class=n_per_class, modes=_csv(mode), model=model,
+                      adapter=adapter, data_root=str(data_root) if data_root else None)
     path = qs.run(cfg, out=out)
     report = path / "compare.html" if (path / "compare.html").is_file() else path / "zero-shot" / "report.html"
     Console().print(f"[green]quickstart finished:[/green] {path}  (open {report})")
@@ -215,14 +196,13 @@ def quickstart(
 # ---------------------------------------------------------------------------------------
 @app.command("train")
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="training YAML (configs/vuln/*.yaml)"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a field: key=value (repeatable)"),
+    config: Optional[Path] = CONFIG_OPT,
+    set_: Optional[list[str]] = SET_OPT,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run directory from its newest checkpoint"),
-    out: Optional[Path] = typer.Option(None, "--out", help="run directory to create (default runs/vuln-train-<time>)"),
+    out: Optional[Path] = OUT_OPT,
     root: Path = typer.Option(Path("runs"), "--root", help="parent folder for new run directories"),
 ) -> None:
     """Fine-tune (LoRA, QLoRA or full) with validation, early stopping and resumable checkpoints."""
-    from breachlab.config import load, parse_overrides
     from breachlab.vuln.training.config import TrainConfig
     from breachlab.vuln.training.run import run
 
@@ -231,7 +211,7 @@ def train(
             raise typer.BadParameter("--resume reads the run's own config.yaml; drop --config/--set")
         path = run(TrainConfig(), resume=resume)
     else:
-        cfg = load(TrainConfig, config, parse_overrides(set_))
+        cfg = load_config(TrainConfig, config, set_)
         path = run(cfg, out=out, root=root)
     _print_train_summary(path)
 
@@ -259,17 +239,24 @@ def _print_train_summary(path: Path) -> None:
 
 @app.command("export")
 def export(
-    run_dir: Path = typer.Argument(..., help="training run directory"),
-    format_: str = typer.Option("adapter,merged,gguf", "--format", help="adapter, merged, gguf, gguf-lora (comma list)"),
-    quant: str = typer.Option("f16,q8_0,q5_k_m,q4_k_m", "--quant", help="GGUF types: f32,f16,bf16,q8_0,q5_k_m,q4_k_m"),
-    weights: str = typer.Option("best", "--weights", help="best (best validation number, see the run's select_on), final, or checkpoint (newest checkpoint of a running/killed run)"),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="merged safetensors dtype"),
-    out: Optional[Path] = typer.Option(None, "--out", help="export folder (default RUN_DIR/export)"),
+    run_dir: Optional[Path] = typer.Argument(None, help="training run directory (or run: in the config)"),
+    format_: Optional[str] = typer.Option(None, "--format", help="adapter, merged, gguf, gguf-lora (comma list; "
+                                          "default adapter,merged,gguf)"),
+    quant: Optional[str] = typer.Option(None, "--quant", help="GGUF types: f32,f16,bf16,q8_0,q5_k_m,q4_k_m "
+                                        "(default f16,q8_0,q5_k_m,q4_k_m)"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="best (best validation number, see the run's "
+                                          "select_on; default), final, or checkpoint (newest checkpoint of a "
+                                          "running/killed run)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="merged safetensors dtype (default bfloat16)"),
+    config: Optional[Path] = CONFIG_OPT,
+    sets: Optional[list[str]] = SET_OPT,
+    out: Optional[Path] = out_opt("RUN_DIR/export"),
 ) -> None:
     """Export a run: PEFT adapter, merged 16-bit safetensors, GGUF (+ quantised) and GGUF LoRA."""
     from breachlab.vuln.export import ExportConfig, run
 
-    cfg = ExportConfig(run=str(run_dir), formats=_comma_list(format_), quants=_comma_list(quant), weights=weights, dtype=dtype)
+    cfg = load_config(ExportConfig, config, sets, run=str(run_dir) if run_dir else None, formats=_csv(format_),
+                      quants=_csv(quant), weights=weights, dtype=dtype)
     dest = run(cfg, out=out)
     record = json.loads((dest / "export.json").read_text())
     for name, info in record["files"].items():
@@ -278,51 +265,63 @@ def export(
 
 @app.command("plan")
 def plan(
-    model: str = typer.Argument(..., help="preset (gemma-3-270m, gemma-4-e4b, gemma-3-4b-text), config.json or model dir"),
-    method: str = typer.Option("lora", "--method", help="full | lora | qlora"),
-    rank: int = typer.Option(16, "--rank", help="LoRA rank"),
-    batch_size: int = typer.Option(8, "--batch-size", help="sequences per step per device"),
-    seq_len: int = typer.Option(512, "--seq-len", help="tokens per sequence"),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="weights/compute dtype"),
-    gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing"),
-    logits: str = typer.Option("answer", "--logits", help="answer (only answer tokens, as vuln train) | all"),
-    count: bool = typer.Option(True, "--count/--formula",
-                               help="count the activations autograd keeps on a short CPU copy of the model "
-                                    "(a few seconds, within 5-15% of GPU peaks) or use the quick formula "
-                                    "(up to 40% low without checkpointing)"),
-    ple_on_cpu: bool = typer.Option(True, "--ple-on-cpu/--ple-on-gpu",
-                                    help="Gemma 3n/4 per-layer embedding table in CPU memory, as vuln train does "
-                                         "on CUDA for LoRA/QLoRA (ple_on_cpu: auto)"),
+    model: Optional[str] = typer.Argument(None, help="preset (gemma-3-270m, gemma-4-e4b, gemma-3-4b-text), "
+                                          "config.json or model dir (or model: in the config)"),
+    method: Optional[str] = typer.Option(None, "--method", help="full | lora | qlora (default lora)"),
+    rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank (default 16)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="sequences per step per device (default 8)"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="tokens per sequence (default 512)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="weights/compute dtype (default bfloat16)"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                          help="default on"),
+    logits: Optional[str] = typer.Option(None, "--logits", help="answer (only answer tokens, as vuln train; "
+                                         "default) | all"),
+    count: Optional[bool] = typer.Option(None, "--count/--formula",
+                                         help="count the activations autograd keeps on a short CPU copy of the model "
+                                              "(default; a few seconds, within 5-15% of GPU peaks) or use the quick "
+                                              "formula (up to 40% low without checkpointing)"),
+    ple_on_cpu: Optional[bool] = typer.Option(None, "--ple-on-cpu/--ple-on-gpu",
+                                              help="Gemma 3n/4 per-layer embedding table in CPU memory (default), as "
+                                                   "vuln train does on CUDA for LoRA/QLoRA (ple_on_cpu: auto)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of the table"),
+    config: Optional[Path] = CONFIG_OPT,
+    sets: Optional[list[str]] = SET_OPT,
+    out: Optional[Path] = out_opt("print only; with a folder, plan.json and plan.txt are written there too"),
 ) -> None:
     """Memory table for training MODEL: weights, gradients, optimizer states, activations, logits."""
-    from breachlab.vuln.plan import format_table, plan as make_plan
+    from breachlab.vuln.plan import format_table
+    from breachlab.vuln.plan_run import PlanConfig, make_plan, write_plan
 
-    if count and not as_json:
+    cfg = load_config(PlanConfig, config, sets, model=model, method=method, rank=rank, batch_size=batch_size,
+                      seq_len=seq_len, dtype=dtype, gradient_checkpointing=gradient_checkpointing, logits=logits,
+                      measure=count, ple_on_cpu=ple_on_cpu)
+    if cfg.measure and not as_json:
         typer.echo("counting saved activations on a short CPU copy of the model…", err=True)
-    p = make_plan(model, method, rank, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
-                  gradient_checkpointing=gradient_checkpointing, logits=logits, measure=count,
-                  ple_on_cpu=ple_on_cpu)
+    p = make_plan(cfg)
+    if out is not None:
+        write_plan(p, out)
     typer.echo(json.dumps(p.to_dict(), indent=2) if as_json else format_table(p))
 
 
 @app.command("quantbench")
 def quantbench(
-    run_dir: Path = typer.Argument(..., help="training run directory with an export/gguf folder"),
-    data: str = typer.Option(..., "--data", help="data run directory or test .jsonl"),
-    split: str = typer.Option("test", "--split", help="split of the data run to use"),
+    run_dir: Optional[Path] = typer.Argument(None, help="training run directory with an export/gguf folder "
+                                             "(or run: in the config)"),
+    data: Optional[str] = typer.Option(None, "--data", help="data run directory or test .jsonl"),
+    split: Optional[str] = typer.Option(None, "--split", help="split of the data run to use (default test)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most this many samples (class-balanced)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads"),
+    config: Optional[Path] = CONFIG_OPT,
+    sets: Optional[list[str]] = SET_OPT,
+    out: Optional[Path] = out_opt("RUN_DIR/quantbench"),
 ) -> None:
     """Every exported GGUF precision on one eval set: F1 with CI, agreement with full precision, size, speed."""
     from breachlab.vuln.quantbench import QuantBenchConfig, run
 
-    dest = run(QuantBenchConfig(run=str(run_dir), data=data, split=split, limit=limit, threads=threads))
+    cfg = load_config(QuantBenchConfig, config, sets, run=str(run_dir) if run_dir else None, data=data, split=split,
+                      limit=limit, threads=threads)
+    dest = run(cfg, out=out)
     typer.echo((dest / "quantbench.md").read_text())
-
-
-def _comma_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _mount_subcommands() -> None:

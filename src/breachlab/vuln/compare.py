@@ -12,11 +12,13 @@ samples where the runs disagree — far tighter than comparing two independent C
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from breachlab.config import ConfigError, field
 from breachlab.errors import UserError
 from breachlab.rundir import RunDir
 from breachlab.vuln import bootstrap as B
@@ -27,6 +29,23 @@ from breachlab.vuln.rows import NO_PARSED_NOTE, policy_predictions, row_predicti
 from breachlab.vuln.summary import summarize
 
 PREDICTIONS = "predictions.jsonl"
+
+
+@dataclass
+class CompareConfig:
+    """How runs are lined up and judged (the run directories themselves are the arguments)."""
+
+    threshold: float = field(0.5, help="logit-mode decision threshold, the same for every run")
+    n_boot: int = field(1000, help="paired bootstrap resamples for the delta CIs")
+    seed: int = field(0, help="bootstrap seed")
+    max_missing: float = field(0.01, help="largest share of samples a run may lack before the comparison is refused")
+    source: str | None = field(None, help="compare only the samples of this data source (e.g. sven)")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError("threshold must be within [0, 1]")
+        if self.n_boot < 1 or not 0.0 <= self.max_missing < 1.0:
+            raise ConfigError("n_boot must be at least 1 and max_missing within [0, 1)")
 
 
 def _read_rows(path: Path) -> list[dict]:

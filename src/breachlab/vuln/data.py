@@ -25,14 +25,14 @@ from typing import Any
 from breachlab.errors import UserError
 from breachlab.vuln.dataconfig import SOURCES, DataConfig, data_root, source_path
 from breachlab.vuln.datastats import compute_stats, render_stats, stats_for
-from breachlab.vuln.pairwindow import PairWindow, truncate_pair, truncate_pairs
+from breachlab.vuln.pairwindow import PairWindow, truncate_pair
 from breachlab.vuln.pools import open_pools
 from breachlab.vuln.sample import Sample, load_split
 from breachlab.vuln.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks, fix_overlap
 
 __all__ = ["DataConfig", "SOURCES", "LeakError", "build", "run", "select", "open_pools", "load_split",
            "compute_stats", "render_stats", "stats_for", "check_leaks", "data_root", "source_path",
-           "truncate_pair", "truncate_pairs", "PairWindow"]
+           "truncate_pair", "PairWindow"]
 
 log = logging.getLogger("breachlab.vuln.data")
 

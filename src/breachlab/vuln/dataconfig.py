@@ -1,16 +1,17 @@
 """What ``breachlab vuln data build`` builds (:class:`DataConfig`) and where each source's files are.
 
-One data-root rule for every source: ``data.data_root``, else ``$BREACHLAB_DATA``, else
-``../shared/data`` when it exists, else ``./data``. A missing source says where to get it.
+One data-root rule for every source and both parts (:func:`breachlab.datadir.data_root`):
+``data.data_root``, else ``$BREACHLAB_DATA``, else ``../shared/data`` when it exists, else
+``./data``. A missing source says where to get it.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from breachlab.config import ConfigError, field
+from breachlab.datadir import data_root as shared_data_root
 from breachlab.errors import UserError
 from breachlab.vuln.splits import SPLIT_ORDER
 
@@ -119,12 +120,8 @@ class DataConfig:
 
 # -- where the data is ---------------------------------------------------------------------------
 def data_root(cfg: DataConfig) -> Path:
-    if cfg.data_root:
-        return Path(cfg.data_root)
-    if os.environ.get("BREACHLAB_DATA"):
-        return Path(os.environ["BREACHLAB_DATA"])
-    shared = Path("..") / "shared" / "data"
-    return shared if shared.is_dir() else Path("data")
+    """The folder the sources live under: the shared rule, with ``data_root`` as the explicit choice."""
+    return shared_data_root(cfg.data_root)
 
 
 def source_path(cfg: DataConfig, source: str) -> Path | str:

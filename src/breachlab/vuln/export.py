@@ -185,8 +185,9 @@ def merge(base_dir: str | Path, adapter_dir: Path, out: Path, dtype: str = "bflo
 def adapter_from_checkpoint(run_path: Path, out: Path) -> Path:
     """Turn the newest training checkpoint of a LoRA run into a PEFT adapter folder."""
     from breachlab.config import from_dict
-    from breachlab.vuln import ckpt
-    from breachlab.vuln.train import TrainConfig, load_for_training
+    from breachlab.vuln.training import ckpt
+    from breachlab.vuln.training.config import TrainConfig
+    from breachlab.vuln.training.load import load_for_training
 
     last = ckpt.latest(run_path / "checkpoints")
     if last is None:
@@ -210,7 +211,7 @@ def adapter_from_checkpoint(run_path: Path, out: Path) -> Path:
 def run(cfg: ExportConfig, out: str | Path | None = None) -> Path:
     """Export a training run; returns the export folder (with ``export.json``)."""
     from breachlab.rundir import RunDir, atomic_write_json, sha256_file
-    from breachlab.vuln.train import base_location
+    from breachlab.vuln.training.load import base_location
 
     if not cfg.run:
         raise UserError("name the training run directory to export")

@@ -7,12 +7,12 @@ around the change, and a pair whose halves still end up identical is dropped and
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from dataclasses import dataclass
 from typing import Callable
 
-from breachlab.vuln.sample import Sample, normalise_ws
+from breachlab.vuln.sample import normalise_ws
+
 
 @dataclass(frozen=True)
 class PairWindow:
@@ -58,36 +58,3 @@ def truncate_pair(before: str, after: str, budget: int, length: Callable[[str], 
             hi_a, hi_b, grew = hi_a + 1, hi_b + 1, True
     wa, wb = "".join(a[lo_a:hi_a]), "".join(b[lo_b:hi_b])
     return PairWindow(wa, wb, True, normalise_ws(wa) == normalise_ws(wb))
-
-
-def truncate_pairs(samples: list[Sample], budget: int,
-                   length: Callable[[str], int] = len) -> tuple[list[Sample], dict[str, int]]:
-    """Window every pair (:func:`truncate_pair`), keep the head of single functions,
-    and drop pairs that end up identical; returns the samples and the counts."""
-    pairs: dict[str, list[Sample]] = {}
-    for s in samples:
-        if s.pair_id:
-            pairs.setdefault(s.pair_id, []).append(s)
-    out: list[Sample] = []
-    report = {"pairs": 0, "pairs_truncated": 0, "pairs_identical_dropped": 0, "singles_truncated": 0}
-    done: set[str] = set()
-    for s in samples:
-        if s.pair_id and len(pairs[s.pair_id]) == 2:
-            if s.pair_id in done:
-                continue
-            done.add(s.pair_id)
-            vul, fix = sorted(pairs[s.pair_id], key=lambda x: -x.label)
-            w = truncate_pair(vul.code, fix.code, budget, length)
-            report["pairs"] += 1
-            report["pairs_truncated"] += w.truncated
-            if w.identical:
-                report["pairs_identical_dropped"] += 1
-                continue
-            out += [dataclasses.replace(vul, code=w.before), dataclasses.replace(fix, code=w.after)]
-        else:
-            code = s.code
-            while length(code) > budget and "\n" in code.rstrip("\n"):
-                code = code.rstrip("\n").rsplit("\n", 1)[0] + "\n"
-            report["singles_truncated"] += code != s.code
-            out.append(dataclasses.replace(s, code=code) if code != s.code else s)
-    return out, report

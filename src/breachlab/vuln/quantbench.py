@@ -4,7 +4,8 @@ Every GGUF that ``vuln export`` wrote (``export/gguf/model-*.gguf``) is scored i
 on the same samples through llama.cpp: F1 with its bootstrap CI, ROC-AUC, verdict agreement
 with the highest-precision file, mean |ΔP(vulnerable)|, per-CWE recall deltas, file size,
 load time and throughput.  Writes ``quantbench.json``, ``quantbench.md`` and
-``quantbench.png`` (F1 ± CI and agreement against file size) into ``RUN_DIR/quantbench``.
+``quantbench.png`` (F1 ± CI and agreement against file size) into ``RUN_DIR/quantbench``
+(or ``--out``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def find_ggufs(run: Path) -> list[tuple[str, Path]]:
     return sorted(found.items(), key=lambda kv: order.get(kv[0], 99))
 
 
-def run(cfg: QuantBenchConfig) -> Path:
+def run(cfg: QuantBenchConfig, out: str | Path | None = None) -> Path:
+    """Score every GGUF of ``cfg.run``; writes into ``out`` (default ``RUN_DIR/quantbench``) and returns it."""
     from breachlab.models import resolve
     from breachlab.rundir import atomic_write_json, atomic_write_text
     from breachlab.vuln.backends import LlamaCppBackend
@@ -56,6 +58,8 @@ def run(cfg: QuantBenchConfig) -> Path:
     from breachlab.vuln.summary import summarize
     from breachlab.vuln.predict import predict
 
+    if not cfg.run or not cfg.data:
+        raise UserError("name the training run (RUN_DIR) and the eval set (--data or data: in the config)")
     run_dir = Path(cfg.run)
     ggufs = find_ggufs(run_dir)
     samples, _ = load_eval_samples(cfg.data, cfg.split)
@@ -85,8 +89,8 @@ def run(cfg: QuantBenchConfig) -> Path:
         })
         log.info("%s: F1 %.3f, agreement %.3f", quant, f1.get("value") or float("nan"), agree)
     _cwe_deltas(results)
-    out = run_dir / "quantbench"
-    out.mkdir(exist_ok=True)
+    out = Path(out) if out else run_dir / "quantbench"
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "quantbench.json", {"reference": ggufs[0][0], "n": len(samples), "results": results})
     atomic_write_text(out / "quantbench.md", table(results, ggufs[0][0], len(samples)))
     plot(results, out / "quantbench.png")
@@ -124,14 +128,12 @@ def table(results: list[dict], reference: str, n: int) -> str:
 
 
 def plot(results: list[dict], output_file: Path, axes: Any = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """F1 (with CI) and agreement with the reference against file size, one point per GGUF."""
+    from breachlab.figures import new_figure, save_figure
 
     fig = None
     if axes is None:
-        fig, axes = plt.subplots(figsize=(7, 4))
+        fig, axes = new_figure((7, 4), 1, 1)
     sizes = [r["bytes"] / 2**20 for r in results]
     f1 = [r["f1"] if r["f1"] is not None else np.nan for r in results]
     err = [[(r["f1"] - r["f1_ci"][0]) if r["f1_ci"] else 0 for r in results],
@@ -146,6 +148,5 @@ def plot(results: list[dict], output_file: Path, axes: Any = None) -> Path:
     axes.grid(alpha=0.3)
     if fig is not None:
         fig.tight_layout()
-        fig.savefig(output_file, dpi=120)
-        plt.close(fig)
+        save_figure(fig, output_file, dpi=120)
     return output_file

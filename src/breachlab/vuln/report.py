@@ -76,9 +76,9 @@ def metrics_table(summary: Mapping[str, Any], title: str):
 def _axes(axes: Any, figsize: tuple[float, float]):
     if axes is not None:
         return axes
-    from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg canvas
+    from breachlab.figures import new_figure  # no pyplot: no global backend state, Agg canvas
 
-    return Figure(figsize=figsize).add_subplot()
+    return new_figure(figsize).add_subplot()
 
 
 def _finish(ax: Any, output_file: str | Path | None):
@@ -160,9 +160,9 @@ def plot_per_cwe(per_cwe: Sequence[Mapping[str, Any]], axes: Any = None,
 
 def figure_png(plot: Any, *args: Any, figsize: tuple[float, float] = (4.2, 4.0), **kwargs: Any) -> bytes:
     """Run a ``plot_*`` function on a fresh figure and return PNG bytes."""
-    from matplotlib.figure import Figure
+    from breachlab.figures import new_figure
 
-    fig = Figure(figsize=figsize)
+    fig = new_figure(figsize)
     plot(*args, axes=fig.add_subplot(), **kwargs)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")

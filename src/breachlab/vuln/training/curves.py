@@ -27,10 +27,7 @@ def write_curves(path: Path, history: list[dict]) -> Path:
 
 def plot_curves(path: Path, axes: Any = None, output_file: str | Path | None = None) -> Path:
     """Train (per step) and validation loss against step, from ``metrics.csv``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from breachlab.figures import new_figure, save_figure
 
     rows = list(csv.DictReader((path / "metrics.csv").open()))
     steps = [int(r["step"]) for r in rows]
@@ -40,7 +37,7 @@ def plot_curves(path: Path, axes: Any = None, output_file: str | Path | None = N
     verdict = [float(r["val_verdict_nll"]) for r in rows if r["val_loss"] and r.get("val_verdict_nll")]
     fig = None
     if axes is None:
-        fig, axes = plt.subplots(figsize=(7, 4))
+        fig, axes = new_figure((7, 4), 1, 1)
     axes.plot(steps, train, label="train", alpha=0.6)
     if val:
         axes.plot(vsteps, val, "o-", label="validation")
@@ -53,6 +50,5 @@ def plot_curves(path: Path, axes: Any = None, output_file: str | Path | None = N
     out = Path(output_file) if output_file else path / "curves.png"
     if fig is not None:
         fig.tight_layout()
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
+        save_figure(fig, out, dpi=120)
     return out
