@@ -10,7 +10,7 @@ import pytest
 import typer
 
 from breachlab.errors import UserError, run_cli
-from breachlab.vuln.scan import calibrate, calibration, cli
+from breachlab.vuln.scan import calibrate, calibration, cli, loading
 from breachlab.vuln.scan.scanner import ScanConfig, scan
 
 # the fixture project's functions and whether each is vulnerable (by reading them)
@@ -43,7 +43,7 @@ def test_logistic_fit_learns_the_useful_feature() -> None:
 
 @pytest.fixture
 def fitted(project: Path, fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setattr(cli, "make_scorer", lambda *a, **k: fake)
+    monkeypatch.setattr(loading, "make_scorer", lambda *a, **k: fake)
     cfg = calibrate.CalibrateConfig(data=str(write_labels(project)), tools=["flawfinder"], target_fpr=0.2)
     return calibrate.run(cfg, out=tmp_path / "cal")
 

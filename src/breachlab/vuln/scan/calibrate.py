@@ -105,10 +105,10 @@ def run(cfg: CalibrateConfig, out: str | Path | None = None) -> Path:
     labels = json.loads((root / "labels.json").read_text("utf-8"))
     scorer = None
     if cfg.backend != "none":
-        from breachlab.vuln.scan.cli import choose_adapter, make_scorer
+        from breachlab.vuln.scan import loading
 
-        scorer = make_scorer(cfg.model, cfg.backend, choose_adapter(cfg.adapter, model=cfg.model), cfg.n_ctx,
-                             cfg.threads)
+        scorer = loading.make_scorer(cfg.model, cfg.backend, loading.choose_adapter(cfg.adapter, model=cfg.model),
+                                     cfg.n_ctx, cfg.threads)
     scan_cfg = ScanConfig(paths=[str(root)], tools=list(cfg.tools), explain=False, keep_records=True,
                           respect_gitignore=False, jobs=cfg.jobs, min_confidence=1.0)
     run_dir = RunDir.create("vuln-calibrate", cfg, out=out, inputs=[root / "labels.json"])
