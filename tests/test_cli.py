@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,8 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_help_is_fast_and_lists_both_parts() -> None:
-    t0 = time.perf_counter()
+def test_help_lists_both_parts_without_heavy_imports() -> None:
     res = _run("--help")
-    elapsed = time.perf_counter() - t0
     assert res.returncode == 0
     for word in ("vuln", "brain", "quickstart"):
         assert word in res.stdout
@@ -27,7 +24,6 @@ def test_help_is_fast_and_lists_both_parts() -> None:
                             "print(sorted(m for m in ('torch','transformers','llama_cpp','nilearn','matplotlib') if m in sys.modules))"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "[]", probe.stdout
-    assert elapsed < 30
 
 
 def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path) -> None:
