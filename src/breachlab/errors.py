@@ -57,7 +57,10 @@ def run_cli(app: Any) -> int:
     """
     from breachlab.config import ConfigError
 
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()  # signals can only be caught there
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         # with standalone_mode=False click returns typer.Exit's code instead of raising it
         code = app(standalone_mode=False)
