@@ -46,6 +46,29 @@ def test_config_show_lists_keys() -> None:
 def test_a_bad_argument_is_one_clean_line_not_a_traceback() -> None:
     res = _run("vuln", "config", "nope")
     assert res.returncode == 2 and "choose one of" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_errors_are_one_unwrapped_line_even_into_a_file(tmp_path: Path) -> None:
+    """rich wraps at 80 columns when stderr is not a terminal; the error line must not."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "missing-evaluation-data.jsonl"
+    res = _run("vuln", "eval", "--data", str(deep), "--out", str(tmp_path / "r"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and len(lines[0]) > 120, res.stderr
+    assert lines[0].startswith("error: ") and str(deep) in lines[0]
+    res = _run("vuln", "eval", "--no-such-option")  # a usage error: one line too, and where the help is
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "--no-such-option" in lines[0] and "--help" in lines[0], res.stderr
+
+
+def test_a_multi_line_message_is_folded_into_one() -> None:
+    import io
+
+    from breachlab.errors import say_error
+
+    buf = io.StringIO()
+    say_error("converter failed:\n  line one\n\n  line two", buf)
+    assert buf.getvalue() == "error: converter failed: line one line two\n"
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml")), ids=str)

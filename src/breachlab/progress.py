@@ -8,9 +8,10 @@ and :func:`step` one line per pipeline step.  Neither hard-wraps.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 
 def step(message: str, stream: TextIO | None = None) -> None:
@@ -18,6 +19,15 @@ def step(message: str, stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     stream.write(message.replace("\n", " ") + "\n")
     stream.flush()
+
+
+def status_line(prefix: str, logger: logging.Logger, enabled: bool = True) -> Callable[[str], None]:
+    """A callback that logs each message and, when ``enabled``, also says it on stderr."""
+    def status(message: str) -> None:
+        logger.info(message)
+        if enabled:
+            step(f"{prefix}: {message}")
+    return status
 
 
 def _clock(seconds: float) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -286,12 +285,13 @@ def select(cfg: DataConfig, pools: list[Any], progress: Any = None) -> tuple[dic
 
 def build(cfg: DataConfig, out_dir: Path, progress: bool = True) -> dict:
     """Build the splits and write them to ``out_dir`` (only once everything succeeded)."""
+    from breachlab.progress import status_line
     from breachlab.rundir import atomic_write_json, write_jsonl
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
     with _progress(progress) as bar:
-        pools = open_pools(cfg, status=log.info)
+        pools = open_pools(cfg, status=status_line("data", log, progress))
         splits, report = select(cfg, pools, bar)
     check_leaks(splits)
     stats = compute_stats(splits)
@@ -314,7 +314,7 @@ def run(cfg: DataConfig, out: Path | None = None, root: Path = Path("runs")) -> 
     inputs = [p for p in (source_path(cfg, s) for s in cfg.sources) if isinstance(p, Path)]
     rd = RunDir.create("vuln-data", cfg, root=root, out=out, seed=cfg.seed, inputs=inputs)
     with rd.running():
-        stats = build(cfg, rd.path, progress=sys.stderr.isatty())
+        stats = build(cfg, rd.path, progress=True)  # a bar on a terminal, step lines elsewhere
         rd.update_manifest(splits={k: v["n"] for k, v in stats["splits"].items()})
     return rd.path
 

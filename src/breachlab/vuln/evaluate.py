@@ -142,7 +142,7 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     from breachlab.vuln.predict import PredictionLog, predict_one
     from breachlab.vuln.report import metrics_table, write_report
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
     own = backend is None
     if own:
         backend = _load(cfg, load_backend)
