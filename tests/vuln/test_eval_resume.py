@@ -149,3 +149,22 @@ def test_resume_refuses_finished_runs_and_changed_data(tmp_path: Path, tiny_dir:
     data.write_text(data.read_text().replace("strcpy", "strncpy"))
     with pytest.raises(UserError, match="changed since"):
         evaluate.resume(done)
+
+
+def test_resume_refuses_a_run_started_on_other_samples(tmp_path: Path, tiny_dir: Path) -> None:
+    """A quickstart arm picks its own samples; resuming it with the plain eval selection would
+    predict a different list, so the ids' digest in the manifest must match."""
+    from breachlab.errors import UserError
+
+    data = _data(tmp_path, n=6)
+    cfg = EvalConfig(data=str(data), model=str(tiny_dir), backend="transformers", modes=["logit"], n_boot=5,
+                     limit=4)
+    done = evaluate.run(cfg, out=tmp_path / "run", progress=False)
+    (done / "predictions.jsonl").rename(done / "predictions.partial.jsonl")
+    m = json.loads((done / "manifest.json").read_text())
+    m["status"] = "interrupted"
+    (done / "manifest.json").write_text(json.dumps(m))
+    cfg_text = (done / "config.yaml").read_text().replace("limit: 4", "limit: null")
+    (done / "config.yaml").write_text(cfg_text)
+    with pytest.raises(UserError, match="other samples"):
+        evaluate.resume(done, progress=False)

@@ -143,6 +143,11 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     from breachlab.vuln.report import metrics_table, write_report
 
     console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
+    digest = samples_digest(samples)
+    if resume and run.manifest.get("samples_sha256") != digest:
+        raise UserError(f"{run.path} was started on other samples (their ids' sha256 differs): it cannot be resumed "
+                        "with this config")
+    run.update_manifest(samples_sha256=digest)
     own = backend is None
     if own:
         backend = _load(cfg, load_backend)
@@ -189,6 +194,13 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     run.update_manifest(model_id=backend.model_id, backend=backend.name, n_samples=len(samples),
                         throughput={m: _throughput(r) for m, r in rows_by_mode.items()})
     return summaries
+
+
+def samples_digest(samples: list[Sample]) -> str:
+    """sha256 of the ordered sample ids: a resumed run must predict the very same list."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()
 
 
 def _throughput(rows: list[dict]) -> dict[str, float]:
