@@ -60,7 +60,7 @@ def run_cli(app: Any) -> int:
     import threading
 
     main = threading.current_thread() is threading.main_thread()  # signals can only be caught there
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    previous = {sig: signal.signal(sig, raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         # with standalone_mode=False click returns typer.Exit's code instead of raising it
         code = app(standalone_mode=False)
@@ -91,7 +91,8 @@ def run_cli(app: Any) -> int:
     return code if isinstance(code, int) else 0
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
+def raise_interrupted(signum: int, frame: Any) -> None:
+    """Signal handler: SIGINT/SIGTERM become :class:`Interrupted` where the program is."""
     raise Interrupted(signum)
 
 

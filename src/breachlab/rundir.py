@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from breachlab.config import dump_yaml, to_dict
-from breachlab.errors import Interrupted
+from breachlab.errors import Interrupted, raise_interrupted
 
 TRACKED_PACKAGES = (
     "breachlab", "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes",
@@ -327,6 +327,11 @@ class RunDir:
         logger.setLevel(logging.INFO)
         start = _dt.datetime.now(_dt.timezone.utc)
         starts = [*held.get("starts", []), start.isoformat(timespec="seconds")]
+        if held.get("status") in ("interrupted", "incomplete", "failed"):  # a resume: keep how the last try ended
+            data = self.manifest
+            ends = [*data.get("previous_ends", []),
+                    {k: data.pop(k) for k in ("status", "error", "finished", "incomplete_detected") if k in data}]
+            atomic_write_json(self.path / "manifest.json", {**data, "previous_ends": ends})
         self.update_manifest(status="running", **owner(), starts=starts)
         previous = _catch_sigterm()
         try:
@@ -356,17 +361,13 @@ def _interrupt_reason(exc: BaseException) -> str:
     return "interrupted by SIGINT (Ctrl-C)"
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(signum)
-
-
 def _catch_sigterm() -> Any:
     """Turn SIGTERM into :class:`Interrupted` unless someone handles it already (the CLI does);
     main thread only, where signals are delivered."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
         return None
-    return signal.signal(signal.SIGTERM, _raise_interrupted)
+    return signal.signal(signal.SIGTERM, raise_interrupted)
 
 
 def _restore_sigterm(previous: Any) -> None:

@@ -104,7 +104,8 @@ def test_sigkilled_eval_is_marked_incomplete_and_resumes_to_the_same_predictions
                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])})
     assert res.returncode == 0, res.stderr[-2000:]
     manifest = json.loads((killed / "manifest.json").read_text())
-    assert manifest["status"] == "finished" and len(manifest["starts"]) == 2
+    assert manifest["status"] == "finished" and len(manifest["starts"]) == 2 and "error" not in manifest
+    assert manifest["previous_ends"][0]["status"] == "incomplete"
     resumed = _rows(killed / "predictions.jsonl")
     assert len(resumed) == 16 + 16 and written < len(resumed)
 
