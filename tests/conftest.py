@@ -26,3 +26,38 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+class NetworkBlocked(AssertionError):
+    """Raised by the :func:`no_network` fixture when code tries to open a connection."""
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch):
+    """Block every socket connection and name lookup in this process; fail the test on any try.
+
+    Patches ``socket.socket.connect``/``connect_ex``, ``socket.create_connection`` and
+    ``getaddrinfo`` (in ``socket`` and ``_socket``) to raise :class:`NetworkBlocked`, and fails
+    at teardown if anything tried — even when the code under test caught the error and went on
+    (hub clients retry and fall back quietly).  Yields the list of attempts.  Subprocesses are
+    not covered: run commands in-process (``breachlab.errors.run_cli``).
+    """
+    import _socket
+    import socket
+
+    attempts: list[str] = []
+
+    def refuse(what: str):
+        def blocked(*args, **kwargs):
+            target = args[1:] if what.startswith("socket.") else args
+            attempts.append(f"{what}{target!r}")
+            raise NetworkBlocked(f"network access in a test: {what}{target!r}")
+        return blocked
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("socket.connect_ex"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    monkeypatch.setattr(_socket, "getaddrinfo", refuse("getaddrinfo"))
+    yield attempts
+    assert not attempts, f"code tried to reach the network: {attempts[:5]}"

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,8 @@ def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_help_is_fast_and_lists_both_parts() -> None:
-    t0 = time.perf_counter()
+def test_help_lists_both_parts_without_heavy_imports() -> None:
     res = _run("--help")
-    elapsed = time.perf_counter() - t0
     assert res.returncode == 0
     for word in ("vuln", "brain", "quickstart"):
         assert word in res.stdout
@@ -27,7 +24,6 @@ def test_help_is_fast_and_lists_both_parts() -> None:
                             "print(sorted(m for m in ('torch','transformers','llama_cpp','nilearn','matplotlib') if m in sys.modules))"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "[]", probe.stdout
-    assert elapsed < 30
 
 
 def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -50,6 +46,29 @@ def test_config_show_lists_keys() -> None:
 def test_a_bad_argument_is_one_clean_line_not_a_traceback() -> None:
     res = _run("vuln", "config", "nope")
     assert res.returncode == 2 and "choose one of" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_errors_are_one_unwrapped_line_even_into_a_file(tmp_path: Path) -> None:
+    """rich wraps at 80 columns when stderr is not a terminal; the error line must not."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "missing-evaluation-data.jsonl"
+    res = _run("vuln", "eval", "--data", str(deep), "--out", str(tmp_path / "r"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and len(lines[0]) > 120, res.stderr
+    assert lines[0].startswith("error: ") and str(deep) in lines[0]
+    res = _run("vuln", "eval", "--no-such-option")  # a usage error: one line too, and where the help is
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "--no-such-option" in lines[0] and "--help" in lines[0], res.stderr
+
+
+def test_a_multi_line_message_is_folded_into_one() -> None:
+    import io
+
+    from breachlab.errors import say_error
+
+    buf = io.StringIO()
+    say_error("converter failed:\n  line one\n\n  line two", buf)
+    assert buf.getvalue() == "error: converter failed: line one line two\n"
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml")), ids=str)

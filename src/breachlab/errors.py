@@ -1,36 +1,81 @@
-"""User-facing errors: one clear line and exit code 2 instead of a traceback."""
+"""User-facing errors: one clear line and exit code 2 instead of a traceback.
+
+The line is written as it is, never hard-wrapped: a terminal wraps it softly, and a log file
+or CI capture keeps it whole (rich's console wraps at 80 columns when it is not a terminal,
+which split one message over several lines).
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import signal
+import sys
+from typing import Any, TextIO
 
 
 class UserError(Exception):
     """Bad input the user can fix (missing file, malformed data, impossible request)."""
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised by the handlers :func:`run_cli` (and a run directory, for
+    SIGTERM) install, so that the run directory records ``interrupted`` and the command says
+    so on stderr.  Not a ``KeyboardInterrupt``: typer turns those into a silent exit 130."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks folded into spaces (messages quoting stderr have several)."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def say_error(message: str, stream: TextIO | None = None) -> None:
+    """Print ``error: MESSAGE`` as one line on stderr (red on a terminal)."""
+    stream = stream or sys.stderr
+    line = f"error: {one_line(message)}"
+    if stream.isatty() and not os.environ.get("NO_COLOR"):
+        line = f"\x1b[1;31m{line}\x1b[0m"
+    stream.write(line + "\n")
+    stream.flush()
+
+
 def run_cli(app: Any) -> int:
     """Run a Typer app, turning known input errors into ``error: ...`` and exit code 2.
 
-    Set ``BREACHLAB_DEBUG=1`` to see the full traceback instead.
+    Ctrl-C and SIGTERM print one ``interrupted`` line (with where the run directory is, when
+    a run was going) and exit 130.  Set ``BREACHLAB_DEBUG=1`` to see the full traceback instead.
     """
-    from rich.console import Console
-
     from breachlab.config import ConfigError
 
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()  # signals can only be caught there
+    previous = {sig: signal.signal(sig, raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         # with standalone_mode=False click returns typer.Exit's code instead of raising it
         code = app(standalone_mode=False)
     except SystemExit as exc:  # typer/click exits
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except KeyboardInterrupt:
-        Console(stderr=True).print("[red]interrupted[/red]")
+    except (Interrupted, KeyboardInterrupt) as exc:
+        notes = "; ".join(getattr(exc, "__notes__", []) or [])
+        why = f" by {exc.signal_name}" if isinstance(exc, Interrupted) else ""
+        sys.stderr.write(f"interrupted{why}{': ' + notes if notes else ''}\n")
+        sys.stderr.flush()
         return 130
     except Exception as exc:  # noqa: BLE001 - the whole point is a clean message
         click_errors, aborts = _click_exceptions()
         if isinstance(exc, click_errors):
-            exc.show()
+            say_error(_click_message(exc))
             return exc.exit_code
         if isinstance(exc, aborts):
             return 1
@@ -38,9 +83,26 @@ def run_cli(app: Any) -> int:
             exc, (UserError, ConfigError, FileNotFoundError, FileExistsError, ValueError, PermissionError)
         ):
             raise
-        Console(stderr=True).print(f"error: {exc}", style="bold red", highlight=False, markup=False)
+        say_error(str(exc))
         return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code if isinstance(code, int) else 0
+
+
+def raise_interrupted(signum: int, frame: Any) -> None:
+    """Signal handler: SIGINT/SIGTERM become :class:`Interrupted` where the program is."""
+    raise Interrupted(signum)
+
+
+def _click_message(exc: Any) -> str:
+    """A click usage error as one line: the message and where the help is."""
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:

@@ -11,6 +11,16 @@ Layout::
 Later stages take a run directory and read ``config.yaml`` / ``manifest.json`` instead of
 asking the user again.  Files are written atomically (temp file + rename) so an interrupted
 run never leaves a half-written output behind.
+
+The manifest tells the truth about how a run ended, whatever killed it:
+
+* ``finished`` / ``failed``: the run's own code got to say so;
+* ``interrupted``: SIGINT (Ctrl-C) or SIGTERM reached it (both become :class:`Interrupted`);
+* ``incomplete``: the process died without a word (SIGKILL, OOM killer, power cut).  A dead
+  process cannot write, so ``running`` stays behind; the manifest holds ``pid``, ``host`` and
+  the process start time, and the next start that meets the folder (:meth:`RunDir.open`,
+  :meth:`RunDir.create` in the same root, ``--resume``) sees that the process is gone and
+  rewrites ``running`` to ``incomplete``.
 """
 
 from __future__ import annotations
@@ -21,7 +31,10 @@ import json
 import logging
 import os
 import platform
+import signal
+import socket
 import subprocess
+import threading
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -30,6 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from breachlab.config import dump_yaml, to_dict
+from breachlab.errors import Interrupted, raise_interrupted
 
 TRACKED_PACKAGES = (
     "breachlab", "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes",
@@ -108,6 +122,101 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+# ---------------------------------------------------------------------------------------
+# Who is running a run directory, and is that process still alive?
+# ---------------------------------------------------------------------------------------
+def _proc_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot, plus the boot id), or None.
+
+    A pid alone can be reused after the process dies; pid + start time + boot cannot.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and ')'
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+
+def owner() -> dict[str, Any]:
+    """``pid``, ``host`` and ``proc_start`` of this process, as the manifest records them."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "proc_start": _proc_start(os.getpid())}
+
+
+def owner_alive(manifest: dict[str, Any]) -> bool | None:
+    """Whether the process a manifest names is still alive: True, False, or None (another host)."""
+    pid, host = manifest.get("pid"), manifest.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    if _proc_state(pid) in ("Z", "X"):  # killed, not yet reaped by its parent
+        return False
+    recorded, now = manifest.get("proc_start"), _proc_start(pid)
+    if recorded and now and recorded != now:
+        return False  # the pid was reused by a new process
+    return True
+
+
+def reconcile(path: str | Path) -> str | None:
+    """Rewrite ``running`` to ``incomplete`` when the run's process is gone; return the status.
+
+    Called on every start that meets a run directory, so that a SIGKILLed run is seen for what
+    it is.  Runs of another host are left as they are (their process cannot be checked here).
+    """
+    mpath = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    status = manifest.get("status")
+    if status == "running" and owner_alive(manifest) is False:
+        manifest.update(status="incomplete", incomplete_detected=_now(),
+                        error=f"process {manifest.get('pid')} on {manifest.get('host')} ended without "
+                              "recording an end (killed?)")
+        atomic_write_json(mpath, manifest)
+        status = "incomplete"
+    return status
+
+
+def reconcile_root(root: str | Path) -> list[Path]:
+    """:func:`reconcile` every run directory directly under ``root``; returns those marked now."""
+    marked: list[Path] = []
+    root = Path(root)
+    if not root.is_dir():
+        return marked
+    for child in root.iterdir():
+        if (child / "manifest.json").is_file():
+            before = _status(child)
+            if before == "running" and reconcile(child) == "incomplete":
+                marked.append(child)
+    return marked
+
+
+def _status(path: Path) -> str | None:
+    try:
+        return json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 class RunDir:
     """A run directory; create with :meth:`create`, reopen with :meth:`open`."""
 
@@ -130,14 +239,17 @@ class RunDir:
         if out is not None:
             path = Path(out)
             if path.exists() and any(path.iterdir()):
-                status = ""
-                try:
-                    status = json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("status", "")
-                except (OSError, ValueError):
-                    pass
-                hint = " (it holds a failed run: read its logs/, then remove it)" if status == "failed" else ""
+                status = reconcile(path) or ""
+                hint = {"failed": " (it holds a failed run: read its logs/, then remove it)",
+                        "incomplete": " (it holds a run whose process died: `--resume` it where the command has "
+                                      "that flag, or remove it)",
+                        "interrupted": " (it holds an interrupted run: `--resume` it where the command has that "
+                                       "flag, or remove it)",
+                        "running": " (a run is still writing there)"}.get(status, "")
                 raise FileExistsError(f"output directory {path} exists and is not empty{hint}; choose another --out")
+            reconcile_root(path.parent)
         else:
+            reconcile_root(root)
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             path = Path(root) / f"{kind.replace(' ', '-')}-{stamp}"
             n = 1
@@ -153,6 +265,7 @@ class RunDir:
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "status": "running",
+            **owner(),
             "git_sha": git_sha(),
             "versions": package_versions(),
             "platform": platform.platform(),
@@ -167,6 +280,7 @@ class RunDir:
         path = Path(path)
         if not (path / "manifest.json").is_file():
             raise FileNotFoundError(f"{path} is not a breachlab run directory (no manifest.json)")
+        reconcile(path)
         return cls(path)
 
     # -- metadata -------------------------------------------------------------------------
@@ -193,24 +307,69 @@ class RunDir:
 
     # -- lifecycle ------------------------------------------------------------------------
     @contextmanager
-    def running(self, logger_name: str = "breachlab") -> Iterator["RunDir"]:
-        """Log to ``logs/run.log`` and record status, end time and any error in the manifest."""
+    def running(self, logger_name: str = "breachlab", resume_hint: str | None = None) -> Iterator["RunDir"]:
+        """Log to ``logs/run.log`` and record status, owner, end time and any error in the manifest.
+
+        Entering claims the run for this process (``pid``/``host``/``proc_start``, status
+        ``running``); a run another live process holds is refused.  SIGTERM is turned into
+        :class:`~breachlab.errors.Interrupted` while inside, so that it, like Ctrl-C, ends as
+        ``interrupted`` with a note saying where the run is (and ``resume_hint``, the command
+        that continues it).
+        """
+        reconcile(self.path)
+        held = self.manifest
+        if held.get("status") == "running" and held.get("pid") != os.getpid() and owner_alive(held):
+            raise FileExistsError(f"{self.path} is in use by process {held.get('pid')} on {held.get('host')}")
         handler = logging.FileHandler(self.path / "logs" / "run.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger = logging.getLogger(logger_name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         start = _dt.datetime.now(_dt.timezone.utc)
+        starts = [*held.get("starts", []), start.isoformat(timespec="seconds")]
+        if held.get("status") in ("interrupted", "incomplete", "failed"):  # a resume: keep how the last try ended
+            data = self.manifest
+            ends = [*data.get("previous_ends", []),
+                    {k: data.pop(k) for k in ("status", "error", "finished", "incomplete_detected") if k in data}]
+            atomic_write_json(self.path / "manifest.json", {**data, "previous_ends": ends})
+        self.update_manifest(status="running", **owner(), starts=starts)
+        previous = _catch_sigterm()
         try:
             yield self
+        except (KeyboardInterrupt, Interrupted) as exc:
+            self.update_manifest(status="interrupted", error=_interrupt_reason(exc), finished=_now(),
+                                 **({"resume": resume_hint} if resume_hint else {}))
+            exc.add_note(f"run directory {self.path} marked interrupted"
+                         + (f"; continue it with: {resume_hint}" if resume_hint else ""))
+            raise
         except BaseException as exc:
-            self.update_manifest(status="failed", error=f"{type(exc).__name__}: {exc}",
-                                 finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+            self.update_manifest(status="failed", error=f"{type(exc).__name__}: {exc}", finished=_now())
             raise
         else:
             end = _dt.datetime.now(_dt.timezone.utc)
             self.update_manifest(status="finished", finished=end.isoformat(timespec="seconds"),
                                  wall_seconds=round((end - start).total_seconds(), 2))
         finally:
+            _restore_sigterm(previous)
             logger.removeHandler(handler)
             handler.close()
+
+
+def _interrupt_reason(exc: BaseException) -> str:
+    if isinstance(exc, Interrupted):
+        return f"interrupted by {exc.signal_name}"
+    return "interrupted by SIGINT (Ctrl-C)"
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Interrupted` unless someone handles it already (the CLI does);
+    main thread only, where signals are delivered."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return None
+    return signal.signal(signal.SIGTERM, raise_interrupted)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)

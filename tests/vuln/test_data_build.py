@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -229,15 +228,15 @@ def test_real_quickstart_test_set(real_juliet: Path, real_sven: Path, juliet_cac
 
 
 @pytest.mark.slow
-def test_quickstart_cold_and_warm_times(real_juliet: Path, real_sven: Path, tmp_path: Path) -> None:
+def test_quickstart_cold_and_warm_builds_agree(real_juliet: Path, real_sven: Path, tmp_path: Path) -> None:
+    """The warm build reads the index the cold one cached and writes the same splits (how long
+    each takes is measured in benchmarks/, not asserted here)."""
     cfg = quickstart_cfg(real_juliet, real_sven, tmp_path / "fresh-cache")
-    t0 = time.perf_counter()
     build(cfg, tmp_path / "cold", progress=False)
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    assert any((tmp_path / "fresh-cache").rglob("*"))
     build(cfg, tmp_path / "warm", progress=False)
-    warm = time.perf_counter() - t0
-    assert cold < 60 and warm < 5, (cold, warm)
+    for split in ("train", "val", "test"):
+        assert (tmp_path / "cold" / f"{split}.jsonl").read_bytes() == (tmp_path / "warm" / f"{split}.jsonl").read_bytes()
 
 
 def test_top_up_reaches_the_last_source_when_two_run_short(tmp_path: Path, sven_dir: Path,

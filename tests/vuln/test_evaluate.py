@@ -47,6 +47,15 @@ def test_eval_writes_recomputable_predictions_metrics_and_report(tmp_path: Path,
     m = json.loads((run / "manifest.json").read_text())
     assert m["status"] == "finished" and str(data) in m["inputs"]
     assert not (run / "predictions.partial.jsonl").exists()
+    # recomputable: the metrics come back, to the digit, from predictions.jsonl alone
+    from breachlab.vuln.metrics import split_by_mode, summarize
+
+    recomputed = {mode: summarize(mode_rows, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
+                  for mode, mode_rows in split_by_mode(rows).items()}
+    assert json.loads(json.dumps(recomputed)) == metrics
+    # and they are not constants: flipping one logit verdict's label changes the confusion counts
+    flipped = [dict(r, label=1 - r["label"]) if i == 0 else r for i, r in enumerate(logit)]
+    assert summarize(flipped, n_boot=0)["confusion"] != metrics["logit"]["confusion"]
 
 
 def test_limit_keeps_class_balance() -> None:

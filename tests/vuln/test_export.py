@@ -126,3 +126,85 @@ def test_gguf_round_trip_every_format(tmp_path):
     # A random tiny model has near-uniform logits (top-1 margin ~0.04 against a spread of
     # ~0.8), so 8/5/4-bit rounding can flip greedy tokens; check the logits instead.
     assert corr["q8_0"] > 0.999 and corr["q5_k_m"] > 0.95 and corr["q4_k_m"] > 0.95, corr
+
+
+# -- no foreign code: converters only from the hash-pinned sdist ----------------------------
+CANARY_SCRIPT = "import pathlib, sys; pathlib.Path({canary!r}).write_text('ran'); sys.exit(0)\n"
+
+
+def _plant(folder, canary):
+    """A converter and a fake sdist in ``folder`` that write ``canary`` if anything runs them."""
+    import io
+    import tarfile
+    from importlib import metadata
+
+    script = CANARY_SCRIPT.format(canary=str(canary))
+    (folder / "convert_hf_to_gguf.py").write_text(script)
+    (folder / "convert_lora_to_gguf.py").write_text(script)
+    version = metadata.version("llama_cpp_python")
+    sdist = folder / f"llama_cpp_python-{version}.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        data = script.encode()
+        info = tarfile.TarInfo(f"llama_cpp_python-{version}/vendor/llama.cpp/convert_hf_to_gguf.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return sdist
+
+
+def test_export_never_runs_a_converter_found_lying_around(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    from breachlab.errors import UserError
+    from breachlab.vuln import export as ex
+
+    canary = tmp_path / "CANARY"
+    work = tmp_path / "work"
+    work.mkdir()
+    _plant(work, canary)
+    (tmp_path / "dl").mkdir()
+    fake_home = tmp_path / "home"
+    (fake_home / "Downloads").mkdir(parents=True)
+    _plant(fake_home / "Downloads", canary)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(fake_home))
+    monkeypatch.setenv("BREACHLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BREACHLAB_LLAMA_CPP_SRC", raising=False)
+    monkeypatch.delenv("BREACHLAB_LLAMA_CPP_SDIST", raising=False)
+
+    def offline(version, expected):
+        raise UserError("offline in this test")
+
+    monkeypatch.setattr(ex, "_download_sdist", offline)
+    with pytest.raises(UserError, match="offline"):
+        ex.convert_hf(work, work / "out.gguf")
+    assert not canary.exists()
+    assert not (tmp_path / "cache" / "llama.cpp-src").exists() or not any((tmp_path / "cache" / "llama.cpp-src").rglob("*.py"))
+
+
+def test_an_sdist_with_another_hash_is_refused_before_extraction(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    from breachlab.errors import UserError
+    from breachlab.vuln import export as ex
+
+    canary = tmp_path / "CANARY"
+    sdist = _plant(tmp_path, canary)
+    monkeypatch.setenv("BREACHLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BREACHLAB_LLAMA_CPP_SRC", raising=False)
+    # as if given on purpose (air-gapped copy) or served by a tampered mirror: the hash decides
+    monkeypatch.setenv("BREACHLAB_LLAMA_CPP_SDIST", str(sdist))
+    with pytest.raises(UserError, match="not the pinned"):
+        ex.convert_hf(tmp_path, tmp_path / "out.gguf")
+    monkeypatch.delenv("BREACHLAB_LLAMA_CPP_SDIST")
+    monkeypatch.setattr(ex, "_download_sdist", lambda version, expected: sdist)
+    with pytest.raises(UserError, match="not the pinned"):
+        ex.convert_hf(tmp_path, tmp_path / "out.gguf")
+    assert not canary.exists() and not any((tmp_path / "cache").rglob("convert_hf_to_gguf.py"))
+
+
+def test_the_installed_llama_cpp_version_has_a_pinned_sdist():
+    from importlib import metadata
+
+    from breachlab.vuln.export import PINNED_SDISTS
+
+    pytest.importorskip("llama_cpp")
+    assert metadata.version("llama_cpp_python") in PINNED_SDISTS
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in PINNED_SDISTS.values())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -125,15 +124,13 @@ def test_ci_contains_point_and_narrows_with_n():
     assert width(big) < width(small) / 2.5     # ~ sqrt(20) narrower
 
 
-def test_bootstrap_is_seeded_and_fast():
+def test_bootstrap_is_seeded():
     rows = _random_rows(1000, 2)
     assert SUM.summarize(rows, seed=5)["metrics"]["mcc"]["ci"] == SUM.summarize(rows, seed=5)["metrics"]["mcc"]["ci"]
     assert SUM.summarize(rows, seed=5)["metrics"]["mcc"]["ci"] != SUM.summarize(rows, seed=6)["metrics"]["mcc"]["ci"]
     y = np.arange(1000) % 2
     stat = B.confusion_stat(y, y)
-    start = time.perf_counter()
     boot = B.bootstrap(stat, np.arange(1000), n_boot=1000, seed=0)
-    assert time.perf_counter() - start < 1.0
     assert boot.shape == (1000, len(M.METRICS))
 
 

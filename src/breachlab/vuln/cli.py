@@ -89,12 +89,21 @@ def eval_cmd(
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[list[str]] = SET_OPT,
     out: Optional[Path] = OUT_OPT,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted or killed eval run "
+                                          "from the predictions it already wrote (its own config; no other options)."),
 ) -> None:
     """Evaluate a model on a balanced split: predictions.jsonl, metrics with CIs, report."""
     from rich.console import Console
 
     from breachlab import config as cfgmod
     from breachlab.vuln import evaluate
+
+    if resume is not None:
+        if any(v is not None for v in (data, model, adapter, backend, mode, limit, threshold, sources, config, out)) \
+                or sets:
+            raise typer.BadParameter("--resume reads the run's own config.yaml; give no other options")
+        Console().print(f"[green]report:[/green] {evaluate.resume(resume) / 'report.html'}", soft_wrap=True)
+        return
 
     cfg = cfgmod.load(evaluate.EvalConfig, config, overrides(
         sets, data=data, model=model, adapter=adapter, backend=backend, modes=_csv(mode), limit=limit,

@@ -16,7 +16,6 @@ and what was dropped (:mod:`breachlab.vuln.datastats`).
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -127,12 +126,13 @@ def build(cfg: DataConfig, out_dir: Path, progress: bool = True, pools: list[Any
     ``pools``: sources already opened by :func:`~breachlab.vuln.pools.open_pools` (so that a
     caller can validate them before it creates anything); opened here by default.
     """
+    from breachlab.progress import status_line
     from breachlab.rundir import atomic_write_json, write_jsonl
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
     with _progress(progress) as bar:
-        pools = open_pools(cfg, status=log.info) if pools is None else pools
+        pools = open_pools(cfg, status=status_line("data", log, progress)) if pools is None else pools
         splits, report = select(cfg, pools, bar)
     check_leaks(splits)
     report["pair_fix_overlap"] = fix_overlap(splits)
@@ -156,9 +156,12 @@ def run(cfg: DataConfig, out: Path | None = None, root: Path = Path("runs")) -> 
     from breachlab.rundir import RunDir
 
     inputs = [p for p in (source_path(cfg, s) for s in cfg.sources) if isinstance(p, Path)]
-    pools = open_pools(cfg, status=log.info)  # a malformed source fails here, before the run directory exists
+    from breachlab.progress import status_line
+
+    # a malformed source fails here, before the run directory exists; each loading step says so on stderr
+    pools = open_pools(cfg, status=status_line("data", log, True))
     rd = RunDir.create("vuln-data", cfg, root=root, out=out, seed=cfg.seed, inputs=inputs)
     with rd.running():
-        stats = build(cfg, rd.path, progress=sys.stderr.isatty(), pools=pools)
+        stats = build(cfg, rd.path, progress=True, pools=pools)  # a bar on a terminal, step lines elsewhere
         rd.update_manifest(splits={k: v["n"] for k, v in stats["splits"].items()})
     return rd.path

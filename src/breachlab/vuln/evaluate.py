@@ -7,19 +7,25 @@ per-CWE, paired, warnings), ``report.md`` + ``report.html``, and prints the metr
 ``--adapter a,b`` (or a list; ``none``/``base`` is the base model) loads the base once and
 evaluates the samples once per adapter, each into its own ordinary eval run directory
 ``OUT/<label>/`` — ``breachlab vuln compare OUT/<first> OUT/<second> …`` takes them as they are.
+
+Crash-safe: rows go to ``predictions.partial.jsonl`` one at a time (appended, flushed), and
+the file becomes ``predictions.jsonl`` only when every row is there.  ``breachlab vuln eval
+--resume RUN_DIR`` continues an interrupted or killed run from the rows it already wrote, with
+the run's own config: same samples, same order, same results as a run that never stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from breachlab.config import ConfigError, field
-from breachlab.rundir import RunDir, atomic_write_json
+from breachlab.errors import UserError
+from breachlab.progress import Heartbeat
+from breachlab.rundir import RunDir, atomic_write_json, sha256_file
 from breachlab.vuln.sample import Sample
 
 log = logging.getLogger("breachlab.vuln.evaluate")
@@ -77,7 +83,6 @@ class EvalConfig:
 
 def load_eval_samples(data: str | Path, split: str = "test") -> tuple[list[Sample], Path]:
     """Samples from a data run directory or a .jsonl file; returns them and the file read."""
-    from breachlab.errors import UserError
     from breachlab.vuln.sample import read_samples
 
     if not str(data):
@@ -122,42 +127,56 @@ def balanced_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
 
 def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, title: str,
                      meta: dict[str, Any] | None = None, progress: bool = True,
-                     backend: Any = None) -> dict[str, dict]:
+                     backend: Any = None, resume: bool = False) -> dict[str, dict]:
     """Predict every sample in every mode, then write predictions, metrics and the report.
 
     ``backend``: an already loaded backend to use as it is (its active adapter) and leave
-    open; by default one is loaded from ``cfg`` and closed at the end.
+    open; by default one is loaded from ``cfg`` and closed at the end.  ``resume``: keep the
+    rows already in ``predictions.partial.jsonl`` and predict only the missing ones.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from breachlab.vuln.backends import load_backend
     from breachlab.vuln.summary import summarize
-    from breachlab.vuln.predict import predict_one
+    from breachlab.vuln.predict import PredictionLog, predict_one
     from breachlab.vuln.report import metrics_table, write_report
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
+    digest = samples_digest(samples)
+    if resume and run.manifest.get("samples_sha256") != digest:
+        raise UserError(f"{run.path} was started on other samples (their ids' sha256 differs): it cannot be resumed "
+                        "with this config")
+    run.update_manifest(samples_sha256=digest)
     own = backend is None
     if own:
         backend = _load(cfg, load_backend)
     partial = run / "predictions.partial.jsonl"
     rows_by_mode: dict[str, list[dict]] = {mode: [] for mode in cfg.modes}
-    with partial.open("w", encoding="utf-8") as sink, Progress(
+    with PredictionLog(partial, resume=resume) as sink, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, disable=not progress, transient=False,
-    ) as bar:
+    ) as bar, Heartbeat(f"eval {backend.model_id}", enabled=progress and not console.is_terminal) as beat:
         gen_ids = {s.id for s in spread_limit(samples, cfg.generate_limit)}
         total = sum(len(samples) if m != "generate" else len(gen_ids) for m in cfg.modes)
         task = bar.add_task(f"{'+'.join(cfg.modes)} {backend.model_id}", total=total)
+        if sink.done:
+            log.info("resuming: %d prediction rows already written", len(sink.done))
         for sample in samples:
             for mode in cfg.modes:
                 if mode == "generate" and sample.id not in gen_ids:
                     continue
-                row = predict_one(backend, sample, mode, threshold=cfg.threshold, max_new_tokens=cfg.max_new_tokens)
+                row = sink.done.pop((sample.id, mode), None)
+                if row is None:
+                    row = predict_one(backend, sample, mode, threshold=cfg.threshold,
+                                      max_new_tokens=cfg.max_new_tokens)
+                    sink.write(row)
                 rows_by_mode[mode].append(row)
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                sink.flush()
                 bar.advance(task)
+                beat.step(sum(map(len, rows_by_mode.values())), total)
+        if sink.done:  # rows of samples this config does not select: not the same run
+            raise UserError(f"{partial} holds {len(sink.done)} rows this run's config does not select "
+                            f"(e.g. {sorted(sink.done)[:2]}); it cannot be resumed")
     partial.rename(run / "predictions.jsonl")
     if own:
         backend.close()
@@ -175,6 +194,13 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     run.update_manifest(model_id=backend.model_id, backend=backend.name, n_samples=len(samples),
                         throughput={m: _throughput(r) for m, r in rows_by_mode.items()})
     return summaries
+
+
+def samples_digest(samples: list[Sample]) -> str:
+    """sha256 of the ordered sample ids: a resumed run must predict the very same list."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(s.id for s in samples).encode()).hexdigest()
 
 
 def _throughput(rows: list[dict]) -> dict[str, float]:
@@ -218,10 +244,48 @@ def run(cfg: EvalConfig, out: str | Path | None = None, root: str | Path = "runs
         return run_adapters(cfg, out=out, root=root, progress=progress).path
     samples, data_file = _select_samples(cfg)
     run_dir = RunDir.create("vuln-eval", cfg, root=root, out=out, seed=cfg.seed, inputs=[data_file])
-    with run_dir.running():
+    with run_dir.running(resume_hint=f"breachlab vuln eval --resume {run_dir.path}"):
         log.info("evaluating %s on %d samples from %s", cfg.model, len(samples), data_file)
-        evaluate_samples(run_dir, cfg, samples, title=f"{_model_name(cfg)}"
-                         f"{' + adapter' if cfg.adapter else ''}", meta={"data": str(data_file)}, progress=progress)
+        evaluate_samples(run_dir, cfg, samples, title=_title(cfg), meta={"data": str(data_file)}, progress=progress)
+    return run_dir.path
+
+
+def _title(cfg: EvalConfig) -> str:
+    return f"{_model_name(cfg)}{' + adapter' if cfg.adapter else ''}"
+
+
+def resume(path: str | Path, progress: bool = True) -> Path:
+    """Continue an interrupted or killed eval run from the predictions it already wrote.
+
+    The run's own ``config.yaml`` decides everything (samples, order, modes, threshold), and
+    its data file must still hash as the manifest recorded; a finished run is left alone.
+    """
+    from breachlab.config import from_dict
+
+    try:
+        run_dir = RunDir.open(path)  # also rewrites a dead process's `running` to `incomplete`
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    manifest = run_dir.manifest
+    if manifest.get("kind") != "vuln-eval":
+        raise UserError(f"{path} is a {manifest.get('kind')} run, not an eval run")
+    status = manifest.get("status")
+    if status == "finished":
+        raise UserError(f"{path} finished already: nothing to resume")
+    if not (run_dir / "predictions.partial.jsonl").is_file():
+        raise UserError(f"{path} has no predictions.partial.jsonl to continue from")
+    cfg = from_dict(EvalConfig, run_dir.config_dict(), where=str(run_dir / "config.yaml"))
+    if is_multi_adapter(cfg):
+        raise UserError(f"{path} names several adapters: resume each OUT/<label>/ run on its own")
+    samples, data_file = _select_samples(cfg)
+    recorded = manifest.get("inputs", {}).get(str(data_file))
+    if recorded and recorded != sha256_file(data_file):
+        raise UserError(f"{data_file} changed since {path} started (sha256 differs from its manifest): "
+                        "the run cannot be resumed on other data")
+    with run_dir.running(resume_hint=f"breachlab vuln eval --resume {run_dir.path}"):
+        log.info("resuming %s (was %s) on %d samples from %s", run_dir.path, status, len(samples), data_file)
+        evaluate_samples(run_dir, cfg, samples, title=_title(cfg), meta={"data": str(data_file)},
+                         progress=progress, resume=True)
     return run_dir.path
 
 
@@ -285,7 +349,7 @@ def run_adapters(cfg: EvalConfig, out: str | Path | None = None, root: str | Pat
             one = dataclasses.replace(cfg, adapter=spec.spec)
             run_dir = RunDir.create("vuln-eval", one, root=root, out=group / spec.label, seed=cfg.seed,
                                     inputs=[data_file])
-            with run_dir.running():
+            with run_dir.running(resume_hint=f"breachlab vuln eval --resume {run_dir.path}"):
                 log.info("evaluating %s with adapter %s on %d samples from %s", cfg.model, spec.label,
                          len(samples), data_file)
                 title = _model_name(cfg) + (f" + {spec.label}" if spec.path is not None else "")

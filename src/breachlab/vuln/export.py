@@ -11,9 +11,12 @@ of asking again.  Outputs, under ``RUN_DIR/export`` (or ``--out``):
 * ``gguf/adapter-f16.gguf`` (+ ``base-f16.gguf``) — a GGUF LoRA via
   ``convert_lora_to_gguf.py``, to switch adapters at run time on one base.
 
-The converters ship in the ``llama-cpp-python`` sdist (``vendor/llama.cpp``): set
-``BREACHLAB_LLAMA_CPP_SRC`` to a llama.cpp checkout, or they are unpacked from the sdist of
-the installed version (a local copy, else ``pip download``) into the cache.
+The converters ship in the ``llama-cpp-python`` sdist (``vendor/llama.cpp``).  No code found
+lying around is ever run: the sdist of the installed version is fetched by ``pip download``
+with its sha256 pinned here (:data:`PINNED_SDISTS`; pip checks it, and so does this module
+before extracting), or read from ``BREACHLAB_LLAMA_CPP_SDIST=FILE`` on an air-gapped machine
+(same hash check).  ``BREACHLAB_LLAMA_CPP_SRC=DIR`` names a llama.cpp checkout you vouch for
+instead.  The unpacked converters are cached with the hash they came from.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q5_k_m": "LLAMA_FTYPE_MOSTLY_
                "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
                "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 _SDIST_MEMBERS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
+# sha256 of the llama-cpp-python sdist on PyPI, per version (checked before anything is extracted)
+PINNED_SDISTS = {
+    "0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+}
+_MARKER = ".sdist-sha256"
 
 
 @dataclass
@@ -75,12 +83,14 @@ class ExportConfig:
 # llama.cpp converters
 # ---------------------------------------------------------------------------------------
 def llama_cpp_src() -> Path:
-    """A folder holding llama.cpp's ``convert_hf_to_gguf.py`` (and its ``gguf-py``)."""
+    """A folder holding llama.cpp's ``convert_hf_to_gguf.py`` (and its ``gguf-py``), from a
+    source pinned by hash or named explicitly — never a file found in the working directory."""
     env = os.environ.get("BREACHLAB_LLAMA_CPP_SRC")
     if env:
         path = Path(env)
         if not (path / "convert_hf_to_gguf.py").is_file():
             raise UserError(f"BREACHLAB_LLAMA_CPP_SRC={env} has no convert_hf_to_gguf.py")
+        log.info("GGUF converters from BREACHLAB_LLAMA_CPP_SRC=%s (not hash-checked: your choice)", env)
         return path
     from importlib import metadata
 
@@ -90,27 +100,50 @@ def llama_cpp_src() -> Path:
         version = metadata.version("llama_cpp_python")
     except metadata.PackageNotFoundError:
         raise UserError("GGUF export needs llama-cpp-python: pip install 'breachlab[vuln]'") from None
+    expected = PINNED_SDISTS.get(version)
+    if expected is None:
+        raise UserError(f"no pinned converter source for llama-cpp-python {version} (pinned: "
+                        f"{', '.join(PINNED_SDISTS)}): install a pinned version or set BREACHLAB_LLAMA_CPP_SRC "
+                        "to a llama.cpp checkout you trust")
     target = cache_dir() / "llama.cpp-src" / version
-    if (target / "convert_hf_to_gguf.py").is_file():
+    marker = target / _MARKER
+    if (target / "convert_hf_to_gguf.py").is_file() and marker.is_file() and marker.read_text().strip() == expected:
         return target
-    sdist = _find_sdist(version)
+    given = os.environ.get("BREACHLAB_LLAMA_CPP_SDIST")
+    sdist = Path(given) if given else _download_sdist(version, expected)
+    check_sdist(sdist, expected)
     _unpack(sdist, target)
+    (target / _MARKER).write_text(expected + "\n")
     return target
 
 
-def _find_sdist(version: str) -> Path:
-    name = f"llama_cpp_python-{version}.tar.gz"
-    for folder in (Path.cwd(), Path("/tmp/dl"), Path.home() / "Downloads"):
-        if (folder / name).is_file():
-            return folder / name
+def check_sdist(sdist: Path, expected: str) -> None:
+    """Refuse an sdist whose sha256 is not the pinned one (before a single member is read)."""
+    from breachlab.rundir import sha256_file
+
+    if not sdist.is_file():
+        raise UserError(f"llama-cpp-python sdist not found: {sdist}")
+    got = sha256_file(sdist)
+    if got != expected:
+        raise UserError(f"{sdist} has sha256 {got}, not the pinned {expected}: refusing to use its converters")
+
+
+def _download_sdist(version: str, expected: str) -> Path:
+    """``pip download`` of the pinned sdist; pip itself enforces the hash (``--require-hashes``)."""
+    from breachlab.progress import step
+
     dest = Path(tempfile.mkdtemp(prefix="llama-sdist-"))
-    log.info("downloading the llama-cpp-python %s sdist for its GGUF converters", version)
-    res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:",
-                          f"llama-cpp-python=={version}", "-d", str(dest)], capture_output=True, text=True)
-    found = list(dest.glob("llama_cpp_python-*.tar.gz"))
+    req = dest / "requirements.txt"
+    req.write_text(f"llama-cpp-python=={version} --hash=sha256:{expected}\n")
+    step(f"export: fetching the llama-cpp-python {version} sdist (sha256-pinned) for its GGUF converters; "
+         "this takes a few minutes once, then it is cached")
+    res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "--require-hashes",
+                          "-r", str(req), "-d", str(dest)], capture_output=True, text=True)
+    found = list(dest.glob(f"llama_cpp_python-{version}.tar.gz"))
     if res.returncode != 0 or not found:
-        raise UserError("could not get llama.cpp's converters: set BREACHLAB_LLAMA_CPP_SRC to a llama.cpp "
-                        f"checkout or put {name} in the working directory ({res.stderr.strip()[-300:]})")
+        raise UserError("could not get llama.cpp's converters: set BREACHLAB_LLAMA_CPP_SDIST to a copy of "
+                        f"llama_cpp_python-{version}.tar.gz (sha256 {expected}) or BREACHLAB_LLAMA_CPP_SRC to a "
+                        f"llama.cpp checkout ({' '.join(res.stderr.split())[-300:]})")
     return found[0]
 
 
@@ -131,23 +164,29 @@ def _unpack(sdist: Path, target: Path) -> None:
 
 
 def _convert(script: str, args: list[str]) -> None:
-    src = llama_cpp_src()
+    """Run one converter from :func:`llama_cpp_src`, inside that folder (so nothing in the
+    caller's working directory can shadow its imports); paths in ``args`` must be absolute."""
+    from breachlab.progress import step
+
+    src = llama_cpp_src().resolve()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src / "gguf-py"), str(src)])}
-    res = subprocess.run([sys.executable, str(src / script), *args], capture_output=True, text=True, env=env)
+    step(f"export: {script} → {Path(args[-1]).name}")
+    res = subprocess.run([sys.executable, str(src / script), *args], capture_output=True, text=True, env=env, cwd=src)
     if res.returncode != 0:
-        raise RuntimeError(f"{script} failed:\n{res.stderr[-2000:]}")
+        raise RuntimeError(f"{script} failed: {' '.join(res.stderr.split())[-2000:]}")
 
 
 def convert_hf(model_dir: Path, out: Path, outtype: str = "f16") -> Path:
     """A transformers directory → GGUF with llama.cpp's converter."""
-    _convert("convert_hf_to_gguf.py", [str(model_dir), "--outtype", outtype, "--outfile", str(out)])
+    _convert("convert_hf_to_gguf.py", [str(Path(model_dir).resolve()), "--outtype", outtype,
+                                       "--outfile", str(Path(out).resolve())])
     return out
 
 
 def convert_lora(adapter_dir: Path, base_dir: Path, out: Path, outtype: str = "f16") -> Path:
     """A PEFT adapter → GGUF LoRA (needs the base model's transformers directory)."""
-    _convert("convert_lora_to_gguf.py", [str(adapter_dir), "--base", str(base_dir), "--outtype", outtype,
-                                          "--outfile", str(out)])
+    _convert("convert_lora_to_gguf.py", [str(Path(adapter_dir).resolve()), "--base", str(Path(base_dir).resolve()),
+                                         "--outtype", outtype, "--outfile", str(Path(out).resolve())])
     return out
 
 
@@ -155,6 +194,9 @@ def quantize(src: Path, dst: Path, quant: str, threads: int = 0) -> Path:
     """Quantise a GGUF with llama.cpp's own quantiser (``llama_model_quantize``)."""
     import llama_cpp
 
+    from breachlab.progress import step
+
+    step(f"export: quantising {src.name} → {dst.name}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
     params.nthread = threads or (os.cpu_count() or 1)
@@ -210,6 +252,7 @@ def adapter_from_checkpoint(run_path: Path, out: Path) -> Path:
 
 def run(cfg: ExportConfig, out: str | Path | None = None) -> Path:
     """Export a training run; returns the export folder (with ``export.json``)."""
+    from breachlab.progress import step
     from breachlab.rundir import RunDir, atomic_write_json, sha256_file
     from breachlab.vuln.training.load import base_location
 
@@ -238,6 +281,7 @@ def run(cfg: ExportConfig, out: str | Path | None = None) -> Path:
     if "merged" in cfg.formats or "gguf" in cfg.formats:
         if is_adapter:
             log.info("merging %s into the full-precision base %s", weights, base_dir)
+            step(f"export: merging the adapter into the full-precision base {base_dir}")
             merge(base_dir, weights, merged, cfg.dtype)
         else:
             shutil.copytree(weights, merged, dirs_exist_ok=True)

@@ -11,8 +11,10 @@ P(vulnerable), echo flag, latency.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from breachlab.vuln.backends import Backend
@@ -90,3 +92,45 @@ def predict(backend: Backend, samples: Iterable[Sample], mode: str, *, threshold
         if on_row is not None:
             on_row(row)
         yield row
+
+
+class PredictionLog:
+    """An append-only JSON Lines file of prediction rows, flushed after every row.
+
+    A run killed at any moment leaves every row it finished on disk; reopening the file
+    (``resume=True``) reads them back, drops a torn last line, and appends after them, so a
+    resumed run writes the same rows in the same order as one that never stopped.
+    """
+
+    def __init__(self, path: str | Path, *, resume: bool = False):
+        self.path = Path(path)
+        self.done: dict[tuple[str, str], dict[str, Any]] = {}
+        if resume and self.path.is_file():
+            self.done = self._recover()
+        self._fh = self.path.open("a" if resume else "w", encoding="utf-8")
+
+    def _recover(self) -> dict[tuple[str, str], dict[str, Any]]:
+        data = self.path.read_bytes()
+        keep = data[: data.rfind(b"\n") + 1]  # a row cut by the kill has no newline yet
+        if len(keep) != len(data):
+            with self.path.open("r+b") as fh:
+                fh.truncate(len(keep))
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for line in keep.decode("utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[(str(row["id"]), str(row["mode"]))] = row
+        return rows
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "PredictionLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -97,7 +97,7 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
     from breachlab.vuln.adapters import has_shipped, resolve_adapter, shipped_card
     from breachlab.vuln.sample import read_samples
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
     wants_default = cfg.adapter.strip().lower() == "default"
     if wants_default and not has_shipped():
         console.print("[yellow]note:[/yellow] no fine-tuned adapter ships with this version (none has beaten the "
@@ -179,7 +179,7 @@ def _compare(run_dir: RunDir, runs: list[Path], sources: list[str]) -> None:
         (run_dir / f"compare-{source}").mkdir(exist_ok=True)
         compare.write_compare_report(results[source], run_dir / f"compare-{source}")
     Console().print(summary_table(results))
-    Console().print(f"[green]reports:[/green] {run_dir / 'compare.html'} (per source: compare-*/compare.html)")
+    Console(soft_wrap=True).print(f"[green]reports:[/green] {run_dir / 'compare.html'} (per source: compare-*/compare.html)")
 
 
 SUMMARY_METRICS = (("roc_auc", "ROC-AUC"), ("mcc", "MCC"), ("balanced_accuracy", "bal. acc."))
