@@ -53,7 +53,7 @@ def test_the_fixture_blocks_and_reports(no_network: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.vuln.tiny_lm import make_model_dir
+    from tests.vuln.tiny import make_model_dir
 
     return make_model_dir(tmp_path_factory.mktemp("tiny") / "model")
 
@@ -83,8 +83,6 @@ def test_vuln_commands_open_no_socket(no_network: list[str], user_env: None, tin
     assert json.loads((tmp_path / "scan.json").read_text())
 
 
-@pytest.mark.xfail(reason="issue 17 item 1: a missing model path with a slash is still taken for a hub id "
-                   "(models.py, fixed on the models helper's branch); remove this mark once merged", strict=False)
 def test_a_missing_model_path_is_an_error_not_a_hub_lookup(no_network: list[str], user_env: None, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "test.jsonl"

@@ -21,7 +21,7 @@ from breachlab.rundir import write_jsonl
 from breachlab.vuln import evaluate
 from breachlab.vuln.evaluate import EvalConfig
 from breachlab.vuln.sample import Sample
-from tests.vuln.tiny_lm import make_model_dir
+from tests.vuln.tiny import make_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW_CLI = ("import sys, time; import breachlab.vuln.predict as p; _one = p.predict_one\n"
