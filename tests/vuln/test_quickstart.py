@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from breachlab.vuln.quickstart import QuickstartConfig, data_config, run, take_balanced
+from breachlab.vuln.quickstart import QuickstartConfig, data_config, drop_seen, run, take_balanced, unseen_sources
 from breachlab.vuln.sample import Sample
 from tests.vuln.conftest import shared_data
 
@@ -37,8 +37,24 @@ def test_with_an_adapter_card_the_data_is_the_adapters_own() -> None:
     assert (dcfg.n_train_per_class, dcfg.n_test_per_class, dcfg.max_chars, dcfg.data_root) == (3000, 160, 6400, "/data")
     plain = data_config(QuickstartConfig(n_per_class=7), None)
     assert (plain.n_train_per_class, plain.n_val_per_class, plain.n_test_per_class) == (0, 0, 7)
-    with pytest.raises(Exception, match="sources must be among"):
-        data_config(QuickstartConfig(sources=["diversevul"]), card)
+    # PairVul is not in that adapter's data: it comes from a test-only build, held out by construction
+    assert unseen_sources(QuickstartConfig(), card) == ["pairvul"]
+    assert unseen_sources(QuickstartConfig(sources=["juliet", "sven"]), card) == []
+    assert unseen_sources(QuickstartConfig(), None) == []
+
+
+def test_drop_seen_removes_functions_of_the_adapters_splits_and_their_pair(tmp_path: Path) -> None:
+    from breachlab.rundir import write_jsonl
+    from breachlab.vuln.sample import Sample
+
+    seen = Sample(id="s:vul", code="int f(){  return 1; }", label=1, cwe=None, source="sven", group="g", pair_id="s")
+    write_jsonl(tmp_path / "train.jsonl", [seen.to_dict()])
+    extra = [Sample(id="p:vul", code="int f(){ return 1; }", label=1, cwe=None, source="pairvul", group="c", pair_id="p"),
+             Sample(id="p:fix", code="int f(){ return 0; }", label=0, cwe=None, source="pairvul", group="c", pair_id="p"),
+             Sample(id="q:vul", code="int g(){ return 2; }", label=1, cwe=None, source="pairvul", group="d", pair_id="q"),
+             Sample(id="q:fix", code="int g(){ return 3; }", label=0, cwe=None, source="pairvul", group="d", pair_id="q")]
+    kept, dropped = drop_seen(extra, [tmp_path])
+    assert [s.id for s in kept] == ["q:vul", "q:fix"] and dropped == 2  # whitespace-normalised match, whole pair
 
 
 def test_default_adapter_absent_means_zero_shot_only(monkeypatch, tmp_path: Path) -> None:
@@ -85,6 +101,6 @@ def test_quickstart_zero_shot_then_fine_tuned_on_a_tiny_model(tmp_path: Path) ->
              if r["mode"] == "logit"}
     assert zero.keys() == tuned.keys() and zero != tuned  # same samples, the adapter changed the scores
     assert (out / "compare.md").is_file() and (out / "compare-juliet" / "compare.md").is_file()
-    assert (out / "compare-sven" / "compare.html").is_file()
+    assert (out / "compare-sven" / "compare.html").is_file() and (out / "compare-pairvul" / "compare.md").is_file()
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "finished" and {"zero-shot_s", "fine-tuned_s", "compare_s"} <= set(man["timings"])

