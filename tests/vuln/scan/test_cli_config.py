@@ -77,6 +77,9 @@ def test_out_writes_a_run_dir_with_the_report(app, monkeypatch, project: Path, t
     assert also.read_text() == (again / "report.sarif").read_text()
     # an existing, non-empty --out is refused (exit 2), never overwritten
     assert call(app, monkeypatch, "scan", project, "--no-model", "--out", again) == 2
+    # bad input is refused before a run dir is made
+    assert call(app, monkeypatch, "scan", tmp_path / "missing", "--no-model", "--out", tmp_path / "run3") == 2
+    assert not (tmp_path / "run3").exists()
 
 
 @pytest.mark.parametrize("args,words", [

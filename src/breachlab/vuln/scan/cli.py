@@ -25,6 +25,7 @@ import typer
 
 from breachlab.cli_options import CONFIG_OPT, SET_OPT, load_config
 from breachlab.errors import UserError
+from breachlab.vuln.scan.command_config import ScanCommandConfig
 
 EXIT_INTERNAL = 3
 
@@ -122,8 +123,6 @@ def scan(
     out: Optional[Path] = SCAN_OUT_OPT,
 ) -> None:
     """Scan C/C++ code: static candidates triaged by a local model; exit 1 when there are findings."""
-    from breachlab.vuln.scan.command_config import ScanCommandConfig
-
     cfg = load_config(ScanCommandConfig, config, sets, paths=[str(p) for p in paths] if paths else None, model=model,
                       backend=backend, base_url=base_url, concurrency=concurrency, no_model=no_model,
                       adapter=adapter, deep=deep, tools=_csv(tools),
@@ -138,6 +137,7 @@ def scan(
     else:
         from breachlab.rundir import RunDir
 
+        check_inputs(cfg)  # bad input makes no run directory
         run_dir = RunDir.create("vuln-scan", cfg, out=out, inputs=[cfg.baseline] if cfg.baseline else None)
         with run_dir.running():
             report = run_command(cfg, report_dir=run_dir.path)
@@ -152,7 +152,7 @@ def _csv(text: Optional[str]) -> Optional[List[str]]:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _calibration_for(cfg: Any, scan_cfg: Any, scorer: Any) -> Any:
+def _calibration_for(cfg: ScanCommandConfig, scan_cfg: Any, scorer: Any) -> Any:
     """The explicit calibration, else the shipped one when it covers these settings, else None (with a note)."""
     from breachlab.vuln.scan import calibration as calmod
     from breachlab.vuln.scan.scanner import scan_settings
@@ -172,8 +172,19 @@ def _calibration_for(cfg: Any, scan_cfg: Any, scorer: Any) -> Any:
         return None
 
 
-def run_command(cfg: Any, report_dir: Optional[Path] = None) -> Any:
-    """Scan as ``cfg`` (a :class:`~.command_config.ScanCommandConfig`) says; write the report; the report.
+def check_inputs(cfg: ScanCommandConfig) -> None:
+    """Refuse (exit 2) a scan of nothing, of a missing path or against a missing baseline."""
+    if not cfg.paths:
+        raise UserError("nothing to scan: give PATH arguments (or paths: in the config)")
+    missing = [p for p in cfg.paths if not Path(p).exists() and not Path(p).is_symlink()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    if cfg.baseline and not Path(cfg.baseline).is_file():
+        raise UserError(f"baseline {cfg.baseline} does not exist")
+
+
+def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> Any:
+    """Scan as ``cfg`` says, write the report where it says; return the report.
 
     The report goes to ``cfg.output`` when set, into ``report_dir`` (a run directory) when
     given, and to stdout when neither is.  Raises :class:`UserError` for bad input and
@@ -185,15 +196,9 @@ def run_command(cfg: Any, report_dir: Optional[Path] = None) -> Any:
     from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline
     from breachlab.vuln.scan.scanner import scan as run_scan
 
-    if not cfg.paths:
-        raise UserError("nothing to scan: give PATH arguments (or paths: in the config)")
+    check_inputs(cfg)
     paths = [Path(p) for p in cfg.paths]
-    missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
-    if missing:
-        raise UserError(f"no such file or folder: {', '.join(missing)}")
     baseline = Path(cfg.baseline) if cfg.baseline else None
-    if baseline is not None and not baseline.is_file():
-        raise UserError(f"baseline {baseline} does not exist")
     changed = None
     if cfg.changed_since:
         from breachlab.vuln.scan.gitdiff import changed_lines
