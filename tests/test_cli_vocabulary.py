@@ -26,10 +26,6 @@ EXEMPT = {
     "brain doctor": "checks the machine and prints the result",
     "brain corpus show": "prints the counts of an existing corpus",
     "brain corpus seed": "writes the shipped seed corpus as it is: no settings",
-    # TODO(issue 16): `vuln scan` (and `vuln calibrate`) are being reworked on another branch;
-    # take them off this list once they read --config/--set through cli_options.
-    "vuln scan": "TODO: its config is being reworked on another branch",
-    "vuln calibrate": "TODO: its config is being reworked on another branch",
 }
 
 

@@ -4,7 +4,7 @@ Each YAML under ``configs/`` starts with the exact command that uses it
 (``# breachlab vuln train --config configs/vuln/…``); this table maps that command to its
 dataclass, so a test can load every shipped YAML and an unknown key fails CI, and
 ``brain config`` and ``vuln config`` list a command's keys from it instead of a hand-kept
-list of their own.  (``vuln scan`` is not in it yet: its config is being reworked.)  Targets are strings, so reading the table imports nothing heavy.
+list of their own.  Targets are strings, so reading the table imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("vuln", "export"): "breachlab.vuln.export:ExportConfig",
     ("vuln", "plan"): "breachlab.vuln.plan_run:PlanConfig",
     ("vuln", "quantbench"): "breachlab.vuln.quantbench:QuantBenchConfig",
+    ("vuln", "scan"): "breachlab.vuln.scan.command_config:ScanCommandConfig",
+    ("vuln", "calibrate"): "breachlab.vuln.scan.calibrate:CalibrateConfig",
     ("brain", "render"): "breachlab.brain.configs:RenderConfig",
     ("brain", "synth"): "breachlab.brain.configs:SynthConfig",
     ("brain", "analyze"): "breachlab.brain.configs:AnalyzeConfig",

@@ -1,4 +1,9 @@
-"""``breachlab vuln scan PATH… [--format sarif --output scan.sarif]`` — scan C/C++ code offline.
+"""``breachlab vuln scan PATH… [--format sarif] [--config FILE.yaml] [--set key=value] [--out DIR]`` — scan offline.
+
+Scans C/C++ code.  Settings resolve as in every command (defaults ← ``--config`` ← named
+flags ← ``--set``) into a :class:`~.command_config.ScanCommandConfig`.  ``--out DIR`` writes a
+run directory (config.yaml, manifest.json, the report); ``--output FILE`` (``-o``, as it
+always was here) writes only the report; with either, the report is not printed.
 
 Default: cppcheck, flawfinder and clang-tidy's Clang Static Analyzer flag candidates, the
 embedded model triages each flagged function, and the shipped calibration decides at its
@@ -18,7 +23,9 @@ from typing import Any, List, Optional
 
 import typer
 
+from breachlab.cli_options import CONFIG_OPT, SET_OPT, load_config
 from breachlab.errors import UserError
+from breachlab.vuln.scan.command_config import ScanCommandConfig
 from breachlab.vuln.scan.loading import choose_adapter, make_scorer, shipped_calibration  # noqa: F401 (seams)
 
 EXIT_INTERNAL = 3
@@ -32,84 +39,154 @@ def _no_files_error(report: Any, paths: List[Path]) -> UserError:
     return UserError(f"nothing scanned in {', '.join(map(str, paths))}: {why}")
 
 
+# --out without its usual -o: on scan, -o has always meant --output (the report file).
+SCAN_OUT_OPT = typer.Option(None, "--out", help="Run directory to create: config.yaml, manifest.json and the report "
+                                                "(report.sarif for --format sarif, …). No -o here: -o is --output.")
+
+
 def scan(
-    paths: List[Path] = typer.Argument(..., help="C/C++ files or folders to scan (named files are always scanned)."),
-    model: str = typer.Option("embedded", "--model", "-m", help="embedded, a ladder name (breachlab models list), a .gguf file, a HF dir; with --backend "
-                                                                 "openai the server's model name."),
-    backend: str = typer.Option("auto", help="auto, llama.cpp, transformers, openai (a server) or none (no model)."),
+    paths: Optional[List[Path]] = typer.Argument(None, help="C/C++ files or folders to scan (named files are always "
+                                                            "scanned; or paths: in the config)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="embedded (default), a ladder name (breachlab "
+                                        "models list), a .gguf file, a HF dir; with --backend openai the server's "
+                                        "model name."),
+    backend: Optional[str] = typer.Option(None, help="auto (default), llama.cpp, transformers, openai (a server) or "
+                                                     "none (no model)."),
     base_url: Optional[str] = typer.Option(None, help="--backend openai: the server, e.g. http://127.0.0.1:8080/v1."),
-    concurrency: int = typer.Option(4, help="--backend openai: requests in flight."),
-    no_model: bool = typer.Option(False, "--no-model", help="Static tools and the calibrated combiner only."),
+    concurrency: Optional[int] = typer.Option(None, help="--backend openai: requests in flight (default 4)."),
+    no_model: Optional[bool] = typer.Option(None, "--no-model", help="Static tools and the calibrated combiner only."),
     adapter: Optional[str] = typer.Option(None, help="LoRA adapter: default (shipped), none (zero-shot), a .gguf "
                                                      "LoRA or a PEFT dir. Unset: default for the embedded model."),
-    deep: bool = typer.Option(False, help="Also let the model score functions no static tool flagged (slow)."),
-    tools: str = typer.Option("cppcheck,flawfinder,clang-tidy", help="Static tools that produce candidates."),
+    deep: Optional[bool] = typer.Option(None, "--deep/--no-deep", help="Also let the model score functions no static "
+                                                                       "tool flagged (slow)."),
+    tools: Optional[str] = typer.Option(None, help="Static tools that produce candidates, comma list (default "
+                                                   "cppcheck,flawfinder,clang-tidy; \"\": none)."),
     calibration: Optional[Path] = typer.Option(None, help="Calibration JSON from `breachlab vuln calibrate` "
                                                           "(default: the shipped one, when it matches the settings)."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text, json, sarif, markdown or html."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json, sarif, markdown or html."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file instead of "
+                                                                       "stdout."),
     min_confidence: Optional[float] = typer.Option(None, help="Report at or above this confidence "
                                                               "(default: the calibration's threshold)."),
     baseline: Optional[Path] = typer.Option(None, help="JSON report of an earlier scan: its findings are suppressed."),
     changed_since: Optional[str] = typer.Option(None, help="Only functions a `git diff GIT_REF` touches (tracked files)."),
-    jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel static-tool processes and parser threads."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel static-tool processes and parser threads "
+                                                                  "(default 2)."),
     threads: Optional[int] = typer.Option(None, help="Model CPU threads (default: all cores)."),
-    n_ctx: int = typer.Option(4096, help="Model context; longer functions are cut, never fatal."),
-    explain: bool = typer.Option(True, help="Generate verdict/CWE/reason for findings (--no-explain: scores only)."),
-    strip_comments: bool = typer.Option(True, help="Remove comments before the model sees code (they are untrusted)."),
-    cache: bool = typer.Option(True, help="Reuse tool results and scores of unchanged code from $BREACHLAB_CACHE/scan."),
-    gitignore: bool = typer.Option(True, help="Respect .gitignore files (in folder walks)."),
-    include_vendored: bool = typer.Option(False, help="Also scan third_party/vendor/build folders."),
+    n_ctx: Optional[int] = typer.Option(None, help="Model context (default 4096); longer functions are cut, never "
+                                                   "fatal."),
+    explain: Optional[bool] = typer.Option(None, "--explain/--no-explain", help="Generate verdict/CWE/reason for "
+                                           "findings (default; --no-explain: scores only)."),
+    strip_comments: Optional[bool] = typer.Option(None, "--strip-comments/--no-strip-comments", help="Remove "
+                                                  "comments before the model sees code (default; they are untrusted)."),
+    cache: Optional[bool] = typer.Option(None, "--cache/--no-cache", help="Reuse tool results and scores of unchanged "
+                                                                         "code from $BREACHLAB_CACHE/scan (default)."),
+    gitignore: Optional[bool] = typer.Option(None, "--gitignore/--no-gitignore", help="Respect .gitignore files in "
+                                                                                     "folder walks (default)."),
+    include_vendored: Optional[bool] = typer.Option(None, "--include-vendored/--no-include-vendored",
+                                                    help="Also scan third_party/vendor/build folders."),
     exclude: Optional[List[str]] = typer.Option(None, help="Extra file/folder globs to skip (repeatable)."),
-    max_file_bytes: int = typer.Option(2_000_000, help="Skip files larger than this."),
-    max_line_chars: int = typer.Option(500, help="Cut longer lines before the model (a note says so)."),
+    max_file_bytes: Optional[int] = typer.Option(None, help="Skip files larger than this (default 2000000)."),
+    max_line_chars: Optional[int] = typer.Option(None, help="Cut longer lines before the model (default 500; a note "
+                                                            "says so)."),
+    config: Optional[Path] = CONFIG_OPT,
+    sets: Optional[List[str]] = SET_OPT,
+    out: Optional[Path] = SCAN_OUT_OPT,
 ) -> None:
     """Scan C/C++ code: static candidates triaged by a local model; exit 1 when there are findings."""
-    from breachlab.vuln.scan import calibration as calmod
-    from breachlab.vuln.scan.cache import ScoreCache, default_path
-    from breachlab.vuln.scan.formats import FORMATS, render
-    from breachlab.vuln.scan.formats.text import summary_line
-    from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline, scan_settings
-    from breachlab.vuln.scan.scanner import scan as run_scan
+    cfg = load_config(ScanCommandConfig, config, sets, paths=[str(p) for p in paths] if paths else None, model=model,
+                      backend=backend, base_url=base_url, concurrency=concurrency, no_model=no_model,
+                      adapter=adapter, deep=deep, tools=_csv(tools),
+                      calibration=str(calibration) if calibration else None, format=fmt,
+                      output=str(output) if output else None, min_confidence=min_confidence,
+                      baseline=str(baseline) if baseline else None, changed_since=changed_since, jobs=jobs,
+                      threads=threads, n_ctx=n_ctx, explain=explain, strip_comments=strip_comments, cache=cache,
+                      gitignore=gitignore, include_vendored=include_vendored, exclude=exclude or None,
+                      max_file_bytes=max_file_bytes, max_line_chars=max_line_chars)
+    if out is None:
+        report = run_command(cfg)
+    else:
+        from breachlab.rundir import RunDir
 
-    if fmt not in FORMATS:
-        raise UserError(f"unknown --format {fmt!r}: use {', '.join(FORMATS)}")
-    missing = [str(p) for p in paths if not p.exists() and not p.is_symlink()]
+        check_inputs(cfg)  # bad input makes no run directory
+        run_dir = RunDir.create("vuln-scan", cfg, out=out, inputs=[cfg.baseline] if cfg.baseline else None)
+        with run_dir.running():
+            report = run_command(cfg, report_dir=run_dir.path)
+            run_dir.update_manifest(findings=len(report.findings), report=cfg.report_file,
+                                    exit_code=1 if report.findings else 0)
+    if report.findings:
+        raise SystemExit(1)  # exit 1: findings at or above the threshold
+
+
+def _csv(text: Optional[str]) -> Optional[List[str]]:
+    """``--tools a,b`` → ``["a", "b"]``; ``--tools ""`` → ``[]`` (no tool); not given → None."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _calibration_for(cfg: ScanCommandConfig, scan_cfg: Any, scorer: Any) -> Any:
+    """The explicit calibration, else the shipped one when it covers these settings, else None (with a note)."""
+    from breachlab.vuln.scan import calibration as calmod
+    from breachlab.vuln.scan.scanner import scan_settings
+
+    if cfg.calibration is not None:
+        return calmod.load(Path(cfg.calibration))  # an explicit calibration must match (scan() refuses it otherwise)
+    if not shipped_calibration().is_file():
+        return None
+    shipped = calmod.load(shipped_calibration())
+    try:
+        calmod.check(shipped, scan_settings(scan_cfg, scorer), "model" if scorer is not None else "no_model")
+        return shipped
+    except UserError:
+        typer.echo("note: the shipped calibration does not cover these settings (model, tools, prompt): "
+                   "confidence is the model's P at threshold 0.5 — run `breachlab vuln calibrate` for a "
+                   "calibrated threshold", err=True)
+        return None
+
+
+def check_inputs(cfg: ScanCommandConfig) -> None:
+    """Refuse (exit 2) a scan of nothing, of a missing path or against a missing baseline."""
+    if not cfg.paths:
+        raise UserError("nothing to scan: give PATH arguments (or paths: in the config)")
+    missing = [p for p in cfg.paths if not Path(p).exists() and not Path(p).is_symlink()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
-    if baseline is not None and not baseline.is_file():
-        raise UserError(f"baseline {baseline} does not exist")
-    if backend not in ("auto", "llama.cpp", "transformers", "openai", "none"):
-        raise UserError(f"unknown --backend {backend!r}: use auto, llama.cpp, transformers, openai or none")
-    use_model = not no_model and backend != "none"
+    if cfg.baseline and not Path(cfg.baseline).is_file():
+        raise UserError(f"baseline {cfg.baseline} does not exist")
+
+
+def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> Any:
+    """Scan as ``cfg`` says, write the report where it says; return the report.
+
+    The report goes to ``cfg.output`` when set, into ``report_dir`` (a run directory) when
+    given, and to stdout when neither is.  Raises :class:`UserError` for bad input and
+    exits 3 on an internal error, so a crash never reads as "findings".
+    """
+    from breachlab.vuln.scan.cache import ScoreCache, default_path
+    from breachlab.vuln.scan.formats import render
+    from breachlab.vuln.scan.formats.text import summary_line
+    from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline
+    from breachlab.vuln.scan.scanner import scan as run_scan
+
+    check_inputs(cfg)
+    paths = [Path(p) for p in cfg.paths]
+    baseline = Path(cfg.baseline) if cfg.baseline else None
     changed = None
-    if changed_since:
+    if cfg.changed_since:
         from breachlab.vuln.scan.gitdiff import changed_lines
 
-        changed = changed_lines(changed_since, [str(p) for p in paths])
-    cfg = ScanConfig(paths=[str(p) for p in paths], tools=[t.strip() for t in tools.split(",") if t.strip()],
-                     deep=deep, min_confidence=min_confidence, explain=explain, jobs=jobs,
-                     strip_comments=strip_comments, respect_gitignore=gitignore, include_vendored=include_vendored,
-                     exclude=list(exclude or []), max_file_bytes=max_file_bytes, max_line_chars=max_line_chars,
-                     use_cache=cache, changed=changed)
-    if deep and not use_model:
-        raise UserError("--deep needs a model (drop --no-model / --backend none)")
+        changed = changed_lines(cfg.changed_since, list(cfg.paths))
+    scan_cfg = ScanConfig(paths=list(cfg.paths), tools=list(cfg.tools), deep=cfg.deep,
+                          min_confidence=cfg.min_confidence, explain=cfg.explain, jobs=cfg.jobs,
+                          strip_comments=cfg.strip_comments, respect_gitignore=cfg.gitignore,
+                          include_vendored=cfg.include_vendored, exclude=list(cfg.exclude),
+                          max_file_bytes=cfg.max_file_bytes, max_line_chars=cfg.max_line_chars,
+                          use_cache=cfg.cache, changed=changed)
     scorer = None
-    if use_model:
-        scorer = make_scorer(model, backend, choose_adapter(adapter, model=model), n_ctx, threads, base_url, concurrency)
-    cal = None
-    if calibration is not None:
-        cal = calmod.load(calibration)  # an explicit calibration must match (scan() refuses it otherwise)
-    elif shipped_calibration().is_file():
-        shipped = calmod.load(shipped_calibration())
-        try:
-            calmod.check(shipped, scan_settings(cfg, scorer), "model" if scorer is not None else "no_model")
-            cal = shipped
-        except UserError:
-            typer.echo("note: the shipped calibration does not cover these settings (model, tools, prompt): "
-                       "confidence is the model's P at threshold 0.5 — run `breachlab vuln calibrate` for a "
-                       "calibrated threshold", err=True)
-    store = ScoreCache(default_path() if cache else None)
+    if cfg.use_model:
+        scorer = make_scorer(cfg.model, cfg.backend, choose_adapter(cfg.adapter, model=cfg.model), cfg.n_ctx,
+                             cfg.threads, cfg.base_url, cfg.concurrency)
+    cal = _calibration_for(cfg, scan_cfg, scorer)
+    store = ScoreCache(default_path() if cfg.cache else None)
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -122,7 +199,7 @@ def scan(
             def _progress(files: int, functions: int) -> None:
                 bar.update(task, description=f"scanning: {files} files, {functions} functions")
 
-            report = run_scan(cfg, scorer, cache=store, calibration=cal, progress=_progress)
+            report = run_scan(scan_cfg, scorer, cache=store, calibration=cal, progress=_progress)
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - a crash must not look like "findings" (exit 1)
@@ -139,13 +216,18 @@ def scan(
         raise _no_files_error(report, paths)
     if baseline is not None:
         report = apply_baseline(report, baseline)
-    text = render(report, "text", color=sys.stdout.isatty()) if fmt == "text" and output is None else render(report, fmt)
-    if output is not None:
+    to_stdout = cfg.output is None and report_dir is None
+    color = cfg.format == "text" and to_stdout and sys.stdout.isatty()
+    text = render(report, "text", color=True) if color else render(report, cfg.format)
+    targets = [Path(cfg.output)] if cfg.output else []
+    if report_dir is not None:
+        targets.append(Path(report_dir) / cfg.report_file)
+    if to_stdout:
+        sys.stdout.write(text)
+    else:
         from breachlab.rundir import atomic_write_text
 
-        atomic_write_text(output, text)
-        typer.echo(f"{summary_line(report)} → {output}", err=True)
-    else:
-        sys.stdout.write(text)
-    if report.findings:
-        raise SystemExit(1)  # exit 1: findings at or above the threshold
+        for target in targets:
+            atomic_write_text(target, text)
+        typer.echo(f"{summary_line(report)} → {', '.join(map(str, targets))}", err=True)
+    return report
