@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "quickstart"
 ARMS = ("zero-shot", "fine-tuned")
+SCOPES = ("all", "juliet", "sven", "pairvul")
 
 
 def _rows(arm: str) -> list[dict]:
@@ -34,14 +35,14 @@ def recompute() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for arm in ARMS:
-        for scope in ("all", "juliet", "sven"):
+        for scope in SCOPES:
             s = summarize(_logit(arm, None if scope == "all" else scope), threshold=0.5, n_boot=0)
             out[f"{arm}.{scope}.roc_auc"] = f"{s['auc']['roc_auc']['value']:.3f}"
             out[f"{arm}.{scope}.mcc"] = f"{s['metrics']['mcc']['value']:.3f}"
         gen = [r for r in _rows(arm) if r["mode"] == "generate"]
         out[f"{arm}.generate.parsed"] = f"{sum(r['verdict'] is not None for r in gen)} of {len(gen)}"
     out["n"] = str(len(_logit("fine-tuned")))
-    for scope in ("all", "juliet", "sven"):  # the paired comparison the quickstart prints
+    for scope in SCOPES:  # the paired comparison the quickstart prints
         res = compare.compare([RESULTS / a for a in ARMS], source=None if scope == "all" else scope)
         delta = res["modes"]["logit"]["deltas"][0]["metrics"]["roc_auc"]
         out[f"delta.{scope}.roc_auc.significant"] = "significant" if delta["excludes_zero"] else "not significant"
@@ -56,7 +57,9 @@ def render(numbers: dict[str, str]) -> str:
             f"{n['zero-shot.all.mcc']} to {n['fine-tuned.all.mcc']}. Juliet alone goes from "
             f"{n['zero-shot.juliet.roc_auc']} to {n['fine-tuned.juliet.roc_auc']} (MCC {n['fine-tuned.juliet.mcc']}); "
             f"SVEN moves from {n['zero-shot.sven.roc_auc']} to {n['fine-tuned.sven.roc_auc']} "
-            f"({n['delta.sven.roc_auc.significant']}). Generated answers that parse rise from "
+            f"({n['delta.sven.roc_auc.significant']}) and PairVul from {n['zero-shot.pairvul.roc_auc']} to "
+            f"{n['fine-tuned.pairvul.roc_auc']} ({n['delta.pairvul.roc_auc.significant']}). Generated answers that "
+            f"parse rise from "
             f"{n['zero-shot.generate.parsed']} to {n['fine-tuned.generate.parsed']}")
 
 

@@ -104,3 +104,21 @@ def test_quickstart_zero_shot_then_fine_tuned_on_a_tiny_model(tmp_path: Path) ->
     assert (out / "compare-sven" / "compare.html").is_file() and (out / "compare-pairvul" / "compare.md").is_file()
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "finished" and {"zero-shot_s", "fine-tuned_s", "compare_s"} <= set(man["timings"])
+
+
+def test_the_shipped_adapters_data_rebuilds_to_its_card(tmp_path: Path) -> None:
+    """The held-out claim rests on this: today's data code, given the card's config, rebuilds
+    the test split the card recorded (keys added since take the old behaviour: pair_window
+    off).  A data change that moves the split fails here, not silently in the quickstart."""
+    import hashlib
+
+    from breachlab.vuln.adapters import has_shipped, shipped_card
+    from breachlab.vuln.data import build
+
+    if not has_shipped() or not (shared_data() / "juliet").is_dir():
+        pytest.skip("no shipped adapter card or no ../shared/data")
+    card = shipped_card()
+    dcfg = data_config(QuickstartConfig(data_root=str(shared_data())), card)
+    build(dcfg, tmp_path / "data", progress=False)
+    digest = hashlib.sha256((tmp_path / "data" / "test.jsonl").read_bytes()).hexdigest()
+    assert digest == card["data"]["test_sha256"]

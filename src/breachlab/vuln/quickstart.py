@@ -66,7 +66,11 @@ def data_config(cfg: QuickstartConfig, card: dict | None) -> Any:
     from breachlab.vuln.data import DataConfig
 
     if card is not None:
-        dcfg = from_dict(DataConfig, dict(card["data"]["config"]), where="adapter card.json")
+        recorded = dict(card["data"]["config"])
+        # keys added after the card was written take the behaviour of the code that wrote it:
+        # long pairs were dropped, not windowed, before pair_window existed
+        recorded.setdefault("pair_window", False)
+        dcfg = from_dict(DataConfig, recorded, where="adapter card.json")
         dcfg.data_root = cfg.data_root
         return dcfg
     return test_only_config(cfg, cfg.sources)
