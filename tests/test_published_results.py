@@ -31,7 +31,7 @@ def _logit(arm: str, source: str | None = None) -> list[dict]:
 def recompute() -> dict[str, str]:
     """Every number of the README's quickstart bullets, as the README prints it."""
     from breachlab.vuln import compare
-    from breachlab.vuln.metrics import summarize
+    from breachlab.vuln.summary import summarize
 
     out: dict[str, str] = {}
     for arm in ARMS:

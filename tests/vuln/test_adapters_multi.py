@@ -284,10 +284,10 @@ def gguf_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("gguf")
     hf = gemma3_dir(root / "hf", real_tokenizer=True, sliding_window=16, init_std=0.1)
-    out = {"hf": hf, "base": convert_hf(hf, root / "base-f32.gguf", "f32")}
+    out = {"hf": hf, "base": convert_hf(hf, root / "base-f32.gguf", "f32", allow_network=True)}
     for name, seed in (("alpha", 1), ("beta", 2)):
         peft = make_peft_adapter(hf, root / f"{name}-peft", seed=seed, scale=0.5)
-        out[name] = convert_lora(peft, hf, root / f"{name}.gguf", "f32")
+        out[name] = convert_lora(peft, hf, root / f"{name}.gguf", "f32", allow_network=True)
         out[f"{name}-peft"] = peft
     return out
 

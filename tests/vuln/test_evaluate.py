@@ -48,7 +48,8 @@ def test_eval_writes_recomputable_predictions_metrics_and_report(tmp_path: Path,
     assert m["status"] == "finished" and str(data) in m["inputs"]
     assert not (run / "predictions.partial.jsonl").exists()
     # recomputable: the metrics come back, to the digit, from predictions.jsonl alone
-    from breachlab.vuln.metrics import split_by_mode, summarize
+    from breachlab.vuln.rows import split_by_mode
+    from breachlab.vuln.summary import summarize
 
     recomputed = {mode: summarize(mode_rows, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
                   for mode, mode_rows in split_by_mode(rows).items()}

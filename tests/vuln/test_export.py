@@ -101,7 +101,7 @@ def test_gguf_round_trip_every_format(tmp_path):
 
     run_dir = _train(tmp_path, real_tokenizer=True)
     out = export(ExportConfig(run=str(run_dir), formats=["adapter", "merged", "gguf", "gguf-lora"], dtype="float32",
-                              quants=["f32", "f16", "bf16", "q8_0", "q5_k_m", "q4_k_m"]))
+                              quants=["f32", "f16", "bf16", "q8_0", "q5_k_m", "q4_k_m"], allow_network=True))
     tok = AutoTokenizer.from_pretrained(out / "merged")
     hf = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32).eval()
     ggufs = {q: out / "gguf" / f"model-{q}.gguf" for q in ("f32", "f16", "bf16", "q8_0", "q5_k_m", "q4_k_m")}
@@ -174,8 +174,10 @@ def test_export_never_runs_a_converter_found_lying_around(tmp_path, monkeypatch)
         raise UserError("offline in this test")
 
     monkeypatch.setattr(ex, "_download_sdist", offline)
-    with pytest.raises(UserError, match="offline"):
+    with pytest.raises(UserError, match="allow_network=true"):  # by default nothing is fetched at all
         ex.convert_hf(work, work / "out.gguf")
+    with pytest.raises(UserError, match="offline"):
+        ex.convert_hf(work, work / "out.gguf", allow_network=True)
     assert not canary.exists()
     assert not (tmp_path / "cache" / "llama.cpp-src").exists() or not any((tmp_path / "cache" / "llama.cpp-src").rglob("*.py"))
 
@@ -196,7 +198,7 @@ def test_an_sdist_with_another_hash_is_refused_before_extraction(tmp_path, monke
     monkeypatch.delenv("BREACHLAB_LLAMA_CPP_SDIST")
     monkeypatch.setattr(ex, "_download_sdist", lambda version, expected: sdist)
     with pytest.raises(UserError, match="not the pinned"):
-        ex.convert_hf(tmp_path, tmp_path / "out.gguf")
+        ex.convert_hf(tmp_path, tmp_path / "out.gguf", allow_network=True)
     assert not canary.exists() and not any((tmp_path / "cache").rglob("convert_hf_to_gguf.py"))
 
 

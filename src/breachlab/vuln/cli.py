@@ -182,7 +182,7 @@ def quickstart(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to evaluate: a named model (breachlab models list; default embedded), a .gguf or a model dir."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter for the fine-tuned half: default "
                                           "(shipped, when one ships), none, or a .gguf LoRA / PEFT dir."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding juliet/ and sven/ "
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding juliet/, sven/ and pairvul/ "
                                              "(default: $BREACHLAB_DATA, ../shared/data, ./data)."),
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[list[str]] = SET_OPT,

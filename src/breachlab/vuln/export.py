@@ -64,6 +64,9 @@ class ExportConfig:
                                       "checkpoint of a run that is still going or was killed)")
     dtype: str = field("bfloat16", help="merged safetensors dtype: bfloat16, float16 or float32")
     threads: int = field(0, help="quantiser threads (0 = all cores)")
+    allow_network: bool = field(False, help="GGUF formats: let export fetch llama.cpp's converters once (the "
+                                            "llama-cpp-python sdist from PyPI, sha256-pinned, then cached); "
+                                            "offline, set BREACHLAB_LLAMA_CPP_SDIST to a copy instead")
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -82,9 +85,11 @@ class ExportConfig:
 # ---------------------------------------------------------------------------------------
 # llama.cpp converters
 # ---------------------------------------------------------------------------------------
-def llama_cpp_src() -> Path:
+def llama_cpp_src(allow_network: bool = False) -> Path:
     """A folder holding llama.cpp's ``convert_hf_to_gguf.py`` (and its ``gguf-py``), from a
-    source pinned by hash or named explicitly — never a file found in the working directory."""
+    source pinned by hash or named explicitly — never a file found in the working directory.
+    The sdist is downloaded only with ``allow_network`` (nothing in a default path opens a
+    socket); a cached, hash-marked copy or ``BREACHLAB_LLAMA_CPP_SDIST`` needs none."""
     env = os.environ.get("BREACHLAB_LLAMA_CPP_SRC")
     if env:
         path = Path(env)
@@ -110,6 +115,10 @@ def llama_cpp_src() -> Path:
     if (target / "convert_hf_to_gguf.py").is_file() and marker.is_file() and marker.read_text().strip() == expected:
         return target
     given = os.environ.get("BREACHLAB_LLAMA_CPP_SDIST")
+    if not given and not allow_network:
+        raise UserError(f"GGUF export needs llama.cpp's converters once: rerun with --set allow_network=true to fetch "
+                        f"the sha256-pinned llama_cpp_python-{version}.tar.gz from PyPI (cached afterwards), or set "
+                        "BREACHLAB_LLAMA_CPP_SDIST to a copy of it (air-gapped machines)")
     sdist = Path(given) if given else _download_sdist(version, expected)
     check_sdist(sdist, expected)
     _unpack(sdist, target)
@@ -163,12 +172,12 @@ def _unpack(sdist: Path, target: Path) -> None:
     tmp.rename(target)
 
 
-def _convert(script: str, args: list[str]) -> None:
+def _convert(script: str, args: list[str], allow_network: bool = False) -> None:
     """Run one converter from :func:`llama_cpp_src`, inside that folder (so nothing in the
     caller's working directory can shadow its imports); paths in ``args`` must be absolute."""
     from breachlab.progress import step
 
-    src = llama_cpp_src().resolve()
+    src = llama_cpp_src(allow_network).resolve()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src / "gguf-py"), str(src)])}
     step(f"export: {script} → {Path(args[-1]).name}")
     res = subprocess.run([sys.executable, str(src / script), *args], capture_output=True, text=True, env=env, cwd=src)
@@ -176,17 +185,18 @@ def _convert(script: str, args: list[str]) -> None:
         raise RuntimeError(f"{script} failed: {' '.join(res.stderr.split())[-2000:]}")
 
 
-def convert_hf(model_dir: Path, out: Path, outtype: str = "f16") -> Path:
+def convert_hf(model_dir: Path, out: Path, outtype: str = "f16", allow_network: bool = False) -> Path:
     """A transformers directory → GGUF with llama.cpp's converter."""
     _convert("convert_hf_to_gguf.py", [str(Path(model_dir).resolve()), "--outtype", outtype,
-                                       "--outfile", str(Path(out).resolve())])
+                                       "--outfile", str(Path(out).resolve())], allow_network)
     return out
 
 
-def convert_lora(adapter_dir: Path, base_dir: Path, out: Path, outtype: str = "f16") -> Path:
+def convert_lora(adapter_dir: Path, base_dir: Path, out: Path, outtype: str = "f16",
+                 allow_network: bool = False) -> Path:
     """A PEFT adapter → GGUF LoRA (needs the base model's transformers directory)."""
     _convert("convert_lora_to_gguf.py", [str(Path(adapter_dir).resolve()), "--base", str(Path(base_dir).resolve()),
-                                         "--outtype", outtype, "--outfile", str(Path(out).resolve())])
+                                         "--outtype", outtype, "--outfile", str(Path(out).resolve())], allow_network)
     return out
 
 
@@ -292,7 +302,7 @@ def run(cfg: ExportConfig, out: str | Path | None = None) -> Path:
         quantised = [q for q in cfg.quants if q in QUANT_TYPES]
         src_type = "f16" if "f16" in converted or not converted else converted[0]
         for q in dict.fromkeys(converted + ([src_type] if quantised else [])):
-            files.append(convert_hf(merged, dest / "gguf" / f"model-{q}.gguf", q))
+            files.append(convert_hf(merged, dest / "gguf" / f"model-{q}.gguf", q, cfg.allow_network))
         for q in quantised:
             files.append(quantize(dest / "gguf" / f"model-{src_type}.gguf", dest / "gguf" / f"model-{q}.gguf", q,
                                   cfg.threads))
@@ -303,9 +313,10 @@ def run(cfg: ExportConfig, out: str | Path | None = None) -> Path:
         if not is_adapter:
             raise UserError("gguf-lora needs a LoRA run")
         (dest / "gguf").mkdir(exist_ok=True)
-        files.append(convert_lora(weights, base_dir, dest / "gguf" / "adapter-f16.gguf"))
+        files.append(convert_lora(weights, base_dir, dest / "gguf" / "adapter-f16.gguf",
+                                  allow_network=cfg.allow_network))
         base_gguf = dest / "gguf" / "base-f16.gguf"
-        files.append(convert_hf(base_dir, base_gguf, "f16"))
+        files.append(convert_hf(base_dir, base_gguf, "f16", cfg.allow_network))
     record = {"run": str(run_dir.path), "weights": cfg.weights, "method": method, "base": str(base_dir),
               "files": {str(f.relative_to(dest)): {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
                         for f in files if f.is_file()}}

@@ -41,8 +41,8 @@ class QuickstartConfig:
     sources: list[str] = field(default_factory=lambda: ["juliet", "sven", "pairvul"],
                                help="datasets the test set is drawn from (Juliet-style code, and real code: SVEN "
                                     "and PairVul vulnerable/fixed pairs)")
-    data_root: str | None = field(None, help="folder with juliet/ and sven/ (default: $BREACHLAB_DATA, ../shared/data, ./data)")
-    model: str = field("embedded", help="model to evaluate: 'embedded', a .gguf, a transformers dir or a hub id")
+    data_root: str | None = field(None, help="folder with juliet/, sven/ and pairvul/ (default: $BREACHLAB_DATA, ../shared/data, ./data)")
+    model: str = field("embedded", help="model to evaluate: a ladder name (default embedded), a .gguf, a transformers dir or hf:org/name")
     backend: str = field("auto", help="auto | llama.cpp | transformers")
     adapter: str = field("default", help="LoRA adapter for the fine-tuned half: default (the shipped one, when this "
                                          "version ships one), none (zero-shot only) or a path")
@@ -125,6 +125,7 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
     """Run the quickstart; returns its run directory."""
     from rich.console import Console
 
+    from breachlab.ladder import is_embedded
     from breachlab.models import embedded_gguf
     from breachlab.vuln import data as data_mod
     from breachlab.vuln.adapters import has_shipped, resolve_adapter, shipped_card
@@ -148,7 +149,7 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
     timings: dict[str, float] = {}
     with run_dir.running():
         t0 = time.perf_counter()
-        if cfg.model == "embedded":
+        if is_embedded(cfg.model):
             console.print(f"[bold]1/{steps}[/bold] embedded model: assembling Gemma 3 270M Q4_K_M (sha256-checked, cached)")
             embedded_gguf()
         timings["model_s"] = round(time.perf_counter() - t0, 2)
