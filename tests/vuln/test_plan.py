@@ -159,3 +159,12 @@ def test_the_per_layer_table_is_counted_in_cpu_memory_for_adapters():
     assert plan("gemma-4-e4b", "full", 16, measure=False).cpu_weights == 0  # trained: stays on the device
     assert plan("gemma-3-270m", "lora", 16, measure=False).cpu_weights == 0  # no such table
     assert "in CPU memory" in format_table(on)
+
+
+def test_a_missing_model_is_an_error_at_once_not_a_hub_lookup(no_network):
+    from breachlab.errors import UserError
+    from breachlab.vuln.plan import load_config
+
+    with pytest.raises(UserError, match="no such model file or directory"):
+        load_config("runs/my-finetuned")
+    assert no_network == []

@@ -37,7 +37,7 @@ class EvalConfig:
 
     data: str = field("", help="data run directory (from `breachlab vuln data build`) or a samples .jsonl file")
     split: str = field("test", help="which split of a data run directory to evaluate")
-    model: str = field("embedded", help="'embedded', a .gguf file, a transformers directory or a hub id")
+    model: str = field("embedded", help="a ladder name (embedded, qwen2.5-coder-0.5b, …: breachlab models list), a .gguf file, a transformers directory or hf:org/name")
     backend: str = field("auto", help="auto | llama.cpp | transformers (auto: GGUF → llama.cpp)")
     adapter: Any | None = field(None, help="LoRA adapter: a PEFT directory (transformers), a GGUF LoRA (llama.cpp) or "
                                 "'default'; several as a comma list or a list (none/base = the base model, "

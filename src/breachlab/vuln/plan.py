@@ -97,6 +97,16 @@ def load_config(model: str) -> Any:
         if "model_type" not in data:
             raise UserError(f"{path}: no model_type; not a transformers config.json")
         return CONFIG_MAPPING[data.pop("model_type")](**data)
+    if not path.is_dir():  # a ladder name, a .gguf file or hf:org/name; a missing path fails here, offline
+        from breachlab.models import resolve
+
+        try:
+            src = resolve(model)
+        except UserError as exc:
+            raise UserError(f"{exc} (or a preset: {', '.join(PRESETS)}; or a config.json)") from None
+        if src.kind == "gguf":
+            return AutoConfig.from_pretrained(str(src.path.parent), gguf_file=src.path.name, trust_remote_code=False)
+        model = src.location
     try:
         return AutoConfig.from_pretrained(str(path) if path.is_dir() else model, trust_remote_code=False)
     except (OSError, ValueError) as exc:
