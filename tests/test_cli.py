@@ -41,6 +41,8 @@ def test_config_show_lists_keys() -> None:
     assert res.returncode == 0 and "threshold" in res.stdout
     res = _run("vuln", "config", "train")
     assert res.returncode == 0 and "cuda_graphs" in res.stdout and "packing" in res.stdout
+    flat = " ".join(res.stdout.replace("│", " ").split())
+    assert "(e.g. [juliet])" in flat  # help text is printed as text, not read as rich markup
 
 
 def test_a_bad_argument_is_one_clean_line_not_a_traceback() -> None:

@@ -167,9 +167,11 @@ def config_show(
         if len(starts) != 1:
             raise typer.BadParameter(f"choose one of {', '.join(sorted(classes))}")
         what = starts[0]
+    from rich.markup import escape
+
     table = Table("key", "default", "help", title=f"{what} config")
-    for key, default, help_text in describe(load_target(classes[what])):
-        table.add_row(key, default, help_text)
+    for key, default, help_text in describe(load_target(classes[what])):  # "[juliet]" is text, not markup
+        table.add_row(escape(key), escape(default), escape(help_text))
     Console().print(table)
 
 
