@@ -209,6 +209,8 @@ def test_cli_malformed_pairvul_is_one_line_exit_2_and_writes_nothing(tmp_path: P
                           "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "COLUMNS": "1000"})  # rich wraps at the terminal width
     assert res.returncode == 2, res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "linux_kernel_CWE-787_data.json:" in lines[0] and "malformed JSON" in lines[0]
+    # progress lines ("data: loading pairvul from …") may come first; the error is one line, the last
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and res.stderr.strip().splitlines()[-1] == errors[0] and "Traceback" not in res.stderr
+    assert "linux_kernel_CWE-787_data.json:" in errors[0] and "malformed JSON" in errors[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
