@@ -119,6 +119,8 @@ LADDER: tuple[LadderModel, ...] = (
                      "docs/results/realcode-qwen2.5-coder-0.5b/sft"),
             Measured("SVEN ROC-AUC, LoRA SFT (never trained on SVEN)", 0.488, "100 pairs",
                      "docs/results/realcode-qwen2.5-coder-0.5b/sft"),
+            Measured("functions/s, llama.cpp logit scoring", 0.33, "2-core CPU, 10 PairVul functions",
+                     "docs/benchmarks.md, real code"),
         ),
     ),
     LadderModel(
@@ -136,6 +138,8 @@ LADDER: tuple[LadderModel, ...] = (
         good_for="zero-shot ≈ chance on real code (PairVul 0.47-0.49; said Yes to every small C program); "
                  "pair-aware LoRA, 3 epochs on one H200: PairVul 0.59, P-C 0.15, no better than the 0.5B (PRODUCT.md)",
         extra="qwen-1-5b",
+        measured=(Measured("functions/s, llama.cpp logit scoring", 0.22, "2-core CPU, 10 PairVul functions",
+                           "docs/benchmarks.md, real code"),),
     ),
 )
 
