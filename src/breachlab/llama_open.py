@@ -46,6 +46,18 @@ def extra_bufts_enabled() -> bool:
     return not cpu_has_amx()
 
 
+def _without_extra_bufts(original: Any) -> Any:
+    """``original`` (llama.cpp's ``llama_model_default_params``) with ``use_extra_bufts`` off."""
+
+    def params() -> Any:
+        out = original()
+        if hasattr(out, "use_extra_bufts"):
+            out.use_extra_bufts = False
+        return out
+
+    return params
+
+
 def without_extra_bufts_for_this_process() -> bool:
     """For a process that only serves llama.cpp (``python -m breachlab.llama_server``): every
     model it opens gets the same choice as :func:`open_llama`.  Returns whether it changed anything."""
@@ -54,15 +66,7 @@ def without_extra_bufts_for_this_process() -> bool:
     import llama_cpp.llama as llama_module
 
     lowlevel = llama_module.llama_cpp
-    original = lowlevel.llama_model_default_params
-
-    def without_extra_bufts() -> Any:
-        params = original()
-        if hasattr(params, "use_extra_bufts"):
-            params.use_extra_bufts = False
-        return params
-
-    lowlevel.llama_model_default_params = without_extra_bufts
+    lowlevel.llama_model_default_params = _without_extra_bufts(lowlevel.llama_model_default_params)
     return True
 
 
@@ -75,15 +79,8 @@ def open_llama(**kwargs: Any) -> Any:
         return llama_cpp.Llama(**kwargs)
     lowlevel = llama_module.llama_cpp
     original = lowlevel.llama_model_default_params
-
-    def without_extra_bufts() -> Any:
-        params = original()
-        if hasattr(params, "use_extra_bufts"):
-            params.use_extra_bufts = False
-        return params
-
     with _LOCK:
-        lowlevel.llama_model_default_params = without_extra_bufts
+        lowlevel.llama_model_default_params = _without_extra_bufts(original)
         try:
             return llama_cpp.Llama(**kwargs)
         finally:
