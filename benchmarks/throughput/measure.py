@@ -52,7 +52,8 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
     times = res["step_times"]
     skip = min(warmup, len(times) - 1)
     timed = range(skip, len(times))
-    if "step_samples" in res:  # the arm chose its own rows (trl-packed): what each step held
+    own = "step_samples" in res
+    if own:  # the arm chose its own rows (trl-packed): what each step held
         per_step = [(res["step_samples"][i], res["step_tokens"][i], res["step_supervised"][i], times[i])
                     for i in timed]
     else:
@@ -71,6 +72,8 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
         "setup_seconds": round(res.get("setup_seconds", 0.0), 2),
         "losses": [round(x, 4) for x in res["losses"]],
     }
+    if own:  # its losses are of other batches: no step-by-step gap to the floor
+        out["own_batches"] = True
     for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "build_peak_gpu_gib", "peak_host_gib"):
         if key in res:
             out[key] = round(res[key], 2)
@@ -129,7 +132,7 @@ def compare(runs: dict[str, list[dict]], floor: str = "baseline") -> dict[str, d
                 for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "peak_host_gib"):
                     if key in good[0] and key in ok[ref][0] and ok[ref][0][key]:
                         s[label][key.replace("_gib", "_ratio")] = round(good[0][key] / ok[ref][0][key], 3)
-        if ok.get(floor) and arm != floor and "step_samples" not in good[0]:  # trl-packed: its own batches
+        if ok.get(floor) and arm != floor and not good[0].get("own_batches"):  # trl-packed: its own batches
             pairs = list(zip(ok[floor][0]["losses"], good[0]["losses"]))
             if pairs:
                 s["loss_gap_max"] = round(max(abs(a - b) for a, b in pairs), 4)
