@@ -110,7 +110,17 @@ def dequantised_dir(weights: Path, tmp: Path) -> Path:
     out = tmp / f"hf-{weights.stem}-{st.st_size}"
     if (out / "config.json").is_file():
         return out
-    model = AutoModelForCausalLM.from_pretrained(str(weights.parent), gguf_file=weights.name, dtype=torch.bfloat16)
+    try:  # transformers >= 5.2x keeps GGUF blocks packed unless told to dequantise; 5.17 always dequantises
+        from transformers import GgufConfig
+
+        extra = {"quantization_config": GgufConfig(dequantize=True)}
+    except ImportError:
+        extra = {}
+    model = AutoModelForCausalLM.from_pretrained(str(weights.parent), gguf_file=weights.name, dtype=torch.bfloat16,
+                                                 **extra)
+    bad = [n for n, p in model.named_parameters() if not p.dtype.is_floating_point][:3]
+    if bad:
+        raise RuntimeError(f"{weights.name}: weights still packed after loading ({bad}); cannot train LoRA on them")
     tok = AutoTokenizer.from_pretrained(str(weights.parent), gguf_file=weights.name)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
