@@ -37,6 +37,12 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _built_by(data: Path) -> str | None:
+    """The command that built the data directory (its run manifest), when it says."""
+    manifest = data / "manifest.json"
+    return json.loads(manifest.read_text()).get("command") if manifest.is_file() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="a `breachlab vuln data build` run directory")
@@ -74,6 +80,7 @@ def main() -> None:
     meta = {
         "what": "real training token ids (prompt + verdict answer) for the Qwen shapes of train_throughput.py",
         "command": "python benchmarks/make_train_tokens.py " + " ".join(sys.argv[1:]),
+        "data_built_by": _built_by(args.data),
         "sources": by_source, "labels": {str(k): sum(s.label == k for s in samples) for k in (0, 1)},
         "samples": len(enc), "tokens": int(ids.size), "max_seq_len": args.max_seq_len,
         "truncated": sum(e.truncated for e in enc), "longest": max(lengths), "shortest": min(lengths),
