@@ -85,6 +85,9 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
         out.update(graphs_captured=res["graphs_captured"], capture_seconds=res["capture_seconds"],
                    capture_steps=res["capture_steps"],
                    replay_steps=sum(1 for i in timed if i not in cap))
+        replay = [(n, t) for i, (n, _, _, t) in zip(timed, per_step) if i not in cap]
+        if replay:  # the timed steps that replayed a graph (none captured one)
+            out["samples_per_s_replay"] = round(statistics.median(n / t for n, t in replay), 3)
         if "kept_layers" in res:
             out["kept_layers"] = res["kept_layers"]
     return out
