@@ -160,7 +160,7 @@ def table(summary: dict[str, dict]) -> str:
         cells += [f"{s[k]['samples_per_s_ratio']:g}" if k in s else "-" for k in ("vs_floor", "vs_best_peer")]
         cells.append(f"{s['loss_gap_max']:g}" if "loss_gap_max" in s else "-")
         rows.append(cells)
-    widths = [max(len(r[i]) for r in rows if i < len(r) and len(r) > 2) for i in range(len(head))]
+    widths = [max(len(r[i]) for r in rows if len(r) > 2 or i == 0) for i in range(len(head))]
     lines = []
     for r in rows:
         if len(r) == 2:
