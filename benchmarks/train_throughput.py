@@ -7,6 +7,10 @@
     # Gemma 4 E4B shape (random init: no weights exist here), QLoRA
     python benchmarks/train_throughput.py --shape e4b --methods qlora \
         --arms baseline,trl,unsloth,breachlab-same-order,breachlab-graphs --repeats 2 --steps 20 --out e4b-qlora.json
+    # where one command may run only so long: the arms in parts, then side by side
+    python benchmarks/train_throughput.py --shape qwen-1.5b --weights ... --arms baseline,trl --out a.json
+    python benchmarks/train_throughput.py --shape qwen-1.5b --weights ... --arms unsloth,breachlab-graphs --out b.json
+    python benchmarks/train_throughput.py --shape qwen-1.5b --merge a.json b.json --out qwen15-lora.json
     # the older commands still work (random-init models of the real architectures, no weights needed)
     python benchmarks/train_throughput.py --shape e4b --methods qlora,lora --steps 20 --out e4b.json
     python benchmarks/train_throughput.py --shape 270m --methods lora --steps 20 --out 270m.json

@@ -95,3 +95,11 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     assert summary["trl"]["first_loss_gap"] < 2e-3
     assert summary["unsloth"]["not_run"] == [runs["unsloth"]["skipped"]]
     assert "unsloth" in proc.stdout and "x best peer" in proc.stdout  # the printed table
+    # a run in parts (one command per arm set) merges into the same side-by-side summary
+    from throughput.cli import merge
+
+    part = json.loads(out.read_text())
+    part["results"][0]["arms"] = {"unsloth": runs["unsloth"] and res["arms"]["unsloth"]}
+    (tmp_path / "part.json").write_text(json.dumps(part))
+    merged = merge([out, tmp_path / "part.json"])["results"][0]
+    assert set(merged["arms"]) == set(arms) and merged["summary"]["trl"] == summary["trl"]

@@ -55,6 +55,9 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--tmp", default="/tmp/bl-bench")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--arm-timeout", type=float, default=None, metavar="S", help="seconds before an arm is killed")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="REPORT.json",
+                    help="no training: put the arms of earlier reports (same shape and settings, run in parts) "
+                         "side by side in --out and print the table")
     # the child's side (set by the parent)
     ap.add_argument("--one-arm", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
@@ -98,6 +101,12 @@ def main(doc: str | None = None, argv: list[str] | None = None) -> None:
 
         child.run(args)
         return
+    if args.merge:
+        report = merge(args.merge)
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+        show(report)
+        return
     if args.compile and "breachlab-regional-compile" not in args.arms:
         args.arms += ",breachlab-regional-compile"
     unknown = [a for a in args.arms.split(",") if a not in ARMS]
@@ -109,12 +118,40 @@ def main(doc: str | None = None, argv: list[str] | None = None) -> None:
     text = json.dumps(report, indent=1, default=str)
     if args.out:
         args.out.write_text(text + "\n")
+    show(report)
+
+
+def show(report: dict) -> None:
     from .measure import table
 
     for r in report["results"]:
-        print(f"\n{args.shape} {r['method']} ({report['weights']}, batch {args.batch_size}, "
-              f"{args.steps} steps, {args.repeats} repeats, {r['device']})")
+        print(f"\n{report['shape']} {r['method']} ({report['weights']}, batch {report['batch_size']}, "
+              f"{report['steps']} steps, {report['repeats']} repeats, {r['device']})")
         print(table(r["summary"]))
+
+
+def merge(paths: list[Path]) -> dict:
+    """One report from several runs of the same shape and settings with different arms
+    (a machine that allows only so many minutes per command); later files win per arm."""
+    from .measure import compare
+
+    reports = [json.loads(p.read_text()) for p in paths]
+    first = reports[0]
+    for p, r in zip(paths[1:], reports[1:]):
+        for key in ("shape", "weights", "batch_size", "steps", "warmup", "examples"):
+            if r[key] != first[key]:
+                raise SystemExit(f"--merge: {p} has {key}={r[key]!r}, {paths[0]} has {first[key]!r}")
+    out = {**first, "merged_from": [str(p) for p in paths], "results": []}
+    for method in dict.fromkeys(res["method"] for r in reports for res in r["results"]):
+        runs: dict[str, list[dict]] = {}
+        device = None
+        for r in reports:
+            for res in r["results"]:
+                if res["method"] == method:
+                    runs.update(res["arms"])
+                    device = device or res["device"]
+        out["results"].append({"method": method, "device": device, "summary": compare(runs), "arms": runs})
+    return out
 
 
 def run(args: argparse.Namespace) -> dict:
