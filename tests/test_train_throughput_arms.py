@@ -52,10 +52,10 @@ def test_qwen_config_matches_gguf_header() -> None:
         if gguf is None or importlib.util.find_spec("gguf") is None:
             pytest.skip("Qwen GGUFs or the gguf package not here")
         header = shapes.qwen_config_from_gguf(gguf)
-        layers, hidden, ffn, heads, kv, _ = shapes.QWEN_TYPED[shape]
+        layers, hidden, ffn, heads, kv, tied = shapes.QWEN_TYPED[shape]
         assert (header.num_hidden_layers, header.hidden_size, header.intermediate_size,
-                header.num_attention_heads, header.num_key_value_heads, header.vocab_size) == \
-            (layers, hidden, ffn, heads, kv, 151936)
+                header.num_attention_heads, header.num_key_value_heads, header.vocab_size,
+                header.tie_word_embeddings) == (layers, hidden, ffn, heads, kv, 151936, tied)
 
 
 def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     from throughput.cli import merge
 
     part = json.loads(out.read_text())
-    part["results"][0]["arms"] = {"unsloth": runs["unsloth"] and res["arms"]["unsloth"]}
+    part["results"][0]["arms"] = {"unsloth": res["arms"]["unsloth"]}
     (tmp_path / "part.json").write_text(json.dumps(part))
     merged = merge([out, tmp_path / "part.json"])["results"][0]
     assert set(merged["arms"]) == set(arms) and merged["summary"]["trl"] == summary["trl"]

@@ -18,8 +18,9 @@ LORA = {"r": 16, "lora_alpha": 16, "lora_dropout": 0.0}
 SHAPES = ("e4b", "270m", "qwen-0.5b", "qwen-1.5b", "tiny-qwen2")
 MODELS = Path(__file__).resolve().parents[3] / "models"  # /work/models next to the checkout, when there
 QWEN_GGUF = {"qwen-0.5b": "qwen2.5-coder-0.5b-q4_k_m.gguf", "qwen-1.5b": "qwen2.5-coder-1.5b-q4_k_m.gguf"}
-# Qwen2.5-Coder-0.5B / 1.5B-Instruct as their GGUF headers say (blocks, hidden, FFN, heads, KV heads)
-QWEN_TYPED = {"qwen-0.5b": (24, 896, 4864, 14, 2, False), "qwen-1.5b": (28, 1536, 8960, 12, 2, True)}
+# Qwen2.5-Coder-0.5B / 1.5B-Instruct as their GGUF headers say (blocks, hidden, FFN, heads, KV heads,
+# tied embeddings: no, both files carry output.weight)
+QWEN_TYPED = {"qwen-0.5b": (24, 896, 4864, 14, 2, False), "qwen-1.5b": (28, 1536, 8960, 12, 2, False)}
 
 
 def family(shape: str) -> str:
