@@ -1,0 +1,163 @@
+"""breachlab's SFT path as arms: the trainer's own pieces, one feature at a time.
+
+* ``breachlab-padded`` — breachlab's SFT loss of earlier sessions (:mod:`breachlab.vuln.training.sft`):
+  left padding, ``logits_to_keep`` = longest answer + 1.
+* ``breachlab-packed`` — padding-free: the batch's examples end to end in one row
+  (:func:`sft.collate_packed`), segment masks, positions restarting per example, logits only
+  at the answer positions.
+* ``breachlab-same-order`` — the trainer's eager path on CUDA: packed, fused kernels
+  (:func:`patches.fused_kernels`, Liger when installed), Gemma 4's per-layer embedding table
+  in CPU memory, its KV-shared layers at the answer positions only, LoRA matmuls in bf16.
+  On Qwen the Gemma-only pieces find nothing to do (the output says 0).
+* ``breachlab-graphs`` — the same replayed from CUDA graphs: the trainer's CUDA default.
+* ``breachlab-graphs-v4`` — the graphs arm as the fourth session measured it.
+* ``breachlab-graphs-budget`` — ``breachlab-graphs`` with ``activation_budget_gib``.
+* ``breachlab-no-ckpt`` — ``breachlab-same-order`` without gradient checkpointing.
+* ``breachlab-regional-compile`` (``--compile``) — plus ``torch.compile(dynamic=True)`` per layer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .measure import diffs
+
+_TRAINER = {"packed": True, "kernels": True, "offload": True, "answers": True, "lora_cast": True}
+# name: (gradient checkpointing, features)
+ARMS: dict[str, tuple[bool, dict]] = {
+    "breachlab-padded": (True, {}),
+    "breachlab-packed": (True, {"packed": True}),
+    "breachlab-same-order": (True, dict(_TRAINER)),
+    "breachlab-no-ckpt": (False, dict(_TRAINER)),
+    "breachlab-graphs": (True, {**_TRAINER, "graphs": True}),
+    "breachlab-graphs-v4": (True, {"packed": True, "kernels": True, "offload": True, "graphs": True}),
+    "breachlab-graphs-budget": (True, {**_TRAINER, "graphs": True, "budget": True}),
+    "breachlab-regional-compile": (True, {**_TRAINER, "compile": True}),
+}
+
+
+def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[dict, Any]:
+    """Apply the arm's features to a fresh model; (what was applied, activation budget or None)."""
+    from breachlab.vuln.training import budget as budget_mod
+    from breachlab.vuln.training import patches, ple
+
+    applied: dict[str, Any] = {}
+    counted = None
+    if feats.get("budget") and ckpt:  # before the kernels: Liger patches the classes the CPU copy is built from
+        from breachlab.vuln.plan import saved_bytes_per_token
+
+        counted = saved_bytes_per_token(cfg, "lora", 16, "bfloat16" if args.device == "cuda" else "float32")
+    if feats.get("kernels") and args.kernels != "off":
+        applied["kernels"] = patches.fused_kernels(model, args.kernels)
+    if feats.get("packed"):  # as the trainer does with packing: wide heads attend per example
+        patches.use_packed_attention(model)
+    if feats.get("offload"):
+        applied["offloaded_gib"] = round(ple.offload_per_layer_embeddings(model) / 2**30, 2)
+    if feats.get("answers"):  # Gemma 4's KV-shared layers at the answer positions only
+        applied["shared_layers_at_answers"] = patches.use_shared_layers_at_answers(model)
+    if feats.get("lora_cast"):  # LoRA matmuls in bf16, float32 adapter weights (the trainer's default)
+        applied["lora_cast_layers"] = patches.lora_in_activation_dtype(model)
+    budget = None
+    if counted is not None:
+        budget = budget_mod.ActivationBudget(model, counted["per_layer"], args.activation_budget * 2**30)
+        applied["activation_budget_gib"] = args.activation_budget
+    if feats.get("compile"):  # the trainer's regional compile: each decoder layer, dynamic shapes
+        from breachlab.vuln.training.regional import compile_layers
+
+        applied["compiled_layers"] = compile_layers(model)
+    return applied, budget
+
+
+def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, packed: bool = False,
+        profile_path: Path | None = None, graphs: bool = False, budget: Any = None) -> dict:
+    import torch
+
+    from breachlab.vuln.training.graphs import CudaGraphStep
+    from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
+
+    device = torch.device(args.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
+    graph = CudaGraphStep(model, pad_id=0, budget=budget) if graphs else None
+    model.train()
+    losses, times = [], []
+
+    ahead: dict[int, Any] = {}
+
+    def step(b: list[int], nxt: list[int] | None = None) -> float:
+        rows = [examples[i] for i in b]
+        if graph is not None:
+            n_sup = max(1, sum(e.n_answer for e in rows))
+            loss = graph.forward_backward(ahead.pop(id(b), None) or rows, 1.0 / n_sup) / n_sup
+        else:
+            batch = collate_packed(rows, pad_id=0) if packed else collate(rows, pad_id=0)
+            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.device == "cuda"):
+                loss_sum, count = forward_loss(model, batch, device)
+                loss = loss_sum / max(count, 1)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=graph is None)
+        if graph is not None and nxt is not None:  # the trainer's prefetch: next step's host work now
+            ahead[id(nxt)] = graph.prepare([examples[i] for i in nxt])
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        return float(loss)
+
+    start = time.perf_counter()
+    captures = []
+    for k, b in enumerate(batches):
+        before = graph.captured if graph else 0
+        losses.append(step(b, batches[k + 1] if k + 1 < len(batches) else None))
+        times.append(time.perf_counter())
+        if len(batches) >= 200 and len(times) % 100 == 0:  # a long arm shows it is alive
+            print(f"  {len(times)}/{len(batches)} steps, {times[-1] - start:.0f} s"
+                  + (f", {graph.captured} graphs" if graph else ""), flush=True)
+        captures.append(graph is not None and graph.captured > before)
+    out = {"step_times": diffs([start, *times]), "losses": losses}
+    if graph is not None:
+        out["graphs_captured"] = graph.captured
+        out["capture_seconds"] = round(graph.capture_seconds, 2)
+        out["capture_steps"] = [i for i, c in enumerate(captures) if c]
+        if budget is not None:  # layers not recomputed, per captured bucket (tokens, answer positions)
+            out["kept_layers"] = {f"{k[0]}x{k[1]}": len(kept_layers_for(budget, k)) for k in graph.graphs}
+    if profile_path is not None and args.profile:  # after the timed steps: the profiler costs no timed time
+        prof = _start_profiler(args.device)
+        t0 = time.perf_counter()
+        for b in batches[: args.profile]:
+            step(b)
+        _stop_profiler(prof, profile_path, args.profile, time.perf_counter() - t0)
+    return out
+
+
+def kept_layers_for(budget: Any, key: tuple) -> set[int]:
+    from breachlab.vuln.training.budget import kept_layers
+
+    return kept_layers(budget.per_layer, budget.tokens(key[0], key[1]), budget.budget)
+
+
+def _start_profiler(device: str) -> Any:
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    prof = profile(activities=acts)
+    prof.__enter__()
+    return prof
+
+
+def _stop_profiler(prof: Any, path: Path, steps: int, wall: float) -> None:
+    """Where a step's time goes: GPU kernel time and launches per step against its wall time."""
+    from torch.autograd import DeviceType
+
+    prof.__exit__(None, None, None)
+    avgs = prof.key_averages()
+    kernels = [e for e in avgs if e.device_type == DeviceType.CUDA]
+    gpu_s = sum(e.self_device_time_total for e in kernels) / 1e6
+    launches = sum(e.count for e in kernels)
+    head = (f"{steps} steps, wall {wall / steps * 1e3:.1f} ms/step, GPU kernels {gpu_s / steps * 1e3:.1f} ms/step "
+            f"({100 * gpu_s / wall:.0f}% busy), {launches / steps:.0f} kernel launches/step\n")
+    sort = "self_device_time_total" if kernels else "self_cpu_time_total"
+    path.write_text(head + avgs.table(sort_by=sort, row_limit=40, max_name_column_width=70) + "\n")
+    print(head.strip(), "->", path, flush=True)

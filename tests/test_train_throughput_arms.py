@@ -1,0 +1,105 @@
+"""The training-throughput benchmark's arms on a tiny Qwen2 on the CPU: none of them can rot.
+
+Runs ``benchmarks/train_throughput.py`` end to end (every arm in its own process) and checks
+what the GPU run relies on: the peer arms train the floor's batches with the floor's loss
+(same init, same first batch → the same first-step loss), Unsloth is reported skipped (not
+failed) without CUDA, and the report carries its fields.  No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from throughput.examples import TOKENS, load_tokens  # noqa: E402
+
+pytest.importorskip("peft")
+
+
+def test_token_file_is_consistent() -> None:
+    """The committed real-token file: offsets cover the ids, every sample has a prompt and an answer."""
+    np = pytest.importorskip("numpy")
+    assert TOKENS.stat().st_size <= 2 * 2**20
+    with np.load(TOKENS) as z:
+        ids, offsets, n_prompt = z["ids"], z["offsets"], z["n_prompt"]
+    assert ids.dtype == np.int32 and offsets[0] == 0 and offsets[-1] == len(ids)
+    assert len(offsets) == len(n_prompt) + 1 and (np.diff(offsets) > n_prompt).all() and (n_prompt > 0).all()
+    meta = json.loads(TOKENS.with_suffix(".json").read_text())
+    samples = load_tokens()
+    assert len(samples) == meta["samples"] and sum(len(s[0]) for s in samples) == meta["tokens"]
+    assert max(len(s[0]) for s in samples) <= meta["max_seq_len"]
+    assert 0 <= ids.min() and ids.max() < 151936  # Qwen2.5's vocabulary
+    # every answer is a verdict, so the answers' first tokens are few (the two verdict words)
+    assert len({s[0][s[1]] for s in samples}) <= 4
+
+
+def test_qwen_config_matches_gguf_header() -> None:
+    """The typed Qwen fallback (used where no GGUF is at hand) is what the GGUF header says."""
+    from throughput import shapes
+
+    for shape in ("qwen-0.5b", "qwen-1.5b"):
+        gguf = shapes.default_gguf(shape)
+        if gguf is None or importlib.util.find_spec("gguf") is None:
+            pytest.skip("Qwen GGUFs or the gguf package not here")
+        header = shapes.qwen_config_from_gguf(gguf)
+        layers, hidden, ffn, heads, kv, tied = shapes.QWEN_TYPED[shape]
+        assert (header.num_hidden_layers, header.hidden_size, header.intermediate_size,
+                header.num_attention_heads, header.num_key_value_heads, header.vocab_size,
+                header.tie_word_embeddings) == (layers, hidden, ffn, heads, kv, 151936, tied)
+
+
+def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
+    pytest.importorskip("trl")
+    pytest.importorskip("datasets")
+    out = tmp_path / "report.json"
+    arms = ["baseline", "breachlab-packed", "trl", "unsloth"]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--shape", "tiny-qwen2", "--device",
+           "cpu", "--batch-size", "2", "--steps", "3", "--warmup", "1", "--repeats", "1", "--threads", "2",
+           "--arms", ",".join(arms), "--tmp", str(tmp_path / "tmp"), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["weights"] == "random init" and "real ids" in report["examples"]
+    (res,) = report["results"]
+    runs = {arm: rs[0] for arm, rs in res["arms"].items()}
+    assert set(runs) == set(arms)
+    base = runs["baseline"]
+    for arm in ("baseline", "breachlab-packed", "trl"):
+        r = runs[arm]
+        assert "error" not in r, r
+        assert len(r["losses"]) == 3 and all(math.isfinite(x) for x in r["losses"])
+        for key in ("samples_per_s", "real_tokens_per_s", "median_step_s", "warmup_seconds", "epoch_wall_seconds",
+                    "peak_host_gib", "setup_seconds", "timed_steps"):
+            assert key in r, (arm, key)
+        assert r["timed_steps"] == 2 and r["peak_host_gib"] > 0
+    # same init, same first batch, same masking and normalisation -> the same first-step loss
+    for arm in ("breachlab-packed", "trl"):
+        assert abs(runs[arm]["losses"][0] - base["losses"][0]) < 2e-3, (arm, runs[arm]["losses"], base["losses"])
+    trl = runs["trl"]["trl"]
+    assert trl["padding_free"] and trl["completion_only_loss"] and trl["attn_implementation"] == "sdpa"
+    assert "liger_not_used" in trl
+    assert runs["unsloth"].get("skipped") and "error" not in runs["unsloth"]
+    summary = res["summary"]
+    assert summary["trl"]["vs_floor"]["arm"] == "baseline" and "vs_best_peer" in summary["breachlab-packed"]
+    assert summary["trl"]["first_loss_gap"] < 2e-3
+    assert summary["unsloth"]["not_run"] == [runs["unsloth"]["skipped"]]
+    assert "unsloth" in proc.stdout and "x best peer" in proc.stdout  # the printed table
+    # a run in parts (one command per arm set) merges into the same side-by-side summary
+    from throughput.cli import merge
+
+    part = json.loads(out.read_text())
+    part["results"][0]["arms"] = {"unsloth": res["arms"]["unsloth"]}
+    (tmp_path / "part.json").write_text(json.dumps(part))
+    merged = merge([out, tmp_path / "part.json"])["results"][0]
+    assert set(merged["arms"]) == set(arms) and merged["summary"]["trl"] == summary["trl"]
