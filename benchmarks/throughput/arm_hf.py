@@ -51,6 +51,9 @@ def common_args(args: Any, n_steps: int, sub: str) -> dict:
         learning_rate=2e-4, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no",
         report_to=[], bf16=args.device == "cuda", use_cpu=args.device == "cpu", dataloader_drop_last=True,
         optim="adamw_torch", weight_decay=0.0, max_grad_norm=1.0, disable_tqdm=True, seed=args.seed,
+        # explicit: Unsloth's patched SFTConfig defaults to 2, which would train on two of
+        # our batches per step (seen on the H200, 2026-12-02)
+        gradient_accumulation_steps=1,
     )
 
 
