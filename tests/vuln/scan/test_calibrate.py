@@ -50,7 +50,7 @@ def fitted(project: Path, fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_round_trip_fit_file_scan_same_decisions(fitted: Path, project: Path, fake) -> None:
     cal = calibration.load(fitted / "calibration.json")
-    assert set(cal.variants) == {"no_model", "model"} and cal.settings["model_id"] == "fake-model"
+    assert set(cal.variants) == {"no_model", "model", "deep"} and cal.settings["model_id"] == "fake-model"
     assert cal.data["n_files"] == 3 and len(cal.data["files_sha256"]) == 64
     rows = json.loads((fitted / "rows.json").read_text())
     for name in ("model", "no_model"):
