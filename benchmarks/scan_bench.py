@@ -20,7 +20,9 @@ leaves the rows above as they are and adds:
 
 * ``model on every function``: the model's P ≥ 0.5, no tools, no combiner;
 * ``deep (model on every function, deep calibration)``: the calibration's ``deep`` combiner
-  at its threshold (= ``vuln scan --deep``).
+  at its threshold (= ``vuln scan --deep``);
+* ``--deep before``: the ``model`` combiner on every function (what ``--deep`` did before it
+  had a combiner of its own: a threshold fitted on candidates, applied to all functions).
 
 Function level and file level (a file is flagged when any function in it is), with precision,
 recall, MCC and false-positive rate; the FPR each calibrated detector's combiner promised (its
@@ -76,8 +78,9 @@ def lines_hit(rows: list[dict], name: str, flag: Callable[[dict], bool], near: i
 
 
 DEEP = "deep (model on every function, deep calibration)"
+DEEP_BEFORE = "--deep before: model combiner on every function"
 # detector → the calibration combiner it applies (its promised FPR is printed beside it)
-VARIANT_OF = {"hybrid (no model)": "no_model", "triage (default)": "model", DEEP: "deep"}
+VARIANT_OF = {"hybrid (no model)": "no_model", "triage (default)": "model", DEEP: "deep", DEEP_BEFORE: "model"}
 
 
 def is_deep(records: list[dict]) -> bool:
@@ -94,9 +97,9 @@ def detectors(cal: calmod.Calibration | None, deep: bool = False) -> dict[str, C
         out["model on every function"] = lambda r: r["p_llm"] is not None and r["p_llm"] >= 0.5
     if cal is not None:
         for name, key in VARIANT_OF.items():
-            if key in cal.variants and (key != "deep" or deep):
+            if key in cal.variants and (name not in (DEEP, DEEP_BEFORE) or deep):
                 v = cal.variants[key]
-                if key == "deep":  # every function the model scored is a candidate (as in the scan)
+                if name in (DEEP, DEEP_BEFORE):  # every function the model scored is a candidate (as in the scan)
                     out[name] = (lambda v: lambda r: (bool(r["candidate"]) or r["p_llm"] is not None)
                                  and v.confidence(r["features"]) >= v.threshold)(v)
                 else:

@@ -108,7 +108,8 @@ def test_shipped_calibration_covers_the_default_scan() -> None:
     from breachlab.vuln.scan.scorers import PROMPT_VERSION
 
     cal = calibration.load(cli.shipped_calibration())
-    assert set(cal.variants) == {"model", "no_model"}
+    assert set(cal.variants) == {"model", "no_model", "deep"}  # --deep has a combiner of its own
+    assert cal.variants["deep"].fit["n_candidates"] > cal.variants["model"].fit["n_candidates"]
     defaults = ScanConfig(paths=["."])
     assert cal.settings["prompt"] == PROMPT_VERSION and cal.settings["strip_comments"] is defaults.strip_comments
     assert cal.settings["tools"] == sorted(defaults.tools) and cal.settings["max_line_chars"] == defaults.max_line_chars

@@ -147,7 +147,7 @@ def test_benchmark_adds_the_deep_row_only_for_deep_records() -> None:
                          "functions": [{"start_line": 1, "label": r["label"]}]} for i, r in enumerate(rows)]}
     deep = bench.evaluate(labels, records, cal)
     assert deep[bench.DEEP]["all"]["function"]["tp"] == 2 and deep[bench.DEEP]["all"]["file"]["fp"] == 0
-    assert deep["triage (default)"]["all"]["function"]["tp"] == 1
+    assert deep["triage (default)"]["all"]["function"]["tp"] == 1 and bench.DEEP_BEFORE in deep
     shallow = [{**r, "p_llm": None} if not r["candidate"] else r for r in records]
     assert bench.DEEP not in bench.evaluate(labels, shallow, cal)
     assert f"| {bench.DEEP} | 1.000 | 1.000 | 1.000 | 0.000 | 0.000 |" in bench.table(deep, "function", "all",
