@@ -15,8 +15,18 @@ every flagged function gives the records; from them, each detector's decisions:
 * ``triage (default)``: the calibration's ``model`` combiner at its threshold (= ``vuln scan``);
 * ``model on candidates``: the model's P ≥ 0.5 on flagged functions, no combiner.
 
+With ``--deep`` the scan lets the model score every function (as ``vuln scan --deep``), which
+leaves the rows above as they are and adds:
+
+* ``model on every function``: the model's P ≥ 0.5, no tools, no combiner;
+* ``deep (model on every function, deep calibration)``: the calibration's ``deep`` combiner
+  at its threshold (= ``vuln scan --deep``);
+* ``--deep before``: the ``model`` combiner on every function (what ``--deep`` did before it
+  had a combiner of its own: a threshold fitted on candidates, applied to all functions).
+
 Function level and file level (a file is flagged when any function in it is), with precision,
-recall, MCC and false-positive rate; the FPR the calibration promised is printed beside them.
+recall, MCC and false-positive rate; the FPR each calibrated detector's combiner promised (its
+in-sample FPR on the calibration split) is printed beside it.
 """
 
 from __future__ import annotations
@@ -67,16 +77,34 @@ def lines_hit(rows: list[dict], name: str, flag: Callable[[dict], bool], near: i
     return {"labelled_lines": total, "hit": hit}
 
 
-def detectors(cal: calmod.Calibration | None) -> dict[str, Callable[[dict], bool]]:
+DEEP = "deep (model on every function, deep calibration)"
+DEEP_BEFORE = "--deep before: model combiner on every function"
+# detector → the calibration combiner it applies (its promised FPR is printed beside it)
+VARIANT_OF = {"hybrid (no model)": "no_model", "triage (default)": "model", DEEP: "deep", DEEP_BEFORE: "model"}
+
+
+def is_deep(records: list[dict]) -> bool:
+    """Whether the records come from a deep scan (the model scored some unflagged function)."""
+    return any(not r["candidate"] and r["p_llm"] is not None for r in records)
+
+
+def detectors(cal: calmod.Calibration | None, deep: bool = False) -> dict[str, Callable[[dict], bool]]:
     f = lambda k: (lambda r: r["features"][k] > 0)  # noqa: E731
     out = {"cppcheck": f("cppcheck"), "flawfinder": f("flawfinder_level"), "clang-tidy": f("clang"),
            "union": lambda r: bool(r["candidate"]),
            "model on candidates": lambda r: bool(r["candidate"]) and (r["p_llm"] or 0.0) >= 0.5}
+    if deep:
+        out["model on every function"] = lambda r: r["p_llm"] is not None and r["p_llm"] >= 0.5
     if cal is not None:
-        for name, key in (("hybrid (no model)", "no_model"), ("triage (default)", "model")):
-            if key in cal.variants:
+        for name, key in VARIANT_OF.items():
+            if key in cal.variants and (name not in (DEEP, DEEP_BEFORE) or deep):
                 v = cal.variants[key]
-                out[name] = (lambda v: lambda r: bool(r["candidate"]) and v.confidence(r["features"]) >= v.threshold)(v)
+                if name in (DEEP, DEEP_BEFORE):  # every function the model scored is a candidate (as in the scan)
+                    out[name] = (lambda v: lambda r: (bool(r["candidate"]) or r["p_llm"] is not None)
+                                 and v.confidence(r["features"]) >= v.threshold)(v)
+                else:
+                    out[name] = (lambda v: lambda r: bool(r["candidate"])
+                                 and v.confidence(r["features"]) >= v.threshold)(v)
     return out
 
 
@@ -86,7 +114,7 @@ def evaluate(labels: dict, records: list[dict], cal: calmod.Calibration | None) 
     for r in records:
         by_file.setdefault(r["path"], []).append(r)
     out: dict[str, Any] = {}
-    for name, flag in detectors(cal).items():
+    for name, flag in detectors(cal, is_deep(records)).items():
         res = {}
         for subset in ("juliet", "sven", "all"):
             sel = [r for r in rows if subset == "all" or r["source"] == subset]
@@ -99,13 +127,15 @@ def evaluate(labels: dict, records: list[dict], cal: calmod.Calibration | None) 
     return out
 
 
-def table(result: dict[str, Any], level: str, subset: str) -> str:
-    lines = [f"| detector ({level}, {subset}) | precision | recall | MCC | FP rate | TP | FP | flaw lines hit ±2 |",
-             "|---|---|---|---|---|---|---|---|"]
+def table(result: dict[str, Any], level: str, subset: str, promised: dict[str, Any] | None = None) -> str:
+    lines = [f"| detector ({level}, {subset}) | precision | recall | MCC | FP rate | promised FPR | TP | FP "
+             f"| flaw lines hit ±2 |", "|---|---|---|---|---|---|---|---|---|"]
     for name, res in result.items():
         m, ln = res[subset][level], res[subset]["lines"]
+        p = (promised or {}).get(VARIANT_OF.get(name, ""))
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['mcc']:.3f} | {m['fpr']:.3f} "
-                     f"| {m['tp']} | {m['fp']} | {ln['hit']} of {ln['labelled_lines']} |")
+                     f"| {'—' if p is None else f'{p:.3f}'} | {m['tp']} | {m['fp']} "
+                     f"| {ln['hit']} of {ln['labelled_lines']} |")
     return "\n".join(lines)
 
 
@@ -118,6 +148,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--juliet-cases", type=int, default=None,
                     help="only the first N Juliet test cases per CWE (by name; both files of a case) and all SVEN files")
+    ap.add_argument("--deep", action="store_true",
+                    help="let the model score every function (records a score for unflagged ones too)")
     ap.add_argument("--records", type=Path, help="evaluate the records of an earlier run (no scan)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
@@ -157,7 +189,8 @@ def main() -> None:
     paths = [str(a.root)] if a.juliet_cases is None else [f["path"] for f in labels["files"]]
     if a.juliet_cases is not None:
         os.chdir(a.root)  # reported paths relative to the tree, as in labels.json
-    cfg = ScanConfig(paths=paths, explain=False, keep_records=True, respect_gitignore=False, min_confidence=1.0)
+    cfg = ScanConfig(paths=paths, explain=False, keep_records=True, respect_gitignore=False, min_confidence=1.0,
+                     deep=a.deep)
     if cal is not None:  # the same settings the calibration was made under, or a clear refusal
         calmod.check(cal, scan_settings(cfg, scorer), "model" if scorer else "no_model")
     t = time.perf_counter()
@@ -175,10 +208,13 @@ def write(a: argparse.Namespace, labels: dict, cal: calmod.Calibration | None, r
            "seconds": seconds, "scan_stats": stats, "machine": f"{os.cpu_count()} CPU",
            "loadavg": [round(x, 1) for x in os.getloadavg()], "metrics": result, "records": records}
     a.out.write_text(json.dumps(doc, indent=1))
+    promised = doc["promised_fpr"]
     for level in ("function", "file"):
-        print(table(result, level, "all"), end="\n\n")
+        print(table(result, level, "all", promised), end="\n\n")
     for subset in ("juliet", "sven"):
-        print(table(result, "function", subset), end="\n\n")
+        print(table(result, "function", subset, promised), end="\n\n")
+    if is_deep(records) and cal is not None and "deep" not in cal.variants:
+        print(f"note: {a.calibration} has no deep combiner (re-run `breachlab vuln calibrate`): no deep row")
     print(f"{doc['seconds']} s; calibration promised FPR ≤ {doc['target_fpr']} (calibration split: {doc['promised_fpr']})")
 
 

@@ -50,7 +50,7 @@ def fitted(project: Path, fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_round_trip_fit_file_scan_same_decisions(fitted: Path, project: Path, fake) -> None:
     cal = calibration.load(fitted / "calibration.json")
-    assert set(cal.variants) == {"no_model", "model"} and cal.settings["model_id"] == "fake-model"
+    assert set(cal.variants) == {"no_model", "model", "deep"} and cal.settings["model_id"] == "fake-model"
     assert cal.data["n_files"] == 3 and len(cal.data["files_sha256"]) == 64
     rows = json.loads((fitted / "rows.json").read_text())
     for name in ("model", "no_model"):
@@ -108,7 +108,8 @@ def test_shipped_calibration_covers_the_default_scan() -> None:
     from breachlab.vuln.scan.scorers import PROMPT_VERSION
 
     cal = calibration.load(cli.shipped_calibration())
-    assert set(cal.variants) == {"model", "no_model"}
+    assert set(cal.variants) == {"model", "no_model", "deep"}  # --deep has a combiner of its own
+    assert cal.variants["deep"].fit["n_candidates"] > cal.variants["model"].fit["n_candidates"]
     defaults = ScanConfig(paths=["."])
     assert cal.settings["prompt"] == PROMPT_VERSION and cal.settings["strip_comments"] is defaults.strip_comments
     assert cal.settings["tools"] == sorted(defaults.tools) and cal.settings["max_line_chars"] == defaults.max_line_chars

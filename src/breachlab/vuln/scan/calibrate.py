@@ -9,6 +9,15 @@ file ``vuln scan --calibration`` reads; settings, data hashes, weights, threshol
 
 Why the model can end up with weight ~0: the logistic fit learns how much the model's score
 adds to the tool evidence on *this* data; if it adds nothing, its weight says so.
+
+Why a third combiner, ``deep``: ``vuln scan --deep`` lets the model score functions no tool
+flagged, so its decisions are over *every* function, not over the candidates the ``model``
+combiner was fitted on — that combiner's threshold promises nothing there.  With a model (and
+``deep`` on, the default; ``--set deep=false`` skips it, for speed) the labelled tree is
+scanned as ``--deep`` scans it, and ``deep`` is fitted on all its functions: flagged ones with
+the flagged-line view, unflagged ones with the plain view the deep scan gives them.  The two
+other combiners see exactly the rows they saw before (candidates only), so their fit does not
+change.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ class CalibrateConfig:
     n_ctx: int = field(4096, help="Model context.")
     threads: int | None = field(None, help="Model CPU threads.")
     jobs: int = field(2, help="Parallel static-tool processes.")
+    deep: bool = field(True, help="Also fit the `deep` combiner for `vuln scan --deep` (the model scores every "
+                                  "function; false: skip it, faster).")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_fpr < 1.0:
@@ -84,12 +95,27 @@ def data_hashes(root: Path, labels: dict[str, Any]) -> dict[str, Any]:
             "files_sha256": h.hexdigest(), "n_files": len(labels["files"])}
 
 
+def deep_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` as ``--deep`` sees them: every function the model scored is a candidate.
+
+    A function the model could not score stays a non-candidate (the deep scan never flags it).
+    """
+    return [{**r, "candidate": bool(r["candidate"]) or r["p_llm"] is not None} for r in rows]
+
+
 def fit(rows: list[dict[str, Any]], settings: dict[str, Any], target_fpr: float, l2: float, with_model: bool,
-        data: dict[str, Any]) -> calmod.Calibration:
-    """Both combiners (``no_model`` always, ``model`` when the rows carry model scores)."""
+        data: dict[str, Any], deep: bool = False) -> calmod.Calibration:
+    """The combiners: ``no_model`` always, ``model`` when the rows carry model scores, ``deep``
+    when asked (rows from a deep scan: model scores on unflagged functions too).
+
+    ``no_model`` and ``model`` read only the candidate rows, so a deep scan's extra scores on
+    unflagged functions leave them exactly as a candidates-only scan fits them.
+    """
     variants = {"no_model": calmod.fit_variant(rows, NO_MODEL_FEATURES, target_fpr, l2)}
     if with_model:
         variants["model"] = calmod.fit_variant(rows, FEATURES, target_fpr, l2)
+        if deep:
+            variants["deep"] = calmod.fit_variant(deep_rows(rows), FEATURES, target_fpr, l2)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return calmod.Calibration(settings, variants, data, target_fpr, created)
 
@@ -109,8 +135,9 @@ def run(cfg: CalibrateConfig, out: str | Path | None = None) -> Path:
 
         scorer = loading.make_scorer(cfg.model, cfg.backend, loading.choose_adapter(cfg.adapter, model=cfg.model),
                                      cfg.n_ctx, cfg.threads)
+    deep = cfg.deep and scorer is not None
     scan_cfg = ScanConfig(paths=[str(root)], tools=list(cfg.tools), explain=False, keep_records=True,
-                          respect_gitignore=False, jobs=cfg.jobs, min_confidence=1.0)
+                          respect_gitignore=False, jobs=cfg.jobs, min_confidence=1.0, deep=deep)
     run_dir = RunDir.create("vuln-calibrate", cfg, out=out, inputs=[root / "labels.json"])
     with run_dir.running():
         store = ScoreCache(default_path())
@@ -122,7 +149,7 @@ def run(cfg: CalibrateConfig, out: str | Path | None = None) -> Path:
         if not rows:
             raise UserError(f"no labelled function of {root} was found by the scan")
         cal = fit(rows, scan_settings(scan_cfg, scorer), cfg.target_fpr, cfg.l2, scorer is not None,
-                  data_hashes(root, labels))
+                  data_hashes(root, labels), deep=deep)
         calmod.save(cal, run_dir / "calibration.json")
         summary = {"target_fpr": cfg.target_fpr, "n_rows": len(rows),
                    "by_source": {s: sum(1 for r in rows if r["source"] == s) for s in {r["source"] for r in rows}},

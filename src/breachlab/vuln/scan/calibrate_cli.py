@@ -1,4 +1,4 @@
-"""``breachlab vuln calibrate DATA_DIR [--target-fpr 0.10] [--config FILE.yaml] [--set key=value] [--out DIR]``.
+"""``breachlab vuln calibrate DATA_DIR [--target-fpr 0.10] [--no-deep] [--config FILE.yaml] [--set key=value] [--out DIR]``.
 
 The command's shell: parse, resolve a :class:`~.calibrate.CalibrateConfig` the way every
 command does (defaults ← ``--config`` ← named flags ← ``--set``, see
@@ -25,6 +25,8 @@ def calibrate(
     backend: Optional[str] = typer.Option(None, help="auto, llama.cpp, transformers; none: tools only."),
     adapter: Optional[str] = typer.Option(None, help="Adapter, as in `vuln scan` (unset: its default)."),
     tools: Optional[str] = typer.Option(None, help="Static tools (cppcheck,flawfinder,clang-tidy)."),
+    deep: Optional[bool] = typer.Option(None, "--deep/--no-deep", help="Also fit the combiner of `vuln scan --deep` "
+                                        "(default; the model scores every function, slower)."),
     config: Optional[Path] = CONFIG_OPT,
     sets: Optional[List[str]] = SET_OPT,
     out: Optional[Path] = OUT_OPT,
@@ -33,7 +35,7 @@ def calibrate(
     from breachlab.vuln.scan import calibrate as cal
 
     cfg = load_config(cal.CalibrateConfig, config, sets, data=str(data) if data else None, target_fpr=target_fpr,
-                      model=model, backend=backend, adapter=adapter,
+                      model=model, backend=backend, adapter=adapter, deep=deep,
                       tools=[t.strip() for t in tools.split(",") if t.strip()] if tools is not None else None)
     if not cfg.data:
         raise UserError("no labelled data: give DATA_DIR (or data: in the config)")

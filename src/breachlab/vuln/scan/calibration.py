@@ -7,10 +7,15 @@ refuses to use it under different ones.  It also records hashes of the data it w
 on, so anyone can tell which calibration produced a result and refit it
 (``breachlab vuln calibrate``).
 
-Two variants are fitted from the same run: ``model`` (tool features + the model's logit) and
-``no_model`` (tool features only, for ``--no-model``).  The combiner is a logistic regression;
-the threshold is the lowest score whose false-positive rate on the calibration functions is
-at most the target (functions no tool flagged count as negatives the scan never reports).
+Up to three variants are fitted from the same run: ``model`` (tool features + the model's
+logit), ``no_model`` (tool features only, for ``--no-model``) and ``deep`` (the same features
+fitted on *every* function, the model having scored the unflagged ones too, for ``--deep``).
+The combiner is a logistic regression; the threshold is the lowest score whose
+false-positive rate on the calibration functions is at most the target (functions that are
+not candidates — no tool flagged them, and for ``deep`` the model could not score them —
+count as negatives the scan never reports).  Files made before ``deep`` existed have no such
+variant: ``--deep`` refuses them rather than apply ``model``'s threshold to functions it was
+not fitted on.
 """
 
 from __future__ import annotations
@@ -54,7 +59,10 @@ class Calibration:
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:
-            raise UserError(f"calibration {self.path or '?'} has no {name!r} combiner (has {', '.join(self.variants)})")
+            hint = (": re-run `breachlab vuln calibrate` (it fits `deep` by default), or give --min-confidence"
+                    if name == "deep" else "")
+            raise UserError(f"calibration {self.path or '?'} has no {name!r} combiner "
+                            f"(has {', '.join(self.variants)}){hint}")
         return self.variants[name]
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +98,7 @@ def save(cal: Calibration, path: Path) -> Path:
 
 def check(cal: Calibration, settings: dict[str, Any], variant: str) -> Variant:
     """The ``variant`` combiner if ``cal`` was made under ``settings``; else a one-line error."""
-    keys = [k for k in settings if k != "model_id" or variant == "model"]
+    keys = [k for k in settings if k != "model_id" or variant != "no_model"]
     diff = [k for k in keys if cal.settings.get(k) != settings[k]]
     if diff:
         k = diff[0]

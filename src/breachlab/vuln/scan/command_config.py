@@ -38,7 +38,8 @@ class ScanCommandConfig:
     no_model: bool = field(False, help="Static tools and the calibrated combiner only.")
     adapter: str | None = field(None, help="LoRA adapter: default (shipped), none (zero-shot), a .gguf LoRA or a "
                                            "PEFT dir. Unset: default for the embedded model.")
-    deep: bool = field(False, help="Also let the model score functions no static tool flagged (slow).")
+    deep: bool = field(False, help="Also let the model score functions no static tool flagged (slow); decided by "
+                                   "the calibration's `deep` combiner (none in it: give min_confidence).")
     tools: list[str] = field(default_factory=lambda: list(statictools.DEFAULT_TOOLS),
                              help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy.")
     calibration: str | None = field(None, help="Calibration JSON from `breachlab vuln calibrate` (default: the "

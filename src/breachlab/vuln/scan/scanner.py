@@ -5,7 +5,8 @@ merged across tools (:mod:`.candidates`); the model judges each *flagged functio
 flagged lines marked and the tools' reports beside the code (:mod:`.modelview`); a
 calibrated combiner (:mod:`.calibration`) turns tool evidence + the model's score into a
 confidence, and the calibration's threshold decides.  ``deep`` also scores functions no tool
-flagged; with no scorer (``--no-model``) the combiner uses the tool evidence alone.
+flagged and decides with the calibration's ``deep`` combiner (fitted over every function);
+with no scorer (``--no-model``) the combiner uses the tool evidence alone.
 
 Why this shape: the model is the slow part, so reading, parsing and the static tools run in
 ``jobs`` worker threads a chunk of files ahead, and only one chunk of parsed functions is
@@ -34,7 +35,7 @@ from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped, fingerprin
 from breachlab.vuln.scan.hybrid import StaticHit, hits_in, static_cwe
 from breachlab.vuln.scan.scorers import PROMPT_VERSION, BackendScorer, Explanation, Scorer, parse_explanation
 
-__all__ = ["ScanConfig", "scan", "scan_settings", "apply_baseline", "Explanation", "parse_explanation", "BackendScorer"]
+__all__ = ["ScanConfig", "scan", "scan_settings", "variant_name", "apply_baseline", "Explanation", "parse_explanation", "BackendScorer"]
 
 log = logging.getLogger("breachlab.scan")
 
@@ -82,6 +83,22 @@ def scan_settings(cfg: ScanConfig, scorer: Scorer | None) -> dict[str, Any]:
     return {"prompt": PROMPT_VERSION, "evidence": "after-code-block", "strip_comments": cfg.strip_comments,
             "max_line_chars": cfg.max_line_chars, "tools": sorted(cfg.tools),
             "model_id": scorer.model_id if scorer is not None else None}
+
+
+def variant_name(cfg: ScanConfig, scorer: Scorer | None, calibration: Calibration | None = None) -> str:
+    """The calibration's combiner for this scan: ``no_model``, ``model`` or, with ``deep``, ``deep``.
+
+    A deep scan against a calibration without a ``deep`` combiner asks for it anyway (and is
+    refused, see :meth:`.Calibration.variant`) unless ``min_confidence`` is given: an explicit
+    threshold is the user's choice, and the ``model`` combiner then only turns evidence into
+    a confidence.
+    """
+    if scorer is None:
+        return "no_model"
+    if not cfg.deep:
+        return "model"
+    has_deep = calibration is None or "deep" in calibration.variants
+    return "deep" if has_deep or cfg.min_confidence is None else "model"
 
 
 @dataclass
@@ -149,14 +166,15 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
         cfg: the scan settings.
         scorer: the model (see :class:`~.scorers.Scorer`); None scans with the tools alone.
         cache: tool-result and score cache (None: no caching).
-        calibration: combiner + threshold; refused (UserError) if made under other settings.
+        calibration: combiner + threshold; refused (UserError) if made under other settings,
+            or, for a deep scan without ``min_confidence``, if it has no ``deep`` combiner.
             None: confidence is the model's P (or 1.0 for any flagged function without a model).
         progress: called with (files done, functions done) after each file.
     """
     t0 = time.perf_counter()
     cache = cache or ScoreCache(None)
     settings = scan_settings(cfg, scorer)
-    variant = check(calibration, settings, "model" if scorer is not None else "no_model") if calibration else None
+    variant = check(calibration, settings, variant_name(cfg, scorer, calibration)) if calibration else None
     threshold = cfg.min_confidence if cfg.min_confidence is not None else (variant.threshold if variant else 0.5)
     digest = config_digest({**settings, "explain_tokens": cfg.explain_tokens})
     findings: list[Finding] = []
