@@ -484,3 +484,41 @@ def test_liger_patches_the_instance_only(tmp_path):
     assert "Liger" not in repr(later.model.layers[0].input_layernorm)
     with torch.no_grad():
         assert torch.isfinite(later(input_ids=torch.tensor([[3, 4, 5]])).logits).all()
+
+
+def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatch):
+    """CPU check of CudaGraphStep's bookkeeping with torch.cuda's graph API faked: the first
+    step of a bucket captures and replays, the next only replays (a lost ``return entry`` in
+    ``_capture`` once made every CUDA run die on its first step; the GPU test above is the real one)."""
+    import contextlib
+
+    from breachlab.vuln.training import graphs
+
+    replays = []
+
+    class FakeGraph:
+        def replay(self):
+            replays.append(1)
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: type("S", (), {"wait_stream": lambda s, o: None})())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: type("S", (), {"wait_stream": lambda s, o: None})())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+
+    step = object.__new__(graphs.CudaGraphStep)
+    grad = torch.zeros(3)
+    step.params = [type("P", (), {"grad": grad})()]
+    step.graphs, step.budget, step.warmup, step.capture_seconds, step.tables = {}, None, 1, 0.0, []
+    step.pool = None
+    loads = []
+    monkeypatch.setattr(step, "_static", lambda key: {"key": key}, raising=False)
+    monkeypatch.setattr(step, "_load", lambda entry, prep, inv: loads.append(entry["key"]), raising=False)
+    monkeypatch.setattr(step, "_fwd_bwd", lambda entry: torch.tensor(2.5), raising=False)
+    prep = {"key": (128, 32, False, False, None)}
+    first = step.forward_backward(prep, 0.5)
+    second = step.forward_backward(prep, 0.5)
+    assert float(first) == float(second) == 2.5
+    assert step.captured == 1 and len(replays) == 2
+    assert loads == [prep["key"]] * 3  # staged for the capture, then once per replay

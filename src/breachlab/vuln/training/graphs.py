@@ -208,3 +208,4 @@ class CudaGraphStep:
         log.info("CUDA graph %d captured for %d tokens / %d supervised positions%s (%.1f s)",
                  len(self.graphs), key[0], key[1],
                  f", {kept} layers not recomputed" if self.budget is not None else "", time.perf_counter() - t0)
+        return entry
