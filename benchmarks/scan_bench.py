@@ -139,6 +139,24 @@ def table(result: dict[str, Any], level: str, subset: str, promised: dict[str, A
     return "\n".join(lines)
 
 
+def subset_labels(labels: dict, juliet_cases: int | None) -> dict:
+    """The first ``juliet_cases`` Juliet test cases per CWE (by name; both files of a case) and
+    every SVEN file: a smaller, label-blind subset when the model is slow (None: all files)."""
+    if juliet_cases is None:
+        return labels
+    keep, seen = [], {}
+    for f in sorted(labels["files"], key=lambda f: f["path"]):
+        if f["source"] == "juliet":
+            case = f["path"].rsplit("_", 1)[0]
+            cases = seen.setdefault(f["cwe"], [])
+            if case not in cases:
+                if len(cases) >= juliet_cases:
+                    continue
+                cases.append(case)
+        keep.append(f)
+    return {**labels, "files": keep}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path)
@@ -153,19 +171,7 @@ def main() -> None:
     ap.add_argument("--records", type=Path, help="evaluate the records of an earlier run (no scan)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    labels = json.loads((a.root / "labels.json").read_text())
-    if a.juliet_cases is not None:  # a smaller, label-blind subset when the model is slow
-        keep, seen = [], {}
-        for f in sorted(labels["files"], key=lambda f: f["path"]):
-            if f["source"] == "juliet":
-                case = f["path"].rsplit("_", 1)[0]
-                cases = seen.setdefault(f["cwe"], [])
-                if case not in cases:
-                    if len(cases) >= a.juliet_cases:
-                        continue
-                    cases.append(case)
-            keep.append(f)
-        labels = {**labels, "files": keep}
+    labels = subset_labels(json.loads((a.root / "labels.json").read_text()), a.juliet_cases)
     cal = calmod.load(a.calibration) if a.calibration else None
     if a.records:  # e.g. the scan ran before the calibration was fitted
         old = json.loads(a.records.read_text())
