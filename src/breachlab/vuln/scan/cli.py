@@ -8,7 +8,8 @@ always was here) writes only the report; with either, the report is not printed.
 Default: cppcheck, flawfinder and clang-tidy's Clang Static Analyzer flag candidates, the
 embedded model triages each flagged function, and the shipped calibration decides at its
 calibrated false-positive rate.  ``--no-model`` uses the tools alone; ``--deep`` also lets the
-model score functions no tool flagged.
+model score functions no tool flagged, and the calibration's ``deep`` combiner (fitted over
+every function) decides.
 
 Exit codes: 0 nothing at or above the threshold (after ``--baseline``), 1 findings, 2 usage
 or input error (including a scan that read no file), 3 internal error.  Nothing in the
@@ -58,7 +59,8 @@ def scan(
     adapter: Optional[str] = typer.Option(None, help="LoRA adapter: default (shipped), none (zero-shot), a .gguf "
                                                      "LoRA or a PEFT dir. Unset: default for the embedded model."),
     deep: Optional[bool] = typer.Option(None, "--deep/--no-deep", help="Also let the model score functions no static "
-                                                                       "tool flagged (slow)."),
+                                                                       "tool flagged (slow); the calibration's deep "
+                                                                       "combiner decides."),
     tools: Optional[str] = typer.Option(None, help="Static tools that produce candidates, comma list (default "
                                                    "cppcheck,flawfinder,clang-tidy; \"\": none)."),
     calibration: Optional[Path] = typer.Option(None, help="Calibration JSON from `breachlab vuln calibrate` "
