@@ -100,37 +100,20 @@ def build_config(shape: str, weights: Path | None = None) -> Any:
 
 
 def dequantised_dir(weights: Path, tmp: Path) -> Path:
-    """The GGUF's weights as a safetensors directory (model + tokenizer), made once per file.
+    """The GGUF's weights as a bf16 safetensors directory (model + tokenizer), made once per file.
 
     Every arm loads from it (the same bf16 tensors; Unsloth can only load such a directory);
-    the conversion is transformers' own GGUF dequantisation."""
+    the conversion is the product's own (:func:`breachlab.models.convert_gguf`)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from breachlab.models import convert_gguf
 
     st = weights.stat()
     out = tmp / f"hf-{weights.stem}-{st.st_size}"
     if (out / "config.json").is_file():
         return out
-    try:  # transformers >= 5.2x keeps GGUF blocks packed unless told to dequantise; 5.17 always dequantises
-        from transformers import GgufConfig
-
-        extra = {"quantization_config": GgufConfig(dequantize=True)}
-    except ImportError:
-        extra = {}
-    model = AutoModelForCausalLM.from_pretrained(str(weights.parent), gguf_file=weights.name, dtype=torch.bfloat16,
-                                                 **extra)
-    bad = [n for n, p in model.named_parameters() if not p.dtype.is_floating_point][:3]
-    if bad:
-        raise RuntimeError(f"{weights.name}: weights still packed after loading ({bad}); cannot train LoRA on them")
-    tok = AutoTokenizer.from_pretrained(str(weights.parent), gguf_file=weights.name)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    part = out.with_name(out.name + ".part")
-    model.save_pretrained(part, safe_serialization=True)
-    tok.save_pretrained(part)
-    part.rename(out)
-    return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return convert_gguf(weights, out, torch.bfloat16)
 
 
 def make_base(shape: str, device: str, seed: int, weights_dir: Path | None = None, attn: str = "sdpa") -> Any:

@@ -171,6 +171,37 @@ def check_gguf_tokenizer(gguf: Path, tok: Any) -> None:
             f"{_hf_cache_for(gguf)}")
 
 
+def convert_gguf(gguf: Path, out: Path, dtype: Any) -> Path:
+    """A GGUF's weights dequantised into a safetensors checkpoint (model + tokenizer) at ``out``.
+
+    transformers' own GGUF reader does the dequantisation; the directory appears only when
+    complete (written beside it, then renamed). A tensor still packed after loading (a
+    transformers that keeps GGUF blocks quantised) is refused: LoRA cannot train on it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra: dict[str, Any] = {}
+    try:  # newer transformers dequantise only when asked; older ones always do
+        from transformers import GgufConfig
+
+        extra["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:
+        pass
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype,
+                                                 trust_remote_code=False, **extra)
+    packed = [n for n, p in model.named_parameters() if not p.dtype.is_floating_point][:3]
+    if packed:
+        raise UserError(f"{gguf.name}: weights still packed after loading ({packed}); cannot train LoRA on them")
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
 def load_hf(
     source: ModelSource,
     *,
@@ -194,16 +225,7 @@ def load_hf(
         cached = _hf_cache_for(gguf)
         if not (cached / "config.json").is_file():
             log.info("converting %s to a transformers checkpoint in %s (one time)", gguf, cached)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **common)
-            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            tmp = cached.with_name(cached.name + ".tmp")
-            model.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-            tmp.rename(cached)
-            del model
+            convert_gguf(gguf, cached, torch.float32)
         location = str(cached)
         use_safetensors = True
         check_gguf_tokenizer(gguf, AutoTokenizer.from_pretrained(location, **common))
