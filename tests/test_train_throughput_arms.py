@@ -103,22 +103,3 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     (tmp_path / "part.json").write_text(json.dumps(part))
     merged = merge([out, tmp_path / "part.json"])["results"][0]
     assert set(merged["arms"]) == set(arms) and merged["summary"]["trl"] == summary["trl"]
-
-
-def test_unsloth_gets_a_pad_token_it_accepts_without_touching_the_other_arms_dir(tmp_path: Path) -> None:
-    """Unsloth refuses Qwen's ``<|endoftext|>`` pad: its arm loads a sibling directory whose
-    tokenizer config names ``<|fim_pad|>``; the converted directory stays as it was."""
-    from throughput.arm_unsloth import with_unsloth_pad
-
-    d = tmp_path / "hf-q"
-    d.mkdir()
-    (d / "model.safetensors").write_bytes(b"weights")
-    (d / "tokenizer.json").write_text(json.dumps({"added_tokens": [{"content": "<|fim_pad|>", "id": 7}]}))
-    cfg = {"pad_token": "<|endoftext|>", "eos_token": "<|im_end|>"}
-    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
-    out = with_unsloth_pad(d)
-    assert out != d and json.loads((out / "tokenizer_config.json").read_text())["pad_token"] == "<|fim_pad|>"
-    assert (out / "model.safetensors").read_bytes() == b"weights"
-    assert json.loads((d / "tokenizer_config.json").read_text()) == cfg
-    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<pad>"}))
-    assert with_unsloth_pad(d) == d  # a usable pad token is left alone

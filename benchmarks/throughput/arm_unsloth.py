@@ -42,7 +42,9 @@ def preimport(device: str, tmp: str) -> str | None:
 def initial_dir(shape: str, seed: int, tmp: str, weights_dir: Path | None) -> Path:
     """A safetensors directory with the arms' initial weights (and a tokenizer) for Unsloth to load."""
     if weights_dir is not None:
-        return with_unsloth_pad(weights_dir)
+        from breachlab.vuln.training.load import unsloth_pad_dir
+
+        return unsloth_pad_dir(weights_dir)  # the trainer's own fix (Qwen's pad token)
     from .arm_trl import stub_tokenizer
 
     out = Path(tmp) / f"unsloth-init-{shape}-seed{seed}"
@@ -53,34 +55,6 @@ def initial_dir(shape: str, seed: int, tmp: str, weights_dir: Path | None) -> Pa
         stub_tokenizer().save_pretrained(part)
         del model
         part.rename(out)
-    return out
-
-
-def with_unsloth_pad(weights_dir: Path) -> Path:
-    """The same weights with a pad token Unsloth accepts.
-
-    Unsloth refuses Qwen's ``<|endoftext|>`` as the pad token ("Could not find a valid pad
-    token", seen on the H200, 2026-12-02) and finds no other; ``<|fim_pad|>`` is Qwen's own
-    reserved pad token and never occurs in the benchmark's data (padding-free batches have no
-    pads anyway). A sibling directory links the weights and carries the edited tokenizer
-    config, so the other arms load the directory as converted."""
-    import json
-
-    cfg_file = weights_dir / "tokenizer_config.json"
-    cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    if cfg.get("pad_token") not in (None, "<|endoftext|>", cfg.get("eos_token")):
-        return weights_dir
-    vocab = json.loads((weights_dir / "tokenizer.json").read_text()).get("added_tokens", []) \
-        if (weights_dir / "tokenizer.json").is_file() else []
-    if not any(t.get("content") == "<|fim_pad|>" for t in vocab):
-        return weights_dir
-    out = weights_dir.with_name(weights_dir.name + "-unsloth-pad")
-    if not (out / "tokenizer_config.json").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        for f in weights_dir.iterdir():
-            if f.name != "tokenizer_config.json" and not (out / f.name).exists():
-                (out / f.name).symlink_to(f.resolve())
-        (out / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<|fim_pad|>"}))
     return out
 
 

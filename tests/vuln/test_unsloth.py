@@ -4,6 +4,7 @@ trained end to end on a GPU where unsloth is installed (``gpu`` marker, out of t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,22 @@ def test_unsloth_trains_a_tiny_gemma3(tmp_path, method, packing):
     weights = load_file(str(out / "final" / "adapter_model.safetensors"))
     assert weights and all(torch.isfinite(w).all() for w in weights.values())
     assert any("lora_B" in k and w.abs().sum() > 0 for k, w in weights.items())  # it learned something
+
+
+def test_unsloth_gets_a_pad_token_it_accepts_without_touching_the_other_arms_dir(tmp_path: Path) -> None:
+    """Unsloth refuses Qwen's ``<|endoftext|>`` pad: ``backend: unsloth`` (and the benchmark's arm) load a sibling directory whose
+    tokenizer config names ``<|fim_pad|>``; the converted directory stays as it was."""
+    from breachlab.vuln.training.load import unsloth_pad_dir
+
+    d = tmp_path / "hf-q"
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(b"weights")
+    (d / "tokenizer.json").write_text(json.dumps({"added_tokens": [{"content": "<|fim_pad|>", "id": 7}]}))
+    cfg = {"pad_token": "<|endoftext|>", "eos_token": "<|im_end|>"}
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    out = unsloth_pad_dir(d)
+    assert out != d and json.loads((out / "tokenizer_config.json").read_text())["pad_token"] == "<|fim_pad|>"
+    assert (out / "model.safetensors").read_bytes() == b"weights"
+    assert json.loads((d / "tokenizer_config.json").read_text()) == cfg
+    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<pad>"}))
+    assert unsloth_pad_dir(d) == d  # a usable pad token is left alone

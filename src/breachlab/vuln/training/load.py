@@ -127,6 +127,33 @@ def import_unsloth() -> Any:
     return unsloth
 
 
+def unsloth_pad_dir(weights_dir: Path) -> Path:
+    """The same weights with a pad token Unsloth accepts.
+
+    Unsloth refuses Qwen's ``<|endoftext|>`` as the pad token ("Could not find a valid pad
+    token", seen on the H200, 2026-12-02) and finds no other; ``<|fim_pad|>`` is Qwen's own
+    reserved pad token and never occurs in training data. A sibling directory links the
+    weights and carries the edited tokenizer config, so the converted directory stays as it was."""
+    import json
+
+    cfg_file = weights_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    if cfg.get("pad_token") not in (None, "<|endoftext|>", cfg.get("eos_token")):
+        return weights_dir
+    vocab = json.loads((weights_dir / "tokenizer.json").read_text()).get("added_tokens", []) \
+        if (weights_dir / "tokenizer.json").is_file() else []
+    if not any(t.get("content") == "<|fim_pad|>" for t in vocab):
+        return weights_dir
+    out = weights_dir.with_name(weights_dir.name + "-unsloth-pad")
+    if not (out / "tokenizer_config.json").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        for f in weights_dir.iterdir():
+            if f.name != "tokenizer_config.json" and not (out / f.name).exists():
+                (out / f.name).symlink_to(f.resolve())
+        (out / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<|fim_pad|>"}))
+    return out
+
+
 def _load_unsloth(cfg: TrainConfig, device: str, location: str, dtype: Any) -> tuple[Any, Any]:
     """The same model, method and LoRA targets through Unsloth's ``FastLanguageModel``."""
     if not device.startswith("cuda"):
@@ -135,6 +162,8 @@ def _load_unsloth(cfg: TrainConfig, device: str, location: str, dtype: Any) -> t
     from unsloth import FastLanguageModel
 
     ckpt = "unsloth" if cfg.gradient_checkpointing else False
+    if Path(location).is_dir():
+        location = str(unsloth_pad_dir(Path(location)))
     try:
         model, tok = FastLanguageModel.from_pretrained(
             model_name=str(location), max_seq_length=cfg.max_seq_len, dtype=dtype,
