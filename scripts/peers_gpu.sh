@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The peer-arm training benchmark (issue 18) on a GPU machine that has no network:
+# HF floor, TRL (padding-free + Liger), Unsloth and breachlab's arms, in one run per shape.
+#
+# Here (with network), the wheels the GPU image lacks (Python 3.12; pinned: Unsloth 2026.10.9
+# wants trl <= 1.15 and transformers <= 5.17):
+#   scripts/peers_gpu.sh wheels .whl
+# (~90 MB: on a device with a per-call carry limit, carry them in two calls, bitsandbytes alone
+# is 43 MB, into one folder there.)
+# There (repository root; WHEELS = that folder, GGUF = the Qwen2.5-Coder-1.5B GGUF, sha-checked):
+#   WHEELS=.whl GGUF=/tmp/q15.gguf OUT=/tmp/peers scripts/peers_gpu.sh run [qwen|e4b|all]
+# Each shape's arms run twice, each in its own process; results: $OUT/{qwen-1.5b-lora,e4b-qlora}.json
+# and the logs beside them. docs/benchmarks.md ("Training throughput against the peers") has the
+# numbers of 2026-12-02 and their conditions.
+set -u
+WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.10.9 unsloth_zoo==2026.10.9
+datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.1
+shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
+diffusers==0.42.1"
+ARMS=${ARMS:-baseline,trl,unsloth,breachlab-same-order,breachlab-graphs}
+
+case "${1:-}" in
+  wheels)
+    dest=${2:-.whl}; mkdir -p "$dest"
+    for pin in $WHEEL_PINS; do
+      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d "$dest" "$pin" || exit 1
+    done
+    ls -la "$dest" ;;
+  run)
+    : "${WHEELS:?WHEELS=folder of the wheels}" "${OUT:=/tmp/peers}"
+    mkdir -p "$OUT" /tmp/peers-site
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/peers-site \
+      "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH=/tmp/peers-site:$PWD/src HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+      UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    what=${2:-all}
+    if [ "$what" = qwen ] || [ "$what" = all ]; then
+      : "${GGUF:?GGUF=path of the Qwen2.5-Coder-1.5B GGUF}"
+      python3 benchmarks/train_throughput.py --shape qwen-1.5b --weights "$GGUF" --methods lora --arms "$ARMS" \
+        --repeats 2 --steps 30 --warmup 5 --arm-timeout 240 --tmp /tmp/peers-tmp \
+        --out "$OUT/qwen-1.5b-lora.json" > "$OUT/qwen-1.5b-lora.log" 2>&1
+      echo "qwen rc=$?"
+    fi
+    if [ "$what" = e4b ] || [ "$what" = all ]; then
+      python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$ARMS" \
+        --repeats 2 --steps 20 --warmup 4 --arm-timeout 400 --tmp /tmp/peers-tmp \
+        --out "$OUT/e4b-qlora.json" > "$OUT/e4b-qlora.log" 2>&1
+      echo "e4b rc=$?"
+    fi
+    grep -h '^{"arm"' "$OUT"/*.log | cut -c1-240 ;;
+  *)
+    sed -n '2,14p' "$0"; exit 2 ;;
+esac
