@@ -9,15 +9,17 @@
 # is 43 MB, into one folder there.)
 # There (repository root; WHEELS = that folder, GGUF = the Qwen2.5-Coder-1.5B GGUF, sha-checked):
 #   WHEELS=.whl GGUF=/tmp/q15.gguf OUT=/tmp/peers scripts/peers_gpu.sh run [qwen|e4b|all]
-# Each shape's arms run twice, each in its own process; results: $OUT/{qwen-1.5b-lora,e4b-qlora}.json
-# and the logs beside them. docs/benchmarks.md ("Training throughput against the peers") has the
-# numbers of 2026-12-02 and their conditions.
+# REPEATS rounds (2): each round runs every shape's arms once, each arm in its own process, so
+# a run cut short still has a whole round; the rounds are merged as repeats into
+# $OUT/{qwen-1.5b-lora,e4b-qlora}.json (tables in .txt), with the logs, the launch-latency probe
+# and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them.
+# docs/benchmarks.md ("Training throughput against the peers") has the numbers and their conditions.
 set -u
 WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.10.9 unsloth_zoo==2026.10.9
 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.1
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
-ARMS=${ARMS:-baseline,trl,unsloth,breachlab-same-order,breachlab-graphs}
+ARMS=${ARMS:-baseline,trl,unsloth,breachlab-same-order,breachlab-graphs}  # QWEN_ARMS / E4B_ARMS: per shape
 
 case "${1:-}" in
   wheels)
@@ -29,27 +31,37 @@ case "${1:-}" in
     done
     ls -la "$dest" ;;
   run)
-    : "${WHEELS:?WHEELS=folder of the wheels}" "${OUT:=/tmp/peers}"
+    : "${WHEELS:?WHEELS=folder of the wheels}" "${OUT:=/tmp/peers}" "${REPEATS:=2}"
     mkdir -p "$OUT" /tmp/peers-site
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/peers-site \
       "$WHEELS"/*.whl || exit 1
     export PYTHONPATH=/tmp/peers-site:$PWD/src HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
       UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    python3 benchmarks/launch_latency.py > "$OUT/launch-latency.json" 2>&1; cat "$OUT/launch-latency.json"
     what=${2:-all}
-    if [ "$what" = qwen ] || [ "$what" = all ]; then
-      : "${GGUF:?GGUF=path of the Qwen2.5-Coder-1.5B GGUF}"
-      python3 benchmarks/train_throughput.py --shape qwen-1.5b --weights "$GGUF" --methods lora --arms "$ARMS" \
-        --repeats 2 --steps 30 --warmup 5 --arm-timeout 240 --tmp /tmp/peers-tmp \
-        --out "$OUT/qwen-1.5b-lora.json" > "$OUT/qwen-1.5b-lora.log" 2>&1
-      echo "qwen rc=$?"
-    fi
-    if [ "$what" = e4b ] || [ "$what" = all ]; then
-      python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$ARMS" \
-        --repeats 2 --steps 20 --warmup 4 --arm-timeout 400 --tmp /tmp/peers-tmp \
-        --out "$OUT/e4b-qlora.json" > "$OUT/e4b-qlora.log" 2>&1
-      echo "e4b rc=$?"
-    fi
+    # repeat by repeat, each shape once per round: a run cut short keeps a whole round of every shape
+    for k in $(seq 1 "$REPEATS"); do
+      if [ "$what" = qwen ] || [ "$what" = all ]; then
+        : "${GGUF:?GGUF=path of the Qwen2.5-Coder-1.5B GGUF}"
+        python3 benchmarks/train_throughput.py --shape qwen-1.5b --weights "$GGUF" --methods lora \
+          --arms "${QWEN_ARMS:-$ARMS}" --repeats 1 --steps 30 --warmup 5 --arm-timeout 240 --tmp /tmp/peers-tmp \
+          --profile "${PROFILE:-0}" --profile-dir "$OUT" \
+          --out "$OUT/qwen-1.5b-lora-r$k.json" > "$OUT/qwen-1.5b-lora-r$k.log" 2>&1
+        echo "qwen round $k rc=$?"
+      fi
+      if [ "$what" = e4b ] || [ "$what" = all ]; then
+        python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "${E4B_ARMS:-$ARMS}" \
+          --repeats 1 --steps 20 --warmup 4 --arm-timeout 400 --tmp /tmp/peers-tmp \
+          --profile "${PROFILE:-0}" --profile-dir "$OUT" \
+          --out "$OUT/e4b-qlora-r$k.json" > "$OUT/e4b-qlora-r$k.log" 2>&1
+        echo "e4b round $k rc=$?"
+      fi
+    done
+    for shape in qwen-1.5b-lora e4b-qlora; do  # the rounds side by side, as repeats
+      ls "$OUT/$shape"-r*.json > /dev/null 2>&1 && python3 benchmarks/train_throughput.py --shape e4b \
+        --merge "$OUT/$shape"-r*.json --out "$OUT/$shape.json" > "$OUT/$shape.txt" 2>&1
+    done
     grep -h '^{"arm"' "$OUT"/*.log | cut -c1-240 ;;
   *)
     sed -n '2,14p' "$0"; exit 2 ;;

@@ -103,3 +103,5 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     (tmp_path / "part.json").write_text(json.dumps(part))
     merged = merge([out, tmp_path / "part.json"])["results"][0]
     assert set(merged["arms"]) == set(arms) and merged["summary"]["trl"] == summary["trl"]
+    assert [r["repeat"] for r in merged["arms"]["unsloth"]] == [0, 1], "runs of an arm in two reports: repeats"
+    assert [r["from"] for r in merged["arms"]["unsloth"]] == [out.name, "part.json"]

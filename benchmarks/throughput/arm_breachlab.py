@@ -10,6 +10,9 @@
   in CPU memory, its KV-shared layers at the answer positions only, LoRA matmuls in bf16.
   On Qwen the Gemma-only pieces find nothing to do (the output says 0).
 * ``breachlab-graphs`` — the same replayed from CUDA graphs: the trainer's CUDA default.
+* ``breachlab-graphs-ple-disk`` — ``breachlab-graphs`` with ``ple_store: disk``: Gemma 4's
+  per-layer table in an unlinked file in ``--tmp``, rows read per step (no GPU memory and no
+  process memory for it).
 * ``breachlab-graphs-v4`` — the graphs arm as the fourth session measured it.
 * ``breachlab-graphs-budget`` — ``breachlab-graphs`` with ``activation_budget_gib``.
 * ``breachlab-no-ckpt`` — ``breachlab-same-order`` without gradient checkpointing.
@@ -32,6 +35,7 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-same-order": (True, dict(_TRAINER)),
     "breachlab-no-ckpt": (False, dict(_TRAINER)),
     "breachlab-graphs": (True, {**_TRAINER, "graphs": True}),
+    "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-v4": (True, {"packed": True, "kernels": True, "offload": True, "graphs": True}),
     "breachlab-graphs-budget": (True, {**_TRAINER, "graphs": True, "budget": True}),
     "breachlab-regional-compile": (True, {**_TRAINER, "compile": True}),
@@ -54,7 +58,10 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
     if feats.get("packed"):  # as the trainer does with packing: wide heads attend per example
         patches.use_packed_attention(model)
     if feats.get("offload"):
-        applied["offloaded_gib"] = round(ple.offload_per_layer_embeddings(model) / 2**30, 2)
+        store = "disk" if feats.get("ple_disk") else "ram"
+        applied["offloaded_gib"] = round(ple.offload_per_layer_embeddings(model, store=store, directory=args.tmp)
+                                         / 2**30, 2)
+        applied["ple_store"] = store
     if feats.get("answers"):  # Gemma 4's KV-shared layers at the answer positions only
         applied["shared_layers_at_answers"] = patches.use_shared_layers_at_answers(model)
     if feats.get("lora_cast"):  # LoRA matmuls in bf16, float32 adapter weights (the trainer's default)

@@ -57,7 +57,8 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--arm-timeout", type=float, default=None, metavar="S", help="seconds before an arm is killed")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="REPORT.json",
                     help="no training: put the arms of earlier reports (same shape and settings, run in parts) "
-                         "side by side in --out and print the table")
+                         "side by side in --out and print the table; an arm in several reports keeps every "
+                         "run, as repeats")
     # the child's side (set by the parent)
     ap.add_argument("--one-arm", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
@@ -131,8 +132,10 @@ def show(report: dict) -> None:
 
 
 def merge(paths: list[Path]) -> dict:
-    """One report from several runs of the same shape and settings with different arms
-    (a machine that allows only so many minutes per command); later files win per arm."""
+    """One report from several runs of the same shape and settings (a machine that allows only
+    so many minutes per command: one command per arm set, or per repeat). An arm found in
+    several reports keeps all its runs, renumbered as repeats, each saying which report it
+    came from."""
     from .measure import compare
 
     reports = [json.loads(p.read_text()) for p in paths]
@@ -145,12 +148,16 @@ def merge(paths: list[Path]) -> dict:
     for method in dict.fromkeys(res["method"] for r in reports for res in r["results"]):
         runs: dict[str, list[dict]] = {}
         device = None
-        for r in reports:
+        for p, r in zip(paths, reports):
             for res in r["results"]:
-                if res["method"] == method:
-                    runs.update(res["arms"])
-                    device = device or res["device"]
+                if res["method"] != method:
+                    continue
+                for arm, arm_runs in res["arms"].items():
+                    kept = runs.setdefault(arm, [])
+                    kept += [{**x, "repeat": len(kept) + i, "from": p.name} for i, x in enumerate(arm_runs)]
+                device = device or res["device"]
         out["results"].append({"method": method, "device": device, "summary": compare(runs), "arms": runs})
+        out["repeats"] = max([out["repeats"], *map(len, runs.values())])
     return out
 
 

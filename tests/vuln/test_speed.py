@@ -64,15 +64,44 @@ def test_the_per_layer_table_leaves_the_model_and_the_logits_stay(gemma4):
     assert torch.equal(before, after)
 
 
-def test_training_with_the_table_on_the_cpu_gives_the_same_adapter(gemma4, data, tmp_path):
+@pytest.mark.parametrize("store", ["ram", "disk"])
+def test_training_with_the_table_off_the_gpu_gives_the_same_adapter(gemma4, data, tmp_path, store):
     ref = run(_cfg(gemma4, data, ple_on_cpu="off"), out=tmp_path / "off")
-    got = run(_cfg(gemma4, data, ple_on_cpu="on"), out=tmp_path / "on")
-    assert json.loads((got / "manifest.json").read_text())["ple_on_cpu_bytes"] > 0
+    got = run(_cfg(gemma4, data, ple_on_cpu="on", ple_store=store), out=tmp_path / "on")
+    manifest = json.loads((got / "manifest.json").read_text())
+    assert manifest["ple_on_cpu_bytes"] > 0 and manifest["ple_store"] == store
     assert json.loads((ref / "manifest.json").read_text())["ple_on_cpu_bytes"] == 0
     a, b = _adapter(ref), _adapter(got)
     assert a.keys() == b.keys() and a
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_the_table_on_disk_reads_the_rows_of_the_table_in_memory(tmp_path):
+    emb = torch.nn.Embedding(300, 24).to(torch.bfloat16)
+    emb.embed_scale = torch.tensor(2.0)
+    disk = ple.DiskTableEmbedding(emb, str(tmp_path), chunk_bytes=1000)  # written in many chunks
+    assert list(tmp_path.iterdir()) == [], "the file is unlinked at once: nothing is left behind"
+    ids = torch.tensor([[0, 1, 2, 299, 7, 1, 150, 151, 0]])  # runs, repeats, both ends
+    ram = ple.CpuTableEmbedding(emb)
+    assert torch.equal(disk.gather(ids), ram.gather(ids))
+    assert torch.equal(disk(ids), ram(ids)) and disk.dtype == torch.bfloat16
+    with pytest.raises(IndexError, match="range"):
+        disk.gather(torch.tensor([300]))
+    with pytest.raises(ValueError, match="store"):
+        ple.offload_per_layer_embeddings(torch.nn.Linear(2, 2), store="tape")
+
+
+def test_the_table_on_disk_says_where_space_is_missing(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OSError, match="needs .* GiB free in"):
+        ple.DiskTableEmbedding(torch.nn.Embedding(10, 4), str(tmp_path))
 
 
 def test_packing_and_padding_train_the_same_adapter(tmp_path, data):
@@ -522,3 +551,58 @@ def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatc
     assert float(first) == float(second) == 2.5
     assert step.captured == 1 and len(replays) == 2
     assert loads == [prep["key"]] * 3  # staged for the capture, then once per replay
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gemma3", "gemma4"])
+def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monkeypatch):
+    """CPU check of what a CUDA graph captures: the bucket's static tensors, loaded, and the
+    forward + backward with the masks built from them (no host sync: whether the sliding
+    window binds comes from the key) give the eager step's loss and gradients. Rows with a
+    sequence longer than the window and rows without one; Gemma 4's table off the GPU."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from breachlab.vuln.training.anatomy import lora_targets
+    from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
+    from tests.vuln.tiny import qwen2_dir
+
+    path = {"qwen2": qwen2_dir, "gemma3": gemma3_dir, "gemma4": gemma4_text_dir}[arch](tmp_path / "m")
+
+    def model():
+        m = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
+        torch.manual_seed(0)
+        p = get_peft_model(m, LoraConfig(r=4, lora_alpha=8, target_modules=lora_targets(m)))
+        for name, w in p.named_parameters():
+            if "lora_B" in name:
+                w.data.normal_(0, 0.02)
+        if arch == "gemma4":
+            ple.offload_per_layer_embeddings(p, include_cpu=True, store="disk", directory=str(tmp_path))
+        return p.train()
+
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    eager, graphed = model(), model()
+    step = graphs.CudaGraphStep(graphed, pad_id=0, dtype=torch.float32, t_multiple=64, k_multiple=16,
+                               autocast=False, slot_multiple=None)
+    vocab = graphed.get_base_model().config.get_text_config().vocab_size
+    g = torch.Generator().manual_seed(1)
+    keys = set()
+    for sizes in ([(12, 3), (9, 2)], [(70, 9), (20, 4)]):  # all inside the window; one beyond it
+        examples = [Encoded(torch.randint(3, vocab, (n,), generator=g).tolist(), n - a) for n, a in sizes]
+        n = sum(e.n_answer for e in examples)
+        prep = step.prepare(examples)
+        keys.add(prep["key"])
+        entry = step._static(prep["key"])
+        step._load(entry, prep, 1.0 / n)
+        loss_g = step._fwd_bwd(entry)
+        step._unstage()
+        loss_e, _ = forward_loss(eager, collate_packed(examples, 0, multiple=64), torch.device("cpu"))
+        (loss_e / n).backward()
+        assert float(loss_g) == pytest.approx(float(loss_e), rel=1e-5)
+        ge = {k: p.grad for k, p in eager.named_parameters() if p.requires_grad}
+        gg = {k: p.grad for k, p in graphed.named_parameters() if p.requires_grad}
+        for k in ge:
+            assert torch.allclose(ge[k], gg[k], rtol=1e-4, atol=1e-6), k
+        eager.zero_grad(set_to_none=True)
+        graphed.zero_grad(set_to_none=False)
+    binds = {k[3] for k in keys}
+    assert binds == ({False} if arch == "qwen2" else {False, True})

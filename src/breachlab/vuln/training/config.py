@@ -50,6 +50,10 @@ class TrainConfig:
     ple_on_cpu: Literal["auto", "on", "off"] = field(
         "auto", help="keep Gemma 3n/4's per-layer embedding table (5.25 GiB for E4B) in CPU memory, rows "
                      "copied per step: auto = on for LoRA/QLoRA on CUDA when the model has one")
+    ple_store: Literal["ram", "disk"] = field(
+        "ram", help="where that table is kept when ple_on_cpu is on: ram = process memory; disk = an unlinked "
+                    "temporary file in $TMPDIR, each step's rows read from it (no process memory; the OS page "
+                    "cache holds what was read and gives it back under pressure). Same rows, same losses")
     cuda_graphs: Literal["auto", "on", "off"] = field(
         "auto", help="replay forward+backward from CUDA graphs (one per length bucket): auto = on for one "
                      "CUDA process with packing, LoRA/QLoRA, no dropout, compile off; on = required")
@@ -157,6 +161,8 @@ class TrainConfig:
                 setattr(self, name, value)
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.ple_store not in ("ram", "disk"):
+            raise ConfigError(f"ple_store must be ram or disk; got {self.ple_store!r}")
         for name, allowed in (("attn_implementation", ("auto", "sdpa", "eager")),
                               ("sdpa_kernels", ("auto", "all", "no-cudnn", "math"))):
             if getattr(self, name) not in allowed:

@@ -34,8 +34,10 @@ class CudaGraphStep:
     time it is seen (one eager warm-up pass on a side stream, then the capture; the
     gradients of the step in progress are saved and restored around it) and replayed after
     that.  All graphs share one memory pool.  Inputs are copied into the bucket's static
-    tensors; attention masks are built outside the graph; per-layer embedding rows (kept
-    in CPU memory) are gathered and copied in before the replay.  Gradients accumulate
+    tensors; the attention masks are built inside the graph from the static segment ids, so
+    the (T, T) mask lives in the shared pool (one bucket's at a time) instead of one static
+    mask per bucket; per-layer embedding rows (kept off the GPU) are gathered and copied in
+    before the replay.  Gradients accumulate
     into ``.grad`` tensors that must stay allocated: zero them with
     ``optimizer.zero_grad(set_to_none=False)``.
 
@@ -83,7 +85,7 @@ class CudaGraphStep:
             batch["slot_mask"] = torch.zeros(keep.shape, dtype=self.dtype).masked_fill_(~keep,
                                                                                         torch.finfo(self.dtype).min)
         lengths = [len(e.ids) for e in examples]
-        rows = [table.gather(batch["input_ids"], pinned=True) for table in self.tables]
+        rows = [table.gather(batch["input_ids"], pinned=self.device.type == "cuda") for table in self.tables]
         return {"batch": batch, "key": self._key(batch, max(lengths, default=0)), "rows": rows,
                 "longest": max(lengths, default=0), "examples": examples}
 
@@ -120,25 +122,19 @@ class CudaGraphStep:
 
         t, kb, sliding, binds, slot_shape = key
         dev = self.device
-        full = torch.zeros((1, 1, t, t), dtype=self.dtype, device=dev)
-        masks: Any = full
-        if sliding:
-            masks = {"full_attention": full,
-                     "sliding_attention": torch.zeros_like(full) if binds else full}
         batch = {"input_ids": torch.zeros((1, t), dtype=torch.long, device=dev),
                  "position_ids": torch.zeros((1, t), dtype=torch.long, device=dev),
                  "segments": torch.zeros((1, t), dtype=torch.long, device=dev),
                  "keep": torch.zeros((kb,), dtype=torch.long, device=dev),
                  "targets": torch.full((kb,), -100, dtype=torch.long, device=dev),
-                 "first": torch.zeros((1,), dtype=torch.long, device=dev),
-                 "masks": masks, "n_supervised": 0}
+                 "first": torch.zeros((1,), dtype=torch.long, device=dev), "n_supervised": 0}
         if slot_shape is not None:
             n, slot = slot_shape
             batch.update(slots=torch.zeros((n * slot,), dtype=torch.long, device=dev),
                          inverse=torch.zeros((t,), dtype=torch.long, device=dev),
                          slot_mask=torch.zeros((n, 1, slot, slot), dtype=self.dtype, device=dev), slot_shape=slot_shape)
-        ple = [torch.zeros((1, t, tb.embedding_dim), dtype=tb.weight.dtype, device=dev) for tb in self.tables]
-        return {"batch": batch, "inv_denom": torch.zeros((), dtype=torch.float32, device=dev), "ple": ple}
+        ple = [torch.zeros((1, t, tb.embedding_dim), dtype=tb.dtype, device=dev) for tb in self.tables]
+        return {"key": key, "batch": batch, "inv_denom": torch.zeros((), dtype=torch.float32, device=dev), "ple": ple}
 
     def _load(self, entry: dict, prep: dict, inv_denom: float) -> None:
         """Copy a prepared batch into the bucket's static tensors (asynchronously: no sync)."""
@@ -152,13 +148,6 @@ class CudaGraphStep:
         st["keep"][:k].copy_(batch["keep"], non_blocking=True)
         st["targets"].fill_(-100)
         st["targets"][:k].copy_(batch["targets"], non_blocking=True)
-        built = sft.segment_masks(self.model, st["segments"], self.dtype, longest=prep["longest"])
-        if isinstance(st["masks"], dict):
-            st["masks"]["full_attention"].copy_(built["full_attention"])
-            if st["masks"]["sliding_attention"] is not st["masks"]["full_attention"]:
-                st["masks"]["sliding_attention"].copy_(built["sliding_attention"])
-        else:
-            st["masks"].copy_(built)
         entry["inv_denom"].fill_(inv_denom)
         for table, buf, rows in zip(self.tables, entry["ple"], prep["rows"]):
             buf.copy_(rows.view_as(buf), non_blocking=True)
@@ -170,11 +159,21 @@ class CudaGraphStep:
         for table in self.tables:
             table.staged = None
 
+    def _masks(self, entry: dict) -> Any:
+        """The bucket's attention masks from its static segment ids, with no host sync (so they
+        can be captured): whether the sliding window binds is part of the bucket's key."""
+        _, _, sliding, binds, _ = entry["key"]
+        longest = None
+        if sliding:  # segment_masks only asks whether the longest segment exceeds the window
+            longest = int(getattr(text_config(self.model), "sliding_window", 0) or 0) + 1 if binds else 0
+        return sft.segment_masks(self.model, entry["batch"]["segments"], self.dtype, longest=longest)
+
     def _fwd_bwd(self, entry: dict) -> Any:
         import torch
 
+        batch = {**entry["batch"], "masks": self._masks(entry)}
         with torch.autocast("cuda", dtype=self.dtype, enabled=self.autocast, cache_enabled=False):
-            loss_sum, _ = self.loss_fn(self.model, entry["batch"], self.device)
+            loss_sum, _ = self.loss_fn(self.model, batch, self.device)
         (loss_sum * entry["inv_denom"]).backward()
         return loss_sum.detach()
 
