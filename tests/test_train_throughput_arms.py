@@ -65,7 +65,8 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     arms = ["baseline", "breachlab-packed", "trl", "unsloth"]
     cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--shape", "tiny-qwen2", "--device",
            "cpu", "--batch-size", "2", "--steps", "3", "--warmup", "1", "--repeats", "1", "--threads", "2",
-           "--arms", ",".join(arms), "--tmp", str(tmp_path / "tmp"), "--out", str(out)]
+           "--arms", ",".join(arms), "--tmp", str(tmp_path / "tmp"), "--out", str(out),
+           "--profile", "1", "--profile-dir", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -83,6 +84,9 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
                     "peak_host_gib", "setup_seconds", "timed_steps"):
             assert key in r, (arm, key)
         assert r["timed_steps"] == 2 and r["peak_host_gib"] > 0
+    # the breachlab arm was profiled after its timed steps; its peaks and set-up leave the profiler out
+    assert runs["breachlab-packed"]["profiled_steps"] == 1 and "profiled_steps" not in base
+    assert (tmp_path / "profile-tiny-qwen2-lora-breachlab-packed.txt").read_text().startswith("1 steps, wall")
     # same init, same first batch, same masking and normalisation -> the same first-step loss
     for arm in ("breachlab-packed", "trl"):
         assert abs(runs[arm]["losses"][0] - base["losses"][0]) < 2e-3, (arm, runs[arm]["losses"], base["losses"])

@@ -131,11 +131,17 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         if budget is not None:  # layers not recomputed, per captured bucket (tokens, answer positions)
             out["kept_layers"] = {f"{k[0]}x{k[1]}": len(kept_layers_for(budget, k)) for k in graph.graphs}
     if profile_path is not None and args.profile:  # after the timed steps: the profiler costs no timed time
+        from .measure import gpu_peaks, host_peak_gib
+
+        # ... and no memory: the peaks are taken before it (its event buffers are host memory)
+        out["peaks_before_profile"] = {"gpu": gpu_peaks(args.device), "host_gib": host_peak_gib()}
+        t_prof = time.perf_counter()
         prof = _start_profiler(args.device)
         t0 = time.perf_counter()
         for b in batches[: args.profile]:
             step(b)
         _stop_profiler(prof, profile_path, args.profile, time.perf_counter() - t0)
+        out["profile_seconds"] = time.perf_counter() - t_prof  # not set-up: the child leaves it out
     return out
 
 

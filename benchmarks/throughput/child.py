@@ -111,12 +111,15 @@ def measure(args: Any) -> dict:
         prof = (Path(args.profile_dir) / f"profile-{args.shape}-{method}-{name}.txt") if args.profile else None
         res = arm_breachlab.run(model, examples, order, args, packed=bool(feats.get("packed")), profile_path=prof,
                                 graphs=bool(feats.get("graphs")), budget=budget)
-    peaks = m.gpu_peaks(args.device)
+    before = res.pop("peaks_before_profile", None)  # a profiled arm: its peaks without the profiler's
+    peaks = before["gpu"] if before else m.gpu_peaks(args.device)
     if peaks:
         res.update(peak_gpu_alloc_gib=peaks["alloc"], peak_gpu_reserved_gib=peaks["reserved"],
                    build_peak_gpu_gib=build_peak["alloc"])
-    res["peak_host_gib"] = m.host_peak_gib()
-    res["setup_seconds"] = time.perf_counter() - T0 - sum(res["step_times"])
+    res["peak_host_gib"] = before["host_gib"] if before else m.host_peak_gib()
+    if before:
+        res["profiled_steps"] = args.profile
+    res["setup_seconds"] = time.perf_counter() - T0 - sum(res["step_times"]) - res.pop("profile_seconds", 0.0)
     out = m.summarize(name, res, examples, order, args.device, args.warmup, n_params, base_cfg.vocab_size,
                       base_cfg.hidden_size)
     out.update(method=method, grad_ckpt=ckpt, trainable_params=trainable, **extra)

@@ -77,6 +77,8 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
     for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "build_peak_gpu_gib", "peak_host_gib"):
         if key in res:
             out[key] = round(res[key], 2)
+    if "profiled_steps" in res:  # profiled after the timed steps; not in the peaks, set-up or epoch time
+        out["profiled_steps"] = res["profiled_steps"]
     if device == "cuda":  # useful FLOPs: 6·N·tokens for the body, 6·V·H per supervised position for the head
         flops = [6 * n_params * k + 6 * vocab * hidden * a for _, k, a, _ in per_step]
         out["mfu_useful"] = round(statistics.median(f / t for f, (*_, t) in zip(flops, per_step)) / H100_BF16_PEAK, 4)

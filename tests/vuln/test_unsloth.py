@@ -73,6 +73,9 @@ def test_unsloth_gets_a_pad_token_it_accepts_without_touching_the_converted_dir(
     out = unsloth_pad_dir(d)
     assert out != d and json.loads((out / "tokenizer_config.json").read_text())["pad_token"] == "<|fim_pad|>"
     assert (out / "model.safetensors").read_bytes() == b"weights"
+    assert not any(f.is_symlink() for f in out.iterdir()), "Unsloth followed symbolic links back to the original"
+    assert (out / "model.safetensors").stat().st_ino == (d / "model.safetensors").stat().st_ino  # a hard link
+    assert (out / "tokenizer.json").read_text() == (d / "tokenizer.json").read_text()
     assert json.loads((d / "tokenizer_config.json").read_text()) == cfg
     (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<pad>"}))
     assert unsloth_pad_dir(d) == d  # a usable pad token is left alone

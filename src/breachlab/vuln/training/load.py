@@ -132,8 +132,11 @@ def unsloth_pad_dir(weights_dir: Path) -> Path:
 
     Unsloth refuses Qwen's ``<|endoftext|>`` as the pad token ("Could not find a valid pad
     token", seen on the H200, 2026-12-02) and finds no other; ``<|fim_pad|>`` is Qwen's own
-    reserved pad token and never occurs in training data. A sibling directory links the
-    weights and carries the edited tokenizer config, so the converted directory stays as it was."""
+    reserved pad token and never occurs in training data. A sibling directory carries the
+    edited tokenizer config, copies of the other small files and hard links to the weights
+    (copies across file systems), so the converted directory stays as it was. Not symbolic
+    links: with them Unsloth still read the original directory's tokenizer and refused it
+    (H200, 2026-12-02, second run)."""
     import json
 
     cfg_file = weights_dir / "tokenizer_config.json"
@@ -146,10 +149,20 @@ def unsloth_pad_dir(weights_dir: Path) -> Path:
         return weights_dir
     out = weights_dir.with_name(weights_dir.name + "-unsloth-pad")
     if not (out / "tokenizer_config.json").is_file():
+        import os
+        import shutil
+
         out.mkdir(parents=True, exist_ok=True)
         for f in weights_dir.iterdir():
-            if f.name != "tokenizer_config.json" and not (out / f.name).exists():
-                (out / f.name).symlink_to(f.resolve())
+            if f.name == "tokenizer_config.json" or (out / f.name).exists() or not f.is_file():
+                continue
+            if f.suffix == ".safetensors":
+                try:
+                    os.link(f, out / f.name)
+                    continue
+                except OSError:
+                    pass  # another file system: copy
+            shutil.copy2(f, out / f.name)
         (out / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<|fim_pad|>"}))
     return out
 
