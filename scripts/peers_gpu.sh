@@ -19,7 +19,8 @@ WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.1
 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.1
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
-ARMS=${ARMS:-baseline,trl,unsloth,breachlab-same-order,breachlab-graphs}  # QWEN_ARMS / E4B_ARMS: per shape
+QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-slots}
+E4B_ARMS=${E4B_ARMS:-baseline,trl,unsloth,breachlab-graphs-ple-disk}
 
 case "${1:-}" in
   wheels)
@@ -45,13 +46,13 @@ case "${1:-}" in
       if [ "$what" = qwen ] || [ "$what" = all ]; then
         : "${GGUF:?GGUF=path of the Qwen2.5-Coder-1.5B GGUF}"
         python3 benchmarks/train_throughput.py --shape qwen-1.5b --weights "$GGUF" --methods lora \
-          --arms "${QWEN_ARMS:-$ARMS}" --repeats 1 --steps 30 --warmup 5 --arm-timeout 240 --tmp /tmp/peers-tmp \
+          --arms "$QWEN_ARMS" --repeats 1 --steps 30 --warmup 5 --arm-timeout 240 --tmp /tmp/peers-tmp \
           --profile "${PROFILE:-0}" --profile-dir "$OUT" \
           --out "$OUT/qwen-1.5b-lora-r$k.json" > "$OUT/qwen-1.5b-lora-r$k.log" 2>&1
         echo "qwen round $k rc=$?"
       fi
       if [ "$what" = e4b ] || [ "$what" = all ]; then
-        python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "${E4B_ARMS:-$ARMS}" \
+        python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$E4B_ARMS" \
           --repeats 1 --steps 20 --warmup 4 --arm-timeout 400 --tmp /tmp/peers-tmp \
           --profile "${PROFILE:-0}" --profile-dir "$OUT" \
           --out "$OUT/e4b-qlora-r$k.json" > "$OUT/e4b-qlora-r$k.log" 2>&1

@@ -556,7 +556,7 @@ def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatc
     assert emptied == [0, 0], "the ordinary cache is handed back before and after the capture, not per replay"
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "gemma3", "gemma4"])
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2-slots", "gemma3", "gemma4"])
 def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monkeypatch):
     """CPU check of what a CUDA graph captures: the bucket's static tensors, loaded, and the
     forward + backward with the masks built from them (no host sync: whether the sliding
@@ -569,7 +569,8 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
     from tests.vuln.tiny import qwen2_dir
 
-    path = {"qwen2": qwen2_dir, "gemma3": gemma3_dir, "gemma4": gemma4_text_dir}[arch](tmp_path / "m")
+    path = {"qwen2": qwen2_dir, "qwen2-slots": qwen2_dir, "gemma3": gemma3_dir,
+            "gemma4": gemma4_text_dir}[arch](tmp_path / "m")
 
     def model():
         m = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
@@ -583,9 +584,18 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
         return p.train()
 
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
-    eager, graphed = model(), model()
+    eager, graphed = model(), model()  # the eager reference attends over the whole row
+    slots = arch == "qwen2-slots"  # slot_attention: all — every layer attends per example
+    spying = [False]
+    if slots:
+        assert patches.use_packed_attention(graphed, every_layer=True)
+        calls = []
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                            lambda q, *a, **k: (spying[0] and calls.append(q.shape[0])) or sdpa(q, *a, **k))
     step = graphs.CudaGraphStep(graphed, pad_id=0, dtype=torch.float32, t_multiple=64, k_multiple=16,
-                               autocast=False, slot_multiple=None)
+                               autocast=False, slot_multiple=16 if slots else None)
+    assert (step.slot_multiple is not None) == slots
     vocab = graphed.get_base_model().config.get_text_config().vocab_size
     g = torch.Generator().manual_seed(1)
     keys = set()
@@ -596,7 +606,9 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
         keys.add(prep["key"])
         entry = step._static(prep["key"])
         step._load(entry, prep, 1.0 / n)
+        spying[0] = slots
         loss_g = step._fwd_bwd(entry)
+        spying[0] = False
         step._unstage()
         loss_e, _ = forward_loss(eager, collate_packed(examples, 0, multiple=64), torch.device("cpu"))
         (loss_e / n).backward()
@@ -608,4 +620,24 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
         eager.zero_grad(set_to_none=True)
         graphed.zero_grad(set_to_none=False)
     binds = {k[3] for k in keys}
-    assert binds == ({False} if arch == "qwen2" else {False, True})
+    assert binds == ({False} if arch.startswith("qwen2") else {False, True})
+    assert all(k[4] is not None for k in keys) == slots, "a slot layout in every bucket, and only with slots"
+    if slots:
+        assert calls and set(calls) == {2}, "every layer attended per example (2 per row), none over the row"
+
+
+def test_slot_attention_all_trains_the_same_adapter_as_the_whole_row(tmp_path, data):
+    """``slot_attention: all`` on a model without wide heads (Qwen2): each example attends in
+    its own slot in every full-attention layer; the adapter is the row-wide mask's."""
+    from tests.vuln.tiny import qwen2_dir
+
+    model = qwen2_dir(tmp_path / "q")
+    row = run(_cfg(model, data), out=tmp_path / "row")
+    per_example = run(_cfg(model, data, slot_attention="all"), out=tmp_path / "slots")
+    assert json.loads((per_example / "manifest.json").read_text())["slot_attention"] == "all"
+    assert json.loads((row / "manifest.json").read_text())["slot_attention"] is None
+    a, b = _adapter(row), _adapter(per_example)
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
+    with pytest.raises(ConfigError, match="slot_attention"):
+        TrainConfig(data="x", slot_attention="some")

@@ -54,6 +54,11 @@ class TrainConfig:
         "ram", help="where that table is kept when ple_on_cpu is on: ram = process memory; disk = an unlinked "
                     "temporary file in $TMPDIR, each step's rows read from it (no process memory; the OS page "
                     "cache holds what was read and gives it back under pressure). Same rows, same losses")
+    slot_attention: Literal["auto", "wide", "all"] = field(
+        "auto", help="with packing, which full-attention layers attend per example (a slot per example, "
+                     "examples x L^2) instead of over the whole row's block-diagonal mask (T^2): auto = wide = "
+                     "layers whose heads fused kernels cannot take (Gemma 4); all = every one (same numbers; "
+                     "Qwen's row-wide attention was 47% of an eager step's GPU time; speed not yet measured)")
     cuda_graphs: Literal["auto", "on", "off"] = field(
         "auto", help="replay forward+backward from CUDA graphs (one per length bucket): auto = on for one "
                      "CUDA process with packing, LoRA/QLoRA, no dropout, compile off; on = required")
@@ -161,6 +166,8 @@ class TrainConfig:
                 setattr(self, name, value)
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.slot_attention not in ("auto", "wide", "all"):
+            raise ConfigError(f"slot_attention must be auto, wide or all; got {self.slot_attention!r}")
         if self.ple_store not in ("ram", "disk"):
             raise ConfigError(f"ple_store must be ram or disk; got {self.ple_store!r}")
         for name, allowed in (("attn_implementation", ("auto", "sdpa", "eager")),

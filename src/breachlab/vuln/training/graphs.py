@@ -14,7 +14,7 @@ from typing import Any, Callable
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import text_config
 from breachlab.vuln.training.budget import ActivationBudget
-from breachlab.vuln.training.patches import has_wide_heads
+from breachlab.vuln.training.patches import context, has_wide_heads
 from breachlab.vuln.training.ple import cpu_tables
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ class CudaGraphStep:
         self.autocast = autocast
         self.t_multiple, self.k_multiple, self.warmup = t_multiple, k_multiple, warmup
         # no slot layout (and no slot shape in the bucket key) when no layer would use it
-        self.slot_multiple = slot_multiple if has_wide_heads(model) else None
+        wanted = has_wide_heads(model) or context(model).every_layer  # as use_packed_attention set it
+        self.slot_multiple = slot_multiple if wanted else None
         self.device = next(p.device for p in model.parameters() if p.requires_grad)
         self.params = [p for p in model.parameters() if p.requires_grad]
         for p in self.params:

@@ -50,7 +50,8 @@ class StepContext:
     """The packed row being trained on, for the patches that need more than the layer's inputs.
 
     ``layout``: the slot layout (``sft.slot_layout``, on the device) that
-    :func:`packed_attention_forward` uses, or None.  ``kept``: the supervised positions (1-D
+    :func:`packed_attention_forward` uses, or None; ``every_layer``: it serves every
+    full-attention layer (``slot_attention: all``), not only those with wide heads.  ``kept``: the supervised positions (1-D
     index) the KV-shared layers compute, or None (all).  Set before each forward pass and
     left in place: gradient checkpointing runs the forward again inside the backward pass,
     and must take the same path there.
@@ -58,6 +59,7 @@ class StepContext:
 
     layout: dict | None = None
     kept: Any = None
+    every_layer: bool = False  # slots for every full-attention layer, not only the wide-head ones
 
     def clear(self) -> None:
         self.layout = None
@@ -93,7 +95,8 @@ def set_slot_layout(model: Any, batch: dict | None, device: Any = None, dtype: A
 def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
                              dropout: float = 0.0, scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
     """transformers attention function: SDPA, except for full-attention layers with heads
-    wider than fused kernels take (Gemma 4: 512) on a packed row with a slot layout.
+    wider than fused kernels take (Gemma 4: 512) — or every full-attention layer, with
+    ``slot_attention: all`` — on a packed row with a slot layout.
 
     There the row's tokens are gathered into one slot per example, attention runs on
     (examples, heads, L, L) with a causal mask per slot, and the result is gathered back
@@ -106,7 +109,7 @@ def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
     ctx = getattr(module, CONTEXT, None)
     lay = ctx.layout if ctx is not None else None
     if (lay is None or query.shape[0] != 1 or kwargs.get("sliding_window") is not None
-            or query.shape[-1] <= WIDE_HEAD or query.shape[2] != lay["inverse"].shape[0]):
+            or (query.shape[-1] <= WIDE_HEAD and not ctx.every_layer) or query.shape[2] != lay["inverse"].shape[0]):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     n, slot = lay["shape"]
@@ -209,9 +212,25 @@ def has_wide_heads(model: Any) -> bool:
     return any(isinstance(d, int) and d > WIDE_HEAD for d in dims)
 
 
-def use_packed_attention(model: Any) -> bool:
+SLOT_ATTENTION = ("auto", "wide", "all")
+
+
+def wants_slots(model: Any, mode: str = "auto") -> bool:
+    """Whether packed rows of ``model`` should carry a slot layout (``slot_attention``):
+    ``auto``/``wide`` — when it has wide heads (the measured default, fourth session);
+    ``all`` — always: every full-attention layer then attends per example, at examples × L²
+    instead of T² (on Qwen2.5-Coder-1.5B the row-wide masked attention was 47 % of the GPU
+    time of an eager step, H200 profile of 2026-12-02; the slot path's speed there is not
+    measured yet)."""
+    if mode not in SLOT_ATTENTION:
+        raise ValueError(f"slot_attention must be one of {SLOT_ATTENTION}, not {mode!r}")
+    return mode == "all" or has_wide_heads(model)
+
+
+def use_packed_attention(model: Any, every_layer: bool = False) -> bool:
     """Route ``model``'s SDPA attention through :func:`packed_attention_forward` (which is
-    SDPA for every other call); False when the model does not use SDPA."""
+    SDPA for every other call); False when the model does not use SDPA.  ``every_layer``:
+    the slot path for every full-attention layer, not only wide-head ones."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
@@ -226,6 +245,7 @@ def use_packed_attention(model: Any) -> bool:
     for c in configs:
         c._attn_implementation = PACKED_ATTENTION
     ctx = context(model)  # the attention modules read the row's slot layout from it
+    ctx.every_layer = every_layer
     for module in base.modules():
         if "Attention" in type(module).__name__:
             module.__dict__[CONTEXT] = ctx

@@ -43,7 +43,7 @@ class Parts:
     total: int
     load_seconds: float
     ple_offloaded: int
-    wide_heads: bool
+    slots: bool  # packed rows carry a slot layout (slot_attention)
     shared_at_answers: int
     budget: budget_mod.ActivationBudget | None
     kernels: str | None
@@ -98,8 +98,9 @@ def build(cfg: TrainConfig, acc: Any, train_samples: list, val_samples: list) ->
         ple_offloaded = ple.offload_per_layer_embeddings(model, include_cpu=True, store=cfg.ple_store)
     if model.device.type != device.type and getattr(model, "hf_device_map", None) is None:
         model.to(device)
-    # wide-head full-attention layers (Gemma 4): one slot per example, not the whole row
-    wide_heads = ours and cfg.packing and patches.has_wide_heads(model) and patches.use_packed_attention(model)
+    # wide-head full-attention layers (Gemma 4; every one with slot_attention: all): one slot per example
+    slots = (ours and cfg.packing and patches.wants_slots(model, cfg.slot_attention)
+                  and patches.use_packed_attention(model, every_layer=cfg.slot_attention == "all"))
     # Gemma 4's KV-shared layers only where the loss reads them (needs the packed row's masks)
     shared_at_answers = patches.use_shared_layers_at_answers(model) if ours and cfg.packing else 0
     # counted on a short CPU copy of the model
@@ -130,7 +131,7 @@ def build(cfg: TrainConfig, acc: Any, train_samples: list, val_samples: list) ->
     return Parts(model=prepared, fwd=fwd, opt=opt, sched=sched, tok=tok, pad_id=pad_id, train_enc=train_enc,
                  val_enc=val_enc, verdict_ids=verdict_ids, steps_per_epoch=per_epoch, total_steps=total_steps,
                  trainable=trainable, total=total, load_seconds=load_seconds, ple_offloaded=ple_offloaded,
-                 wide_heads=wide_heads, shared_at_answers=shared_at_answers, budget=budget, kernels=kernels,
+                 slots=slots, shared_at_answers=shared_at_answers, budget=budget, kernels=kernels,
                  fsdp=fsdp)
 
 

@@ -103,7 +103,7 @@ class Stepper:
         if isinstance(examples, dict):
             examples = examples["examples"]
         cfg, parts = self.cfg, self.parts
-        batch = (sft.collate_packed(examples, parts.pad_id, slot_multiple=64 if parts.wide_heads else None)
+        batch = (sft.collate_packed(examples, parts.pad_id, slot_multiple=64 if parts.slots else None)
                  if cfg.packing else sft.collate(examples, parts.pad_id, cfg.supervised_logits_only))
         if parts.budget is not None:
             parts.budget.apply(batch["input_ids"].numel(), len(batch["keep"]) if cfg.packing else None)
