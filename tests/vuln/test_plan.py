@@ -159,6 +159,9 @@ def test_the_per_layer_table_is_counted_in_cpu_memory_for_adapters():
     assert plan("gemma-4-e4b", "full", 16, measure=False).cpu_weights == 0  # trained: stays on the device
     assert plan("gemma-3-270m", "lora", 16, measure=False).cpu_weights == 0  # no such table
     assert "in CPU memory" in format_table(on)
+    disk = plan("gemma-4-e4b", "qlora", 16, measure=False, ple_store="disk")  # vuln train's ple_store: disk
+    assert disk.cpu_weights == table and disk.weights == on.weights
+    assert "in a file" in format_table(disk) and "in CPU memory" not in format_table(disk)
 
 
 def test_a_missing_model_is_an_error_at_once_not_a_hub_lookup(no_network):

@@ -139,6 +139,31 @@ def test_cuda_graphs_say_what_they_need():
     assert TrainConfig(data="x", cuda_graphs=False).cuda_graphs == "off"  # YAML's off
 
 
+def _lora(model):
+    """``model`` with r4 LoRA on its projections, B not zero (so the adapters change the numbers)."""
+    from peft import LoraConfig, get_peft_model
+
+    from breachlab.vuln.training.anatomy import lora_targets
+
+    torch.manual_seed(0)
+    p = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=lora_targets(model)))
+    for name, w in p.named_parameters():
+        if "lora_B" in name:
+            w.data.normal_(0, 0.02)
+    return p
+
+
+def _same_grads_then_zero(eager, graphed):
+    """The eager model's gradients equal the graphed one's; both zeroed as their steps zero them
+    (the graphed model's gradients must stay allocated)."""
+    ge = {k: p.grad for k, p in eager.named_parameters() if p.requires_grad}
+    gg = {k: p.grad for k, p in graphed.named_parameters() if p.requires_grad}
+    for k in ge:
+        assert torch.allclose(ge[k], gg[k], rtol=1e-4, atol=1e-6), k
+    eager.zero_grad(set_to_none=True)
+    graphed.zero_grad(set_to_none=False)
+
+
 # --- GPU ---------------------------------------------------------------------------------
 @pytest.mark.gpu
 @cuda
@@ -147,11 +172,9 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
     """Losses and gradients of replayed steps equal eager ones (fp32, three batches, two
     buckets); Gemma 4's full-attention layers take the slot path (width limit lowered) and
     its KV-shared layers run at the answer positions only."""
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
-    from breachlab.vuln.training.anatomy import lora_targets
 
     path = gemma3_dir(tmp_path / "m") if arch == "gemma3" else gemma4_text_dir(tmp_path / "m")
 
@@ -160,11 +183,7 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
         m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False,
                                                                        "preserve_rng_state": False})
         m.config.use_cache = False
-        torch.manual_seed(0)
-        p = get_peft_model(m, LoraConfig(r=4, lora_alpha=8, target_modules=lora_targets(m)))
-        for name, w in p.named_parameters():
-            if "lora_B" in name:
-                w.data.normal_(0, 0.02)
+        p = _lora(m)
         if arch == "gemma4":
             ple.offload_per_layer_embeddings(p)
             assert patches.use_packed_attention(p)
@@ -193,12 +212,7 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
         (loss_e / n).backward()
         loss_g = step.forward_backward(examples, 1.0 / n)
         assert float(loss_g) == pytest.approx(float(loss_e), rel=1e-4)
-        ge = {k: p.grad for k, p in eager.named_parameters() if p.requires_grad}
-        gg = {k: p.grad for k, p in graphed.named_parameters() if p.requires_grad}
-        for k in ge:
-            assert torch.allclose(ge[k], gg[k], rtol=1e-4, atol=1e-6), k
-        eager.zero_grad(set_to_none=True)
-        graphed.zero_grad(set_to_none=False)
+        _same_grads_then_zero(eager, graphed)
     assert step.captured == 2, "the first and third batches share a bucket"
 
 
@@ -562,10 +576,8 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
     forward + backward with the masks built from them (no host sync: whether the sliding
     window binds comes from the key) give the eager step's loss and gradients. Rows with a
     sequence longer than the window and rows without one; Gemma 4's table off the GPU."""
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.training.anatomy import lora_targets
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
     from tests.vuln.tiny import qwen2_dir
 
@@ -574,11 +586,7 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
 
     def model():
         m = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
-        torch.manual_seed(0)
-        p = get_peft_model(m, LoraConfig(r=4, lora_alpha=8, target_modules=lora_targets(m)))
-        for name, w in p.named_parameters():
-            if "lora_B" in name:
-                w.data.normal_(0, 0.02)
+        p = _lora(m)
         if arch == "gemma4":
             ple.offload_per_layer_embeddings(p, include_cpu=True, store="disk", directory=str(tmp_path))
         return p.train()
@@ -613,12 +621,7 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
         loss_e, _ = forward_loss(eager, collate_packed(examples, 0, multiple=64), torch.device("cpu"))
         (loss_e / n).backward()
         assert float(loss_g) == pytest.approx(float(loss_e), rel=1e-5)
-        ge = {k: p.grad for k, p in eager.named_parameters() if p.requires_grad}
-        gg = {k: p.grad for k, p in graphed.named_parameters() if p.requires_grad}
-        for k in ge:
-            assert torch.allclose(ge[k], gg[k], rtol=1e-4, atol=1e-6), k
-        eager.zero_grad(set_to_none=True)
-        graphed.zero_grad(set_to_none=False)
+        _same_grads_then_zero(eager, graphed)
     binds = {k[3] for k in keys}
     assert binds == ({False} if arch.startswith("qwen2") else {False, True})
     assert all(k[4] is not None for k in keys) == slots, "a slot layout in every bucket, and only with slots"

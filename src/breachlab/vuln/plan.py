@@ -70,7 +70,8 @@ class MemoryPlan:
     optimizer: float
     activations: float
     logits: float
-    cpu_weights: float = 0.0  # frozen tables kept in CPU memory (not in ``total``)
+    cpu_weights: float = 0.0  # frozen tables kept off the GPU (not in ``total``)
+    cpu_store: str = "ram"  # where: process memory, or a file read per step (ple_store)
 
     @property
     def total(self) -> float:
@@ -128,14 +129,17 @@ def meta_model(config: Any) -> Any:
 def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: int = 8, seq_len: int = 512,
          dtype: str = "bfloat16", gradient_checkpointing: bool = True, logits: str = "answer",
          answer_tokens: int = 40, attention: str = "sdpa", targets: list[str] | None = None,
-         measure: bool = True, ple_on_cpu: bool = True, lora_float32: bool = False) -> MemoryPlan:
+         measure: bool = True, ple_on_cpu: bool = True, lora_float32: bool = False,
+         ple_store: str = "ram") -> MemoryPlan:
     """Estimate the training memory of ``model`` (a name/path or a config object).
 
     ``measure``: count the activations autograd keeps by running a copy of the model's
     layers on the CPU (:func:`saved_bytes_per_token`, a few seconds); otherwise (or when
     that copy cannot be built) a per-layer formula that misses some of them.
     ``ple_on_cpu``: for LoRA/QLoRA, Gemma 3n/4's per-layer embedding table is counted in CPU
-    memory (``cpu_weights``), not in the device total, as ``vuln train`` keeps it on CUDA.
+    memory (``cpu_weights``), not in the device total, as ``vuln train`` keeps it on CUDA;
+    ``ple_store``: ``ram`` (process memory) or ``disk`` (a file read per step, as ``vuln
+    train``'s ``ple_store: disk``).
     """
     from breachlab.vuln.training.anatomy import DEFAULT_TARGETS, lora_targets
 
@@ -182,7 +186,7 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
                                     attention, measured)
     name = model if isinstance(model, str) else type(config).__name__
     return MemoryPlan(str(name), method, rank, total, trainable, weights, grads, optim, act, logit_bytes,
-                      cpu_weights)
+                      cpu_weights, ple_store)
 
 
 def _is_decoder_linear(name: str, module: Any, net: Any) -> bool:
@@ -392,6 +396,9 @@ def format_table(p: MemoryPlan) -> str:
              f"trainable {p.trainable_params:,} / {p.total_params:,} ({100 * p.trainable_params / p.total_params:.2f}%)"]
     for name, val in p.rows():
         lines.append(f"  {name:<17} {val / GIB:9.2f} GiB")
-    if p.cpu_weights:
+    if p.cpu_weights and p.cpu_store == "disk":
+        lines.append(f"  + in a file      {p.cpu_weights / GIB:9.2f} GiB (per-layer embedding table, ple_store: disk; "
+                     "read per step, no process memory)")
+    elif p.cpu_weights:
         lines.append(f"  + in CPU memory  {p.cpu_weights / GIB:9.2f} GiB (per-layer embedding table, ple_on_cpu)")
     return "\n".join(lines)

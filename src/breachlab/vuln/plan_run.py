@@ -38,6 +38,8 @@ class PlanConfig:
                                      "(up to 40% low without checkpointing)")
     ple_on_cpu: bool = field(True, help="Gemma 3n/4 per-layer embedding table in CPU memory, as vuln train does "
                                         "on CUDA for LoRA/QLoRA (ple_on_cpu: auto)")
+    ple_store: str = field("ram", help="where that table is kept, as vuln train's ple_store: ram (counted as "
+                                       "process memory) or disk (an unlinked file, read per step)")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -46,6 +48,8 @@ class PlanConfig:
             raise ConfigError("logits must be answer or all")
         if min(self.rank, self.batch_size, self.seq_len, self.answer_tokens) < 1:
             raise ConfigError("rank, batch_size, seq_len and answer_tokens must be at least 1")
+        if self.ple_store not in ("ram", "disk"):
+            raise ConfigError(f"ple_store must be ram or disk; got {self.ple_store!r}")
 
 
 def make_plan(cfg: PlanConfig):
@@ -57,7 +61,7 @@ def make_plan(cfg: PlanConfig):
     return plan(cfg.model, cfg.method, cfg.rank, batch_size=cfg.batch_size, seq_len=cfg.seq_len, dtype=cfg.dtype,
                 gradient_checkpointing=cfg.gradient_checkpointing, logits=cfg.logits,
                 answer_tokens=cfg.answer_tokens, attention=cfg.attention, measure=cfg.measure,
-                ple_on_cpu=cfg.ple_on_cpu)
+                ple_on_cpu=cfg.ple_on_cpu, ple_store=cfg.ple_store)
 
 
 def write_plan(p, out: str | Path) -> Path:
