@@ -549,8 +549,6 @@ def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatc
     monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: type("S", (), {"wait_stream": lambda s, o: None})())
     monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: type("S", (), {"wait_stream": lambda s, o: None})())
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    emptied = []
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(len(replays)))
 
     step = object.__new__(graphs.CudaGraphStep)
     grad = torch.zeros(3)
@@ -567,7 +565,6 @@ def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatc
     assert float(first) == float(second) == 2.5
     assert step.captured == 1 and len(replays) == 2
     assert loads == [prep["key"]] * 3  # staged for the capture, then once per replay
-    assert emptied == [0, 0], "the ordinary cache is handed back before and after the capture, not per replay"
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen2-slots", "gemma3", "gemma4"])

@@ -195,10 +195,6 @@ class CudaGraphStep:
                 for _ in range(self.warmup):
                     self._fwd_bwd(entry)
             torch.cuda.current_stream().wait_stream(side)
-            # the warm-up's activations were freed into the ordinary cache, which the graph's
-            # pool cannot reuse: hand them back first, or the card holds both at once
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
             with torch.cuda.graph(graph, pool=self.pool):
                 entry["loss_sum"] = self._fwd_bwd(entry)
         finally:
@@ -208,7 +204,6 @@ class CudaGraphStep:
         entry["graph"] = graph
         self.graphs[key] = entry
         torch.cuda.synchronize()
-        torch.cuda.empty_cache()  # what the capture left in the ordinary cache (the graphs' pool stays)
         self.capture_seconds += time.perf_counter() - t0
         log.info("CUDA graph %d captured for %d tokens / %d supervised positions%s (%.1f s)",
                  len(self.graphs), key[0], key[1],
