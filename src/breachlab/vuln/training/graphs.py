@@ -37,9 +37,8 @@ class CudaGraphStep:
     tensors; the attention masks are built inside the graph from the static segment ids, so
     the (T, T) mask lives in the shared pool (one bucket's at a time) instead of one static
     mask per bucket; per-layer embedding rows (kept off the GPU) are gathered and copied in
-    before the replay.  Gradients accumulate
-    into ``.grad`` tensors that must stay allocated: zero them with
-    ``optimizer.zero_grad(set_to_none=False)``.
+    before the replay.  Gradients accumulate into ``.grad`` tensors that must stay
+    allocated: zero them with ``optimizer.zero_grad(set_to_none=False)``.
 
     Requirements, checked by the caller: one CUDA process, no dropout (a replay repeats
     the captured random numbers), gradient checkpointing without RNG-state preservation

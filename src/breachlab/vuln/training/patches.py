@@ -51,10 +51,10 @@ class StepContext:
 
     ``layout``: the slot layout (``sft.slot_layout``, on the device) that
     :func:`packed_attention_forward` uses, or None; ``every_layer``: it serves every
-    full-attention layer (``slot_attention: all``), not only those with wide heads.  ``kept``: the supervised positions (1-D
-    index) the KV-shared layers compute, or None (all).  Set before each forward pass and
-    left in place: gradient checkpointing runs the forward again inside the backward pass,
-    and must take the same path there.
+    full-attention layer (``slot_attention: all``), not only those with wide heads.
+    ``kept``: the supervised positions (1-D index) the KV-shared layers compute, or None
+    (all).  Set before each forward pass and left in place: gradient checkpointing runs the
+    forward again inside the backward pass, and must take the same path there.
     """
 
     layout: dict | None = None
@@ -109,7 +109,8 @@ def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
     ctx = getattr(module, CONTEXT, None)
     lay = ctx.layout if ctx is not None else None
     if (lay is None or query.shape[0] != 1 or kwargs.get("sliding_window") is not None
-            or (query.shape[-1] <= WIDE_HEAD and not ctx.every_layer) or query.shape[2] != lay["inverse"].shape[0]):
+            or (query.shape[-1] <= WIDE_HEAD and not ctx.every_layer)
+            or query.shape[2] != lay["inverse"].shape[0]):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     n, slot = lay["shape"]

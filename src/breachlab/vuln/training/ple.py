@@ -103,8 +103,9 @@ class DiskTableEmbedding(CpuTableEmbedding):
                 _write_all(fd, chunk.reshape(-1).data, start * self.row_bytes)
         except OSError as exc:
             need = self.rows * self.row_bytes / 2**30
-            raise OSError(exc.errno, f"ple_store: disk needs {need:.2f} GiB free in "
-                                     f"{directory or tempfile.gettempdir()} (set TMPDIR elsewhere): {exc.strerror}") from exc
+            where = directory or tempfile.gettempdir()
+            raise OSError(exc.errno, f"ple_store: disk needs {need:.2f} GiB free in {where} "
+                                     f"(set TMPDIR elsewhere): {exc.strerror}") from exc
 
     @property
     def dtype(self) -> Any:
