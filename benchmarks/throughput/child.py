@@ -101,6 +101,8 @@ def measure(args: Any) -> dict:
     base_cfg = model.get_base_model().config
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     m.reset_gpu_peak(args.device)  # the training peak, not the build (a random-init QLoRA model is bf16 first)
+    load_host = m.host_peak_gib()  # the whole process's peak so far (imports, weights loaded and placed)
+    train_host = m.reset_host_peak()  # from here on: the training's own (trainer set-up and steps)
     if name == "baseline":
         res = arm_hf.run(model, examples, order, args)
     elif name in ("trl", "trl-packed"):
@@ -116,7 +118,10 @@ def measure(args: Any) -> dict:
     if peaks:
         res.update(peak_gpu_alloc_gib=peaks["alloc"], peak_gpu_reserved_gib=peaks["reserved"],
                    build_peak_gpu_gib=build_peak["alloc"])
-    res["peak_host_gib"] = before["host_gib"] if before else m.host_peak_gib()
+    since = before["host_gib"] if before else m.host_peak_gib()
+    res["peak_host_gib"] = max(load_host, since)  # the process's peak, load included
+    if train_host:
+        res["train_peak_host_gib"] = since
     if before:
         res["profiled_steps"] = args.profile
     res["setup_seconds"] = time.perf_counter() - T0 - sum(res["step_times"]) - res.pop("profile_seconds", 0.0)

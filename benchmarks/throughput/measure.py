@@ -42,6 +42,18 @@ def host_peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def reset_host_peak() -> bool:
+    """Start this process's resident-set high-water mark again (Linux: ``5`` into
+    ``/proc/self/clear_refs``; :func:`host_peak_gib` then reads the peak since); False where
+    that cannot be done (the peak then stays the whole process's)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def diffs(ts: list[float]) -> list[float]:
     return [b - a for a, b in zip(ts[:-1], ts[1:])]
 
@@ -74,7 +86,8 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
     }
     if own:  # its losses are of other batches: no step-by-step gap to the floor
         out["own_batches"] = True
-    for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "build_peak_gpu_gib", "peak_host_gib"):
+    for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "build_peak_gpu_gib", "peak_host_gib",
+                "train_peak_host_gib"):
         if key in res:
             out[key] = round(res[key], 2)
     if "profiled_steps" in res:  # profiled after the timed steps; not in the peaks, set-up or epoch time
@@ -125,7 +138,8 @@ def compare(runs: dict[str, list[dict]], floor: str = "baseline") -> dict[str, d
         s["samples_per_s"] = _span([r["samples_per_s"] for r in good])
         s["real_tokens_per_s"] = _span([r["real_tokens_per_s"] for r in good])
         s["epoch_wall_seconds"] = _span([r["epoch_wall_seconds"] for r in good])
-        for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "peak_host_gib", "mfu_useful"):
+        for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "peak_host_gib", "train_peak_host_gib",
+                    "mfu_useful"):
             if all(key in r for r in good):
                 s[key] = _span([r[key] for r in good])
         for ref, label in ((floor, "vs_floor"), (best, "vs_best_peer")):
@@ -134,7 +148,7 @@ def compare(runs: dict[str, list[dict]], floor: str = "baseline") -> dict[str, d
                 mine = [r["samples_per_s"] for r in good]
                 s[label] = {"arm": ref, "samples_per_s_ratio": round(med[arm] / med[ref], 3),
                             "range": [round(min(mine) / max(other), 3), round(max(mine) / min(other), 3)]}
-                for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "peak_host_gib"):
+                for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "peak_host_gib", "train_peak_host_gib"):
                     if key in good[0] and key in ok[ref][0] and ok[ref][0][key]:
                         s[label][key.replace("_gib", "_ratio")] = round(good[0][key] / ok[ref][0][key], 3)
         if ok.get(floor) and arm != floor and not good[0].get("own_batches"):  # trl-packed: its own batches
@@ -150,9 +164,9 @@ def compare(runs: dict[str, list[dict]], floor: str = "baseline") -> dict[str, d
 def table(summary: dict[str, dict]) -> str:
     """A compact text table of :func:`compare`'s result."""
     cols = ("samples_per_s", "real_tokens_per_s", "epoch_wall_seconds", "peak_gpu_alloc_gib", "peak_gpu_reserved_gib",
-            "peak_host_gib", "mfu_useful")
-    head = ["arm", "samples/s", "tokens/s", "epoch s", "GPU alloc", "GPU resv", "host GiB", "MFU", "x floor",
-            "x best peer", "loss gap"]
+            "peak_host_gib", "train_peak_host_gib", "mfu_useful")
+    head = ["arm", "samples/s", "tokens/s", "epoch s", "GPU alloc", "GPU resv", "host GiB", "train host", "MFU",
+            "x floor", "x best peer", "loss gap"]
     rows = [head]
     for arm, s in summary.items():
         if "samples_per_s" not in s:
