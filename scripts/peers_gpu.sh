@@ -19,7 +19,7 @@ WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.1
 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.1
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
-QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-slots}
+QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-slots,breachlab-graphs-lean}
 E4B_ARMS=${E4B_ARMS:-baseline,trl,unsloth,breachlab-graphs-ple-disk}
 
 case "${1:-}" in

@@ -22,7 +22,7 @@ T = "breachlab.vuln.training."
 TRAINING_LAYERS: list[set[str]] = [
     {T + "anatomy", T + "pairloss"},
     {T + "config", T + "curves"},
-    {T + "shard", T + "ple", T + "patches", T + "regional"},
+    {T + "shard", T + "ple", T + "patches", T + "regional", T + "headloss"},
     {T + "ckpt", T + "sft", "breachlab.vuln.plan"},  # the planner sits beside the wing, at this height
     {T + "budget", T + "objectives", T + "load"},
     {T + "graphs", T + "setup"},

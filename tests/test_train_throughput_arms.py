@@ -62,7 +62,7 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     pytest.importorskip("trl")
     pytest.importorskip("datasets")
     out = tmp_path / "report.json"
-    arms = ["baseline", "breachlab-packed", "breachlab-packed-slots", "trl", "unsloth"]
+    arms = ["baseline", "breachlab-packed", "breachlab-packed-lean", "trl", "unsloth"]
     cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--shape", "tiny-qwen2", "--device",
            "cpu", "--batch-size", "2", "--steps", "3", "--warmup", "1", "--repeats", "1", "--threads", "2",
            "--arms", ",".join(arms), "--tmp", str(tmp_path / "tmp"), "--out", str(out),
@@ -76,7 +76,7 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     runs = {arm: rs[0] for arm, rs in res["arms"].items()}
     assert set(runs) == set(arms)
     base = runs["baseline"]
-    for arm in ("baseline", "breachlab-packed", "breachlab-packed-slots", "trl"):
+    for arm in ("baseline", "breachlab-packed", "breachlab-packed-lean", "trl"):
         r = runs[arm]
         assert "error" not in r, r
         assert len(r["losses"]) == 3 and all(math.isfinite(x) for x in r["losses"])
@@ -90,11 +90,11 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     assert runs["breachlab-packed"]["profiled_steps"] == 1 and "profiled_steps" not in base
     assert (tmp_path / "profile-tiny-qwen2-lora-breachlab-packed.txt").read_text().startswith("1 steps, wall")
     # same init, same first batch, same masking and normalisation -> the same first-step loss
-    for arm in ("breachlab-packed", "breachlab-packed-slots", "trl"):
+    for arm in ("breachlab-packed", "breachlab-packed-lean", "trl"):
         assert abs(runs[arm]["losses"][0] - base["losses"][0]) < 2e-3, (arm, runs[arm]["losses"], base["losses"])
-    # per-example attention in every layer: the row-wide mask's numbers, step for step
-    assert runs["breachlab-packed-slots"]["losses"] == pytest.approx(runs["breachlab-packed"]["losses"], abs=1e-5)
-    assert runs["breachlab-packed-slots"]["slot_attention"] == "all"
+    # per-example attention in every layer and the head in chunks: the same numbers, step for step
+    assert runs["breachlab-packed-lean"]["losses"] == pytest.approx(runs["breachlab-packed"]["losses"], abs=1e-5)
+    assert runs["breachlab-packed-lean"]["slot_attention"] == "all" and runs["breachlab-packed-lean"]["head_chunk"] == 64
     trl = runs["trl"]["trl"]
     assert trl["padding_free"] and trl["completion_only_loss"] and trl["attn_implementation"] == "sdpa"
     assert "liger_not_used" in trl

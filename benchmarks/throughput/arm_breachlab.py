@@ -5,8 +5,9 @@
 * ``breachlab-packed`` — padding-free: the batch's examples end to end in one row
   (:func:`sft.collate_packed`), segment masks, positions restarting per example, logits only
   at the answer positions.
-* ``breachlab-packed-slots`` — ``breachlab-packed`` with every full-attention layer attending
-  per example (``slot_attention: all``): the eager form of ``breachlab-graphs-slots``, on the CPU too.
+* ``breachlab-packed-lean`` — ``breachlab-packed`` with every full-attention layer attending
+  per example (``slot_attention: all``) and the LM head's loss 64 positions at a time
+  (``head_chunk: 64``): the eager form of ``breachlab-graphs-lean``, on the CPU too.
 * ``breachlab-same-order`` — the trainer's eager path on CUDA: packed, fused kernels
   (:func:`patches.fused_kernels`, Liger when installed), Gemma 4's per-layer embedding table
   in CPU memory, its KV-shared layers at the answer positions only, LoRA matmuls in bf16.
@@ -18,6 +19,8 @@
 * ``breachlab-graphs-slots`` — ``breachlab-graphs`` with ``slot_attention: all``: every
   full-attention layer attends per example (Qwen's row-wide masked attention was 47 % of an
   eager step's GPU time on an H200).
+* ``breachlab-graphs-lean`` — ``breachlab-graphs-slots`` with ``head_chunk: 64`` (at most 64 ×
+  vocabulary logits at once).
 * ``breachlab-graphs-v4`` — the graphs arm as the fourth session measured it.
 * ``breachlab-graphs-budget`` — ``breachlab-graphs`` with ``activation_budget_gib``.
 * ``breachlab-no-ckpt`` — ``breachlab-same-order`` without gradient checkpointing.
@@ -37,12 +40,13 @@ _TRAINER = {"packed": True, "kernels": True, "offload": True, "answers": True, "
 ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-padded": (True, {}),
     "breachlab-packed": (True, {"packed": True}),
-    "breachlab-packed-slots": (True, {"packed": True, "slots": True}),
+    "breachlab-packed-lean": (True, {"packed": True, "slots": True, "head_chunk": 64}),
     "breachlab-same-order": (True, dict(_TRAINER)),
     "breachlab-no-ckpt": (False, dict(_TRAINER)),
     "breachlab-graphs": (True, {**_TRAINER, "graphs": True}),
     "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-slots": (True, {**_TRAINER, "graphs": True, "slots": True}),
+    "breachlab-graphs-lean": (True, {**_TRAINER, "graphs": True, "slots": True, "head_chunk": 64}),
     "breachlab-graphs-v4": (True, {"packed": True, "kernels": True, "offload": True, "graphs": True}),
     "breachlab-graphs-budget": (True, {**_TRAINER, "graphs": True, "budget": True}),
     "breachlab-regional-compile": (True, {**_TRAINER, "compile": True}),
@@ -65,6 +69,8 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
     if feats.get("packed"):  # as the trainer does with packing: wide heads attend per example
         applied["slot_attention"] = "all" if feats.get("slots") else "auto"
         patches.use_packed_attention(model, every_layer=bool(feats.get("slots")))
+    if feats.get("head_chunk"):  # the LM head's loss a chunk of positions at a time (headloss)
+        patches.context(model).head_chunk = applied["head_chunk"] = feats["head_chunk"]
     if feats.get("offload"):
         store = "disk" if feats.get("ple_disk") else "ram"
         applied["offloaded_gib"] = round(ple.offload_per_layer_embeddings(model, store=store, directory=args.tmp)

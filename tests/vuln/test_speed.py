@@ -567,7 +567,7 @@ def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatc
     assert loads == [prep["key"]] * 3  # staged for the capture, then once per replay
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "qwen2-slots", "gemma3", "gemma4"])
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2-slots", "qwen2-head-chunks", "gemma3", "gemma4"])
 def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monkeypatch):
     """CPU check of what a CUDA graph captures: the bucket's static tensors, loaded, and the
     forward + backward with the masks built from them (no host sync: whether the sliding
@@ -578,7 +578,7 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
     from tests.vuln.tiny import qwen2_dir
 
-    path = {"qwen2": qwen2_dir, "qwen2-slots": qwen2_dir, "gemma3": gemma3_dir,
+    path = {"qwen2": qwen2_dir, "qwen2-slots": qwen2_dir, "qwen2-head-chunks": qwen2_dir, "gemma3": gemma3_dir,
             "gemma4": gemma4_text_dir}[arch](tmp_path / "m")
 
     def model():
@@ -598,6 +598,8 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
         sdpa = torch.nn.functional.scaled_dot_product_attention
         monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
                             lambda q, *a, **k: (spying[0] and calls.append(q.shape[0])) or sdpa(q, *a, **k))
+    if arch == "qwen2-head-chunks":  # the LM head's loss 5 positions at a time, inside the bucket's step
+        patches.context(graphed).head_chunk = 5
     step = graphs.CudaGraphStep(graphed, pad_id=0, dtype=torch.float32, t_multiple=64, k_multiple=16,
                                autocast=False, slot_multiple=16 if slots else None)
     assert (step.slot_multiple is not None) == slots

@@ -6,8 +6,8 @@ test, ``tests/test_layers.py``, so the order cannot quietly change):
 1. ``anatomy``, ``pairloss`` — where a model keeps its decoder layers, language model and LoRA
    targets; pair-keeping batches and the pair-margin term (pure tensor functions).
 2. ``config``, ``curves`` — :class:`~breachlab.vuln.training.config.TrainConfig`; metrics.csv, curves.png.
-3. ``shard``, ``ple``, ``patches``, ``regional`` — FSDP2; the per-layer embedding table in CPU
-   memory; the speed patches; regional ``torch.compile``.
+3. ``shard``, ``ple``, ``patches``, ``regional``, ``headloss`` — FSDP2; the per-layer embedding
+   table off the GPU; the speed patches; regional ``torch.compile``; the LM head's loss in chunks.
 4. ``ckpt``, ``sft`` — checkpoints that survive ``kill -9``; encoding, batching, the masked
    forward and its loss.  (``breachlab.vuln.plan``, the memory planner beside the package,
    counts at this height: it reads ``anatomy``, ``ple`` and ``patches``; ``budget`` reads it.)

@@ -59,6 +59,11 @@ class TrainConfig:
                      "examples x L^2) instead of over the whole row's block-diagonal mask (T^2): auto = wide = "
                      "layers whose heads fused kernels cannot take (Gemma 4); all = every one (same numbers; "
                      "Qwen's row-wide attention was 47% of an eager step's GPU time; speed not yet measured)")
+    head_chunk: int = field(
+        0, help="compute the LM head's logits and loss this many supervised positions at a time, each chunk "
+                "recomputed in backward, so at most head_chunk x vocabulary logits exist at once (a Gemma step's "
+                "256 answer positions: ~640 MB of logits whole); 0 = all at once. Same loss up to float32 "
+                "summation order; GPU speed and memory not yet measured")
     cuda_graphs: Literal["auto", "on", "off"] = field(
         "auto", help="replay forward+backward from CUDA graphs (one per length bucket): auto = on for one "
                      "CUDA process with packing, LoRA/QLoRA, no dropout, compile off; on = required")
@@ -121,7 +126,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_steps", "warmup_steps", "eval_every", "save_every", "patience", "max_train_samples",
-                     "max_val_samples", "log_every", "keep_checkpoints"):
+                     "max_val_samples", "log_every", "keep_checkpoints", "head_chunk"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.backend == "unsloth":

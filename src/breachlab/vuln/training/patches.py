@@ -60,6 +60,7 @@ class StepContext:
     layout: dict | None = None
     kept: Any = None
     every_layer: bool = False  # slots for every full-attention layer, not only the wide-head ones
+    head_chunk: int = 0  # the LM head's loss this many supervised positions at a time (0: all; headloss)
 
     def clear(self) -> None:
         self.layout = None

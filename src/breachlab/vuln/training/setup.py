@@ -101,6 +101,7 @@ def build(cfg: TrainConfig, acc: Any, train_samples: list, val_samples: list) ->
     # wide-head full-attention layers (Gemma 4; every one with slot_attention: all): one slot per example
     slots = (ours and cfg.packing and patches.wants_slots(model, cfg.slot_attention)
              and patches.use_packed_attention(model, every_layer=cfg.slot_attention == "all"))
+    patches.context(model).head_chunk = cfg.head_chunk if ours and cfg.packing else 0  # headloss
     # Gemma 4's KV-shared layers only where the loss reads them (needs the packed row's masks)
     shared_at_answers = patches.use_shared_layers_at_answers(model) if ours and cfg.packing else 0
     # counted on a short CPU copy of the model

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from breachlab.vuln.prompts import prompt_ids, training_example
 from breachlab.vuln.sample import Sample
-from breachlab.vuln.training import patches
+from breachlab.vuln.training import headloss, patches
 
 IGNORE = -100
 
@@ -273,9 +273,10 @@ def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
     return segment_masks(model, attention_mask.long() - 1, dtype, longest=int(attention_mask.sum(-1).max()))
 
 
-def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, Any, Any]:
+def _answer_logits(model: Any, batch: dict[str, Any], device: Any, raw: bool = False) -> tuple[Any, Any, Any]:
     """One forward pass: (float logits (N, V) of the supervised positions, targets (N,),
-    the row of each example's first answer target — its verdict token — in those N)."""
+    the row of each example's first answer target — its verdict token — in those N).
+    ``raw``: the model's output as it comes (no float copy)."""
     import torch
 
     dtype = model.get_input_embeddings().weight.dtype
@@ -290,7 +291,8 @@ def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any,
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=masks,
                     position_ids=batch["position_ids"].to(device), logits_to_keep=0 if at_answers else keep,
                     use_cache=False)
-        return out.logits[0].float(), batch["targets"].to(device), batch["first"].to(device)
+        logits = out.logits[0] if raw else out.logits[0].float()
+        return logits, batch["targets"].to(device), batch["first"].to(device)
     patches.set_slot_layout(model, None)
     patches.set_kept_positions(model, None)
     mask2d = batch["attention_mask"].to(device)
@@ -304,9 +306,15 @@ def _answer_logits(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any,
 
 
 def forward_loss(model: Any, batch: dict[str, Any], device: Any) -> tuple[Any, int]:
-    """(sum of token NLL over supervised positions, count); logits only where the loss needs them."""
+    """(sum of token NLL over supervised positions, count); logits only where the loss needs them
+    (and, with ``head_chunk``, only that many positions' at a time: :mod:`.headloss`)."""
     import torch.nn.functional as F
 
+    chunk = patches.context(model).head_chunk
+    if chunk and "segments" in batch and headloss.supported(model):
+        with headloss.hidden_states_out(model) as (head, cap):
+            hidden, targets, _ = _answer_logits(model, batch, device, raw=True)
+        return headloss.chunked_loss(head, cap, hidden, targets, chunk, IGNORE), batch["n_supervised"]
     logits, targets, _ = _answer_logits(model, batch, device)
     loss_sum = F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
     return loss_sum, batch["n_supervised"]
