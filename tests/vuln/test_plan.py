@@ -164,6 +164,14 @@ def test_the_per_layer_table_is_counted_in_cpu_memory_for_adapters():
     assert "in a file" in format_table(disk) and "in CPU memory" not in format_table(disk)
 
 
+def test_head_chunks_count_one_chunk_of_logits():
+    whole = plan("gemma-4-e4b", "qlora", 16, measure=False, batch_size=8, answer_tokens=40)
+    chunked = plan("gemma-4-e4b", "qlora", 16, measure=False, batch_size=8, answer_tokens=40, head_chunk=64)
+    assert whole.logits == 8 * 41 * 262144 * (2 + 4 + 4)  # every answer position's logits at once
+    assert chunked.logits == 64 * 262144 * (2 + 4 + 4) and chunked.activations == whole.activations
+    assert plan("gemma-4-e4b", "qlora", 16, measure=False, head_chunk=10_000).logits == whole.logits
+
+
 def test_a_missing_model_is_an_error_at_once_not_a_hub_lookup(no_network):
     from breachlab.errors import UserError
     from breachlab.vuln.plan import load_config

@@ -130,7 +130,7 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
          dtype: str = "bfloat16", gradient_checkpointing: bool = True, logits: str = "answer",
          answer_tokens: int = 40, attention: str = "sdpa", targets: list[str] | None = None,
          measure: bool = True, ple_on_cpu: bool = True, lora_float32: bool = False,
-         ple_store: str = "ram") -> MemoryPlan:
+         ple_store: str = "ram", head_chunk: int = 0) -> MemoryPlan:
     """Estimate the training memory of ``model`` (a name/path or a config object).
 
     ``measure``: count the activations autograd keeps by running a copy of the model's
@@ -139,7 +139,8 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
     ``ple_on_cpu``: for LoRA/QLoRA, Gemma 3n/4's per-layer embedding table is counted in CPU
     memory (``cpu_weights``), not in the device total, as ``vuln train`` keeps it on CUDA;
     ``ple_store``: ``ram`` (process memory) or ``disk`` (a file read per step, as ``vuln
-    train``'s ``ple_store: disk``).
+    train``'s ``ple_store: disk``); ``head_chunk``: the logits of that many supervised
+    positions at a time (``vuln train``'s ``head_chunk``; 0 = all of them).
     """
     from breachlab.vuln.training.anatomy import DEFAULT_TARGETS, lora_targets
 
@@ -183,7 +184,7 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
         except Exception:  # noqa: BLE001 - an architecture the counting run cannot build: the formula
             measured = None
     act, logit_bytes = _activations(tc, batch_size, seq_len, b, gradient_checkpointing, logits, answer_tokens,
-                                    attention, measured)
+                                    attention, measured, head_chunk if logits == "answer" else 0)
     name = model if isinstance(model, str) else type(config).__name__
     return MemoryPlan(str(name), method, rank, total, trainable, weights, grads, optim, act, logit_bytes,
                       cpu_weights, ple_store)
@@ -208,8 +209,8 @@ def _attr(cfg: Any, name: str, default: Any) -> Any:
 
 
 def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str, answer: int,
-                 attention: str, measured: dict | None = None) -> tuple[float, float]:
-    """Bytes autograd keeps.  ``measured`` (:func:`saved_bytes_per_token`): per token, the
+                 attention: str, measured: dict | None = None, head_chunk: int = 0) -> tuple[float, float]:
+    """Bytes autograd keeps (and the logits' bytes: of ``head_chunk`` positions at most, when set).  ``measured`` (:func:`saved_bytes_per_token`): per token, the
     layers' saved tensors and those outside the layers, counted.  Otherwise per token and
     layer ~ norms/residuals 8h, q/k/v and their normed/rotated copies 3q + 4kv, the gated
     MLP 4I.  Eager attention adds 2·heads·seq (its probabilities) either way."""
@@ -230,7 +231,7 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
                    + max(n * x for n, x in zip(at, per_layer)))
         else:
             act = sum(n * x for n, x in zip(at, per_layer)) + tokens * measured["outside"]
-        return float(act), float(kept * tc.vocab_size * (b + 4 + 4))
+        return float(act), float(min(kept, head_chunk or kept) * tc.vocab_size * (b + 4 + 4))
     inter = _attr(tc, "intermediate_size", 4 * h)
     heads = tc.num_attention_heads
     hd = _attr(tc, "head_dim", None) or h // heads
@@ -247,7 +248,8 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
         act = tokens * layers * per_layer + embed
     kept = batch * (answer + 1) if logits == "answer" else tokens
     vocab = tc.vocab_size
-    logit_bytes = kept * vocab * (b + 4 + 4)  # model-dtype logits, their fp32 copy, its gradient
+    # model-dtype logits, their fp32 copy, its gradient; with head_chunk, one chunk's at a time
+    logit_bytes = min(kept, head_chunk or kept) * vocab * (b + 4 + 4)
     return float(act), float(logit_bytes)
 
 

@@ -40,6 +40,8 @@ class PlanConfig:
                                         "on CUDA for LoRA/QLoRA (ple_on_cpu: auto)")
     ple_store: str = field("ram", help="where that table is kept, as vuln train's ple_store: ram (counted as "
                                        "process memory) or disk (an unlinked file, read per step)")
+    head_chunk: int = field(0, help="as vuln train's head_chunk: the logits of this many answer positions at a "
+                                    "time (0 = all)")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -50,6 +52,8 @@ class PlanConfig:
             raise ConfigError("rank, batch_size, seq_len and answer_tokens must be at least 1")
         if self.ple_store not in ("ram", "disk"):
             raise ConfigError(f"ple_store must be ram or disk; got {self.ple_store!r}")
+        if self.head_chunk < 0:
+            raise ConfigError(f"head_chunk must be >= 0, got {self.head_chunk}")
 
 
 def make_plan(cfg: PlanConfig):
@@ -61,7 +65,7 @@ def make_plan(cfg: PlanConfig):
     return plan(cfg.model, cfg.method, cfg.rank, batch_size=cfg.batch_size, seq_len=cfg.seq_len, dtype=cfg.dtype,
                 gradient_checkpointing=cfg.gradient_checkpointing, logits=cfg.logits,
                 answer_tokens=cfg.answer_tokens, attention=cfg.attention, measure=cfg.measure,
-                ple_on_cpu=cfg.ple_on_cpu, ple_store=cfg.ple_store)
+                ple_on_cpu=cfg.ple_on_cpu, ple_store=cfg.ple_store, head_chunk=cfg.head_chunk)
 
 
 def write_plan(p, out: str | Path) -> Path:
