@@ -95,3 +95,13 @@ def test_training_with_head_chunks_gives_the_same_adapter(tmp_path):
     b = load_file(str(chunked / "final" / "adapter_model.safetensors"))
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_head_chunks_are_refused_with_fsdp():
+    from breachlab.config import ConfigError
+    from breachlab.vuln.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="head_chunk"):
+        TrainConfig(data="x", fsdp=True, head_chunk=64)
+    with pytest.raises(ConfigError, match="head_chunk"):
+        TrainConfig(data="x", head_chunk=-1)

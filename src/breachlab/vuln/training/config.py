@@ -138,6 +138,9 @@ class TrainConfig:
             if clash:
                 raise ConfigError(f"backend: unsloth brings its own kernels and checkpointing and needs CUDA; "
                                   f"leave {', '.join(clash)} at their defaults (or use backend: breachlab)")
+        if self.fsdp and self.head_chunk:
+            raise ConfigError("head_chunk runs the output projection outside the model's forward, where FSDP has "
+                              "put its weight back in shards: use head_chunk: 0 with fsdp: true")
         if self.fsdp and self.method == "qlora":
             raise ConfigError("fsdp: true shards LoRA or full fine-tuning; QLoRA's 4-bit weights are not sharded here "
                               "(use DDP: fsdp: false)")
