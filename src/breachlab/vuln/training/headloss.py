@@ -26,10 +26,10 @@ from typing import Any, Iterator
 from breachlab.vuln.training.anatomy import base as _base
 from breachlab.vuln.training.anatomy import text_config
 
-# causal-LM classes whose logits are lm_head(hidden), then the config's soft-capping if set
-# (transformers 5.17); Gemma3ForConditionalGeneration never soft-caps, so only when its cap is None
-HEADS = {"Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
-         "Gemma3ForCausalLM", "Gemma4ForCausalLM", "Gemma4ForConditionalGeneration"}
+# causal-LM classes of the model ladder whose logits are lm_head(hidden), then the config's
+# soft-capping if set (read in transformers 5.17); Gemma3ForConditionalGeneration never
+# soft-caps, so only when its cap is None.  Another architecture joins with a test.
+HEADS = {"Qwen2ForCausalLM", "Gemma3ForCausalLM", "Gemma4ForCausalLM", "Gemma4ForConditionalGeneration"}
 UNCAPPED_ONLY = {"Gemma3ForConditionalGeneration"}
 _UNSET = object()
 
