@@ -60,7 +60,7 @@ case "${1:-}" in
       fi
     done
     for shape in qwen-1.5b-lora e4b-qlora; do  # the rounds side by side, as repeats
-      ls "$OUT/$shape"-r*.json > /dev/null 2>&1 && python3 benchmarks/train_throughput.py --shape e4b \
+      ls "$OUT/$shape"-r*.json > /dev/null 2>&1 && python3 benchmarks/train_throughput.py --shape "${shape%-*}" \
         --merge "$OUT/$shape"-r*.json --out "$OUT/$shape.json" > "$OUT/$shape.txt" 2>&1
     done
     grep -h '^{"arm"' "$OUT"/*.log | cut -c1-240 ;;

@@ -4,6 +4,7 @@ trained end to end on a GPU where unsloth is installed (``gpu`` marker, out of t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,5 +78,10 @@ def test_unsloth_gets_a_pad_token_it_accepts_without_touching_the_converted_dir(
     assert (out / "model.safetensors").stat().st_ino == (d / "model.safetensors").stat().st_ino  # a hard link
     assert (out / "tokenizer.json").read_text() == (d / "tokenizer.json").read_text()
     assert json.loads((d / "tokenizer_config.json").read_text()) == cfg
+    shutil.rmtree(out)  # one made by the earlier, symbolic-link version is rebuilt, not reused
+    out.mkdir()
+    (out / "model.safetensors").symlink_to(d / "model.safetensors")
+    (out / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<|fim_pad|>"}))
+    assert unsloth_pad_dir(d) == out and not any(f.is_symlink() for f in out.iterdir())
     (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<pad>"}))
     assert unsloth_pad_dir(d) == d  # a usable pad token is left alone

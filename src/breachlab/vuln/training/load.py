@@ -147,11 +147,13 @@ def unsloth_pad_dir(weights_dir: Path) -> Path:
         if (weights_dir / "tokenizer.json").is_file() else []
     if not any(t.get("content") == "<|fim_pad|>" for t in vocab):
         return weights_dir
-    out = weights_dir.with_name(weights_dir.name + "-unsloth-pad")
-    if not (out / "tokenizer_config.json").is_file():
-        import os
-        import shutil
+    import os
+    import shutil
 
+    out = weights_dir.with_name(weights_dir.name + "-unsloth-pad")
+    if out.is_dir() and any(f.is_symlink() for f in out.iterdir()):  # an earlier version's: rebuilt
+        shutil.rmtree(out)
+    if not (out / "tokenizer_config.json").is_file():
         out.mkdir(parents=True, exist_ok=True)
         for f in weights_dir.iterdir():
             if f.name == "tokenizer_config.json" or (out / f.name).exists() or not f.is_file():

@@ -40,13 +40,17 @@ class CpuTableEmbedding:
     scale_dev: Any = None
 
     def __init__(self, embedding: Any):
+        self.weight = embedding.weight.detach().to("cpu")
+        self._take_lookup(embedding)
+        self.embedding_dim = self.weight.shape[1]
+
+    def _take_lookup(self, embedding: Any) -> None:
+        """What a lookup needs besides the rows: the padding index and the output scale."""
         import torch
 
-        self.weight = embedding.weight.detach().to("cpu")
         self.padding_idx = embedding.padding_idx
         scale = getattr(embedding, "embed_scale", None)
         self.scale = None if scale is None else torch.as_tensor(scale).detach().to("cpu")
-        self.embedding_dim = self.weight.shape[1]
 
     @property
     def dtype(self) -> Any:
@@ -86,9 +90,7 @@ class DiskTableEmbedding(CpuTableEmbedding):
         import torch
 
         weight = embedding.weight.detach()
-        self.padding_idx = embedding.padding_idx
-        scale = getattr(embedding, "embed_scale", None)
-        self.scale = None if scale is None else torch.as_tensor(scale).detach().to("cpu")
+        self._take_lookup(embedding)
         self.rows, self.embedding_dim = weight.shape
         self._dtype = weight.dtype
         self.row_bytes = self.embedding_dim * weight.element_size()
