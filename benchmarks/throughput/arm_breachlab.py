@@ -142,6 +142,7 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         out["graphs_captured"] = graph.captured
         out["capture_seconds"] = round(graph.capture_seconds, 2)
         out["capture_steps"] = [i for i, c in enumerate(captures) if c]
+        out["warmups_in_graph_pool"] = graph.warmups_pooled
         if budget is not None:  # layers not recomputed, per captured bucket (tokens, answer positions)
             out["kept_layers"] = {f"{k[0]}x{k[1]}": len(kept_layers_for(budget, k)) for k in graph.graphs}
     if profile_path is not None and args.profile:  # after the timed steps: the profiler costs no timed time

@@ -85,3 +85,36 @@ def test_unsloth_gets_a_pad_token_it_accepts_without_touching_the_converted_dir(
     assert unsloth_pad_dir(d) == out and not any(f.is_symlink() for f in out.iterdir())
     (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<pad>"}))
     assert unsloth_pad_dir(d) == d  # a usable pad token is left alone
+
+
+def test_the_pad_token_is_made_special_where_the_converted_tokenizer_only_has_it_in_its_vocab(tmp_path: Path) -> None:
+    """transformers 5.17 converts Qwen's GGUF tokenizer with three added tokens, ``<|endoftext|>``
+    as both pad and eos, and ``<|fim_pad|>`` only in the BPE vocabulary (so it encodes to seven
+    pieces, and Unsloth found no pad: H200, 2026-12-02). The sibling directory registers it as a
+    special token with its own id; the converted directory stays as it was."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from breachlab.vuln.training.load import unsloth_pad_dir
+
+    d = tmp_path / "hf-q"
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(b"weights")
+    vocab = {c: i for i, c in enumerate("<|>_abdefimnoptx")}
+    vocab.update({"<|endoftext|>": 16, "<|fim_pad|>": 17})
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="x"))
+    tk.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    fast.save_pretrained(d)
+    before = {f.name: f.read_bytes() for f in d.iterdir()}
+    assert len(fast("<|fim_pad|>", add_special_tokens=False).input_ids) > 1
+    out = unsloth_pad_dir(d)
+    assert out != d and {f.name: f.read_bytes() for f in d.iterdir()} == before
+    tok = PreTrainedTokenizerFast.from_pretrained(out)
+    assert tok.pad_token == "<|fim_pad|>" and tok.pad_token_id == 17 and tok.eos_token_id == 16
+    assert tok("<|fim_pad|>", add_special_tokens=False).input_ids == [17]
+    assert 17 in tok.added_tokens_decoder
+    assert unsloth_pad_dir(d) == out  # made once, then reused
+    (d / "tokenizer.json").write_text((d / "tokenizer.json").read_text().replace("<|fim_pad|>", "<|other|>"))
+    shutil.rmtree(out)
+    assert unsloth_pad_dir(d) == d, "no pad sentinel in the vocabulary: left to Unsloth"

@@ -7,9 +7,10 @@ Trainer baseline on its own, 3.5-3.8x with the patches of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import text_config
@@ -33,7 +34,10 @@ class CudaGraphStep:
     ``k_multiple``; each (length, positions) bucket gets its own graph, captured the first
     time it is seen (one eager warm-up pass on a side stream, then the capture; the
     gradients of the step in progress are saved and restored around it) and replayed after
-    that.  All graphs share one memory pool.  Inputs are copied into the bucket's static
+    that.  All graphs share one memory pool, and the warm-ups run in it too, on the
+    captures' one stream (:func:`_pooled`): a new bucket's warm-up reuses the memory that the
+    earlier graphs hold between replays instead of reserving another step's worth beside it.
+    Inputs are copied into the bucket's static
     tensors; the attention masks are built inside the graph from the static segment ids, so
     the (T, T) mask lives in the shared pool (one bucket's at a time) instead of one static
     mask per bucket; per-layer embedding rows (kept off the GPU) are gathered and copied in
@@ -64,7 +68,10 @@ class CudaGraphStep:
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        self.pool = torch.cuda.graph_pool_handle()
+        self.stream: Any = None  # the warm-ups' and captures' stream, and their pool: made at the first capture
+        self.pool: Any = None
+        self.mempool: Any = None
+        self.warmups_pooled = 0  # how many warm-ups ran in the graphs' pool (0 where torch cannot route them)
         self.tables = cpu_tables(model)
         self.budget = budget  # which layers keep their activations, per bucket
         self.graphs: dict[tuple, dict] = {}
@@ -159,6 +166,18 @@ class CudaGraphStep:
         for table in self.tables:
             table.staged = None
 
+    def _stream_and_pool(self) -> tuple[Any, Any]:
+        """One stream and one pool for every warm-up and capture (a pool's free blocks serve only
+        the stream that freed them), made at the first capture."""
+        import torch
+
+        if self.stream is None:
+            self.stream = torch.cuda.Stream()
+            maker = getattr(torch.cuda, "MemPool", None)  # a pool object keeps the pool alive between captures
+            self.mempool = maker() if maker is not None else None
+            self.pool = self.mempool.id if self.mempool is not None else torch.cuda.graph_pool_handle()
+        return self.stream, self.pool
+
     def _masks(self, entry: dict) -> Any:
         """The bucket's attention masks from its static segment ids, with no host sync (so they
         can be captured): whether the sliding window binds is part of the bucket's key."""
@@ -186,15 +205,16 @@ class CudaGraphStep:
         entry = self._static(key)
         saved = [p.grad.clone() for p in self.params]
         graph = torch.cuda.CUDAGraph()
+        stream, pool = self._stream_and_pool()
         try:  # whatever fails, the step's gradients so far are put back
             self._load(entry, prep, inv_denom)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream), _pooled(pool) as pooled:
                 for _ in range(self.warmup):
                     self._fwd_bwd(entry)
-            torch.cuda.current_stream().wait_stream(side)
-            with torch.cuda.graph(graph, pool=self.pool):
+            self.warmups_pooled += int(pooled)
+            torch.cuda.current_stream().wait_stream(stream)
+            with torch.cuda.graph(graph, pool=pool, stream=stream):
                 entry["loss_sum"] = self._fwd_bwd(entry)
         finally:
             self._unstage()
@@ -208,3 +228,26 @@ class CudaGraphStep:
                  len(self.graphs), key[0], key[1],
                  f", {kept} layers not recomputed" if self.budget is not None else "", time.perf_counter() - t0)
         return entry
+
+
+@contextlib.contextmanager
+def _pooled(pool: Any) -> Iterator[bool]:
+    """Eager allocations on the current stream go to the graphs' ``pool`` (True), from every
+    thread: autograd runs the backward on a thread of its own, which ``torch.cuda.use_mem_pool``
+    (the calling thread's allocations only) would miss.  Where this torch has no stream routing,
+    allocations stay where they were (False): the warm-up then needs its own memory."""
+    import torch
+
+    begin = getattr(torch._C, "_cuda_beginAllocateCurrentStreamToPool", None)
+    end = getattr(torch._C, "_cuda_endAllocateToPool", None)
+    release = getattr(torch._C, "_cuda_releasePool", None)
+    if pool is None or begin is None or end is None or release is None:
+        yield False
+        return
+    device = torch.cuda.current_device()
+    begin(device, pool)
+    try:
+        yield True
+    finally:
+        end(device, pool)
+        release(device, pool)

@@ -130,43 +130,67 @@ def import_unsloth() -> Any:
 def unsloth_pad_dir(weights_dir: Path) -> Path:
     """The same weights with a pad token Unsloth accepts.
 
-    Unsloth refuses Qwen's ``<|endoftext|>`` as the pad token ("Could not find a valid pad
-    token", seen on the H200, 2026-12-02) and finds no other; ``<|fim_pad|>`` is Qwen's own
-    reserved pad token and never occurs in training data. A sibling directory carries the
-    edited tokenizer config, copies of the other small files and hard links to the weights
-    (copies across file systems), so the converted directory stays as it was. Not symbolic
-    links: with them Unsloth still read the original directory's tokenizer and refused it
-    (H200, 2026-12-02, second run)."""
+    Unsloth refuses a pad token that is the eos token and looks for another among the added
+    tokens. transformers 5.17 converts Qwen's GGUF tokenizer with ``<|endoftext|>`` as both
+    and only three added tokens, so Unsloth found none ("Could not find a valid pad token",
+    H200, 2026-12-02). ``<|fim_pad|>`` is Qwen's own reserved pad token, in the vocabulary
+    and never in training data: a sibling directory names it the pad token and, where it is
+    only in the vocabulary, registers it as a special token with its own id. The other small
+    files are copied and the weights hard-linked (copied across file systems), so the
+    converted directory stays as it was. Not symbolic links: Unsloth read the original
+    directory through them (H200, 2026-12-02, second run). The directory as it is where no
+    change is needed or ``<|fim_pad|>`` is not in the vocabulary."""
     import json
 
-    cfg_file = weights_dir / "tokenizer_config.json"
+    cfg_file, tok_file = weights_dir / "tokenizer_config.json", weights_dir / "tokenizer.json"
     cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    if cfg.get("pad_token") not in (None, "<|endoftext|>", cfg.get("eos_token")):
+    tok = json.loads(tok_file.read_text()) if tok_file.is_file() else {}
+
+    def content(v: Any) -> Any:  # a token as a string or as a serialised AddedToken
+        return v.get("content") if isinstance(v, dict) else v
+
+    if content(cfg.get("pad_token")) not in (None, "<|endoftext|>", content(cfg.get("eos_token"))):
         return weights_dir
-    vocab = json.loads((weights_dir / "tokenizer.json").read_text()).get("added_tokens", []) \
-        if (weights_dir / "tokenizer.json").is_file() else []
-    if not any(t.get("content") == "<|fim_pad|>" for t in vocab):
+    added = tok.get("added_tokens", [])
+    pad_id = next((t.get("id") for t in added if t.get("content") == PAD_SENTINEL), None)
+    vocab = (tok.get("model") or {}).get("vocab")
+    if pad_id is None and isinstance(vocab, dict):
+        pad_id = vocab.get(PAD_SENTINEL)
+    if pad_id is None:
         return weights_dir
+    if not any(t.get("content") == PAD_SENTINEL for t in added):
+        tok["added_tokens"] = [*added, {"id": pad_id, "content": PAD_SENTINEL, "single_word": False, "lstrip": False,
+                                        "rstrip": False, "normalized": False, "special": True}]
+    out = weights_dir.with_name(weights_dir.name + "-unsloth-pad")
+    _sibling(weights_dir, out, skip={cfg_file.name, tok_file.name})
+    if tok:
+        (out / tok_file.name).write_text(json.dumps(tok, ensure_ascii=False))
+    (out / cfg_file.name).write_text(json.dumps({**cfg, "pad_token": PAD_SENTINEL}, ensure_ascii=False))
+    return out
+
+
+PAD_SENTINEL = "<|fim_pad|>"
+
+
+def _sibling(src: Path, out: Path, skip: set[str]) -> None:
+    """``out`` with ``src``'s files but ``skip``: weights hard-linked (copied across file systems),
+    small files copied; one made by an earlier version with symbolic links is rebuilt."""
     import os
     import shutil
 
-    out = weights_dir.with_name(weights_dir.name + "-unsloth-pad")
-    if out.is_dir() and any(f.is_symlink() for f in out.iterdir()):  # an earlier version's: rebuilt
+    if out.is_dir() and any(f.is_symlink() for f in out.iterdir()):
         shutil.rmtree(out)
-    if not (out / "tokenizer_config.json").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        for f in weights_dir.iterdir():
-            if f.name == "tokenizer_config.json" or (out / f.name).exists() or not f.is_file():
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name in skip or (out / f.name).exists() or not f.is_file():
+            continue
+        if f.suffix == ".safetensors":
+            try:
+                os.link(f, out / f.name)
                 continue
-            if f.suffix == ".safetensors":
-                try:
-                    os.link(f, out / f.name)
-                    continue
-                except OSError:
-                    pass  # another file system: copy
-            shutil.copy2(f, out / f.name)
-        (out / "tokenizer_config.json").write_text(json.dumps({**cfg, "pad_token": "<|fim_pad|>"}))
-    return out
+            except OSError:
+                pass  # another file system: copy
+        shutil.copy2(f, out / f.name)
 
 
 def _load_unsloth(cfg: TrainConfig, device: str, location: str, dtype: Any) -> tuple[Any, Any]:
