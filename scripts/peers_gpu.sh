@@ -10,7 +10,8 @@
 # There (repository root; WHEELS = that folder, GGUF = the Qwen2.5-Coder-1.5B GGUF, sha-checked):
 #   WHEELS=.whl GGUF=/tmp/q15.gguf OUT=/tmp/peers scripts/peers_gpu.sh run [qwen|e4b|all]
 # REPEATS rounds (2): each round runs every shape's arms once, each arm in its own process, so
-# a run cut short still has a whole round; the rounds are merged as repeats into
+# a run cut short still has a whole round (an arm that failed or was skipped is not run again:
+# its error is in the first round's report); the rounds are merged as repeats into
 # $OUT/{qwen-1.5b-lora,e4b-qlora}.json (tables in .txt), with the logs, the launch-latency probe
 # and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them.
 # docs/benchmarks.md ("Training throughput against the peers") has the numbers and their conditions.
@@ -20,7 +21,7 @@ datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser=
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
 QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-slots,breachlab-graphs-lean}
-E4B_ARMS=${E4B_ARMS:-baseline,trl,unsloth,breachlab-graphs-ple-disk}
+E4B_ARMS=${E4B_ARMS:-baseline,trl,breachlab-graphs-ple-disk,unsloth}
 
 case "${1:-}" in
   wheels)
@@ -41,6 +42,12 @@ case "${1:-}" in
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
     python3 benchmarks/launch_latency.py > "$OUT/launch-latency.json" 2>&1; cat "$OUT/launch-latency.json"
     what=${2:-all}
+    working() {  # $1 = arms, $2 = a round's report: the arms without an error or a skip in it
+      python3 -c 'import json, sys
+arms, rep = sys.argv[1].split(","), json.load(open(sys.argv[2]))
+bad = {a for a, runs in rep["results"][0]["arms"].items() if any("error" in r or "skipped" in r for r in runs)}
+print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo "$1"
+    }
     # repeat by repeat, each shape once per round: a run cut short keeps a whole round of every shape
     for k in $(seq 1 "$REPEATS"); do
       if [ "$what" = qwen ] || [ "$what" = all ]; then
@@ -50,6 +57,7 @@ case "${1:-}" in
           --profile "${PROFILE:-0}" --profile-dir "$OUT" \
           --out "$OUT/qwen-1.5b-lora-r$k.json" > "$OUT/qwen-1.5b-lora-r$k.log" 2>&1
         echo "qwen round $k rc=$?"
+        QWEN_ARMS=$(working "$QWEN_ARMS" "$OUT/qwen-1.5b-lora-r$k.json")
       fi
       if [ "$what" = e4b ] || [ "$what" = all ]; then
         python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$E4B_ARMS" \
@@ -57,6 +65,7 @@ case "${1:-}" in
           --profile "${PROFILE:-0}" --profile-dir "$OUT" \
           --out "$OUT/e4b-qlora-r$k.json" > "$OUT/e4b-qlora-r$k.log" 2>&1
         echo "e4b round $k rc=$?"
+        E4B_ARMS=$(working "$E4B_ARMS" "$OUT/e4b-qlora-r$k.json")
       fi
     done
     for shape in qwen-1.5b-lora e4b-qlora; do  # the rounds side by side, as repeats

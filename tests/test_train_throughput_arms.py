@@ -114,3 +114,23 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
     assert set(merged["arms"]) == set(arms) and merged["summary"]["trl"] == summary["trl"]
     assert [r["repeat"] for r in merged["arms"]["unsloth"]] == [0, 1], "runs of an arm in two reports: repeats"
     assert [r["from"] for r in merged["arms"]["unsloth"]] == [out.name, "part.json"]
+
+
+def test_a_graph_arms_report_keeps_its_capture_bookkeeping() -> None:
+    """What a CUDA-graph arm measured besides speed reaches the report: which steps captured
+    (left out of the replay median), how many warm-ups ran in the graphs' pool, and the memory
+    after each capture (the GPU run reads its host and reserved-memory growth from it)."""
+    from breachlab.vuln.training.sft import Encoded
+
+    from throughput.measure import memory_now, summarize
+
+    examples = [Encoded([1, 2, 3, 4], 2) for _ in range(4)]
+    memory = [{"step": -1, "host_rss_gib": 1.0}, {"step": 0, "host_rss_gib": 1.2}]
+    res = {"step_times": [2.0, 0.5, 0.5, 0.25], "losses": [1.0, 0.9, 0.8, 0.7], "graphs_captured": 2,
+           "capture_seconds": 1.5, "capture_steps": [0, 3], "warmups_in_graph_pool": 2, "memory_at_captures": memory}
+    out = summarize("breachlab-graphs", res, examples, [[0], [1], [2], [3]], "cpu", 1, 10, 8, 4)
+    assert out["replay_steps"] == 2 and out["samples_per_s_replay"] == 2.0
+    assert out["warmups_in_graph_pool"] == 2 and out["memory_at_captures"] == memory
+    now = memory_now("cpu")
+    if Path("/proc/self/status").exists():
+        assert now["host_rss_gib"] > 0 and "gpu_alloc_gib" not in now

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .measure import diffs
+from .measure import diffs, memory_now
 
 _TRAINER = {"packed": True, "kernels": True, "offload": True, "answers": True, "lora_cast": True}
 # name: (gradient checkpointing, features)
@@ -129,9 +129,12 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
 
     start = time.perf_counter()
     captures = []
+    memory = [{"step": -1, **memory_now(args.device)}] if graph is not None else []  # and after each capture
     for k, b in enumerate(batches):
         before = graph.captured if graph else 0
         losses.append(step(b, batches[k + 1] if k + 1 < len(batches) else None))
+        if graph is not None and graph.captured > before:  # what each new graph holds (a capture step's time)
+            memory.append({"step": k, **memory_now(args.device)})
         times.append(time.perf_counter())
         if len(batches) >= 200 and len(times) % 100 == 0:  # a long arm shows it is alive
             print(f"  {len(times)}/{len(batches)} steps, {times[-1] - start:.0f} s"
@@ -143,6 +146,7 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         out["capture_seconds"] = round(graph.capture_seconds, 2)
         out["capture_steps"] = [i for i, c in enumerate(captures) if c]
         out["warmups_in_graph_pool"] = graph.warmups_pooled
+        out["memory_at_captures"] = memory
         if budget is not None:  # layers not recomputed, per captured bucket (tokens, answer positions)
             out["kept_layers"] = {f"{k[0]}x{k[1]}": len(kept_layers_for(budget, k)) for k in graph.graphs}
     if profile_path is not None and args.profile:  # after the timed steps: the profiler costs no timed time

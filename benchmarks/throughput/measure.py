@@ -42,6 +42,23 @@ def host_peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def memory_now(device: str) -> dict[str, float]:
+    """This process's resident set and, on CUDA, the allocated and reserved GPU memory now (GiB)."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/status") as f:
+            rss = next(line for line in f if line.startswith("VmRSS:"))
+        out["host_rss_gib"] = round(int(rss.split()[1]) / 2**20, 3)
+    except (OSError, StopIteration):
+        pass
+    if device == "cuda":
+        import torch
+
+        out.update(gpu_alloc_gib=round(torch.cuda.memory_allocated() / 2**30, 3),
+                   gpu_reserved_gib=round(torch.cuda.memory_reserved() / 2**30, 3))
+    return out
+
+
 def reset_host_peak() -> bool:
     """Start this process's resident-set high-water mark again (Linux: ``5`` into
     ``/proc/self/clear_refs``; :func:`host_peak_gib` then reads the peak since); False where
@@ -103,8 +120,9 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
         replay = [(n, t) for i, (n, _, _, t) in zip(timed, per_step) if i not in cap]
         if replay:  # the timed steps that replayed a graph (none captured one)
             out["samples_per_s_replay"] = round(statistics.median(n / t for n, t in replay), 3)
-        if "kept_layers" in res:
-            out["kept_layers"] = res["kept_layers"]
+        for key in ("kept_layers", "warmups_in_graph_pool", "memory_at_captures"):
+            if key in res:
+                out[key] = res[key]
     return out
 
 
