@@ -101,7 +101,7 @@ def measure(args: Any) -> dict:
     base_cfg = model.get_base_model().config
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     m.reset_gpu_peak(args.device)  # the training peak, not the build (a random-init QLoRA model is bf16 first)
-    load_host = m.host_peak_gib()  # the whole process's peak so far (imports, weights loaded and placed)
+    load_host = m.process_peak_gib()  # the whole process's peak so far (imports, weights loaded and placed)
     train_host = m.reset_host_peak()  # from here on: the training's own (trainer set-up and steps)
     if name == "baseline":
         res = arm_hf.run(model, examples, order, args)

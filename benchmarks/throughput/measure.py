@@ -36,10 +36,26 @@ def gpu_peaks(device: str) -> dict[str, float]:
 
 
 def host_peak_gib() -> float:
-    """This process's resident-set high-water mark (the arm's own subprocess: its peak host memory)."""
+    """This process's resident-set high-water mark (the arm's own subprocess: its peak host memory).
+
+    Linux: ``VmHWM``, which :func:`reset_host_peak` restarts. Not ``ru_maxrss``: on the H200 it
+    still read the load's 5.8 GiB after the restart while the resident set was 1.0-2.5 GiB
+    (2026-12-02). Elsewhere: ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 2**20
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def process_peak_gib() -> float:
+    """The whole process's peak so far, exited threads included (before :func:`reset_host_peak`)."""
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return max(host_peak_gib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 
 
 def memory_now(device: str) -> dict[str, float]:

@@ -651,7 +651,7 @@ def test_warm_ups_stay_outside_the_pool_where_torch_cannot_route_them(monkeypatc
         assert pooled is False
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "qwen2-slots", "qwen2-head-chunks", "gemma3", "gemma4"])
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2-slots", "qwen2-head-chunks", "gemma3", "gemma3-slots", "gemma4"])
 def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monkeypatch):
     """CPU check of what a CUDA graph captures: the bucket's static tensors, loaded, and the
     forward + backward with the masks built from them (no host sync: whether the sliding
@@ -663,7 +663,7 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
     from tests.vuln.tiny import qwen2_dir
 
     path = {"qwen2": qwen2_dir, "qwen2-slots": qwen2_dir, "qwen2-head-chunks": qwen2_dir, "gemma3": gemma3_dir,
-            "gemma4": gemma4_text_dir}[arch](tmp_path / "m")
+            "gemma3-slots": gemma3_dir, "gemma4": gemma4_text_dir}[arch](tmp_path / "m")
 
     def model():
         m = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
@@ -674,7 +674,7 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
 
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     eager, graphed = model(), model()  # the eager reference attends over the whole row
-    slots = arch == "qwen2-slots"  # slot_attention: all — every layer attends per example
+    slots = arch.endswith("-slots")  # slot_attention: all (auto on CUDA) — every full-attention layer per example
     spying = [False]
     if slots:
         assert patches.use_packed_attention(graphed, every_layer=True)
@@ -708,8 +708,20 @@ def test_a_graph_bucket_gives_the_eager_loss_and_gradients(arch, tmp_path, monke
     binds = {k[3] for k in keys}
     assert binds == ({False} if arch.startswith("qwen2") else {False, True})
     assert all(k[4] is not None for k in keys) == slots, "a slot layout in every bucket, and only with slots"
-    if slots:
+    if arch == "qwen2-slots":
         assert calls and set(calls) == {2}, "every layer attended per example (2 per row), none over the row"
+    if arch == "gemma3-slots":  # full-attention layers per example; sliding-window ones over the row
+        assert set(calls) == {1, 2}, calls
+
+
+def test_slot_attention_auto_is_every_layer_on_cuda_and_the_wide_ones_elsewhere():
+    """``auto`` resolves by device: every full-attention layer per example on CUDA (measured
+    faster on an H200), the wide-head layers only elsewhere (not measured on the CPU)."""
+    assert patches.slot_mode("auto", cuda=True) == "all"
+    assert patches.slot_mode("auto", cuda=False) == "wide"
+    assert patches.slot_mode("wide", cuda=True) == "wide" and patches.slot_mode("all", cuda=False) == "all"
+    with pytest.raises(ValueError, match="slot_attention"):
+        patches.slot_mode("some", cuda=True)
 
 
 def test_slot_attention_all_trains_the_same_adapter_as_the_whole_row(tmp_path, data):

@@ -56,9 +56,9 @@ class TrainConfig:
                     "cache holds what was read and gives it back under pressure). Same rows, same losses")
     slot_attention: Literal["auto", "wide", "all"] = field(
         "auto", help="with packing, which full-attention layers attend per example (a slot per example, "
-                     "examples x L^2) instead of over the whole row's block-diagonal mask (T^2): auto = wide = "
-                     "layers whose heads fused kernels cannot take (Gemma 4); all = every one (same numbers; "
-                     "Qwen's row-wide attention was 47% of an eager step's GPU time; speed not yet measured)")
+                     "examples x L^2) instead of over the whole row's block-diagonal mask (T^2): wide = layers "
+                     "whose heads fused kernels cannot take (Gemma 4); all = every one; auto = all on CUDA "
+                     "(Qwen2.5-Coder-1.5B on an H200: 40.8 against 29.6 samples/s, same losses), wide elsewhere")
     head_chunk: int = field(
         0, help="compute the LM head's logits and loss this many supervised positions at a time, each chunk "
                 "recomputed in backward, so at most head_chunk x vocabulary logits exist at once (a Gemma step's "

@@ -43,7 +43,7 @@ class Parts:
     total: int
     load_seconds: float
     ple_offloaded: int
-    slots: bool  # packed rows carry a slot layout (slot_attention)
+    slots: str | None  # packed rows carry a slot layout: the resolved slot_attention (wide / all), else None
     shared_at_answers: int
     budget: budget_mod.ActivationBudget | None
     kernels: str | None
@@ -98,9 +98,11 @@ def build(cfg: TrainConfig, acc: Any, train_samples: list, val_samples: list) ->
         ple_offloaded = ple.offload_per_layer_embeddings(model, include_cpu=True, store=cfg.ple_store)
     if model.device.type != device.type and getattr(model, "hf_device_map", None) is None:
         model.to(device)
-    # wide-head full-attention layers (Gemma 4; every one with slot_attention: all): one slot per example
-    slots = (ours and cfg.packing and patches.wants_slots(model, cfg.slot_attention)
-             and patches.use_packed_attention(model, every_layer=cfg.slot_attention == "all"))
+    # full-attention layers attending one slot per example: every one (slot_attention auto on CUDA, or all),
+    # or the wide-head ones (Gemma 4; auto elsewhere, or wide)
+    mode = patches.slot_mode(cfg.slot_attention, cuda)
+    slots = mode if (ours and cfg.packing and patches.wants_slots(model, mode)
+                     and patches.use_packed_attention(model, every_layer=mode == "all")) else None
     patches.context(model).head_chunk = cfg.head_chunk if ours and cfg.packing else 0  # headloss
     # Gemma 4's KV-shared layers only where the loss reads them (needs the packed row's masks)
     shared_at_answers = patches.use_shared_layers_at_answers(model) if ours and cfg.packing else 0
