@@ -20,7 +20,7 @@ WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.1
 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.1
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
-QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-slots,breachlab-graphs-lean}
+QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-row}
 E4B_ARMS=${E4B_ARMS:-baseline,trl,breachlab-graphs-ple-disk,unsloth}
 
 case "${1:-}" in
@@ -61,7 +61,7 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
       fi
       if [ "$what" = e4b ] || [ "$what" = all ]; then
         python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$E4B_ARMS" \
-          --repeats 1 --steps 20 --warmup 4 --arm-timeout 400 --tmp /tmp/peers-tmp \
+          --repeats 1 --steps 20 --warmup 4 --arm-timeout 400 --arm-timeouts unsloth=900 --tmp /tmp/peers-tmp \
           --profile "${PROFILE:-0}" --profile-dir "$OUT" \
           --out "$OUT/e4b-qlora-r$k.json" > "$OUT/e4b-qlora-r$k.log" 2>&1
         echo "e4b round $k rc=$?"

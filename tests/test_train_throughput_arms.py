@@ -134,3 +134,32 @@ def test_a_graph_arms_report_keeps_its_capture_bookkeeping() -> None:
     now = memory_now("cpu")
     if Path("/proc/self/status").exists():
         assert now["host_rss_gib"] > 0 and "gpu_alloc_gib" not in now
+
+
+@pytest.mark.parametrize("hangs", [True, False])
+def test_an_arm_is_killed_with_every_process_it_left(tmp_path: Path, monkeypatch, hangs: bool) -> None:
+    """A timed-out arm (Unsloth's compile on E4B ran past 400 s on the H200) and an arm that
+    exits leaving workers behind: nothing of theirs keeps running into the next arm's timing."""
+    import argparse
+    import time
+
+    from throughput import cli
+
+    pid_file = tmp_path / "worker.pid"
+    script = (f"import subprocess, sys, time, pathlib\n"
+              f"w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+              f"pathlib.Path({str(pid_file)!r}).write_text(str(w.pid))\n"
+              f"time.sleep({60 if hangs else 0})\n")
+    monkeypatch.setattr(cli, "child_argv", lambda *a: [sys.executable, "-c", script])
+    args = argparse.Namespace(arm_timeout=60.0, arm_timeouts="slow=3" if hangs else "")
+    t0 = time.monotonic()
+    out = cli.spawn(args, "slow", "lora", None)
+    assert time.monotonic() - t0 < 30
+    assert out["error"] == ("timed out after 3.0 s" if hangs else "the arm's process exited 0 without a result")
+    worker = int(pid_file.read_text())
+    for _ in range(50):  # the worker, killed, is reaped by init
+        if not Path(f"/proc/{worker}").exists() or "Z" in Path(f"/proc/{worker}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the arm's worker is still running")

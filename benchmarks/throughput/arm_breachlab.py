@@ -12,13 +12,17 @@
   (:func:`patches.fused_kernels`, Liger when installed), Gemma 4's per-layer embedding table
   in CPU memory, its KV-shared layers at the answer positions only, LoRA matmuls in bf16.
   On Qwen the Gemma-only pieces find nothing to do (the output says 0).
-* ``breachlab-graphs`` — the same replayed from CUDA graphs: the trainer's CUDA default.
+* ``breachlab-graphs`` — the same replayed from CUDA graphs: the trainer's CUDA default
+  (``slot_attention: auto``: every full-attention layer per example on CUDA since the third
+  H200 run of 2026-12-02; the row-wide mask for layers without wide heads before).
 * ``breachlab-graphs-ple-disk`` — ``breachlab-graphs`` with ``ple_store: disk``: Gemma 4's
   per-layer table in an unlinked file in ``--tmp``, rows read per step (no GPU memory and no
   process memory for it).
 * ``breachlab-graphs-slots`` — ``breachlab-graphs`` with ``slot_attention: all``: every
   full-attention layer attends per example (Qwen's row-wide masked attention was 47 % of an
-  eager step's GPU time on an H200).
+  eager step's GPU time on an H200); on CUDA now the same as ``breachlab-graphs``.
+* ``breachlab-graphs-row`` — ``breachlab-graphs`` with ``slot_attention: wide``: only wide-head
+  layers per example, the others over the row's block-diagonal mask (the default before).
 * ``breachlab-graphs-lean`` — ``breachlab-graphs-slots`` with ``head_chunk: 64`` (at most 64 ×
   vocabulary logits at once).
 * ``breachlab-graphs-v4`` — the graphs arm as the fourth session measured it.
@@ -46,6 +50,7 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-graphs": (True, {**_TRAINER, "graphs": True}),
     "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-slots": (True, {**_TRAINER, "graphs": True, "slots": True}),
+    "breachlab-graphs-row": (True, {**_TRAINER, "graphs": True, "row": True}),
     "breachlab-graphs-lean": (True, {**_TRAINER, "graphs": True, "slots": True, "head_chunk": 64}),
     "breachlab-graphs-v4": (True, {"packed": True, "kernels": True, "offload": True, "graphs": True}),
     "breachlab-graphs-budget": (True, {**_TRAINER, "graphs": True, "budget": True}),
@@ -66,9 +71,11 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
         counted = saved_bytes_per_token(cfg, "lora", 16, "bfloat16" if args.device == "cuda" else "float32")
     if feats.get("kernels") and args.kernels != "off":
         applied["kernels"] = patches.fused_kernels(model, args.kernels)
-    if feats.get("packed"):  # as the trainer does with packing: wide heads attend per example
-        applied["slot_attention"] = "all" if feats.get("slots") else "auto"
-        patches.use_packed_attention(model, every_layer=bool(feats.get("slots")))
+    if feats.get("packed"):  # as the trainer does with packing: slot_attention auto, or the arm's own
+        mode = ("all" if feats.get("slots") else "wide" if feats.get("row")
+                else patches.slot_mode("auto", args.device == "cuda"))
+        applied["slot_attention"] = mode
+        patches.use_packed_attention(model, every_layer=mode == "all")
     if feats.get("head_chunk"):  # the LM head's loss a chunk of positions at a time (headloss)
         patches.context(model).head_chunk = applied["head_chunk"] = feats["head_chunk"]
     if feats.get("offload"):
@@ -96,12 +103,15 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
     import torch
 
     from breachlab.vuln.training.graphs import CudaGraphStep
+    from breachlab.vuln.training.patches import context, has_wide_heads
     from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
 
     device = torch.device(args.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
     graph = CudaGraphStep(model, pad_id=0, budget=budget) if graphs else None
+    # the trainer's eager step: a slot layout where a layer attends per example (step.py: 64)
+    slot_multiple = 64 if has_wide_heads(model) or context(model).every_layer else None
     model.train()
     losses, times = [], []
 
@@ -113,7 +123,7 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
             n_sup = max(1, sum(e.n_answer for e in rows))
             loss = graph.forward_backward(ahead.pop(id(b), None) or rows, 1.0 / n_sup) / n_sup
         else:
-            batch = collate_packed(rows, pad_id=0) if packed else collate(rows, pad_id=0)
+            batch = collate_packed(rows, pad_id=0, slot_multiple=slot_multiple) if packed else collate(rows, pad_id=0)
             with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.device == "cuda"):
                 loss_sum, count = forward_loss(model, batch, device)
                 loss = loss_sum / max(count, 1)

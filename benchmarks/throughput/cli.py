@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +56,10 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tmp", default="/tmp/bl-bench")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--arm-timeout", type=float, default=None, metavar="S", help="seconds before an arm is killed")
+    ap.add_argument("--arm-timeout", type=float, default=None, metavar="S",
+                    help="seconds before an arm is killed, with every process it started")
+    ap.add_argument("--arm-timeouts", default="", metavar="ARM=S,...",
+                    help="another limit for some arms (e.g. unsloth=900: its compile on E4B took longer than 400 s)")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="REPORT.json",
                     help="no training: put the arms of earlier reports (same shape and settings, run in parts) "
                          "side by side in --out and print the table; an arm in several reports keeps every "
@@ -80,18 +85,42 @@ def child_argv(args: argparse.Namespace, arm: str, method: str, result: Path, we
     return argv
 
 
+def arm_timeout(args: argparse.Namespace, arm: str) -> float | None:
+    for item in filter(None, args.arm_timeouts.split(",")):
+        name, seconds = item.split("=")
+        if name == arm:
+            return float(seconds)
+    return args.arm_timeout
+
+
 def spawn(args: argparse.Namespace, arm: str, method: str, weights_dir: Path | None) -> dict:
-    """Run one arm in a fresh process; its one JSON line, or an error saying why there is none."""
+    """Run one arm in a fresh process; its one JSON line, or an error saying why there is none.
+
+    The arm runs in a session of its own, and whatever it leaves running (compile workers, data
+    workers) is killed with it: a timed-out arm's workers must not slow the arms after it."""
+    limit = arm_timeout(args, arm)
     with tempfile.TemporaryDirectory() as d:
         result = Path(d) / "result.jsonl"
+        proc = subprocess.Popen(child_argv(args, arm, method, result, weights_dir), start_new_session=True)
         try:
-            proc = subprocess.run(child_argv(args, arm, method, result, weights_dir), timeout=args.arm_timeout)
+            proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            return {"arm": arm, "error": f"timed out after {args.arm_timeout} s", "losses": []}
+            return {"arm": arm, "error": f"timed out after {limit} s", "losses": []}
+        finally:
+            _kill_group(proc)
         lines = result.read_text().splitlines() if result.is_file() else []
         if not lines:
             return {"arm": arm, "error": f"the arm's process exited {proc.returncode} without a result", "losses": []}
         return json.loads(lines[-1])
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """The arm's process and every process left in its session."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
 def main(doc: str | None = None, argv: list[str] | None = None) -> None:
