@@ -110,7 +110,7 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
     graph = CudaGraphStep(model, pad_id=0, budget=budget) if graphs else None
-    # the trainer's eager step: a slot layout where a layer attends per example (step.py: 64)
+    # as the trainer's eager step: a slot layout only where a layer attends per example (step.py: 64)
     slot_multiple = 64 if has_wide_heads(model) or context(model).every_layer else None
     model.train()
     losses, times = [], []
