@@ -57,7 +57,8 @@ class LlamaCppBackend(Backend):
         self.n_ctx = n_ctx
         # Off by default, measured: the scan prompt's fixed prefix is 38 tokens of ~770, the
         # reuse saved nothing (1.00x over 87 functions, benchmarks/scan_prefix.py) and the
-        # different batch boundaries move P(vulnerable) by up to 0.03 against the calibration.
+        # different batch boundaries move P(vulnerable) by up to 0.03 against the calibration
+        # (0.15-0.31 in log P on one prompt where llama.cpp repacks the weights: a non-AMX x86 CPU).
         self.reuse_prefix = False
         self._prefix: tuple[list[int], Any, int] | None = None  # (ids, seq-0 KV bytes, size)
         self._last_ids: list[int] = []
