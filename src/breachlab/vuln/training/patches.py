@@ -220,8 +220,8 @@ SLOT_ATTENTION = ("auto", "wide", "all")
 def slot_mode(mode: str, cuda: bool) -> str:
     """``slot_attention`` resolved: ``auto`` is ``all`` on CUDA, ``wide`` elsewhere.
 
-    Measured on one H200 (Qwen2.5-Coder-1.5B LoRA, CUDA graphs, 2026-12-02, third session of
-    the day): every full-attention layer per example gave 40.8 samples/s against 29.6 with the
+    Measured on one H200 (Qwen2.5-Coder-1.5B LoRA, CUDA graphs, 2026-12-02, third peer run,
+    docs/benchmarks.md): every full-attention layer per example gave 40.8 samples/s against 29.6 with the
     row-wide mask, the same losses, +0.11 GiB allocated. On E4B every full-attention layer has
     wide heads already, so ``all`` changes nothing there. Not measured on the CPU: ``wide``."""
     if mode not in SLOT_ATTENTION:
