@@ -5,15 +5,18 @@
 # Here (with network), the wheels the GPU image lacks (Python 3.12; pinned: Unsloth 2026.10.9
 # wants trl <= 1.15 and transformers <= 5.17):
 #   scripts/peers_gpu.sh wheels .whl
-# (~90 MB: on a device with a per-call carry limit, carry them in two calls, bitsandbytes alone
-# is 43 MB, into one folder there.)
+# (~90 MB: where each call carries at most 64 MiB with a ~20 MB checkout, carry them in three
+# calls into one folder there: bitsandbytes alone (43 MB); unsloth, unsloth_zoo and diffusers;
+# the rest.)
 # There (repository root; WHEELS = that folder, GGUF = the Qwen2.5-Coder-1.5B GGUF, sha-checked):
 #   WHEELS=.whl GGUF=/tmp/q15.gguf OUT=/tmp/peers scripts/peers_gpu.sh run [qwen|e4b|all]
 # REPEATS rounds (2): each round runs every shape's arms once, each arm in its own process, so
 # a run cut short still has a whole round (an arm that failed or was skipped is not run again:
 # its error is in the first round's report); the rounds are merged as repeats into
 # $OUT/{qwen-1.5b-lora,e4b-qlora}.json (tables in .txt), with the logs, the launch-latency probe
-# and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them.
+# and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them. After the first
+# Qwen round (MEMORY_HISTORY=0 skips it) the graphs arm runs once more with --memory-history:
+# $OUT/qwen-1.5b-lora-memory.json says where its allocated peak is, by allocating line.
 # docs/benchmarks.md ("Training throughput against the peers") has the numbers and their conditions.
 set -u
 WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.10.9 unsloth_zoo==2026.10.9
@@ -58,6 +61,12 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
           --out "$OUT/qwen-1.5b-lora-r$k.json" > "$OUT/qwen-1.5b-lora-r$k.log" 2>&1
         echo "qwen round $k rc=$?"
         QWEN_ARMS=$(working "$QWEN_ARMS" "$OUT/qwen-1.5b-lora-r$k.json")
+        if [ "$k" = 1 ] && [ "${MEMORY_HISTORY:-1}" != 0 ]; then  # where the default's allocated peak is (not timed)
+          python3 benchmarks/train_throughput.py --shape qwen-1.5b --weights "$GGUF" --methods lora \
+            --arms breachlab-graphs --memory-history --repeats 1 --steps 30 --warmup 5 --arm-timeout 300 \
+            --tmp /tmp/peers-tmp --out "$OUT/qwen-1.5b-lora-memory.json" > "$OUT/qwen-1.5b-lora-memory.log" 2>&1
+          echo "qwen memory history rc=$?"
+        fi
       fi
       if [ "$what" = e4b ] || [ "$what" = all ]; then
         python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$E4B_ARMS" \
@@ -74,5 +83,5 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
     done
     grep -h '^{"arm"' "$OUT"/*.log | cut -c1-240 ;;
   *)
-    sed -n '2,14p' "$0"; exit 2 ;;
+    sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -190,3 +190,65 @@ def test_a_graph_arm_splits_a_capture_steps_memory_into_warm_up_and_capture(monk
 
     if platform.libc_ver()[0] == "glibc":  # elsewhere (musl) there is no malloc_trim: False
         assert trim_host_heap() is True
+
+
+def test_the_memory_history_finds_the_transient_peak_and_what_holds_it() -> None:
+    """``--memory-history`` reads a capture window's allocator trace: the peak of what was
+    allocated in the window (frees of older blocks ignored, a block freed twice counted once)
+    and the live blocks there, by the line of breachlab/transformers code that made them."""
+    from throughput.memory_history import largest, peak_sites, site
+
+    def frames(*where):
+        return [{"filename": f, "line": n, "name": fn} for f, n, fn in where]
+
+    mlp = frames(("/x/torch/_ops.py", 10, "call"), ("/e/site-packages/transformers/models/qwen2/modeling_qwen2.py",
+                                                    50, "forward"))
+    head = frames(("/w/src/breachlab/vuln/training/sft.py", 200, "forward_loss"))
+    mib = 2**20
+    trace = [
+        {"action": "free_requested", "addr": 1, "size": 999 * mib},  # allocated before the window
+        {"action": "alloc", "addr": 10, "size": 300 * mib, "frames": mlp},
+        {"action": "alloc", "addr": 11, "size": 200 * mib, "frames": mlp},
+        {"action": "alloc", "addr": 12, "size": 600 * mib, "frames": head},  # the peak: 1,100 MiB
+        {"action": "free_requested", "addr": 12, "size": 600 * mib},
+        {"action": "free_completed", "addr": 12, "size": 600 * mib},  # counted once
+        {"action": "alloc", "addr": 13, "size": 100 * mib, "frames": []},
+    ]
+    got = peak_sites(trace)
+    assert got["peak_gib"] == round(1100 / 1024, 3) and got["blocks"] == 3
+    assert [(s["site"], s["blocks"]) for s in got["sites"]] == [
+        ("breachlab/vuln/training/sft.py:200 (forward_loss)", 1),
+        ("transformers/models/qwen2/modeling_qwen2.py:50 (forward)", 2)]
+    assert site([]) == "?" and site(frames(("/a/b.py", 3, "f"))) == "/a/b.py:3 (f)"
+    assert largest([{"peak_gib": 1.0}, {"peak_gib": 2.0}]) == {"peak_gib": 2.0} and largest([]) is None
+
+
+def test_the_memory_history_is_recorded_around_each_capture_only(monkeypatch) -> None:
+    """The allocator's history is on for a capture (its warm-up included) and off after it,
+    also when the capture fails; each window is reported with its bucket and step."""
+    import types
+
+    import torch
+
+    from throughput.memory_history import watch_captures
+
+    calls: list = []
+    monkeypatch.setattr(torch.cuda.memory, "_record_memory_history",
+                        lambda enabled="all", **kw: calls.append(enabled))
+    trace = [{"action": "alloc", "addr": 1, "size": 2**30, "frames": []}]
+    monkeypatch.setattr(torch.cuda.memory, "_snapshot", lambda: {"device_traces": [trace]})
+
+    def capture(prep, inv):
+        if prep["key"][0] == 0:
+            raise RuntimeError("capture failed")
+        return {"key": prep["key"]}
+
+    graph = types.SimpleNamespace(_capture=capture)
+    windows: list[dict] = []
+    watch_captures(graph, windows, step=lambda: 4)
+    assert graph._capture({"key": (512, 256, False)}, 0.1) == {"key": (512, 256, False)}
+    with pytest.raises(RuntimeError):
+        graph._capture({"key": (0, 0, False)}, 0.1)
+    assert calls == ["all", None, "all", None], "on for each capture, off after it, failed or not"
+    assert windows == [{"step": 4, "bucket": [512, 256], "peak_gib": 1.0, "blocks": 1,
+                        "sites": [{"site": "?", "gib": 1.0, "blocks": 1}]}]

@@ -144,8 +144,13 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
     start = time.perf_counter()
     captures = []
     memory = [{"step": -1, **memory_now(args.device)}] if graph is not None else []  # and around each capture
+    windows: list[dict] = []
     if graph is not None:
         _probe_warm_ups(graph, memory, lambda: len(times))
+        if getattr(args, "memory_history", False):
+            from .memory_history import watch_captures
+
+            watch_captures(graph, windows, step=lambda: len(times))
     for k, b in enumerate(batches):
         before = graph.captured if graph else 0
         losses.append(step(b, batches[k + 1] if k + 1 < len(batches) else None))
@@ -166,6 +171,10 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         out["capture_steps"] = [i for i, c in enumerate(captures) if c]
         out["warmups_in_graph_pool"] = graph.warmups_pooled
         out["memory_at_captures"] = memory
+        if windows:  # where the allocated memory peaked (--memory-history)
+            from .memory_history import largest
+
+            out["memory_history"] = {"largest": largest(windows), "windows": windows}
         if budget is not None:  # layers not recomputed, per captured bucket (tokens, answer positions)
             out["kept_layers"] = {f"{k[0]}x{k[1]}": len(kept_layers_for(budget, k)) for k in graph.graphs}
     if profile_path is not None and args.profile:  # after the timed steps: the profiler costs no timed time

@@ -52,6 +52,9 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="torch.profiler over N steps after the warm-up of every breachlab arm")
     ap.add_argument("--profile-dir", default=".", help="where the profile tables go")
+    ap.add_argument("--memory-history", action="store_true",
+                    help="graph arms: record the GPU allocator's history around each capture and report where the "
+                         "allocated memory peaks, by allocating line (throughput/memory_history.py; slows captures)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tmp", default="/tmp/bl-bench")
@@ -77,6 +80,7 @@ def child_argv(args: argparse.Namespace, arm: str, method: str, result: Path, we
             "--kernels", args.kernels, "--sdpa-kernels", args.sdpa_kernels,
             "--activation-budget", str(args.activation_budget), "--arms", args.arms, "--arm-steps", args.arm_steps,
             "--profile", str(args.profile), "--profile-dir", args.profile_dir, "--seed", str(args.seed),
+            *(["--memory-history"] if args.memory_history else []),
             "--tmp", args.tmp, "--one-arm", arm, "--result-file", str(result)]
     argv += [] if args.grad_ckpt else ["--no-grad-ckpt"]
     argv += ["--threads", str(args.threads)] if args.threads else []
