@@ -151,11 +151,13 @@ def test_an_arm_is_killed_with_every_process_it_left(tmp_path: Path, monkeypatch
               f"pathlib.Path({str(pid_file)!r}).write_text(str(w.pid))\n"
               f"time.sleep({60 if hangs else 0})\n")
     monkeypatch.setattr(cli, "child_argv", lambda *a: [sys.executable, "-c", script])
-    args = argparse.Namespace(arm_timeout=60.0, arm_timeouts="slow=3" if hangs else "")
+    args = argparse.Namespace(arm_timeout=60.0, arm_timeouts=cli.timeouts("slow=3" if hangs else ""))
     t0 = time.monotonic()
     out = cli.spawn(args, "slow", "lora", None)
     assert time.monotonic() - t0 < 30
     assert out["error"] == ("timed out after 3.0 s" if hangs else "the arm's process exited 0 without a result")
+    with pytest.raises(argparse.ArgumentTypeError, match="ARM=SECONDS"):
+        cli.timeouts("unsloth")
     worker = int(pid_file.read_text())
     for _ in range(50):  # the worker, killed, is reaped by init
         if not Path(f"/proc/{worker}").exists() or "Z" in Path(f"/proc/{worker}/stat").read_text().split()[2]:

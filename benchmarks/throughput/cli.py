@@ -61,7 +61,7 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--arm-timeout", type=float, default=None, metavar="S",
                     help="seconds before an arm is killed, with every process it started")
-    ap.add_argument("--arm-timeouts", default="", metavar="ARM=S,...",
+    ap.add_argument("--arm-timeouts", type=timeouts, default={}, metavar="ARM=S,...",
                     help="another limit for some arms (e.g. unsloth=900: its compile on E4B took longer than 400 s)")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="REPORT.json",
                     help="no training: put the arms of earlier reports (same shape and settings, run in parts) "
@@ -89,12 +89,20 @@ def child_argv(args: argparse.Namespace, arm: str, method: str, result: Path, we
     return argv
 
 
+def timeouts(text: str) -> dict[str, float]:
+    """``--arm-timeouts``: ``ARM=S,...`` as {arm: seconds}."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, seconds = item.partition("=")
+        try:
+            out[name] = float(seconds)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected ARM=SECONDS, e.g. unsloth=900") from None
+    return out
+
+
 def arm_timeout(args: argparse.Namespace, arm: str) -> float | None:
-    for item in filter(None, args.arm_timeouts.split(",")):
-        name, seconds = item.split("=")
-        if name == arm:
-            return float(seconds)
-    return args.arm_timeout
+    return args.arm_timeouts.get(arm, args.arm_timeout)
 
 
 def spawn(args: argparse.Namespace, arm: str, method: str, weights_dir: Path | None) -> dict:
