@@ -254,3 +254,15 @@ def test_the_memory_history_is_recorded_around_each_capture_only(monkeypatch) ->
     assert calls == ["all", None, "all", None], "on for each capture, off after it, failed or not"
     assert windows == [{"step": 4, "bucket": [512, 256], "peak_gib": 1.0, "blocks": 1,
                         "sites": [{"site": "?", "gib": 1.0, "blocks": 1}]}]
+
+
+def test_the_bucket_counter_agrees_with_the_captures_on_the_h200() -> None:
+    """benchmarks/graph_buckets.py counts a run's CUDA graphs on the CPU. On the third H200 run
+    the Qwen arms captured at steps 0, 1, 2, 4, 7, 9, 15, 18 (row mask) and 12 times with slots,
+    and the E4B arm at steps 0, 3, 6 (docs/results/throughput-peers-2026-12-02-run5)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from graph_buckets import buckets
+
+    assert buckets("qwen-1.5b", 30, 8, slots=False) == [0, 1, 2, 4, 7, 9, 15, 18]
+    assert len(buckets("qwen-1.5b", 30, 8, slots=True)) == 12
+    assert buckets("e4b", 20, 8, slots=True) == [0, 3, 6]

@@ -1,0 +1,59 @@
+"""How many CUDA graphs a run captures: the distinct (row length, supervised positions, slot
+shape) buckets of the benchmark's batches, counted on the CPU without a model.
+
+Each bucket is one capture (a warm-up plus the capture, about 0.6-1 s on an H200) and one
+graph kept for the rest of the run. On the H200 each graph held 55 MB (Qwen 1.5B) to 120 MB
+(E4B) of host memory (docs/benchmarks.md, third peer run), so the count says how a whole
+epoch's host peak compares with a 20-30-step benchmark's.
+
+    python benchmarks/graph_buckets.py --shape qwen-1.5b --steps 30 750
+
+The key is :class:`breachlab.vuln.training.graphs.CudaGraphStep`'s at its defaults (rows in
+multiples of 512 tokens, supervised positions in multiples of 256, slots of 256) without its
+sliding-window flag: exact for Qwen (no sliding window), a lower bound for Gemma, where whether
+the window binds can split a bucket in two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0) -> list[int]:
+    """The steps at which a new bucket first appears, in order (their number: the graphs captured)."""
+    from breachlab.vuln.training.sft import collate_packed, plain_batches
+    from throughput.examples import make_examples
+    from throughput.shapes import build_config
+
+    vocab = build_config(shape).vocab_size
+    examples, _ = make_examples(shape, steps * batch_size, vocab, seed)
+    seen: dict[tuple, int] = {}
+    for step, batch in enumerate(plain_batches(len(examples), batch_size, seed, 0)[:steps]):
+        packed = collate_packed([examples[i] for i in batch], 0, multiple=512, slot_multiple=256 if slots else None)
+        kb = -(-max(len(packed["keep"]), 1) // 256) * 256
+        key = (packed["input_ids"].shape[1], kb, tuple(packed["slot_shape"]) if "slot_shape" in packed else None)
+        seen.setdefault(key, step)
+    return sorted(seen.values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shape", default="qwen-1.5b", choices=["qwen-1.5b", "e4b"])
+    ap.add_argument("--steps", type=int, nargs="+", default=[30, 750], help="run lengths to count (750 = 6,000 "
+                    "samples at batch 8)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    args = ap.parse_args(argv)
+    for steps in args.steps:
+        for mode, slots in (("row mask", False), ("per-example slots", True)):
+            first = buckets(args.shape, steps, args.batch_size, slots)
+            print(json.dumps({"shape": args.shape, "steps": steps, "attention": mode, "graphs": len(first),
+                              "first_seen_at_step": first}))
+
+
+if __name__ == "__main__":
+    main()
