@@ -17,14 +17,17 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput.measure import proc_status_gib  # noqa: E402
 
 
 def _rss_gib(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**20
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    got = proc_status_gib(field)
+    if got is None:
+        raise RuntimeError(f"no {field} in /proc/self/status")
+    return got
 
 
 def one(positions: int, hidden: int, vocab: int, chunk: int, dtype: str) -> dict:

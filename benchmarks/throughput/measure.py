@@ -35,20 +35,30 @@ def gpu_peaks(device: str) -> dict[str, float]:
     return {"alloc": torch.cuda.max_memory_allocated() / 2**30, "reserved": torch.cuda.max_memory_reserved() / 2**30}
 
 
+def proc_status_gib(field: str) -> float | None:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in GiB; None where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
 def host_peak_gib() -> float:
     """This process's resident-set high-water mark (the arm's own subprocess: its peak host memory).
 
     Linux: ``VmHWM``, which :func:`reset_host_peak` restarts. Not ``ru_maxrss``: on the H200 it
     still read the load's 5.8 GiB after the restart while the resident set was 1.0-2.5 GiB
     (2026-12-02). Elsewhere: ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as f:
-            line = next(line for line in f if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 2**20
-    except (OSError, StopIteration):
-        import resource
+    hwm = proc_status_gib("VmHWM")
+    if hwm is not None:
+        return hwm
+    import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def process_peak_gib() -> float:
@@ -61,12 +71,9 @@ def process_peak_gib() -> float:
 def memory_now(device: str) -> dict[str, float]:
     """This process's resident set and, on CUDA, the allocated and reserved GPU memory now (GiB)."""
     out: dict[str, float] = {}
-    try:
-        with open("/proc/self/status") as f:
-            rss = next(line for line in f if line.startswith("VmRSS:"))
-        out["host_rss_gib"] = round(int(rss.split()[1]) / 2**20, 3)
-    except (OSError, StopIteration):
-        pass
+    rss = proc_status_gib("VmRSS")
+    if rss is not None:
+        out["host_rss_gib"] = round(rss, 3)
     if device == "cuda":
         import torch
 
