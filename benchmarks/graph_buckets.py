@@ -6,7 +6,11 @@ graph kept for the rest of the run. On the H200 each graph held 55 MB (Qwen 1.5B
 (E4B) of host memory (docs/benchmarks.md, third peer run), so the count says how a whole
 epoch's host peak compares with a 20-30-step benchmark's.
 
-    python benchmarks/graph_buckets.py --shape qwen-1.5b --steps 30 750
+    python benchmarks/graph_buckets.py --shape qwen-1.5b --steps 30 750 --limit 0 4
+
+With ``--limit`` (the trainer's ``cuda_graph_limit``), past that many graphs a batch of a new
+bucket replays the smallest captured graph that holds it: the count then says how many graphs
+the trainer keeps, and ``row_tokens_over_own`` what the padding costs in row length.
 
 The key is :class:`breachlab.vuln.training.graphs.CudaGraphStep`'s at its defaults (rows in
 multiples of 512 tokens, supervised positions in multiples of 256, slots of 256) without its
@@ -24,21 +28,37 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0) -> list[int]:
-    """The steps at which a new bucket first appears, in order (their number: the graphs captured)."""
+def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0, limit: int = 0,
+            stats: dict | None = None) -> list[int]:
+    """The steps at which a new graph is captured, in order (their number: the graphs captured),
+    under ``cuda_graph_limit`` ``limit`` (:class:`breachlab.vuln.training.buckets.GraphPlan`, the
+    trainer's rule).  ``stats`` (a dict) gets the padded batches and the row tokens replayed
+    against the batches' own buckets'."""
+    from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need
     from breachlab.vuln.training.sft import collate_packed, plain_batches
     from throughput.examples import make_examples
     from throughput.shapes import build_config
 
     vocab = build_config(shape).vocab_size
     examples, _ = make_examples(shape, steps * batch_size, vocab, seed)
-    seen: dict[tuple, int] = {}
+    plan = GraphPlan(limit)
+    first: list[int] = []
+    own_tokens = replayed_tokens = 0
     for step, batch in enumerate(plain_batches(len(examples), batch_size, seed, 0)[:steps]):
-        packed = collate_packed([examples[i] for i in batch], 0, multiple=512, slot_multiple=256 if slots else None)
+        rows = [examples[i] for i in batch]
+        packed = collate_packed(rows, 0, multiple=512, slot_multiple=256 if slots else None)
         kb = -(-max(len(packed["keep"]), 1) // 256) * 256
-        key = (packed["input_ids"].shape[1], kb, tuple(packed["slot_shape"]) if "slot_shape" in packed else None)
-        seen.setdefault(key, step)
-    return sorted(seen.values())
+        own = Bucket(packed["input_ids"].shape[1], kb, False, False,
+                     tuple(packed["slot_shape"]) if "slot_shape" in packed else None)
+        before = plan.graphs
+        target = plan.route(Need(own, len(rows), -(-max(len(e.ids) for e in rows) // 256) * 256 if slots else 0))
+        if plan.graphs > before:
+            first.append(step)
+        own_tokens += own.tokens
+        replayed_tokens += target.tokens
+    if stats is not None:
+        stats.update(padded_steps=plan.padded, row_tokens_over_own=round(replayed_tokens / max(own_tokens, 1), 4))
+    return first
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,12 +67,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[30, 750], help="run lengths to count (750 = 6,000 "
                     "samples at batch 8)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--limit", type=int, nargs="+", default=[0, 4],
+                    help="cuda_graph_limit values to count (0 = a graph per bucket; 4 = the trainer's default)")
     args = ap.parse_args(argv)
     for steps in args.steps:
-        for mode, slots in (("row mask", False), ("per-example slots", True)):
-            first = buckets(args.shape, steps, args.batch_size, slots)
-            print(json.dumps({"shape": args.shape, "steps": steps, "attention": mode, "graphs": len(first),
-                              "first_seen_at_step": first}))
+        for limit in args.limit:
+            for mode, slots in (("row mask", False), ("per-example slots", True)):
+                stats: dict = {}
+                first = buckets(args.shape, steps, args.batch_size, slots, limit=limit, stats=stats)
+                print(json.dumps({"shape": args.shape, "steps": steps, "limit": limit, "attention": mode,
+                                  "graphs": len(first), "captured_at_step": first, **stats}))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@
 # $OUT/{qwen-1.5b-lora,e4b-qlora}.json (tables in .txt), with the logs, the launch-latency probe
 # and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them. After the first
 # Qwen round (MEMORY_HISTORY=0 skips it) the graphs arm runs once more with --memory-history:
-# $OUT/qwen-1.5b-lora-memory.json says where its allocated peak is, by allocating line. Unsloth
+# $OUT/qwen-1.5b-lora-memory.json says where its allocated peak is, by allocating line. After
+# the first E4B round (EPOCH=0 skips it) the E4B graphs arm runs a whole 750-step epoch once:
+# $OUT/e4b-qlora-epoch.json has the host peak with every graph an epoch captures. Unsloth
 # on E4B runs once after the rounds, with 900 s (E4B_UNSLOTH=0 skips it).
 # docs/benchmarks.md ("Training throughput against the peers") has the numbers and their conditions.
 set -u
@@ -24,7 +26,7 @@ WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.1
 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.1
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
-QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-row}
+QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-unlimited}
 E4B_ARMS=${E4B_ARMS:-baseline,trl,breachlab-graphs-ple-disk,breachlab-graphs-ple-disk-trim}
 
 case "${1:-}" in
@@ -76,6 +78,12 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
           --out "$OUT/e4b-qlora-r$k.json" > "$OUT/e4b-qlora-r$k.log" 2>&1
         echo "e4b round $k rc=$?"
         E4B_ARMS=$(working "$E4B_ARMS" "$OUT/e4b-qlora-r$k.json")
+        if [ "$k" = 1 ] && [ "${EPOCH:-1}" != 0 ]; then  # host memory over a whole epoch's graphs
+          python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms breachlab-graphs-ple-disk \
+            --arm-steps breachlab-graphs-ple-disk=750 --repeats 1 --steps 20 --warmup 4 --arm-timeout 500 \
+            --tmp /tmp/peers-tmp --out "$OUT/e4b-qlora-epoch.json" > "$OUT/e4b-qlora-epoch.log" 2>&1
+          echo "e4b whole epoch rc=$?"
+        fi
       fi
     done
     if { [ "$what" = e4b ] || [ "$what" = all ]; } && [ "${E4B_UNSLOTH:-1}" != 0 ]; then
@@ -92,5 +100,5 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
     done
     grep -h '^{"arm"' "$OUT"/*.log | cut -c1-240 ;;
   *)
-    sed -n '2,21p' "$0"; exit 2 ;;
+    sed -n '2,23p' "$0"; exit 2 ;;
 esac

@@ -21,6 +21,8 @@
 * ``breachlab-graphs-ple-disk-trim`` — the same, the C heap's free pages handed back to the OS
   after each capture (``malloc_trim``): whether what the warm-up and capture freed is part of
   the host peak (E4B: 1.22× the floor's host memory, third H200 run).
+* ``breachlab-graphs-unlimited`` / ``breachlab-graphs-ple-disk-unlimited`` — those arms with a
+  graph for every bucket (``cuda_graph_limit: 0``, the default before the tenth session).
 * ``breachlab-graphs-slots`` — ``breachlab-graphs`` with ``slot_attention: all``: every
   full-attention layer attends per example (Qwen's row-wide masked attention was 47 % of an
   eager step's GPU time on an H200); on CUDA now the same as ``breachlab-graphs``.
@@ -53,6 +55,8 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-graphs": (True, {**_TRAINER, "graphs": True}),
     "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-ple-disk-trim": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "trim": True}),
+    "breachlab-graphs-unlimited": (True, {**_TRAINER, "graphs": True, "unlimited": True}),
+    "breachlab-graphs-ple-disk-unlimited": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "unlimited": True}),
     "breachlab-graphs-slots": (True, {**_TRAINER, "graphs": True, "slots": True}),
     "breachlab-graphs-row": (True, {**_TRAINER, "graphs": True, "row": True}),
     "breachlab-graphs-lean": (True, {**_TRAINER, "graphs": True, "slots": True, "head_chunk": 64}),
@@ -103,9 +107,11 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
 
 
 def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, packed: bool = False,
-        profile_path: Path | None = None, graphs: bool = False, budget: Any = None, trim: bool = False) -> dict:
+        profile_path: Path | None = None, graphs: bool = False, budget: Any = None, trim: bool = False,
+        unlimited: bool = False) -> dict:
     import torch
 
+    from breachlab.vuln.training.config import TrainConfig
     from breachlab.vuln.training.graphs import CudaGraphStep
     from breachlab.vuln.training.patches import context, has_wide_heads
     from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
@@ -113,7 +119,11 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
     device = torch.device(args.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
-    graph = CudaGraphStep(model, pad_id=0, budget=budget) if graphs else None
+    # the trainer's default graph limit (cuda_graph_limit), or the arm's own
+    limit = getattr(args, "graph_limit", None)
+    limit = TrainConfig.__dataclass_fields__["cuda_graph_limit"].default if limit is None else limit
+    limit = 0 if unlimited else limit
+    graph = CudaGraphStep(model, pad_id=0, budget=budget, limit=limit) if graphs else None
     # as the trainer's eager step: a slot layout only where a layer attends per example (step.py: 64)
     slot_multiple = 64 if has_wide_heads(model) or context(model).every_layer else None
     model.train()
@@ -170,6 +180,11 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         out["capture_seconds"] = round(graph.capture_seconds, 2)
         out["capture_steps"] = [i for i, c in enumerate(captures) if c]
         out["warmups_in_graph_pool"] = graph.warmups_pooled
+        out["graph_limit"] = graph.plan.limit
+        out["graph_padded_steps"] = graph.plan.padded  # batches replayed in a larger bucket's graph
+        if graph.staging is not None:  # the per-layer rows' page-locked buffers
+            out["staging_buffers"] = {"made": graph.staging.allocated, "held_mib": round(graph.staging.bytes_held
+                                                                                           / 2**20, 1)}
         out["memory_at_captures"] = memory
         if windows:  # where the allocated memory peaked (--memory-history)
             from .memory_history import largest

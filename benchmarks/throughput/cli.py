@@ -55,6 +55,8 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--memory-history", action="store_true",
                     help="graph arms: record the GPU allocator's history around each capture and report where the "
                          "allocated memory peaks, by allocating line (throughput/memory_history.py; slows captures)")
+    ap.add_argument("--graph-limit", type=int, default=None, metavar="N",
+                    help="graph arms (but the -unlimited ones): cuda_graph_limit (default: the trainer's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tmp", default="/tmp/bl-bench")
@@ -81,6 +83,7 @@ def child_argv(args: argparse.Namespace, arm: str, method: str, result: Path, we
             "--activation-budget", str(args.activation_budget), "--arms", args.arms, "--arm-steps", args.arm_steps,
             "--profile", str(args.profile), "--profile-dir", args.profile_dir, "--seed", str(args.seed),
             *(["--memory-history"] if args.memory_history else []),
+            *(["--graph-limit", str(args.graph_limit)] if args.graph_limit is not None else []),
             "--tmp", args.tmp, "--one-arm", arm, "--result-file", str(result)]
     argv += [] if args.grad_ckpt else ["--no-grad-ckpt"]
     argv += ["--threads", str(args.threads)] if args.threads else []

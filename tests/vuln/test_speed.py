@@ -167,11 +167,13 @@ def _same_grads_then_zero(eager, graphed):
 # --- GPU ---------------------------------------------------------------------------------
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("arch", ["gemma3", "gemma4"])
-def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
-    """Losses and gradients of replayed steps equal eager ones (fp32, three batches, two
+@pytest.mark.parametrize("arch,limit", [("gemma3", 0), ("gemma4", 0), ("gemma4", 1)])
+def test_graph_replays_match_eager_steps(arch, limit, tmp_path, monkeypatch):
+    """Losses and gradients of replayed steps equal eager ones (fp32, four batches, three
     buckets); Gemma 4's full-attention layers take the slot path (width limit lowered) and
-    its KV-shared layers run at the answer positions only."""
+    its KV-shared layers run at the answer positions only, its per-layer rows staged in
+    reused page-locked buffers.  With ``limit`` 1 the fourth batch's bucket has no graph of
+    its own: it replays the second batch's, padded, and gives its own eager loss."""
     from transformers import AutoModelForCausalLM
 
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
@@ -198,11 +200,11 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
     vocab = AutoConfig.from_pretrained(path).vocab_size
     g = torch.Generator().manual_seed(1)
     batches = []
-    for sizes in ([(40, 9), (25, 6)], [(300, 20), (280, 12), (90, 30)], [(41, 8), (24, 7)]):
+    for sizes in ([(40, 9), (25, 6)], [(300, 20), (280, 12), (90, 30)], [(41, 8), (24, 7)], [(100, 9), (90, 40)]):
         batches.append([Encoded(torch.randint(3, vocab, (n,), generator=g).tolist(), n - a) for n, a in sizes])
     eager, graphed = model(), model()
     step = graphs.CudaGraphStep(graphed, pad_id=0, dtype=torch.float32, t_multiple=128, k_multiple=32,
-                               autocast=False, slot_multiple=64)
+                               autocast=False, slot_multiple=64, limit=limit)
     for examples in batches:
         n = sum(e.n_answer for e in examples)
         # the same row length as the graph's bucket: same kernels, so any gap is the graph's
@@ -213,9 +215,13 @@ def test_graph_replays_match_eager_steps(arch, tmp_path, monkeypatch):
         loss_g = step.forward_backward(examples, 1.0 / n)
         assert float(loss_g) == pytest.approx(float(loss_e), rel=1e-4)
         _same_grads_then_zero(eager, graphed)
-    assert step.captured == 2, "the first and third batches share a bucket"
-    # the second bucket's warm-up ran in the pool that the first graph replays in (batch 3 above)
-    assert step.warmups_pooled == 2
+    assert step.captured == (3 if limit == 0 else 2), "the first and third batches share a bucket"
+    assert step.plan.padded == (1 if limit else 0)
+    # the later buckets' warm-ups ran in the pool that the first graph replays in
+    assert step.warmups_pooled == step.captured
+    if arch == "gemma4":  # a few page-locked buffers, reused: not one per step
+        assert step.staging is not None and 2 <= step.staging.allocated <= 3
+        assert all(e["pinned"] for e in step.staging._held) and not step.staging.busy
 
 
 @pytest.mark.gpu

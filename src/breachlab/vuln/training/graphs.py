@@ -15,8 +15,10 @@ from typing import Any, Callable, Iterator
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import text_config
 from breachlab.vuln.training.budget import ActivationBudget
+from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need
 from breachlab.vuln.training.patches import context, has_wide_heads
 from breachlab.vuln.training.ple import cpu_tables
+from breachlab.vuln.training.staging import PinnedRows
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,16 @@ class CudaGraphStep:
     ``k_multiple``; each (length, positions) bucket gets its own graph, captured the first
     time it is seen (one eager warm-up pass on a side stream, then the capture; the
     gradients of the step in progress are saved and restored around it) and replayed after
-    that.  All graphs share one memory pool, and the warm-ups run in it too, on the
+    that.  Past ``limit`` graphs, a batch of a new bucket replays the smallest captured
+    graph that can hold it, padded (:mod:`breachlab.vuln.training.buckets`): each graph keeps
+    host memory for the rest of the run.  All graphs share one memory pool, and the warm-ups run in it too, on the
     captures' one stream (:func:`_pooled`): a new bucket's warm-up reuses the memory that the
     earlier graphs hold between replays instead of reserving another step's worth beside it.
     Inputs are copied into the bucket's static
     tensors; the attention masks are built inside the graph from the static segment ids, so
     the (T, T) mask lives in the shared pool (one bucket's at a time) instead of one static
-    mask per bucket; per-layer embedding rows (kept off the GPU) are gathered and copied in
-    before the replay.  Gradients accumulate into ``.grad`` tensors that must stay
+    mask per bucket; per-layer embedding rows (kept off the GPU) are gathered into reused
+    page-locked buffers (:mod:`breachlab.vuln.training.staging`) and copied in before the replay.  Gradients accumulate into ``.grad`` tensors that must stay
     allocated: zero them with ``optimizer.zero_grad(set_to_none=False)``.
 
     Requirements, checked by the caller: one CUDA process, no dropout (a replay repeats
@@ -52,7 +56,8 @@ class CudaGraphStep:
 
     def __init__(self, model: Any, pad_id: int, dtype: Any = None, t_multiple: int = 512, k_multiple: int = 256,
                  warmup: int = 1, autocast: bool = True, slot_multiple: int | None = 256,
-                 budget: ActivationBudget | None = None, loss_fn: Callable[..., tuple[Any, Any]] | None = None):
+                 budget: ActivationBudget | None = None, loss_fn: Callable[..., tuple[Any, Any]] | None = None,
+                 limit: int = 0):
         import torch
 
         self.model = model
@@ -73,6 +78,8 @@ class CudaGraphStep:
         self.mempool: Any = None
         self.warmups_pooled = 0  # how many warm-ups ran in the graphs' pool (0 where torch cannot route them)
         self.tables = cpu_tables(model)
+        self.staging = PinnedRows() if self.tables and self.device.type == "cuda" else None
+        self.plan = GraphPlan(limit)
         self.budget = budget  # which layers keep their activations, per bucket
         self.graphs: dict[tuple, dict] = {}
         self.capture_seconds = 0.0
@@ -87,13 +94,18 @@ class CudaGraphStep:
         import torch
 
         batch = sft.collate_packed(examples, self.pad_id, multiple=self.t_multiple, slot_multiple=self.slot_multiple)
+        lengths = [len(e.ids) for e in examples]
+        key = self.plan.route(self._need(batch, lengths))
+        if key != self._key(batch, max(lengths, default=0)):  # a larger graph replays it: its layout
+            batch = sft.collate_packed(examples, self.pad_id, width=key.tokens, slot_shape=key.slots)
         if "slot_mask" in batch:  # additive, in the attention dtype, ready to copy
             keep = batch["slot_mask"]
             batch["slot_mask"] = torch.zeros(keep.shape, dtype=self.dtype).masked_fill_(~keep,
                                                                                         torch.finfo(self.dtype).min)
-        lengths = [len(e.ids) for e in examples]
-        rows = [table.gather(batch["input_ids"], pinned=self.device.type == "cuda") for table in self.tables]
-        return {"batch": batch, "key": self._key(batch, max(lengths, default=0)), "rows": rows,
+        ids = batch["input_ids"]
+        rows = [table.gather(ids, out=self.staging.take((ids.numel(), table.embedding_dim), table.dtype))
+                if self.staging is not None else table.gather(ids) for table in self.tables]
+        return {"batch": batch, "key": key, "rows": rows,
                 "longest": max(lengths, default=0), "examples": examples}
 
     def forward_backward(self, examples: Any, inv_denom: float) -> Any:
@@ -115,14 +127,18 @@ class CudaGraphStep:
         return len(self.graphs)
 
     # -- internals ---------------------------------------------------------------------
-    def _key(self, batch: dict, longest: int) -> tuple:
+    def _key(self, batch: dict, longest: int) -> Bucket:
         k = len(batch["keep"])
         kb = -(-max(k, 1) // self.k_multiple) * self.k_multiple
         cfg = text_config(self.model)
         window = getattr(cfg, "sliding_window", None)
         sliding = bool(window) and "sliding_attention" in set(getattr(cfg, "layer_types", None) or [])
-        return (batch["input_ids"].shape[1], kb, sliding, sliding and longest > window,
-                tuple(batch["slot_shape"]) if "slot_shape" in batch else None)
+        return Bucket(batch["input_ids"].shape[1], kb, sliding, sliding and longest > window,
+                      tuple(batch["slot_shape"]) if "slot_shape" in batch else None)
+
+    def _need(self, batch: dict, lengths: list[int]) -> Need:
+        slot = -(-max(lengths, default=1) // self.slot_multiple) * self.slot_multiple if self.slot_multiple else 0
+        return Need(self._key(batch, max(lengths, default=0)), len(lengths), slot)
 
     def _static(self, key: tuple) -> dict:
         import torch
@@ -158,6 +174,8 @@ class CudaGraphStep:
         entry["inv_denom"].fill_(inv_denom)
         for table, buf, rows in zip(self.tables, entry["ple"], prep["rows"]):
             buf.copy_(rows.view_as(buf), non_blocking=True)
+            if self.staging is not None:  # reusable once this copy is done
+                self.staging.release(rows)
             if table.scale is not None and table.scale_dev is None:
                 table.scale_dev = table.scale.to(buf.device, buf.dtype)
             table.staged = buf

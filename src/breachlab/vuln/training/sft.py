@@ -146,7 +146,8 @@ def _who(examples: Sequence[Encoded]) -> dict[str, Any]:
 
 
 def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
-                   slot_multiple: int | None = 64) -> dict[str, Any]:
+                   slot_multiple: int | None = 64, width: int | None = None,
+                   slot_shape: tuple[int, int] | None = None) -> dict[str, Any]:
     """Padding-free batch: the examples end to end in ONE row, each attending only to itself.
 
     ``segments`` (1, T) says which example each position belongs to (-1: the few pad
@@ -162,11 +163,20 @@ def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
     for layers no fused kernel serves (Gemma 4's 512-wide full-attention heads): each
     example in a slot of L positions (L = longest, rounded up to ``slot_multiple``), so
     attention costs examples × L² instead of T² for the whole row.
+
+    ``width`` / ``slot_shape`` force a larger layout than the examples need (a CUDA graph
+    captured for a bigger bucket replaying this batch): the row padded to ``width``
+    positions; with ``slot_shape`` (S, L) the slot layout in S slots of L positions whatever
+    it costs (the slots past the examples empty), without it none when ``width`` is given.
     """
     import torch
 
     total = sum(len(e.ids) for e in examples)
-    width = -(-total // multiple) * multiple if multiple > 1 else total
+    natural = -(-total // multiple) * multiple if multiple > 1 else total
+    if width is not None and width < total:
+        raise ValueError(f"width {width} is shorter than the batch's {total} tokens")
+    forced = width is not None
+    width = natural if width is None else width
     input_ids = torch.full((1, width), pad_id, dtype=torch.long)
     segments = torch.full((1, width), -1, dtype=torch.long)
     position_ids = torch.zeros((1, width), dtype=torch.long)
@@ -190,11 +200,17 @@ def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
            "keep": torch.tensor(keep, dtype=torch.long), "targets": torch.tensor(targets, dtype=torch.long),
            "first": torch.tensor(first, dtype=torch.long), "n_tokens": total, "n_supervised": len(targets),
            "n_examples": len(examples), **_who(examples)}
-    if slot_multiple and examples:
-        longest = max(len(e.ids) for e in examples)
-        slot = -(-longest // slot_multiple) * slot_multiple
+    lengths = [len(e.ids) for e in examples]
+    if slot_shape is not None:
+        n, slot = slot_shape
+        if n < len(lengths) or slot < max(lengths, default=0):
+            raise ValueError(f"slot shape {tuple(slot_shape)} cannot hold {len(lengths)} examples of up to "
+                             f"{max(lengths, default=0)} tokens")
+        out.update(slot_layout(lengths + [0] * (n - len(lengths)), slot, width))
+    elif slot_multiple and examples and not forced:
+        slot = -(-max(lengths) // slot_multiple) * slot_multiple
         if len(examples) * slot * slot < width * width:
-            out.update(slot_layout([len(e.ids) for e in examples], slot, width))
+            out.update(slot_layout(lengths, slot, width))
     return out
 
 

@@ -119,7 +119,8 @@ class Stepper:
             # no autocast: the graphs run the model as the eager path does, in its own dtype
             self.graph_step = graphs.CudaGraphStep(model, self.parts.pad_id,
                                                    dtype=model.get_input_embeddings().weight.dtype,
-                                                   autocast=False, budget=self.parts.budget, loss_fn=self.loss_fn)
+                                                   autocast=False, budget=self.parts.budget, loss_fn=self.loss_fn,
+                                                   limit=self.cfg.cuda_graph_limit)
             if self.is_main:
                 log.info("CUDA graphs: forward+backward replayed per length bucket (cuda_graphs: off turns this off)")
         ahead = self._prefetched.pop(step, None) if self.graph_step is not None else None

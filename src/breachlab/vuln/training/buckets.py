@@ -1,0 +1,88 @@
+"""Which CUDA graph serves a packed batch: its own bucket's, or a larger one's (``cuda_graph_limit``).
+
+A captured graph costs a capture (a warm-up plus the capture, 0.6-1 s on an H200) and keeps
+55-120 MB of host memory for the rest of the run (docs/benchmarks.md, third peer run).  A
+whole epoch meets more buckets than a short run: 20 for Qwen2.5-Coder-1.5B over 750 steps, at
+least 7 for E4B (``benchmarks/graph_buckets.py``).  Past ``limit`` graphs a batch whose bucket
+has no graph replays the smallest captured graph that can hold it, padded; a new graph is
+captured only when none can.  The padding changes no loss: pad positions are their own
+segment, and empty slots and supervised positions are masked as they are in any bucket.
+
+Pure bookkeeping on the CPU: :class:`~breachlab.vuln.training.graphs.CudaGraphStep` asks, the
+benchmark's bucket counter simulates with the same rules.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Bucket(NamedTuple):
+    """A graph's shapes: row length, supervised positions (rounded), whether the model has a
+    sliding window and whether it binds, and the slot layout (examples, slot length) or None
+    for the row's block-diagonal mask."""
+
+    tokens: int
+    supervised: int
+    sliding: bool
+    binds: bool
+    slots: tuple[int, int] | None
+
+
+class Need(NamedTuple):
+    """What a batch needs: its own bucket, how many examples, and the slot length its longest
+    example rounds up to."""
+
+    bucket: Bucket
+    examples: int
+    slot: int
+
+
+def covers(graph: Bucket, need: Need) -> bool:
+    """Whether ``graph`` can replay a batch that needs ``need`` (its own bucket, padded).  A
+    window that binds in the graph is harmless where the batch's segments fit inside it."""
+    b = need.bucket
+    if graph.tokens < b.tokens or graph.supervised < b.supervised or graph.sliding != b.sliding:
+        return False
+    if b.binds and not graph.binds:
+        return False
+    return graph.slots is None or (graph.slots[0] >= need.examples and graph.slots[1] >= need.slot)
+
+
+def padded_work(graph: Bucket) -> tuple[int, int, int]:
+    """Ordering among graphs that cover a batch: the shortest row, then the smallest slot
+    attention (examples x L^2), then the fewest supervised positions."""
+    area = graph.slots[0] * graph.slots[1] ** 2 if graph.slots is not None else 0
+    return graph.tokens, area, graph.supervised
+
+
+class GraphPlan:
+    """The buckets that have a graph (or are about to be captured), and how often each served.
+
+    ``limit``: graphs captured freely, one per bucket; past it a batch goes to the smallest
+    covering graph, and a new one is captured only when none covers.  0 = no limit.
+    """
+
+    def __init__(self, limit: int = 0):
+        if limit < 0:
+            raise ValueError(f"cuda_graph_limit must be >= 0, not {limit}")
+        self.limit = limit
+        self.served: dict[Bucket, int] = {}  # graph -> batches routed to it
+        self.padded = 0  # batches replayed in a larger bucket's graph
+
+    def route(self, need: Need) -> Bucket:
+        """The bucket whose graph this batch replays (counted as captured from now on: the
+        caller captures it if it has none yet)."""
+        own = need.bucket
+        target = own
+        if own not in self.served and self.limit and len(self.served) >= self.limit:
+            fits = [g for g in self.served if covers(g, need)]
+            if fits:
+                target = min(fits, key=padded_work)
+                self.padded += 1
+        self.served[target] = self.served.get(target, 0) + 1
+        return target
+
+    @property
+    def graphs(self) -> int:
+        return len(self.served)

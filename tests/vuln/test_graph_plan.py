@@ -1,0 +1,238 @@
+"""Which CUDA graph serves a batch (``cuda_graph_limit``) and the reused page-locked staging
+buffers of the per-layer rows: bookkeeping tested on the CPU, with fake CUDA calls."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from breachlab.config import ConfigError
+from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need, covers
+
+torch = pytest.importorskip("torch")
+
+
+def need(tokens, supervised=256, examples=8, slot=512, slots=(8, 512), sliding=False, binds=False):
+    return Need(Bucket(tokens, supervised, sliding, binds, slots), examples, slot)
+
+
+def test_a_graph_covers_a_batch_only_where_every_shape_fits():
+    g = Bucket(3072, 512, False, False, (8, 512))
+    assert covers(g, need(2048, 256, slots=(8, 256), slot=256))
+    assert covers(g, need(3072, 512, slots=None, slot=512)), "a row-mask batch fits a slot layout"
+    assert not covers(g, need(3584)), "longer row"
+    assert not covers(g, need(2048, 768)), "more supervised positions"
+    assert not covers(g, need(2048, slot=768, slots=(8, 768))), "a longer example than the slots"
+    assert not covers(g, need(2048, examples=9, slots=(9, 512))), "more examples than slots"
+    assert covers(Bucket(4096, 256, False, False, None), need(2048, slot=1024, slots=(8, 1024))), \
+        "a row-mask graph holds any layout that fits its row"
+    window = Bucket(2048, 256, True, True, None)
+    assert covers(window, need(1024, sliding=True, binds=False)), "a binding window is harmless when it need not bind"
+    assert not covers(Bucket(2048, 256, True, False, None), need(1024, sliding=True, binds=True))
+    assert not covers(window, need(1024, sliding=False))
+
+
+def test_past_the_limit_a_new_bucket_replays_the_smallest_graph_that_holds_it():
+    plan = GraphPlan(limit=2)
+    big, small = need(4096), need(2560)
+    assert plan.route(big) == big.bucket and plan.route(small) == small.bucket
+    assert plan.graphs == 2 and plan.padded == 0
+    assert plan.route(need(2048)) == small.bucket, "the shortest covering row"
+    assert plan.route(need(3072)) == big.bucket
+    assert plan.route(small) == small.bucket, "a bucket with a graph keeps it"
+    huge = need(6144)
+    assert plan.route(huge) == huge.bucket, "nothing holds it: captured past the limit"
+    assert plan.graphs == 3 and plan.padded == 2
+    assert plan.served == {big.bucket: 2, small.bucket: 3, huge.bucket: 1}
+
+
+def test_no_limit_is_a_graph_per_bucket_and_a_bad_limit_is_refused():
+    plan = GraphPlan(limit=0)
+    for t in (4096, 2048, 2560, 2048):
+        assert plan.route(need(t)) == need(t).bucket
+    assert plan.graphs == 3 and plan.padded == 0
+    with pytest.raises(ValueError, match="cuda_graph_limit"):
+        GraphPlan(limit=-1)
+    from breachlab.vuln.training.config import TrainConfig
+
+    assert TrainConfig(data="x").cuda_graph_limit == 4
+    for bad in (-1, 2.5, True, "four"):
+        with pytest.raises(ConfigError, match="cuda_graph_limit"):
+            TrainConfig(data="x", cuda_graph_limit=bad)
+
+
+def test_a_larger_buckets_layout_holds_the_same_batch():
+    """collate_packed with a forced width / slot shape: the batch's tokens, positions and
+    supervised positions where they were, the rest padding and empty slots."""
+    from breachlab.vuln.training.sft import Encoded, collate_packed
+
+    examples = [Encoded(list(range(3, 3 + n)), n - 4) for n in (30, 12, 21)]
+    own = collate_packed(examples, 0, multiple=16, slot_multiple=16)
+    big = collate_packed(examples, 0, width=96, slot_shape=(4, 48))
+    assert own["input_ids"].shape[1] == 64 and big["input_ids"].shape[1] == 96
+    assert torch.equal(big["input_ids"][:, :63], own["input_ids"][:, :63])
+    assert torch.equal(big["keep"], own["keep"]) and torch.equal(big["targets"], own["targets"])
+    assert (big["segments"][0, 63:] == -1).all()
+    assert big["slot_shape"] == (4, 48) and big["slot_mask"].shape == (4, 1, 48, 48)
+    assert not big["slot_mask"][3, 0].fill_diagonal_(False).any(), "an empty slot sees only itself"
+    row = collate_packed(examples, 0, width=128, slot_multiple=16)
+    assert "slots" not in row, "a forced width without a slot shape is a row-mask layout"
+    with pytest.raises(ValueError, match="shorter"):
+        collate_packed(examples, 0, width=32)
+    with pytest.raises(ValueError, match="cannot hold"):
+        collate_packed(examples, 0, width=96, slot_shape=(2, 48))
+
+
+def test_a_padded_layout_gives_the_same_loss_and_gradients(tmp_path, monkeypatch):
+    """The batch in a larger bucket's layout (what a replay of a larger graph sees): the loss
+    and the gradients of the natural layout, on Gemma 4 with its full-attention layers per slot."""
+    from transformers import AutoModelForCausalLM
+
+    from breachlab.vuln.training import patches
+    from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
+    from tests.vuln.tiny import gemma4_text_dir
+
+    path = gemma4_text_dir(tmp_path / "m")
+    monkeypatch.setattr(patches, "WIDE_HEAD", 0)
+    g = torch.Generator().manual_seed(5)
+    examples = [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a) for n, a in ((30, 7), (12, 4), (21, 9))]
+
+    def run_once(**layout):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa").train()
+        assert patches.use_packed_attention(model)
+        loss, _ = forward_loss(model, collate_packed(examples, 0, **layout), torch.device("cpu"))
+        loss.backward()
+        return float(loss.detach()), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = run_once(multiple=16, slot_multiple=16)
+    for layout in ({"width": 112, "slot_shape": (5, 48)}, {"width": 112}):
+        got, got_grads = run_once(**layout)
+        assert got == pytest.approx(loss, rel=1e-5), layout
+        for k in grads:
+            assert torch.allclose(got_grads[k], grads[k], rtol=1e-4, atol=1e-6), (layout, k)
+
+
+class _Event:
+    def __init__(self, log):
+        self.done, self.log = False, log
+
+    def record(self, stream=None):
+        self.log.append("record")
+
+    def query(self):
+        return self.done
+
+    def synchronize(self):
+        self.log.append("wait")
+        self.done = True
+
+
+def _ring(most=3):
+    from breachlab.vuln.training.staging import PinnedRows
+
+    log, pinned, events = [], set(), []
+
+    def event():
+        events.append(_Event(log))
+        return events[-1]
+
+    ring = PinnedRows(most=most, pin=lambda b: pinned.add(b.data_ptr()) or True,
+                      unpin=lambda b: pinned.discard(b.data_ptr()), event=event)
+    return ring, pinned, events, log
+
+
+def test_staging_buffers_are_reused_once_their_copy_is_done():
+    ring, pinned, events, log = _ring()
+    a = ring.take((100, 8), torch.bfloat16)
+    assert a.shape == (100, 8) and a.dtype == torch.bfloat16 and a.data_ptr() % 4096 == 0
+    ring.release(a)
+    b = ring.take((100, 8), torch.bfloat16)
+    assert b.data_ptr() != a.data_ptr(), "the first copy is still running: another buffer"
+    events[0].done = True
+    ring.release(b)
+    c = ring.take((90, 8), torch.bfloat16)
+    assert c.data_ptr() == a.data_ptr(), "a finished copy's buffer is reused"
+    assert ring.allocated == 2 and len(pinned) == 2
+    ring.release(c)
+    ring.release(c)  # copied twice (a capture, then its replay): the later copy is the one waited for
+    assert len(events) == 4
+    entry = next(e for e in ring.free if e["buf"].data_ptr() == c.data_ptr())
+    assert entry["event"] is events[3]
+
+
+def test_a_longer_row_replaces_the_idle_buffers_and_the_count_is_bounded():
+    ring, pinned, events, log = _ring(most=2)
+    small = [ring.take((1000,), torch.uint8) for _ in range(2)]
+    for s in small:
+        ring.release(s)
+    for e in events:
+        e.done = True
+    big = ring.take((50_000,), torch.uint8)
+    assert ring.bytes_held == 53_248 and len(pinned) == 1, "the idle small buffers are gone, unpinned"
+    ring.release(big)
+    other = ring.take((100,), torch.uint8)  # the other small buffer is idle and holds it
+    ring.release(other)
+    nxt = ring.take((50_000,), torch.uint8)  # two buffers exist, both busy copying: wait for the oldest
+    assert "wait" in log and nxt.data_ptr() == big.data_ptr() and ring.allocated == 4
+    held = dict(pinned=set(pinned))
+    del ring, small, big, other, nxt
+    gc.collect()
+    assert held["pinned"] and not pinned, "every buffer is unpinned when the staging goes"
+
+
+def test_the_per_layer_rows_go_into_a_given_buffer(tmp_path):
+    from breachlab.vuln.training import ple
+
+    emb = torch.nn.Embedding(300, 16)
+    ram, disk = ple.CpuTableEmbedding(emb), ple.DiskTableEmbedding(emb, str(tmp_path))
+    ids = torch.tensor([[5, 7, 5, 299]])
+    for table in (ram, disk):
+        out = torch.empty((4, 16), dtype=table.dtype)
+        got = table.gather(ids, out=out)
+        assert got.data_ptr() == out.data_ptr() and torch.equal(got, emb.weight[ids].detach())
+        with pytest.raises(ValueError, match="rows buffer"):
+            table.gather(ids, out=torch.empty((3, 16), dtype=table.dtype))
+
+
+def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays_it(tmp_path, monkeypatch):
+    """CudaGraphStep.prepare (its host side, runnable on the CPU): past the limit, a new
+    bucket's batch is packed in the covering graph's shapes, per-layer rows included, and the
+    staging buffers are reused (PinnedRows with the CUDA calls faked)."""
+    from transformers import AutoModelForCausalLM
+
+    from breachlab.vuln.training import graphs, patches, ple
+    from breachlab.vuln.training.sft import Encoded
+    from breachlab.vuln.training.staging import PinnedRows
+    from tests.vuln.tiny import gemma4_text_dir
+
+    monkeypatch.setattr(patches, "WIDE_HEAD", 0)
+    model = AutoModelForCausalLM.from_pretrained(gemma4_text_dir(tmp_path / "m"), attn_implementation="sdpa")
+    model.requires_grad_(False)
+    assert ple.offload_per_layer_embeddings(model, include_cpu=True) > 0
+    assert patches.use_packed_attention(model)
+    for p in model.lm_head.parameters():
+        p.requires_grad_(True)
+    step = graphs.CudaGraphStep(model, pad_id=0, dtype=torch.float32, t_multiple=128, k_multiple=32,
+                               slot_multiple=64, limit=1)
+    step.staging = PinnedRows(pin=lambda b: False, unpin=lambda b: None, event=lambda: None)
+    g = torch.Generator().manual_seed(2)
+
+    def batch(*sizes):
+        return [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a) for n, a in sizes]
+
+    big = step.prepare(batch((300, 20), (280, 12), (90, 30)))
+    small = step.prepare(batch((100, 9), (90, 40)))
+    assert small["key"] == big["key"] and step.plan.padded == 1
+    assert small["batch"]["input_ids"].shape == big["batch"]["input_ids"].shape
+    assert small["batch"]["slot_shape"] == big["key"].slots
+    assert [r.shape for r in small["rows"]] == [r.shape for r in big["rows"]]
+    table = step.tables[0]
+    assert torch.equal(small["rows"][0][0, :190], table.gather(small["batch"]["input_ids"][:, :190])[0])
+    for prep in (big, small):
+        for rows in prep["rows"]:
+            step.staging.release(rows)
+    again = step.prepare(batch((40, 9), (25, 6)))
+    assert step.staging.allocated == 2, "released buffers are taken again"
+    assert again["key"] == big["key"], "still past the limit: the one graph holds it"
