@@ -20,7 +20,7 @@ T = "breachlab.vuln.training."
 
 # Lowest first.  A module may import modules of lower layers only (not of its own layer).
 TRAINING_LAYERS: list[set[str]] = [
-    {T + "anatomy", T + "pairloss", T + "buckets", T + "staging"},
+    {T + "anatomy", T + "pairloss", T + "buckets"},
     {T + "config", T + "curves"},
     {T + "shard", T + "ple", T + "patches", T + "regional", T + "headloss"},
     {T + "ckpt", T + "sft", "breachlab.vuln.plan"},  # the planner sits beside the wing, at this height

@@ -182,9 +182,6 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         out["warmups_in_graph_pool"] = graph.warmups_pooled
         out["graph_limit"] = graph.plan.limit
         out["graph_padded_steps"] = graph.plan.padded  # batches replayed in a larger bucket's graph
-        if graph.staging is not None:  # the per-layer rows' page-locked buffers
-            out["staging_buffers"] = {"made": graph.staging.allocated, "held_mib": round(graph.staging.bytes_held
-                                                                                           / 2**20, 1)}
         out["memory_at_captures"] = memory
         if windows:  # where the allocated memory peaked (--memory-history)
             from .memory_history import largest

@@ -1,9 +1,7 @@
-"""Which CUDA graph serves a batch (``cuda_graph_limit``) and the reused page-locked staging
-buffers of the per-layer rows: bookkeeping tested on the CPU, with fake CUDA calls."""
+"""Which CUDA graph serves a batch (``cuda_graph_limit``): the plan's bookkeeping, the larger
+bucket's layout and its loss, and the graph step's host side, on the CPU."""
 
 from __future__ import annotations
-
-import gc
 
 import pytest
 
@@ -114,97 +112,13 @@ def test_a_padded_layout_gives_the_same_loss_and_gradients(tmp_path, monkeypatch
             assert torch.allclose(got_grads[k], grads[k], rtol=1e-4, atol=1e-6), (layout, k)
 
 
-class _Event:
-    def __init__(self, log):
-        self.done, self.log = False, log
-
-    def record(self, stream=None):
-        self.log.append("record")
-
-    def query(self):
-        return self.done
-
-    def synchronize(self):
-        self.log.append("wait")
-        self.done = True
-
-
-def _ring(most=3):
-    from breachlab.vuln.training.staging import PinnedRows
-
-    log, pinned, events = [], set(), []
-
-    def event():
-        events.append(_Event(log))
-        return events[-1]
-
-    ring = PinnedRows(most=most, pin=lambda b: pinned.add(b.data_ptr()) or True,
-                      unpin=lambda b: pinned.discard(b.data_ptr()), event=event)
-    return ring, pinned, events, log
-
-
-def test_staging_buffers_are_reused_once_their_copy_is_done():
-    ring, pinned, events, log = _ring()
-    a = ring.take((100, 8), torch.bfloat16)
-    assert a.shape == (100, 8) and a.dtype == torch.bfloat16 and a.data_ptr() % 4096 == 0
-    ring.release(a)
-    b = ring.take((100, 8), torch.bfloat16)
-    assert b.data_ptr() != a.data_ptr(), "the first copy is still running: another buffer"
-    events[0].done = True
-    ring.release(b)
-    c = ring.take((90, 8), torch.bfloat16)
-    assert c.data_ptr() == a.data_ptr(), "a finished copy's buffer is reused"
-    assert ring.allocated == 2 and len(pinned) == 2
-    ring.release(c)
-    ring.release(c)  # copied twice (a capture, then its replay): the later copy is the one waited for
-    assert len(events) == 4
-    entry = next(e for e in ring.free if e["buf"].data_ptr() == c.data_ptr())
-    assert entry["event"] is events[3]
-
-
-def test_a_longer_row_replaces_the_idle_buffers_and_the_count_is_bounded():
-    ring, pinned, events, log = _ring(most=2)
-    small = [ring.take((1000,), torch.uint8) for _ in range(2)]
-    for s in small:
-        ring.release(s)
-    for e in events:
-        e.done = True
-    big = ring.take((50_000,), torch.uint8)
-    assert ring.bytes_held == 53_248 and len(pinned) == 1, "the idle small buffers are gone, unpinned"
-    ring.release(big)
-    other = ring.take((100,), torch.uint8)  # the other small buffer is idle and holds it
-    ring.release(other)
-    nxt = ring.take((50_000,), torch.uint8)  # two buffers exist, both busy copying: wait for the oldest
-    assert "wait" in log and nxt.data_ptr() == big.data_ptr() and ring.allocated == 4
-    held = dict(pinned=set(pinned))
-    del ring, small, big, other, nxt
-    gc.collect()
-    assert held["pinned"] and not pinned, "every buffer is unpinned when the staging goes"
-
-
-def test_the_per_layer_rows_go_into_a_given_buffer(tmp_path):
-    from breachlab.vuln.training import ple
-
-    emb = torch.nn.Embedding(300, 16)
-    ram, disk = ple.CpuTableEmbedding(emb), ple.DiskTableEmbedding(emb, str(tmp_path))
-    ids = torch.tensor([[5, 7, 5, 299]])
-    for table in (ram, disk):
-        out = torch.empty((4, 16), dtype=table.dtype)
-        got = table.gather(ids, out=out)
-        assert got.data_ptr() == out.data_ptr() and torch.equal(got, emb.weight[ids].detach())
-        with pytest.raises(ValueError, match="rows buffer"):
-            table.gather(ids, out=torch.empty((3, 16), dtype=table.dtype))
-
-
 def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays_it(tmp_path, monkeypatch):
     """CudaGraphStep.prepare (its host side, runnable on the CPU): past the limit, a new
-    bucket's batch is packed in the covering graph's shapes, per-layer rows included, and the
-    staging buffers are reused (PinnedRows with the CUDA calls faked)."""
+    bucket's batch is packed in the covering graph's shapes, per-layer rows included."""
     from transformers import AutoModelForCausalLM
 
     from breachlab.vuln.training import graphs, patches, ple
     from breachlab.vuln.training.sft import Encoded
-    from breachlab.vuln.training.staging import PinnedRows
     from tests.vuln.tiny import gemma4_text_dir
 
     monkeypatch.setattr(patches, "WIDE_HEAD", 0)
@@ -216,7 +130,6 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
         p.requires_grad_(True)
     step = graphs.CudaGraphStep(model, pad_id=0, dtype=torch.float32, t_multiple=128, k_multiple=32,
                                slot_multiple=64, limit=1)
-    step.staging = PinnedRows(pin=lambda b: False, unpin=lambda b: None, event=lambda: None)
     g = torch.Generator().manual_seed(2)
 
     def batch(*sizes):
@@ -230,9 +143,5 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
     assert [r.shape for r in small["rows"]] == [r.shape for r in big["rows"]]
     table = step.tables[0]
     assert torch.equal(small["rows"][0][0, :190], table.gather(small["batch"]["input_ids"][:, :190])[0])
-    for prep in (big, small):
-        for rows in prep["rows"]:
-            step.staging.release(rows)
     again = step.prepare(batch((40, 9), (25, 6)))
-    assert step.staging.allocated == 2, "released buffers are taken again"
     assert again["key"] == big["key"], "still past the limit: the one graph holds it"

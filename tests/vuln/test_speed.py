@@ -171,8 +171,7 @@ def _same_grads_then_zero(eager, graphed):
 def test_graph_replays_match_eager_steps(arch, limit, tmp_path, monkeypatch):
     """Losses and gradients of replayed steps equal eager ones (fp32, four batches, three
     buckets); Gemma 4's full-attention layers take the slot path (width limit lowered) and
-    its KV-shared layers run at the answer positions only, its per-layer rows staged in
-    reused page-locked buffers.  With ``limit`` 1 the fourth batch's bucket has no graph of
+    its KV-shared layers run at the answer positions only.  With ``limit`` 1 the fourth batch's bucket has no graph of
     its own: it replays the second batch's, padded, and gives its own eager loss."""
     from transformers import AutoModelForCausalLM
 
@@ -225,9 +224,6 @@ def test_graph_replays_match_eager_steps(arch, limit, tmp_path, monkeypatch):
     assert step.plan.padded == (1 if limit else 0)
     # the later buckets' warm-ups ran in the pool that the first graph replays in
     assert step.warmups_pooled == step.captured
-    if arch == "gemma4":  # a few page-locked buffers, reused: not one per step
-        assert step.staging is not None and 2 <= step.staging.allocated <= 3
-        assert all(e["pinned"] for e in step.staging._held) and not step.staging.busy
 
 
 @pytest.mark.gpu

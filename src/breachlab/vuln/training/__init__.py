@@ -3,9 +3,9 @@
 Layers, lowest first; a module imports only from layers below its own (the contract is a
 test, ``tests/test_layers.py``, so the order cannot quietly change):
 
-1. ``anatomy``, ``pairloss``, ``buckets``, ``staging`` — where a model keeps its decoder layers,
-   language model and LoRA targets; pair-keeping batches and the pair-margin term (pure tensor
-   functions); which CUDA graph serves a batch (``cuda_graph_limit``); reused page-locked buffers.
+1. ``anatomy``, ``pairloss``, ``buckets`` — where a model keeps its decoder layers, language
+   model and LoRA targets; pair-keeping batches and the pair-margin term (pure tensor
+   functions); which CUDA graph serves a batch (``cuda_graph_limit``).
 2. ``config``, ``curves`` — :class:`~breachlab.vuln.training.config.TrainConfig`; metrics.csv, curves.png.
 3. ``shard``, ``ple``, ``patches``, ``regional``, ``headloss`` — FSDP2; the per-layer embedding
    table off the GPU; the speed patches; regional ``torch.compile``; the LM head's loss in chunks.

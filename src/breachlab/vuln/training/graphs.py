@@ -18,7 +18,6 @@ from breachlab.vuln.training.budget import ActivationBudget
 from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need
 from breachlab.vuln.training.patches import context, has_wide_heads
 from breachlab.vuln.training.ple import cpu_tables
-from breachlab.vuln.training.staging import PinnedRows
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,8 @@ class CudaGraphStep:
     Inputs are copied into the bucket's static
     tensors; the attention masks are built inside the graph from the static segment ids, so
     the (T, T) mask lives in the shared pool (one bucket's at a time) instead of one static
-    mask per bucket; per-layer embedding rows (kept off the GPU) are gathered into reused
-    page-locked buffers (:mod:`breachlab.vuln.training.staging`) and copied in before the replay.  Gradients accumulate into ``.grad`` tensors that must stay
+    mask per bucket; per-layer embedding rows (kept off the GPU) are gathered and copied in
+    before the replay.  Gradients accumulate into ``.grad`` tensors that must stay
     allocated: zero them with ``optimizer.zero_grad(set_to_none=False)``.
 
     Requirements, checked by the caller: one CUDA process, no dropout (a replay repeats
@@ -78,7 +77,6 @@ class CudaGraphStep:
         self.mempool: Any = None
         self.warmups_pooled = 0  # how many warm-ups ran in the graphs' pool (0 where torch cannot route them)
         self.tables = cpu_tables(model)
-        self.staging = PinnedRows() if self.tables and self.device.type == "cuda" else None
         self.plan = GraphPlan(limit)
         self.budget = budget  # which layers keep their activations, per bucket
         self.graphs: dict[tuple, dict] = {}
@@ -102,9 +100,7 @@ class CudaGraphStep:
             keep = batch["slot_mask"]
             batch["slot_mask"] = torch.zeros(keep.shape, dtype=self.dtype).masked_fill_(~keep,
                                                                                         torch.finfo(self.dtype).min)
-        ids = batch["input_ids"]
-        rows = [table.gather(ids, out=self.staging.take((ids.numel(), table.embedding_dim), table.dtype))
-                if self.staging is not None else table.gather(ids) for table in self.tables]
+        rows = [table.gather(batch["input_ids"], pinned=self.device.type == "cuda") for table in self.tables]
         return {"batch": batch, "key": key, "rows": rows,
                 "longest": max(lengths, default=0), "examples": examples}
 
@@ -174,8 +170,6 @@ class CudaGraphStep:
         entry["inv_denom"].fill_(inv_denom)
         for table, buf, rows in zip(self.tables, entry["ple"], prep["rows"]):
             buf.copy_(rows.view_as(buf), non_blocking=True)
-            if self.staging is not None:  # reusable once this copy is done
-                self.staging.release(rows)
             if table.scale is not None and table.scale_dev is None:
                 table.scale_dev = table.scale.to(buf.device, buf.dtype)
             table.staged = buf

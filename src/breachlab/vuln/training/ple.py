@@ -56,14 +56,13 @@ class CpuTableEmbedding:
     def dtype(self) -> Any:
         return self.weight.dtype
 
-    def gather(self, input_ids: Any, pinned: bool = False, out: Any = None) -> Any:
+    def gather(self, input_ids: Any, pinned: bool = False) -> Any:
         """The unscaled rows of ``input_ids`` (CPU tensor; in page-locked memory if ``pinned``,
-        ready for an asynchronous copy to the GPU; in ``out`` when given, e.g. a
-        :class:`~breachlab.vuln.training.staging.PinnedRows` buffer)."""
+        ready for an asynchronous copy to the GPU)."""
         import torch
 
         ids = input_ids.to("cpu").reshape(-1)
-        out = _rows_out(out, ids.numel(), self.embedding_dim, self.weight.dtype, pinned)
+        out = torch.empty((ids.numel(), self.embedding_dim), dtype=self.weight.dtype, pin_memory=pinned)
         torch.index_select(self.weight, 0, ids, out=out)
         return out.view(*input_ids.shape, self.embedding_dim)
 
@@ -133,7 +132,7 @@ class DiskTableEmbedding(CpuTableEmbedding):
             i = j
         return out
 
-    def gather(self, input_ids: Any, pinned: bool = False, out: Any = None) -> Any:
+    def gather(self, input_ids: Any, pinned: bool = False) -> Any:
         import torch
 
         ids = input_ids.to("cpu").reshape(-1)
@@ -141,20 +140,9 @@ class DiskTableEmbedding(CpuTableEmbedding):
             raise IndexError(f"token id out of the per-layer table's range [0, {self.rows})")
         distinct, where = torch.unique(ids, sorted=True, return_inverse=True)
         rows = self.read(distinct.tolist())
-        out = _rows_out(out, ids.numel(), self.embedding_dim, self._dtype, pinned)
+        out = torch.empty((ids.numel(), self.embedding_dim), dtype=self._dtype, pin_memory=pinned)
         torch.index_select(rows, 0, where, out=out)
         return out.view(*input_ids.shape, self.embedding_dim)
-
-
-def _rows_out(out: Any, n: int, dim: int, dtype: Any, pinned: bool) -> Any:
-    """Where a gather writes its (n, dim) rows: ``out`` (checked) or a new tensor."""
-    import torch
-
-    if out is None:
-        return torch.empty((n, dim), dtype=dtype, pin_memory=pinned)
-    if out.dtype != dtype or out.numel() != n * dim:
-        raise ValueError(f"rows buffer is {tuple(out.shape)} {out.dtype}, the gather needs ({n}, {dim}) {dtype}")
-    return out.view(n, dim)
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
