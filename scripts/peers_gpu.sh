@@ -27,7 +27,7 @@ datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser=
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
 QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-unlimited}
-E4B_ARMS=${E4B_ARMS:-baseline,trl,breachlab-graphs-ple-disk,breachlab-graphs-ple-disk-trim}
+E4B_ARMS=${E4B_ARMS:-baseline,trl,breachlab-graphs-ple-disk,breachlab-graphs-ple-disk-no-liger}
 
 case "${1:-}" in
   wheels)

@@ -127,10 +127,12 @@ def test_a_graph_arms_report_keeps_its_capture_bookkeeping() -> None:
     examples = [Encoded([1, 2, 3, 4], 2) for _ in range(4)]
     memory = [{"step": -1, "host_rss_gib": 1.0}, {"step": 0, "host_rss_gib": 1.2}]
     res = {"step_times": [2.0, 0.5, 0.5, 0.25], "losses": [1.0, 0.9, 0.8, 0.7], "graphs_captured": 2,
-           "capture_seconds": 1.5, "capture_steps": [0, 3], "warmups_in_graph_pool": 2, "memory_at_captures": memory}
+           "capture_seconds": 1.5, "capture_steps": [0, 3], "warmups_in_graph_pool": 2, "memory_at_captures": memory,
+           "graph_limit": 4, "graph_padded_steps": 1}
     out = summarize("breachlab-graphs", res, examples, [[0], [1], [2], [3]], "cpu", 1, 10, 8, 4)
     assert out["replay_steps"] == 2 and out["samples_per_s_replay"] == 2.0
     assert out["warmups_in_graph_pool"] == 2 and out["memory_at_captures"] == memory
+    assert out["graph_limit"] == 4 and out["graph_padded_steps"] == 1, "the graph limit and what it padded"
     now = memory_now("cpu")
     if Path("/proc/self/status").exists():
         assert now["host_rss_gib"] > 0 and "gpu_alloc_gib" not in now
@@ -266,3 +268,33 @@ def test_the_bucket_counter_agrees_with_the_captures_on_the_h200() -> None:
     assert buckets("qwen-1.5b", 30, 8, slots=False) == [0, 1, 2, 4, 7, 9, 15, 18]
     assert len(buckets("qwen-1.5b", 30, 8, slots=True)) == 12
     assert buckets("e4b", 20, 8, slots=True) == [0, 3, 6]
+
+
+def test_the_variant_arms_differ_from_their_base_by_one_feature() -> None:
+    """Each diagnostic arm changes one thing against the arm it is read beside, so a gap between
+    the two is that thing's: no Liger kernels; one graph per bucket (no ``cuda_graph_limit``)."""
+    from throughput.arm_breachlab import ARMS
+
+    def feats(name: str) -> dict:
+        ckpt, f = ARMS[name]
+        assert ckpt, name
+        return f
+
+    base = feats("breachlab-graphs-ple-disk")
+    assert feats("breachlab-graphs-ple-disk-no-liger") == {**base, "kernels": False}
+    assert feats("breachlab-graphs-ple-disk-unlimited") == {**base, "unlimited": True}
+    assert feats("breachlab-graphs-unlimited") == {**feats("breachlab-graphs"), "unlimited": True}
+
+
+def test_a_graph_arms_limit_is_the_trainers_unless_told() -> None:
+    import types
+
+    from throughput.arm_breachlab import graph_limit
+    from throughput.cli import parser
+
+    from breachlab.vuln.training.config import TrainConfig
+
+    args = parser().parse_args(["--shape", "e4b"])
+    assert graph_limit(args) == TrainConfig(data="x").cuda_graph_limit == 4
+    assert graph_limit(parser().parse_args(["--shape", "e4b", "--graph-limit", "2"])) == 2
+    assert graph_limit(args, unlimited=True) == 0 and graph_limit(types.SimpleNamespace(), True) == 0

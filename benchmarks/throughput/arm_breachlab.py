@@ -21,6 +21,9 @@
 * ``breachlab-graphs-ple-disk-trim`` — the same, the C heap's free pages handed back to the OS
   after each capture (``malloc_trim``): whether what the warm-up and capture freed is part of
   the host peak (E4B: 1.22× the floor's host memory, third H200 run).
+* ``breachlab-graphs-ple-disk-no-liger`` — ``breachlab-graphs-ple-disk`` without the Liger
+  kernels: what their Triton compile and modules cost in host memory (the floor, without
+  them, peaked at 1.96 GiB on E4B, TRL with them at 2.13), and what they bring in speed.
 * ``breachlab-graphs-unlimited`` / ``breachlab-graphs-ple-disk-unlimited`` — those arms with a
   graph for every bucket (``cuda_graph_limit: 0``, the default before the tenth session).
 * ``breachlab-graphs-slots`` — ``breachlab-graphs`` with ``slot_attention: all``: every
@@ -55,6 +58,7 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-graphs": (True, {**_TRAINER, "graphs": True}),
     "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-ple-disk-trim": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "trim": True}),
+    "breachlab-graphs-ple-disk-no-liger": (True, {**_TRAINER, "kernels": False, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-unlimited": (True, {**_TRAINER, "graphs": True, "unlimited": True}),
     "breachlab-graphs-ple-disk-unlimited": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "unlimited": True}),
     "breachlab-graphs-slots": (True, {**_TRAINER, "graphs": True, "slots": True}),
@@ -111,7 +115,6 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         unlimited: bool = False) -> dict:
     import torch
 
-    from breachlab.vuln.training.config import TrainConfig
     from breachlab.vuln.training.graphs import CudaGraphStep
     from breachlab.vuln.training.patches import context, has_wide_heads
     from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
@@ -119,11 +122,7 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
     device = torch.device(args.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
-    # the trainer's default graph limit (cuda_graph_limit), or the arm's own
-    limit = getattr(args, "graph_limit", None)
-    limit = TrainConfig.__dataclass_fields__["cuda_graph_limit"].default if limit is None else limit
-    limit = 0 if unlimited else limit
-    graph = CudaGraphStep(model, pad_id=0, budget=budget, limit=limit) if graphs else None
+    graph = CudaGraphStep(model, pad_id=0, budget=budget, limit=graph_limit(args, unlimited)) if graphs else None
     # as the trainer's eager step: a slot layout only where a layer attends per example (step.py: 64)
     slot_multiple = 64 if has_wide_heads(model) or context(model).every_layer else None
     model.train()
@@ -202,6 +201,17 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         _stop_profiler(prof, profile_path, args.profile, time.perf_counter() - t0)
         out["profile_seconds"] = time.perf_counter() - t_prof  # not set-up: the child leaves it out
     return out
+
+
+def graph_limit(args: Any, unlimited: bool = False) -> int:
+    """A graph arm's ``cuda_graph_limit``: 0 for the -unlimited arms, else ``--graph-limit``, else
+    the trainer's default."""
+    from breachlab.vuln.training.config import TrainConfig
+
+    if unlimited:
+        return 0
+    limit = getattr(args, "graph_limit", None)
+    return TrainConfig.__dataclass_fields__["cuda_graph_limit"].default if limit is None else limit
 
 
 def _probe_warm_ups(graph: Any, memory: list[dict], step: Any) -> None:

@@ -37,10 +37,10 @@ class CudaGraphStep:
     gradients of the step in progress are saved and restored around it) and replayed after
     that.  Past ``limit`` graphs, a batch of a new bucket replays the smallest captured
     graph that can hold it, padded (:mod:`breachlab.vuln.training.buckets`): each graph keeps
-    host memory for the rest of the run.  All graphs share one memory pool, and the warm-ups run in it too, on the
-    captures' one stream (:func:`_pooled`): a new bucket's warm-up reuses the memory that the
-    earlier graphs hold between replays instead of reserving another step's worth beside it.
-    Inputs are copied into the bucket's static
+    host memory for the rest of the run.  All graphs share one memory pool, and the warm-ups
+    run in it too, on the captures' one stream (:func:`_pooled`): a new bucket's warm-up
+    reuses the memory that the earlier graphs hold between replays instead of reserving
+    another step's worth beside it.  Inputs are copied into the bucket's static
     tensors; the attention masks are built inside the graph from the static segment ids, so
     the (T, T) mask lives in the shared pool (one bucket's at a time) instead of one static
     mask per bucket; per-layer embedding rows (kept off the GPU) are gathered and copied in
