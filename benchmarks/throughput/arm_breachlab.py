@@ -20,7 +20,8 @@
   process memory for it).
 * ``breachlab-graphs-ple-disk-trim`` — the same, the C heap's free pages handed back to the OS
   after each capture (``malloc_trim``): whether what the warm-up and capture freed is part of
-  the host peak (E4B: 1.22× the floor's host memory, third H200 run).
+  the host peak (E4B: 1.22× the floor's host memory, third H200 run). Fourth run: each trim
+  handed back 15–17 MB; not adopted.
 * ``breachlab-graphs-ple-disk-no-liger`` — ``breachlab-graphs-ple-disk`` without the Liger
   kernels: what their Triton compile and modules cost in host memory (the floor, without
   them, peaked at 1.96 GiB on E4B, TRL with them at 2.13), and what they bring in speed.
