@@ -86,6 +86,8 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
         assert r["timed_steps"] == 2 and r["peak_host_gib"] > 0
         if Path("/proc/self/clear_refs").exists():  # Linux: the training's own peak, apart from loading
             assert 0 < r["train_peak_host_gib"] <= r["peak_host_gib"], r
+        if Path("/proc/self/status").exists():  # where training started from: its growth is the difference
+            assert 0 < r["train_start_host_gib"] <= r["peak_host_gib"], r
     # the breachlab arm was profiled after its timed steps; its peaks and set-up leave the profiler out
     assert runs["breachlab-packed"]["profiled_steps"] == 1 and "profiled_steps" not in base
     assert (tmp_path / "profile-tiny-qwen2-lora-breachlab-packed.txt").read_text().startswith("1 steps, wall")

@@ -103,6 +103,7 @@ def measure(args: Any) -> dict:
     m.reset_gpu_peak(args.device)  # the training peak, not the build (a random-init QLoRA model is bf16 first)
     load_host = m.process_peak_gib()  # the whole process's peak so far (imports, weights loaded and placed)
     train_host = m.reset_host_peak()  # from here on: the training's own (trainer set-up and steps)
+    start_rss = m.proc_status_gib("VmRSS")  # what training starts from: its growth = train peak - this
     if name == "baseline":
         res = arm_hf.run(model, examples, order, args)
     elif name in ("trl", "trl-packed"):
@@ -123,6 +124,8 @@ def measure(args: Any) -> dict:
     res["peak_host_gib"] = max(load_host, since)  # the process's peak, load included
     if train_host:
         res["train_peak_host_gib"] = since
+    if start_rss is not None:
+        res["train_start_host_gib"] = start_rss
     if before:
         res["profiled_steps"] = args.profile
     res["setup_seconds"] = time.perf_counter() - T0 - sum(res["step_times"]) - res.pop("profile_seconds", 0.0)

@@ -140,7 +140,7 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
     if own:  # its losses are of other batches: no step-by-step gap to the floor
         out["own_batches"] = True
     for key in ("peak_gpu_alloc_gib", "peak_gpu_reserved_gib", "build_peak_gpu_gib", "peak_host_gib",
-                "train_peak_host_gib"):
+                "train_peak_host_gib", "train_start_host_gib"):
         if key in res:
             out[key] = round(res[key], 2)
     if "profiled_steps" in res:  # profiled after the timed steps; not in the peaks, set-up or epoch time
