@@ -10,7 +10,9 @@ epoch's host peak compares with a 20-30-step benchmark's.
 
 With ``--limit`` (the trainer's ``cuda_graph_limit``), past that many graphs a batch of a new
 bucket replays the smallest captured graph that holds it: the count then says how many graphs
-the trainer keeps, and ``row_tokens_over_own`` what the padding costs in row length.
+the trainer keeps, and ``row_tokens_over_own`` what the padding costs in row length. With
+``--plan N`` it also counts an idea not built in the trainer: N graphs chosen before the first
+step, knowing every batch (:func:`planned`).
 
 The key is :class:`breachlab.vuln.training.graphs.CudaGraphStep`'s at its defaults (rows in
 multiples of 512 tokens, supervised positions in multiples of 256, slots of 256) without its
@@ -61,6 +63,55 @@ def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0,
     return first
 
 
+def needs(shape: str, steps: int, batch_size: int, seed: int = 0) -> list:
+    """What each of the run's batches needs (:class:`breachlab.vuln.training.buckets.Need`), with
+    per-example slots (the CUDA default), in order."""
+    from breachlab.vuln.training.buckets import Bucket, Need
+    from breachlab.vuln.training.sft import collate_packed, plain_batches
+    from throughput.examples import make_examples
+    from throughput.shapes import build_config
+
+    examples, _ = make_examples(shape, steps * batch_size, build_config(shape).vocab_size, seed)
+    out = []
+    for batch in plain_batches(len(examples), batch_size, seed, 0)[:steps]:
+        rows = [examples[i] for i in batch]
+        packed = collate_packed(rows, 0, multiple=512, slot_multiple=256)
+        kb = -(-max(len(packed["keep"]), 1) // 256) * 256
+        own = Bucket(packed["input_ids"].shape[1], kb, False, False,
+                     tuple(packed["slot_shape"]) if "slot_shape" in packed else None)
+        out.append(Need(own, len(rows), -(-max(len(e.ids) for e in rows) // 256) * 256))
+    return out
+
+
+def planned(run: list, graphs: int) -> tuple[float, list]:
+    """An idea not built in the trainer: choose the run's ``graphs`` graphs before its first step,
+    knowing every batch. Tries every set of that many among the run's buckets and their
+    component-wise largest, keeps the sets that hold every batch, and returns the row tokens of
+    the best set (each batch replayed in its smallest covering graph) over the batches' own,
+    with that set."""
+    import itertools
+
+    from breachlab.vuln.training.buckets import Bucket, covers, padded_work
+
+    largest = Bucket(max(n.bucket.tokens for n in run), max(n.bucket.supervised for n in run), False, False,
+                     (max(n.examples for n in run), max(n.slot for n in run)))
+    candidates = sorted({n.bucket for n in run} | {largest}, key=padded_work)
+    own = sum(n.bucket.tokens for n in run)
+    best: tuple[float, list] | None = None
+    for combo in itertools.combinations(candidates, graphs):
+        total = 0
+        for n in run:
+            fits = [g for g in combo if covers(g, n)]
+            if not fits:
+                break
+            total += min(fits, key=padded_work).tokens
+        else:
+            if best is None or total < best[0]:
+                best = (total, list(combo))
+    assert best is not None, "the largest bucket holds every batch"
+    return round(best[0] / own, 4), best[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="qwen-1.5b", choices=["qwen-1.5b", "e4b"])
@@ -69,8 +120,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, nargs="+", default=[0, 4],
                     help="cuda_graph_limit values to count (0 = a graph per bucket; 4 = the trainer's default)")
+    ap.add_argument("--plan", type=int, nargs="*", default=[], metavar="GRAPHS",
+                    help="also count the idea not built: that many graphs chosen before the first step, knowing "
+                         "every batch (per-example slots); prints the row tokens over the batches' own")
     args = ap.parse_args(argv)
     for steps in args.steps:
+        run = needs(args.shape, steps, args.batch_size) if args.plan else []
+        for graphs in args.plan:
+            over, chosen = planned(run, graphs)
+            print(json.dumps({"shape": args.shape, "steps": steps, "planned_graphs": graphs,
+                              "row_tokens_over_own": over, "graphs_rows_slots": [[g.tokens, g.slots] for g in chosen]}))
         for limit in args.limit:
             for mode, slots in (("row mask", False), ("per-example slots", True)):
                 stats: dict = {}

@@ -300,3 +300,23 @@ def test_a_graph_arms_limit_is_the_trainers_unless_told() -> None:
     assert graph_limit(args) == TrainConfig(data="x").cuda_graph_limit == 4
     assert graph_limit(parser().parse_args(["--shape", "e4b", "--graph-limit", "2"])) == 2
     assert graph_limit(args, unlimited=True) == 0 and graph_limit(types.SimpleNamespace(), True) == 0
+
+
+def test_the_bucket_counter_counts_a_plan_made_before_the_first_step() -> None:
+    """graph_buckets.planned (an idea counted, not built in the trainer): the best set of N graphs
+    that holds every batch, and its row tokens against the batches' own."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from graph_buckets import planned
+
+    from breachlab.vuln.training.buckets import Bucket, Need
+
+    def need(tokens, slot):
+        return Need(Bucket(tokens, 256, False, False, (8, slot)), 8, slot)
+
+    run = [need(2048, 512)] * 6 + [need(2560, 512)] * 3 + [need(3072, 256)]
+    over, chosen = planned(run, 1)
+    assert [g.tokens for g in chosen] == [3072] and chosen[0].slots == (8, 512), "one graph: the largest of all"
+    assert over == round(3072 * 10 / (2048 * 6 + 2560 * 3 + 3072), 4)
+    over, chosen = planned(run, 2)
+    assert [g.tokens for g in chosen] == [2048, 3072] and over < 1.2
+    assert planned(run, 4)[0] == 1.0, "a graph per bucket: no padding"
