@@ -11,8 +11,8 @@ epoch's host peak compares with a 20-30-step benchmark's.
 With ``--limit`` (the trainer's ``cuda_graph_limit``), past that many graphs a batch of a new
 bucket replays the smallest captured graph that holds it: the count then says how many graphs
 the trainer keeps, and ``row_tokens_over_own`` what the padding costs in row length. With
-``--plan N`` it also counts an idea not built in the trainer: N graphs chosen before the first
-step, knowing every batch (:func:`planned`).
+``--plan N`` it counts ``cuda_graph_plan`` instead: N graphs chosen before the first step from
+every batch (:func:`planned`).
 
 The key is :class:`breachlab.vuln.training.graphs.CudaGraphStep`'s at its defaults (rows in
 multiples of 512 tokens, supervised positions in multiples of 256, slots of 256) without its
@@ -84,32 +84,18 @@ def needs(shape: str, steps: int, batch_size: int, seed: int = 0) -> list:
 
 
 def planned(run: list, graphs: int) -> tuple[float, list]:
-    """An idea not built in the trainer: choose the run's ``graphs`` graphs before its first step,
-    knowing every batch. Tries every set of that many among the run's buckets and their
-    component-wise largest, keeps the sets that hold every batch, and returns the row tokens of
-    the best set (each batch replayed in its smallest covering graph) over the batches' own,
-    with that set."""
-    import itertools
+    """``cuda_graph_plan`` with ``cuda_graph_limit`` ``graphs``: the graphs the trainer chooses
+    before the first step from every batch (:func:`breachlab.vuln.training.buckets.choose`), and
+    the row tokens replayed (each batch in the smallest chosen graph that holds it) over the
+    batches' own."""
+    from collections import Counter
 
-    from breachlab.vuln.training.buckets import Bucket, covers, padded_work
+    from breachlab.vuln.training.buckets import choose, covers, padded_work
 
-    largest = Bucket(max(n.bucket.tokens for n in run), max(n.bucket.supervised for n in run), False, False,
-                     (max(n.examples for n in run), max(n.slot for n in run)))
-    candidates = sorted({n.bucket for n in run} | {largest}, key=padded_work)
+    chosen = choose(Counter(run), graphs)
     own = sum(n.bucket.tokens for n in run)
-    best: tuple[float, list] | None = None
-    for combo in itertools.combinations(candidates, graphs):
-        total = 0
-        for n in run:
-            fits = [g for g in combo if covers(g, n)]
-            if not fits:
-                break
-            total += min(fits, key=padded_work).tokens
-        else:
-            if best is None or total < best[0]:
-                best = (total, list(combo))
-    assert best is not None, "the largest bucket holds every batch"
-    return round(best[0] / own, 4), best[1]
+    replayed = sum(min((g for g in chosen if covers(g, n)), key=padded_work).tokens for n in run)
+    return round(replayed / own, 4), chosen
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, nargs="+", default=[0, 4],
                     help="cuda_graph_limit values to count (0 = a graph per bucket; 4 = the trainer's default)")
     ap.add_argument("--plan", type=int, nargs="*", default=[], metavar="GRAPHS",
-                    help="also count the idea not built: that many graphs chosen before the first step, knowing "
-                         "every batch (per-example slots); prints the row tokens over the batches' own")
+                    help="also count cuda_graph_plan with that cuda_graph_limit: the graphs chosen before the first "
+                         "step from every batch (per-example slots); prints the row tokens over the batches' own")
     args = ap.parse_args(argv)
     for steps in args.steps:
         run = needs(args.shape, steps, args.batch_size) if args.plan else []

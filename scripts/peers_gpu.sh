@@ -17,8 +17,9 @@
 # and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them. After the first
 # Qwen round (MEMORY_HISTORY=0 skips it) the graphs arm runs once more with --memory-history:
 # $OUT/qwen-1.5b-lora-memory.json says where its allocated peak is, by allocating line. After
-# the first E4B round (EPOCH=0 skips it) the E4B graphs arm runs a whole 750-step epoch once:
-# $OUT/e4b-qlora-epoch.json has the host peak with every graph an epoch captures. Unsloth
+# the first E4B round (EPOCH=0 skips it) the EPOCH_ARMS (breachlab-graphs-ple-disk-plan2: two
+# graphs planned for the whole run) run a whole 750-step epoch once: $OUT/e4b-qlora-epoch.json
+# has the host peak with every graph an epoch captures (tenth session, limit 4: 2.66 GiB). Unsloth
 # on E4B runs once after the rounds, with 900 s (E4B_UNSLOTH=0 skips it).
 # docs/benchmarks.md ("Training throughput against the peers") has the numbers and their conditions.
 set -u
@@ -79,9 +80,10 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
         echo "e4b round $k rc=$?"
         E4B_ARMS=$(working "$E4B_ARMS" "$OUT/e4b-qlora-r$k.json")
         if [ "$k" = 1 ] && [ "${EPOCH:-1}" != 0 ]; then  # host memory over a whole epoch's graphs
-          python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms breachlab-graphs-ple-disk \
-            --arm-steps breachlab-graphs-ple-disk=750 --repeats 1 --steps 20 --warmup 4 --arm-timeout 500 \
-            --tmp /tmp/peers-tmp --out "$OUT/e4b-qlora-epoch.json" > "$OUT/e4b-qlora-epoch.log" 2>&1
+          epoch_arms=${EPOCH_ARMS:-breachlab-graphs-ple-disk-plan2}
+          python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$epoch_arms" \
+            --arm-steps "$(echo "$epoch_arms" | sed 's/\([^,]*\)/\1=750/g')" --repeats 1 --steps 20 --warmup 4 \
+            --arm-timeout 500 --tmp /tmp/peers-tmp --out "$OUT/e4b-qlora-epoch.json" > "$OUT/e4b-qlora-epoch.log" 2>&1
           echo "e4b whole epoch rc=$?"
         fi
       fi
@@ -100,5 +102,5 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
     done
     grep -h '^{"arm"' "$OUT"/*.log | cut -c1-240 ;;
   *)
-    sed -n '2,23p' "$0"; exit 2 ;;
+    sed -n '2,24p' "$0"; exit 2 ;;
 esac

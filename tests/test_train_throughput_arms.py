@@ -286,6 +286,8 @@ def test_the_variant_arms_differ_from_their_base_by_one_feature() -> None:
     assert feats("breachlab-graphs-ple-disk-no-liger") == {**base, "kernels": False}
     assert feats("breachlab-graphs-ple-disk-unlimited") == {**base, "unlimited": True}
     assert feats("breachlab-graphs-unlimited") == {**feats("breachlab-graphs"), "unlimited": True}
+    assert feats("breachlab-graphs-ple-disk-plan2") == {**base, "plan": 2}
+    assert feats("breachlab-graphs-ple-disk-plan3") == {**base, "plan": 3}
 
 
 def test_a_graph_arms_limit_is_the_trainers_unless_told() -> None:
@@ -303,8 +305,9 @@ def test_a_graph_arms_limit_is_the_trainers_unless_told() -> None:
 
 
 def test_the_bucket_counter_counts_a_plan_made_before_the_first_step() -> None:
-    """graph_buckets.planned (an idea counted, not built in the trainer): the best set of N graphs
-    that holds every batch, and its row tokens against the batches' own."""
+    """graph_buckets.planned counts cuda_graph_plan: the N graphs the trainer chooses before the
+    first step (the largest, then the one that saves the most), and their row tokens against the
+    batches' own."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from graph_buckets import planned
 

@@ -25,6 +25,9 @@
 * ``breachlab-graphs-ple-disk-no-liger`` — ``breachlab-graphs-ple-disk`` without the Liger
   kernels: what their Triton compile and modules cost in host memory (the floor, without
   them, peaked at 1.96 GiB on E4B, TRL with them at 2.13), and what they bring in speed.
+* ``breachlab-graphs-ple-disk-plan2`` / ``-plan3`` — ``breachlab-graphs-ple-disk`` with
+  ``cuda_graph_plan`` and a limit of 2 / 3: the graphs chosen before the first step from every
+  batch of the arm, so the whole run holds that many (E4B's host memory grows ~0.1 GiB a graph).
 * ``breachlab-graphs-unlimited`` / ``breachlab-graphs-ple-disk-unlimited`` — those arms with a
   graph for every bucket (``cuda_graph_limit: 0``, the default before the tenth session).
 * ``breachlab-graphs-slots`` — ``breachlab-graphs`` with ``slot_attention: all``: every
@@ -60,6 +63,8 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-ple-disk-trim": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "trim": True}),
     "breachlab-graphs-ple-disk-no-liger": (True, {**_TRAINER, "kernels": False, "graphs": True, "ple_disk": True}),
+    "breachlab-graphs-ple-disk-plan2": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "plan": 2}),
+    "breachlab-graphs-ple-disk-plan3": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "plan": 3}),
     "breachlab-graphs-unlimited": (True, {**_TRAINER, "graphs": True, "unlimited": True}),
     "breachlab-graphs-ple-disk-unlimited": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "unlimited": True}),
     "breachlab-graphs-slots": (True, {**_TRAINER, "graphs": True, "slots": True}),
@@ -113,7 +118,7 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
 
 def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, packed: bool = False,
         profile_path: Path | None = None, graphs: bool = False, budget: Any = None, trim: bool = False,
-        unlimited: bool = False) -> dict:
+        unlimited: bool = False, plan: int = 0) -> dict:
     import torch
 
     from breachlab.vuln.training.graphs import CudaGraphStep
@@ -123,7 +128,11 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
     device = torch.device(args.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
-    graph = CudaGraphStep(model, pad_id=0, budget=budget, limit=graph_limit(args, unlimited)) if graphs else None
+    graph = None
+    if graphs:
+        graph = CudaGraphStep(model, pad_id=0, budget=budget, limit=plan or graph_limit(args, unlimited))
+        if plan:  # cuda_graph_plan: chosen from every batch of the arm before its first step
+            graph.plan_ahead([examples[i] for i in b] for b in batches)
     # as the trainer's eager step: a slot layout only where a layer attends per example (step.py: 64)
     slot_multiple = 64 if has_wide_heads(model) or context(model).every_layer else None
     model.train()
@@ -182,6 +191,8 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         out["warmups_in_graph_pool"] = graph.warmups_pooled
         out["graph_limit"] = graph.plan.limit
         out["graph_padded_steps"] = graph.plan.padded  # batches replayed in a larger bucket's graph
+        if graph.plan.planned:
+            out["graph_planned"] = [[g.tokens, g.supervised, g.slots] for g in graph.plan.planned]
         out["memory_at_captures"] = memory
         if windows:  # where the allocated memory peaked (--memory-history)
             from .memory_history import largest

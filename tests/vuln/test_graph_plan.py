@@ -3,6 +3,8 @@ bucket's layout and its loss, and the graph step's host side, on the CPU."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from breachlab.config import ConfigError
@@ -145,3 +147,61 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
     assert torch.equal(small["rows"][0][0, :190], table.gather(small["batch"]["input_ids"][:, :190])[0])
     again = step.prepare(batch((40, 9), (25, 6)))
     assert again["key"] == big["key"], "still past the limit: the one graph holds it"
+
+
+def test_a_plan_holds_every_batch_in_at_most_limit_graphs():
+    """cuda_graph_plan: the largest bucket, then the bucket that saves the most row tokens; a
+    plan stops early where another graph saves nothing."""
+    from breachlab.vuln.training.buckets import choose, largest
+
+    counts = {need(2048, slot=256, slots=(8, 256)): 50, need(2560): 30, need(3072, 512, slot=768, slots=(8, 768)): 1}
+    top = largest(counts)
+    assert top == Bucket(3072, 512, False, False, (8, 768))
+    assert choose(counts, 1) == [top]
+    two = choose(counts, 2)
+    assert two == [need(2048, slot=256, slots=(8, 256)).bucket, top], "the most frequent bucket saves the most"
+    assert len(choose(counts, 3)) == 3 and len(choose(counts, 9)) == 3, "every bucket has its graph"
+    counts[need(3072, 256)] = 5  # as long a row as the largest: its own graph would save no row tokens
+    assert len(choose(counts, 9)) == 3 and need(3072, 256).bucket not in choose(counts, 9)
+    plan = GraphPlan(limit=2, planned=two)
+    assert plan.route(need(2560)) == top and plan.route(need(1536, slot=256, slots=(8, 256))) == two[0]
+    assert plan.padded == 2 and plan.graphs == 2
+    with pytest.raises(ValueError):
+        choose({}, 2)
+
+
+def test_the_plan_is_made_from_every_batch_of_the_run_before_its_first_step(tmp_path, monkeypatch):
+    """The trainer with cuda_graph_plan (CUDA graphs forced on, their capture failing here on the
+    CPU): the graph step is planned from every micro-batch of the run before the first step, the
+    first batch is prepared in a planned graph's shapes, and the run trains on eagerly."""
+    from breachlab.vuln.training import graphs
+    from breachlab.vuln.training.config import TrainConfig
+    from breachlab.vuln.training.run import run
+    from tests.vuln.tiny import gemma3_dir, samples_jsonl
+
+    seen: dict = {}
+
+    class Planned(graphs.CudaGraphStep):
+        def plan_ahead(self, batches):
+            batches = list(batches)
+            seen["batches"] = len(batches)
+            seen["planned"] = super().plan_ahead(batches)
+            return seen["planned"]
+
+        def forward_backward(self, examples, inv_denom):
+            prep = examples if isinstance(examples, dict) else self.prepare(examples)
+            seen.setdefault("first_key", prep["key"])
+            raise RuntimeError("no capture on the CPU")
+
+    monkeypatch.setattr(graphs, "CudaGraphStep", Planned)
+    monkeypatch.setattr(TrainConfig, "wants_graphs", lambda self, device, processes=1: True)
+    cfg = TrainConfig(model=str(gemma3_dir(tmp_path / "g3")), data=str(samples_jsonl(tmp_path / "d")), batch_size=2,
+                      grad_accum=2, max_steps=3, eval_every=3, save_every=0, lr=1e-3, log_every=1, max_seq_len=512,
+                      threads=1, dtype="float32", cuda_graph_limit=1, cuda_graph_plan=True)
+    got = run(cfg, out=tmp_path / "r")
+    man = json.loads((got / "manifest.json").read_text())
+    assert man["status"] == "finished" and "no capture on the CPU" in man["cuda_graphs_error"]
+    assert seen["batches"] == 3 * 2, "every micro-batch of the run's 3 steps"
+    assert len(seen["planned"]) == 1 and seen["first_key"] == seen["planned"][0]
+    with pytest.raises(ConfigError, match="cuda_graph_plan needs"):
+        TrainConfig(data="x", cuda_graph_plan=True, cuda_graph_limit=0)

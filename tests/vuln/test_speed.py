@@ -267,18 +267,23 @@ def test_a_new_buckets_warm_up_reuses_the_graphs_memory(tmp_path):
 
 @pytest.mark.gpu
 @cuda
-def test_training_with_cuda_graphs_matches_eager(tmp_path, data):
+@pytest.mark.parametrize("plan", [False, True])
+def test_training_with_cuda_graphs_matches_eager(tmp_path, data, plan):
     """Same adapter and the same logged losses; two micro-batches per step (grad_accum 2) replay
-    one bucket twice in a step, and each keeps its own loss."""
+    one bucket twice in a step, and each keeps its own loss.  With ``cuda_graph_plan`` and a
+    limit of 1, one graph planned before the first step serves every batch of the run."""
     import csv
 
     model = gemma3_dir(tmp_path / "g3")
     ref = run(_cfg(model, data, device="cuda", cuda_graphs="off", threads=None, batch_size=2, grad_accum=2),
               out=tmp_path / "eager")
-    got = run(_cfg(model, data, device="cuda", cuda_graphs="on", threads=None, batch_size=2, grad_accum=2),
+    extra = {"cuda_graph_plan": True, "cuda_graph_limit": 1} if plan else {}
+    got = run(_cfg(model, data, device="cuda", cuda_graphs="on", threads=None, batch_size=2, grad_accum=2, **extra),
               out=tmp_path / "graphs")
     man = json.loads((got / "manifest.json").read_text())
     assert man["cuda_graphs"] >= 1 and "cuda_graphs_error" not in man
+    if plan:
+        assert man["cuda_graphs"] == 1 and man["cuda_graph_plan"] is True
     losses = [[float(r["train_loss"]) for r in csv.DictReader((d / "metrics.csv").open())] for d in (ref, got)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     a, b = _adapter(ref), _adapter(got)

@@ -8,13 +8,17 @@ has no graph replays the smallest captured graph that can hold it, padded; a new
 captured only when none can.  The padding changes no loss: pad positions are their own
 segment, and empty slots and supervised positions are masked as they are in any bucket.
 
+With ``cuda_graph_plan`` the graphs are chosen before the first step instead, from every batch
+of the run (:func:`choose`): the largest bucket and the most useful others, ``limit`` in all,
+so that the whole run holds no more than ``limit`` graphs.
+
 Pure bookkeeping on the CPU: :class:`~breachlab.vuln.training.graphs.CudaGraphStep` asks, the
 benchmark's bucket counter simulates with the same rules.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 
 class Bucket(NamedTuple):
@@ -56,17 +60,55 @@ def padded_work(graph: Bucket) -> tuple[int, int, int]:
     return graph.tokens, area, graph.supervised
 
 
+def largest(needs: Iterable[Need]) -> Bucket:
+    """The bucket that holds every one of ``needs``: each shape at its largest (slots where any
+    batch has them; a window that binds where any batch's does)."""
+    needs = list(needs)
+    slotted = any(n.bucket.slots is not None for n in needs)
+    return Bucket(max(n.bucket.tokens for n in needs), max(n.bucket.supervised for n in needs),
+                  needs[0].bucket.sliding, any(n.bucket.binds for n in needs),
+                  (max(n.examples for n in needs), max(n.slot for n in needs)) if slotted else None)
+
+
+def choose(counts: Mapping[Need, int], limit: int) -> list[Bucket]:
+    """``cuda_graph_plan``: at most ``limit`` graphs, chosen before the first step from what every
+    batch of the run needs (``counts``: need -> batches), that hold all of them: the largest
+    bucket, then one by one the batches' own bucket that saves the most row tokens, while one
+    still does.  Each batch then replays the smallest chosen graph that holds it."""
+    if limit < 1 or not counts:
+        raise ValueError("a plan needs at least one graph and one batch")
+    chosen = [largest(counts)]
+
+    def cost(graphs: list[Bucket]) -> int:
+        return sum(k * min((g for g in graphs if covers(g, n)), key=padded_work).tokens for n, k in counts.items())
+
+    best = cost(chosen)
+    candidates = sorted({n.bucket for n in counts} - set(chosen), key=padded_work)
+    while len(chosen) < limit and candidates:
+        c = min(candidates, key=lambda c: (cost(chosen + [c]), padded_work(c)))
+        c_cost = cost(chosen + [c])
+        if c_cost >= best:
+            break
+        chosen.append(c)
+        candidates.remove(c)
+        best = c_cost
+    return sorted(chosen, key=padded_work)
+
+
 class GraphPlan:
     """The buckets that have a graph (or are about to be captured), and how often each served.
 
     ``limit``: graphs captured freely, one per bucket; past it a batch goes to the smallest
     covering graph, and a new one is captured only when none covers.  0 = no limit.
+    ``planned``: the graphs :func:`choose` picked ahead; a batch goes to the smallest of them
+    that holds it (the rules above only for a batch none holds).
     """
 
-    def __init__(self, limit: int = 0):
+    def __init__(self, limit: int = 0, planned: list[Bucket] | None = None):
         if limit < 0:
             raise ValueError(f"cuda_graph_limit must be >= 0, not {limit}")
         self.limit = limit
+        self.planned = list(planned or [])
         self.served: dict[Bucket, int] = {}  # graph -> batches routed to it
         self.padded = 0  # batches replayed in a larger bucket's graph
 
@@ -75,11 +117,14 @@ class GraphPlan:
         caller captures it if it has none yet)."""
         own = need.bucket
         target = own
-        if own not in self.served and self.limit and len(self.served) >= self.limit:
+        ahead = [g for g in self.planned if covers(g, need)]
+        if ahead:
+            target = min(ahead, key=padded_work)
+        elif own not in self.served and self.limit and len(self.served) >= self.limit:
             fits = [g for g in self.served if covers(g, need)]
             if fits:
                 target = min(fits, key=padded_work)
-                self.padded += 1
+        self.padded += int(target != own)
         self.served[target] = self.served.get(target, 0) + 1
         return target
 

@@ -74,6 +74,11 @@ class TrainConfig:
                 "Qwen2.5-Coder-1.5B on an H200, 30 steps: 5 graphs instead of 12, same median step, 11.1 "
                 "against 17.2 s; a 750-step epoch: 9 graphs instead of 20 at +1.8% row tokens (counted, "
                 "benchmarks/graph_buckets.py). 0 = one graph per bucket")
+    cuda_graph_plan: bool = field(
+        False, help="with cuda_graphs and cuda_graph_limit N: choose the N graphs before the first step from every "
+                    "batch of the run (the largest bucket first), so the whole run holds at most N graphs and their "
+                    "host memory; more padding than the limit alone (counted for a 750-step E4B epoch: 2 graphs at "
+                    "+10.9% row tokens, 3 at +2.1%, benchmarks/graph_buckets.py --plan). Not yet measured on a GPU")
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
     gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
     activation_budget_gib: float = field(
@@ -192,6 +197,8 @@ class TrainConfig:
         if isinstance(self.cuda_graph_limit, bool) or not isinstance(self.cuda_graph_limit, int) \
                 or self.cuda_graph_limit < 0:
             raise ConfigError(f"cuda_graph_limit must be a whole number >= 0; got {self.cuda_graph_limit!r}")
+        if self.cuda_graph_plan and not self.cuda_graph_limit:
+            raise ConfigError("cuda_graph_plan needs cuda_graph_limit > 0: the number of graphs to plan")
         if self.pair_weight < 0 or self.pair_margin < 0:
             raise ConfigError("pair_weight and pair_margin must be >= 0")
         if self.cuda_graphs == "on":

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any, Callable, Iterator
+from collections import Counter
+from typing import Any, Callable, Iterable, Iterator
 
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import text_config
 from breachlab.vuln.training.budget import ActivationBudget
-from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need
+from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need, choose, covers, padded_work
 from breachlab.vuln.training.patches import context, has_wide_heads
 from breachlab.vuln.training.ple import cpu_tables
 
@@ -85,6 +86,24 @@ class CudaGraphStep:
         self.loss_fn = loss_fn or sft.forward_loss
 
     # -- public ------------------------------------------------------------------------
+    def plan_ahead(self, batches: Iterable[Any]) -> list[Bucket]:
+        """``cuda_graph_plan``: choose this run's graphs (at most ``limit``) before its first step,
+        from every micro-batch it will train on (lists of Encoded); returns them.  Batches
+        replay the smallest planned graph that holds them from then on."""
+        counts: Counter = Counter()
+        for examples in batches:
+            batch = sft.collate_packed(examples, self.pad_id, multiple=self.t_multiple, slot_multiple=self.slot_multiple)
+            counts[self._need(batch, [len(e.ids) for e in examples])] += 1
+        if not counts:
+            return []
+        planned = choose(counts, self.plan.limit or 1)
+        self.plan = GraphPlan(self.plan.limit, planned)
+        own = sum(n.bucket.tokens * k for n, k in counts.items())
+        replayed = sum(k * min((g for g in planned if covers(g, n)), key=padded_work).tokens for n, k in counts.items())
+        log.info("CUDA graphs planned for %d batches: %d graphs, %+.1f%% row tokens over the batches' own",
+                 sum(counts.values()), len(planned), 100 * (replayed / max(own, 1) - 1))
+        return planned
+
     def prepare(self, examples: Any) -> dict:
         """The host-side work of a step (packing, bucket, per-layer rows gathered into
         page-locked memory), done ahead: call it for the next micro-batch while the GPU

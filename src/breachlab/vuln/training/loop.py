@@ -96,6 +96,8 @@ class Trainer:
         self.steps_per_epoch, self.total_steps = parts.steps_per_epoch, parts.total_steps
         self.stepper = stepper = Stepper(cfg, self.acc, parts, self.loss_fn)
         state = self._start(run_dir, resume)
+        # cuda_graph_plan: the graphs are chosen from every micro-batch still to come
+        stepper.upcoming = lambda: (self._micro(s) for s in range(state["step"], self.total_steps))
         writer = save.tracker(cfg.report_to, run_dir) if self.is_main else None
         parts.model.train()
         window: list[float] = []

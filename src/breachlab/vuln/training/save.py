@@ -100,7 +100,7 @@ def finish(acc: Any, cfg: TrainConfig, parts: Parts, stepper: Any, run_dir: RunD
         objective=cfg.objective,
         **({"unsloth_version": package_versions().get("unsloth")} if cfg.backend == "unsloth" else {}),
         cuda_graphs=(graph.captured if graph is not None else 0),
-        **({"cuda_graph_limit": cfg.cuda_graph_limit,
+        **({"cuda_graph_limit": cfg.cuda_graph_limit, "cuda_graph_plan": cfg.cuda_graph_plan,
             "cuda_graph_padded_batches": graph.plan.padded} if graph is not None else {}),
         graph_capture_seconds=(round(graph.capture_seconds, 2) if graph is not None else 0),
         **({"cuda_graphs_error": stepper.graphs_error} if stepper.graphs_error else {}),

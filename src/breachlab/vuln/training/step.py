@@ -10,7 +10,7 @@ the run's objective (:mod:`breachlab.vuln.training.objectives`).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from breachlab.vuln.training import graphs, patches, regional, sft
 from breachlab.vuln.training.anatomy import decoder_layers
@@ -45,6 +45,7 @@ class Stepper:
         self.graph_step: graphs.CudaGraphStep | None = None  # built on the first step (after --resume)
         self.graphs_error: str | None = None
         self._prefetched: dict[int, list] = {}
+        self.upcoming: Callable[[], Iterable[list]] | None = None  # the run's micro-batches to come (the plan's)
 
     # -- regional compile -------------------------------------------------------------------
     def _compile(self, model: Any) -> int:
@@ -123,6 +124,8 @@ class Stepper:
                                                    limit=self.cfg.cuda_graph_limit)
             if self.is_main:
                 log.info("CUDA graphs: forward+backward replayed per length bucket (cuda_graphs: off turns this off)")
+            if self.cfg.cuda_graph_plan and self.upcoming is not None:
+                self.graph_step.plan_ahead(m for ms in self.upcoming() for m in ms)
         ahead = self._prefetched.pop(step, None) if self.graph_step is not None else None
         return ahead or micro
 
