@@ -90,11 +90,11 @@ def planned(run: list, graphs: int) -> tuple[float, list]:
     batches' own."""
     from collections import Counter
 
-    from breachlab.vuln.training.buckets import choose, covers, padded_work
+    from breachlab.vuln.training.buckets import choose, smallest_cover
 
     chosen = choose(Counter(run), graphs)
     own = sum(n.bucket.tokens for n in run)
-    replayed = sum(min((g for g in chosen if covers(g, n)), key=padded_work).tokens for n in run)
+    replayed = sum(smallest_cover(chosen, n).tokens for n in run)
     return round(replayed / own, 4), chosen
 
 

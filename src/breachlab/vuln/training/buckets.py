@@ -60,6 +60,12 @@ def padded_work(graph: Bucket) -> tuple[int, int, int]:
     return graph.tokens, area, graph.supervised
 
 
+def smallest_cover(graphs: Iterable[Bucket], need: Need) -> Bucket | None:
+    """The graph among ``graphs`` that replays a batch needing ``need`` with the least padded
+    work, or None when none can."""
+    return min((g for g in graphs if covers(g, need)), key=padded_work, default=None)
+
+
 def largest(needs: Iterable[Need]) -> Bucket:
     """The bucket that holds every one of ``needs``: each shape at its largest (slots where any
     batch has them; a window that binds where any batch's does)."""
@@ -79,8 +85,8 @@ def choose(counts: Mapping[Need, int], limit: int) -> list[Bucket]:
         raise ValueError("a plan needs at least one graph and one batch")
     chosen = [largest(counts)]
 
-    def cost(graphs: list[Bucket]) -> int:
-        return sum(k * min((g for g in graphs if covers(g, n)), key=padded_work).tokens for n, k in counts.items())
+    def cost(graphs: list[Bucket]) -> int:  # row tokens replayed (the largest holds every batch)
+        return sum(k * smallest_cover(graphs, n).tokens for n, k in counts.items())  # type: ignore[union-attr]
 
     best = cost(chosen)
     candidates = sorted({n.bucket for n in counts} - set(chosen), key=padded_work)
@@ -116,14 +122,11 @@ class GraphPlan:
         """The bucket whose graph this batch replays (counted as captured from now on: the
         caller captures it if it has none yet)."""
         own = need.bucket
-        target = own
-        ahead = [g for g in self.planned if covers(g, need)]
-        if ahead:
-            target = min(ahead, key=padded_work)
-        elif own not in self.served and self.limit and len(self.served) >= self.limit:
-            fits = [g for g in self.served if covers(g, need)]
-            if fits:
-                target = min(fits, key=padded_work)
+        target = smallest_cover(self.planned, need)
+        if target is None:  # no plan, or a batch it does not hold: the limit's rules
+            target = own
+            if own not in self.served and self.limit and len(self.served) >= self.limit:
+                target = smallest_cover(self.served, need) or own
         self.padded += int(target != own)
         self.served[target] = self.served.get(target, 0) + 1
         return target

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import text_config
 from breachlab.vuln.training.budget import ActivationBudget
-from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need, choose, covers, padded_work
+from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need, choose, smallest_cover
 from breachlab.vuln.training.patches import context, has_wide_heads
 from breachlab.vuln.training.ple import cpu_tables
 
@@ -99,7 +99,7 @@ class CudaGraphStep:
         planned = choose(counts, self.plan.limit or 1)
         self.plan = GraphPlan(self.plan.limit, planned)
         own = sum(n.bucket.tokens * k for n, k in counts.items())
-        replayed = sum(k * min((g for g in planned if covers(g, n)), key=padded_work).tokens for n, k in counts.items())
+        replayed = sum(k * smallest_cover(planned, n).tokens for n, k in counts.items())  # type: ignore[union-attr]
         log.info("CUDA graphs planned for %d batches: %d graphs, %+.1f%% row tokens over the batches' own",
                  sum(counts.values()), len(planned), 100 * (replayed / max(own, 1) - 1))
         return planned
