@@ -30,42 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0, limit: int = 0,
-            stats: dict | None = None) -> list[int]:
-    """The steps at which a new graph is captured, in order (their number: the graphs captured),
-    under ``cuda_graph_limit`` ``limit`` (:class:`breachlab.vuln.training.buckets.GraphPlan`, the
-    trainer's rule).  ``stats`` (a dict) gets the padded batches and the row tokens replayed
-    against the batches' own buckets'."""
-    from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need
-    from breachlab.vuln.training.sft import collate_packed, plain_batches
-    from throughput.examples import make_examples
-    from throughput.shapes import build_config
-
-    vocab = build_config(shape).vocab_size
-    examples, _ = make_examples(shape, steps * batch_size, vocab, seed)
-    plan = GraphPlan(limit)
-    first: list[int] = []
-    own_tokens = replayed_tokens = 0
-    for step, batch in enumerate(plain_batches(len(examples), batch_size, seed, 0)[:steps]):
-        rows = [examples[i] for i in batch]
-        packed = collate_packed(rows, 0, multiple=512, slot_multiple=256 if slots else None)
-        kb = -(-max(len(packed["keep"]), 1) // 256) * 256
-        own = Bucket(packed["input_ids"].shape[1], kb, False, False,
-                     tuple(packed["slot_shape"]) if "slot_shape" in packed else None)
-        before = plan.graphs
-        target = plan.route(Need(own, len(rows), -(-max(len(e.ids) for e in rows) // 256) * 256 if slots else 0))
-        if plan.graphs > before:
-            first.append(step)
-        own_tokens += own.tokens
-        replayed_tokens += target.tokens
-    if stats is not None:
-        stats.update(padded_steps=plan.padded, row_tokens_over_own=round(replayed_tokens / max(own_tokens, 1), 4))
-    return first
-
-
-def needs(shape: str, steps: int, batch_size: int, seed: int = 0) -> list:
-    """What each of the run's batches needs (:class:`breachlab.vuln.training.buckets.Need`), with
-    per-example slots (the CUDA default), in order."""
+def needs(shape: str, steps: int, batch_size: int, slots: bool = True, seed: int = 0) -> list:
+    """What each of the run's batches needs (:class:`breachlab.vuln.training.buckets.Need`), in
+    order: with per-example slots (the CUDA default) or the row mask."""
     from breachlab.vuln.training.buckets import Bucket, Need
     from breachlab.vuln.training.sft import collate_packed, plain_batches
     from throughput.examples import make_examples
@@ -75,12 +42,35 @@ def needs(shape: str, steps: int, batch_size: int, seed: int = 0) -> list:
     out = []
     for batch in plain_batches(len(examples), batch_size, seed, 0)[:steps]:
         rows = [examples[i] for i in batch]
-        packed = collate_packed(rows, 0, multiple=512, slot_multiple=256)
+        packed = collate_packed(rows, 0, multiple=512, slot_multiple=256 if slots else None)
         kb = -(-max(len(packed["keep"]), 1) // 256) * 256
         own = Bucket(packed["input_ids"].shape[1], kb, False, False,
                      tuple(packed["slot_shape"]) if "slot_shape" in packed else None)
-        out.append(Need(own, len(rows), -(-max(len(e.ids) for e in rows) // 256) * 256))
+        out.append(Need(own, len(rows), -(-max(len(e.ids) for e in rows) // 256) * 256 if slots else 0))
     return out
+
+
+def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0, limit: int = 0,
+            stats: dict | None = None) -> list[int]:
+    """The steps at which a new graph is captured, in order (their number: the graphs captured),
+    under ``cuda_graph_limit`` ``limit`` (:class:`breachlab.vuln.training.buckets.GraphPlan`, the
+    trainer's rule).  ``stats`` (a dict) gets the padded batches and the row tokens replayed
+    against the batches' own buckets'."""
+    from breachlab.vuln.training.buckets import GraphPlan
+
+    plan = GraphPlan(limit)
+    first: list[int] = []
+    own_tokens = replayed_tokens = 0
+    for step, need in enumerate(needs(shape, steps, batch_size, slots, seed)):
+        before = plan.graphs
+        target = plan.route(need)
+        if plan.graphs > before:
+            first.append(step)
+        own_tokens += need.bucket.tokens
+        replayed_tokens += target.tokens
+    if stats is not None:
+        stats.update(padded_steps=plan.padded, row_tokens_over_own=round(replayed_tokens / max(own_tokens, 1), 4))
+    return first
 
 
 def planned(run: list, graphs: int) -> tuple[float, list]:
@@ -99,14 +89,16 @@ def planned(run: list, graphs: int) -> tuple[float, list]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from throughput.cli import at_least
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="qwen-1.5b", choices=["qwen-1.5b", "e4b"])
     ap.add_argument("--steps", type=int, nargs="+", default=[30, 750], help="run lengths to count (750 = 6,000 "
                     "samples at batch 8)")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--limit", type=int, nargs="+", default=[0, 4],
+    ap.add_argument("--limit", type=at_least(0), nargs="+", default=[0, 4],
                     help="cuda_graph_limit values to count (0 = a graph per bucket; 4 = the trainer's default)")
-    ap.add_argument("--plan", type=int, nargs="*", default=[], metavar="GRAPHS",
+    ap.add_argument("--plan", type=at_least(1), nargs="*", default=[], metavar="GRAPHS",
                     help="also count cuda_graph_plan with that cuda_graph_limit: the graphs chosen before the first "
                          "step from every batch (per-example slots); prints the row tokens over the batches' own")
     args = ap.parse_args(argv)

@@ -302,6 +302,9 @@ def test_a_graph_arms_limit_is_the_trainers_unless_told() -> None:
     assert graph_limit(args) == TrainConfig(data="x").cuda_graph_limit == 4
     assert graph_limit(parser().parse_args(["--shape", "e4b", "--graph-limit", "2"])) == 2
     assert graph_limit(args, unlimited=True) == 0 and graph_limit(types.SimpleNamespace(), True) == 0
+    for bad in ("-1", "two"):  # a one-line usage error, before any arm runs
+        with pytest.raises(SystemExit):
+            parser().parse_args(["--shape", "e4b", "--graph-limit", bad])
 
 
 def test_the_bucket_counter_counts_a_plan_made_before_the_first_step() -> None:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from . import arm_breachlab
 from .shapes import SHAPES, family
@@ -55,7 +56,7 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--memory-history", action="store_true",
                     help="graph arms: record the GPU allocator's history around each capture and report where the "
                          "allocated memory peaks, by allocating line (throughput/memory_history.py; slows captures)")
-    ap.add_argument("--graph-limit", type=int, default=None, metavar="N",
+    ap.add_argument("--graph-limit", type=at_least(0), default=None, metavar="N",
                     help="graph arms (but the -unlimited ones): cuda_graph_limit (default: the trainer's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
@@ -90,6 +91,19 @@ def child_argv(args: argparse.Namespace, arm: str, method: str, result: Path, we
     if args.weights:
         argv += ["--weights", args.weights, "--weights-dir", str(weights_dir)]
     return argv
+
+
+def at_least(low: int) -> Any:
+    """An argparse type: a whole number >= ``low`` (else a one-line usage error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= {low}")
+        return value
+    return parse
 
 
 def timeouts(text: str) -> dict[str, float]:

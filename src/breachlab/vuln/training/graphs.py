@@ -112,8 +112,9 @@ class CudaGraphStep:
 
         batch = sft.collate_packed(examples, self.pad_id, multiple=self.t_multiple, slot_multiple=self.slot_multiple)
         lengths = [len(e.ids) for e in examples]
-        key = self.plan.route(self._need(batch, lengths))
-        if key != self._key(batch, max(lengths, default=0)):  # a larger graph replays it: its layout
+        need = self._need(batch, lengths)
+        key = self.plan.route(need)
+        if key != need.bucket:  # a larger graph replays it: its layout
             batch = sft.collate_packed(examples, self.pad_id, width=key.tokens, slot_shape=key.slots)
         if "slot_mask" in batch:  # additive, in the attention dtype, ready to copy
             keep = batch["slot_mask"]
