@@ -42,8 +42,11 @@ case "${1:-}" in
   run)
     : "${WHEELS:?WHEELS=folder of the wheels}" "${OUT:=/tmp/peers}" "${REPEATS:=2}"
     mkdir -p "$OUT" /tmp/peers-site
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/peers-site \
-      "$WHEELS"/*.whl || exit 1
+    if [ ! -f /tmp/peers-site/.wheels-installed ]; then  # once per machine: a second run reuses them
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/peers-site \
+        "$WHEELS"/*.whl || exit 1
+      touch /tmp/peers-site/.wheels-installed
+    fi
     export PYTHONPATH=/tmp/peers-site:$PWD/src HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
       UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader

@@ -74,8 +74,9 @@ def test_a_larger_buckets_layout_holds_the_same_batch():
     assert torch.equal(big["input_ids"][:, :63], own["input_ids"][:, :63])
     assert torch.equal(big["keep"], own["keep"]) and torch.equal(big["targets"], own["targets"])
     assert (big["segments"][0, 63:] == -1).all()
-    assert big["slot_shape"] == (4, 48) and big["slot_mask"].shape == (4, 1, 48, 48)
-    assert not big["slot_mask"][3, 0].fill_diagonal_(False).any(), "an empty slot sees only itself"
+    assert big["slot_shape"] == (4, 48) and big["slots"].shape == (4 * 48,)
+    assert not big["slots"][3 * 48:].any(), "an empty slot's cells are padding (row position 0)"
+    assert (big["inverse"][:63] < 3 * 48).all(), "no real position is read back from the empty slot"
     row = collate_packed(examples, 0, width=128, slot_multiple=16)
     assert "slots" not in row, "a forced width without a slot shape is a row-mask layout"
     with pytest.raises(ValueError, match="shorter"):

@@ -15,7 +15,7 @@ from breachlab.vuln.training import budget as budget_mod  # noqa: E402
 from breachlab.vuln.training import graphs, patches, ple  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.training.run import run  # noqa: E402
-from tests.vuln.tiny import gemma3_dir, gemma4_text_dir, samples_jsonl  # noqa: E402
+from tests.vuln.tiny import gemma3_dir, gemma4_text_dir, qwen2_dir, samples_jsonl  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -291,18 +291,24 @@ def test_training_with_cuda_graphs_matches_eager(tmp_path, data, plan):
         assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
 
 
-def test_slot_attention_equals_the_block_diagonal_mask(gemma4, monkeypatch):
-    """Wide-head layers attend per example (a slot each): same loss and gradients as the
-    (T, T) block-diagonal mask.  The tiny model's heads are narrow: the width limit is lowered."""
+@pytest.mark.parametrize("arch", ["gemma4-wide", "qwen2-grouped"])
+def test_slot_attention_equals_the_block_diagonal_mask(arch, gemma4, monkeypatch, tmp_path):
+    """Full-attention layers attend per example (a slot each, causal within it, no mask tensor):
+    same loss and gradients as the (T, T) block-diagonal mask.  gemma4-wide: the wide-head path
+    (the tiny model's heads are narrow: the width limit is lowered), its grouped heads expanded;
+    qwen2-grouped: every layer per example (``slot_attention: all``), 2 query heads on 1 KV head
+    passed to SDPA as grouped."""
     from transformers import AutoModelForCausalLM
 
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
 
+    path = gemma4 if arch == "gemma4-wide" else qwen2_dir(tmp_path / "q")
+
     def run_once(slots: bool):
-        model = AutoModelForCausalLM.from_pretrained(gemma4, attn_implementation="sdpa").train()
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa").train()
         # checkpointing recomputes the forward inside backward: it must take the same path
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        assert patches.use_packed_attention(model)
+        assert patches.use_packed_attention(model, every_layer=arch == "qwen2-grouped")
         g = torch.Generator().manual_seed(3)
         examples = [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a)
                     for n, a in ((30, 7), (12, 4), (21, 9))]
@@ -312,13 +318,21 @@ def test_slot_attention_equals_the_block_diagonal_mask(gemma4, monkeypatch):
         loss.backward()
         return float(loss), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
-    monkeypatch.setattr(patches, "WIDE_HEAD", 0)
-    calls = []
+    if arch == "gemma4-wide":
+        monkeypatch.setattr(patches, "WIDE_HEAD", 0)
+    calls, grouped = [], []
     real = patches.packed_attention_forward
+    sdpa = torch.nn.functional.scaled_dot_product_attention
 
     def spy(module, query, *a, **k):
         calls.append(getattr(getattr(module, patches.CONTEXT, None), "layout", None) is not None and k.get("sliding_window") is None and query.shape[-1] > 0)
         return real(module, query, *a, **k)
+
+    def sdpa_spy(q, k, v, *a, **kw):
+        grouped.append((kw.get("is_causal"), kw.get("attn_mask"), kw.get("enable_gqa", False), k.shape[1] < q.shape[1]))
+        return sdpa(q, k, v, *a, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa_spy)
 
     from transformers import AttentionInterface
 
@@ -327,8 +341,15 @@ def test_slot_attention_equals_the_block_diagonal_mask(gemma4, monkeypatch):
     loss_mask, grads_mask = run_once(slots=False)
     assert not any(calls)
     calls.clear()
+    grouped.clear()
     loss_slot, grads_slot = run_once(slots=True)
     assert any(calls), "the full-attention layers took the slot path"
+    slot_calls = [g for g in grouped if g[0] is True and g[1] is None]
+    assert slot_calls, "the slots attend with SDPA's causal mask, no mask tensor"
+    if arch == "qwen2-grouped":  # grouped heads go to SDPA unexpanded
+        assert all(g[2] and g[3] for g in slot_calls)
+    else:  # the wide path expands them (the memory-efficient kernel takes no grouped heads)
+        assert not any(g[2] or g[3] for g in slot_calls)
     assert loss_slot == pytest.approx(loss_mask, rel=1e-5)
     assert grads_mask.keys() == grads_slot.keys()
     for k in grads_mask:
@@ -348,7 +369,7 @@ def test_the_packed_row_is_kept_per_model_not_per_process(tmp_path):
     examples = [Encoded(list(range(3, 3 + n)), n - 4) for n in (30, 12, 21)]
     batch = collate_packed(examples, 0, multiple=16, slot_multiple=16)
     assert "slots" in batch
-    patches.set_slot_layout(a, batch, "cpu", torch.float32)
+    patches.set_slot_layout(a, batch, "cpu")
     assert patches.context(a).layout is not None and patches.context(b).layout is None
     attn = [m for m in a.modules() if "Attention" in type(m).__name__]
     assert attn and all(getattr(m, patches.CONTEXT) is patches.context(a) for m in attn)

@@ -108,18 +108,12 @@ class CudaGraphStep:
         """The host-side work of a step (packing, bucket, per-layer rows gathered into
         page-locked memory), done ahead: call it for the next micro-batch while the GPU
         still runs the current one, and pass the result to :meth:`forward_backward`."""
-        import torch
-
         batch = sft.collate_packed(examples, self.pad_id, multiple=self.t_multiple, slot_multiple=self.slot_multiple)
         lengths = [len(e.ids) for e in examples]
         need = self._need(batch, lengths)
         key = self.plan.route(need)
         if key != need.bucket:  # a larger graph replays it: its layout
             batch = sft.collate_packed(examples, self.pad_id, width=key.tokens, slot_shape=key.slots)
-        if "slot_mask" in batch:  # additive, in the attention dtype, ready to copy
-            keep = batch["slot_mask"]
-            batch["slot_mask"] = torch.zeros(keep.shape, dtype=self.dtype).masked_fill_(~keep,
-                                                                                        torch.finfo(self.dtype).min)
         rows = [table.gather(batch["input_ids"], pinned=self.device.type == "cuda") for table in self.tables]
         return {"batch": batch, "key": key, "rows": rows,
                 "longest": max(lengths, default=0), "examples": examples}
@@ -170,8 +164,7 @@ class CudaGraphStep:
         if slot_shape is not None:
             n, slot = slot_shape
             batch.update(slots=torch.zeros((n * slot,), dtype=torch.long, device=dev),
-                         inverse=torch.zeros((t,), dtype=torch.long, device=dev),
-                         slot_mask=torch.zeros((n, 1, slot, slot), dtype=self.dtype, device=dev), slot_shape=slot_shape)
+                         inverse=torch.zeros((t,), dtype=torch.long, device=dev), slot_shape=slot_shape)
         ple = [torch.zeros((1, t, tb.embedding_dim), dtype=tb.dtype, device=dev) for tb in self.tables]
         return {"key": key, "batch": batch, "inv_denom": torch.zeros((), dtype=torch.float32, device=dev), "ple": ple}
 
@@ -179,7 +172,7 @@ class CudaGraphStep:
         """Copy a prepared batch into the bucket's static tensors (asynchronously: no sync)."""
         batch = prep["batch"]
         st = entry["batch"]
-        for name in ("input_ids", "position_ids", "segments", "slots", "inverse", "slot_mask"):
+        for name in ("input_ids", "position_ids", "segments", "slots", "inverse"):
             if name in st:
                 st[name].copy_(batch[name], non_blocking=True)
         k = len(batch["keep"])

@@ -77,20 +77,15 @@ def context(model: Any) -> StepContext:
     return ctx
 
 
-def set_slot_layout(model: Any, batch: dict | None, device: Any = None, dtype: Any = None) -> None:
+def set_slot_layout(model: Any, batch: dict | None, device: Any = None) -> None:
     """Make ``batch``'s slot layout (``sft.slot_layout``) the one ``model``'s
     :func:`packed_attention_forward` uses from now on; None (or a batch without one): none."""
     ctx = context(model)
     if batch is None or "slots" not in batch:
         ctx.layout = None
         return
-    import torch
-
-    mask = batch["slot_mask"]
-    if mask.dtype == torch.bool:  # additive, in the attention dtype
-        mask = torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, torch.finfo(dtype).min)
     ctx.layout = {"slots": batch["slots"].to(device), "inverse": batch["inverse"].to(device),
-                  "mask": mask.to(device), "shape": tuple(batch["slot_shape"])}
+                  "shape": tuple(batch["slot_shape"])}
 
 
 def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
@@ -100,9 +95,13 @@ def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
     ``slot_attention: all`` — on a packed row with a slot layout.
 
     There the row's tokens are gathered into one slot per example, attention runs on
-    (examples, heads, L, L) with a causal mask per slot, and the result is gathered back
-    to row order: the same numbers as the (T, T) block-diagonal mask, at examples × L²
-    instead of T² cost (the memory-efficient kernel such heads fall back to skips nothing).
+    (examples, heads, L, L), causal within each slot, and the result is gathered back to
+    row order: the same numbers as the (T, T) block-diagonal mask, at examples × L²
+    instead of T² cost.  Each example starts its slot, so SDPA's own causal mask keeps a
+    real query to its example's earlier tokens (the empty cells after it are never seen by
+    one; their outputs are never read back): no mask tensor, so a fused kernel with causal
+    tiles serves it (FlashAttention for heads up to 256 wide, grouped-query heads
+    unexpanded; the memory-efficient kernel for Gemma 4's 512).
     """
     import torch.nn.functional as F
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -122,11 +121,12 @@ def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
         return x[0].index_select(1, lay["slots"]).view(h, n, slot, d).transpose(0, 1)
 
     q, k, v = grid(query), grid(key), grid(value)
-    if kv_heads != heads:  # grouped-query attention: each KV head serves heads/kv_heads queries
+    gqa = kv_heads != heads and query.shape[-1] <= WIDE_HEAD
+    if kv_heads != heads and not gqa:  # the memory-efficient kernel takes no grouped heads: expand them
         k = k.repeat_interleave(heads // kv_heads, dim=1)
         v = v.repeat_interleave(heads // kv_heads, dim=1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=lay["mask"].to(q.dtype), dropout_p=dropout,
-                                         scale=scaling)
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scaling,
+                                         **({"enable_gqa": True} if gqa else {}))
     out = out.transpose(0, 1).reshape(heads, n * slot, -1).index_select(1, lay["inverse"])  # (h, T, d)
     return out.transpose(0, 1).unsqueeze(0), None
 

@@ -158,7 +158,7 @@ def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
     With :func:`segment_masks` the result for every example equals a batch of its own: the
     same loss as a padded batch, with no compute spent on padding.
 
-    ``slots`` / ``inverse`` / ``slot_mask`` (unless ``slot_multiple`` is None, and only when
+    ``slots`` / ``inverse`` / ``slot_shape`` (unless ``slot_multiple`` is None, and only when
     it is less work): the layout :func:`breachlab.vuln.training.patches.packed_attention_forward` uses
     for layers no fused kernel serves (Gemma 4's 512-wide full-attention heads): each
     example in a slot of L positions (L = longest, rounded up to ``slot_multiple``), so
@@ -217,24 +217,20 @@ def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
 def slot_layout(lengths: Sequence[int], slot: int, width: int) -> dict[str, Any]:
     """Where each example of a packed row sits in a (examples, slot) grid: ``slots`` (S·L,)
     the row position of every grid cell (empty cells: 0), ``inverse`` (T,) the grid cell of
-    every row position (pad positions: cell 0; their output is never read), ``slot_mask``
-    (S, 1, L, L) causal within the example, empty cells invisible, every query sees itself."""
+    every row position (pad positions: cell 0; their output is never read).  No mask: each
+    example fills its slot from the start, so a plain causal mask over the slot keeps every
+    real query to its own example's earlier tokens (the empty cells come after them)."""
     import torch
 
     n = len(lengths)
     slots = torch.zeros((n, slot), dtype=torch.long)
     inverse = torch.zeros((width,), dtype=torch.long)
-    valid = torch.zeros((n, slot), dtype=torch.bool)
     start = 0
     for i, length in enumerate(lengths):
         slots[i, :length] = torch.arange(start, start + length)
         inverse[start:start + length] = torch.arange(i * slot, i * slot + length)
-        valid[i, :length] = True
         start += length
-    causal = torch.tril(torch.ones((slot, slot), dtype=torch.bool))
-    eye = torch.eye(slot, dtype=torch.bool)
-    mask = (causal.unsqueeze(0) & valid.unsqueeze(1)) | eye
-    return {"slots": slots.reshape(-1), "inverse": inverse, "slot_mask": mask.unsqueeze(1), "slot_shape": (n, slot)}
+    return {"slots": slots.reshape(-1), "inverse": inverse, "slot_shape": (n, slot)}
 
 
 def segment_masks(model: Any, segments: Any, dtype: Any, longest: int | None = None) -> Any:
@@ -300,7 +296,7 @@ def _answer_logits(model: Any, batch: dict[str, Any], device: Any, raw: bool = F
         dtype = torch.get_autocast_dtype(torch.device(device).type)
     if "segments" in batch:  # packed row
         masks = batch["masks"] if "masks" in batch else segment_masks(model, batch["segments"].to(device), dtype)
-        patches.set_slot_layout(model, batch, device, dtype)  # stays set for the recomputation in backward
+        patches.set_slot_layout(model, batch, device)  # stays set for the recomputation in backward
         keep = batch["keep"].to(device)
         # KV-shared layers (Gemma 4), when hooked, run only at these positions: what comes out is them
         at_answers = patches.set_kept_positions(model, keep)
