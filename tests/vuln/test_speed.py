@@ -324,8 +324,11 @@ def test_slot_attention_equals_the_block_diagonal_mask(arch, gemma4, monkeypatch
     real = patches.packed_attention_forward
     sdpa = torch.nn.functional.scaled_dot_product_attention
 
+    masks = []
+
     def spy(module, query, *a, **k):
         calls.append(getattr(getattr(module, patches.CONTEXT, None), "layout", None) is not None and k.get("sliding_window") is None and query.shape[-1] > 0)
+        masks.append(tuple(a[2].shape) if len(a) > 2 and a[2] is not None else None)
         return real(module, query, *a, **k)
 
     def sdpa_spy(q, k, v, *a, **kw):
@@ -342,7 +345,10 @@ def test_slot_attention_equals_the_block_diagonal_mask(arch, gemma4, monkeypatch
     assert not any(calls)
     calls.clear()
     grouped.clear()
+    masks.clear()
     loss_slot, grads_slot = run_once(slots=True)
+    # every Qwen2 layer attends per slot: no (T, T) row mask is built, a placeholder stands in
+    assert (set(masks) == {(1, 1, 1, 1)}) is (arch == "qwen2-grouped"), masks
     assert any(calls), "the full-attention layers took the slot path"
     slot_calls = [g for g in grouped if g[0] is True and g[1] is None]
     assert slot_calls, "the slots attend with SDPA's causal mask, no mask tensor"
@@ -354,6 +360,35 @@ def test_slot_attention_equals_the_block_diagonal_mask(arch, gemma4, monkeypatch
     assert grads_mask.keys() == grads_slot.keys()
     for k in grads_mask:
         assert torch.allclose(grads_mask[k], grads_slot[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_the_row_mask_is_skipped_only_where_no_layer_reads_it(gemma4, tmp_path):
+    """row_mask_unused: Qwen2 with every layer per slot (no sliding window) needs no (T, T)
+    mask; without slot_attention all, or with sliding-window layers (Gemma 3), or with Gemma 4's
+    KV-shared layers at the answers, it does.  A layer that would attend with the placeholder
+    stops with an error instead of attending over the whole row."""
+    from transformers import AutoModelForCausalLM
+
+    from breachlab.vuln.training.sft import row_masks
+
+    qwen = AutoModelForCausalLM.from_pretrained(qwen2_dir(tmp_path / "q"), attn_implementation="sdpa")
+    segments = torch.tensor([[0, 0, 0, 1, 1, -1]])
+    assert patches.use_packed_attention(qwen) and not patches.row_mask_unused(qwen)
+    assert row_masks(qwen, segments, torch.float32, slots=True).shape == (1, 1, 6, 6)
+    assert patches.use_packed_attention(qwen, every_layer=True) and patches.row_mask_unused(qwen)
+    assert row_masks(qwen, segments, torch.float32, slots=True).shape == (1, 1, 1, 1)
+    assert row_masks(qwen, segments, torch.float32, slots=False).shape == (1, 1, 6, 6)
+    g3 = AutoModelForCausalLM.from_pretrained(gemma3_dir(tmp_path / "g3"), attn_implementation="sdpa")
+    assert patches.use_packed_attention(g3, every_layer=True) and not patches.row_mask_unused(g3)
+    g4 = AutoModelForCausalLM.from_pretrained(gemma4, attn_implementation="sdpa")
+    assert patches.use_packed_attention(g4, every_layer=True) and patches.use_shared_layers_at_answers(g4)
+    assert not patches.row_mask_unused(g4)
+
+    attn = next(m for m in qwen.modules() if "Attention" in type(m).__name__)
+    patches.set_slot_layout(qwen, None)
+    q = torch.zeros((1, 2, 6, 32))
+    with pytest.raises(RuntimeError, match="needs the packed row"):
+        patches.packed_attention_forward(attn, q, q, q, torch.zeros((1, 1, 1, 1)))
 
 
 def test_the_packed_row_is_kept_per_model_not_per_process(tmp_path):

@@ -280,6 +280,17 @@ def segment_masks(model: Any, segments: Any, dtype: Any, longest: int | None = N
     return build(None)
 
 
+def row_masks(model: Any, segments: Any, dtype: Any, slots: bool, longest: int | None = None) -> Any:
+    """A packed row's attention masks (:func:`segment_masks`), or, when its slot layout
+    (``slots``) serves every layer (:func:`patches.row_mask_unused`), a (1, 1, 1, 1)
+    placeholder instead of T² numbers nobody reads."""
+    import torch
+
+    if slots and patches.row_mask_unused(model):
+        return torch.zeros((1, 1, 1, 1), dtype=dtype, device=segments.device)
+    return segment_masks(model, segments, dtype, longest=longest)
+
+
 def left_pad_masks(model: Any, attention_mask: Any, dtype: Any) -> Any:
     """:func:`segment_masks` for a left-padded batch (one segment per row, 0 = padding)."""
     return segment_masks(model, attention_mask.long() - 1, dtype, longest=int(attention_mask.sum(-1).max()))
@@ -295,7 +306,8 @@ def _answer_logits(model: Any, batch: dict[str, Any], device: Any, raw: bool = F
     if torch.is_autocast_enabled(torch.device(device).type):
         dtype = torch.get_autocast_dtype(torch.device(device).type)
     if "segments" in batch:  # packed row
-        masks = batch["masks"] if "masks" in batch else segment_masks(model, batch["segments"].to(device), dtype)
+        masks = batch["masks"] if "masks" in batch else row_masks(model, batch["segments"].to(device), dtype,
+                                                                   "slots" in batch)
         patches.set_slot_layout(model, batch, device)  # stays set for the recomputation in backward
         keep = batch["keep"].to(device)
         # KV-shared layers (Gemma 4), when hooked, run only at these positions: what comes out is them
