@@ -148,6 +148,14 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
     assert torch.equal(small["rows"][0][0, :190], table.gather(small["batch"]["input_ids"][:, :190])[0])
     again = step.prepare(batch((40, 9), (25, 6)))
     assert again["key"] == big["key"], "still past the limit: the one graph holds it"
+    # the rows go to page-locked memory only on CUDA, and only unless pin_rows=False
+    asked = []
+    monkeypatch.setattr(type(table), "gather", lambda self, ids, pinned=False: asked.append(pinned) or ids)
+    assert step.pin_rows is False
+    step.pin_rows = True
+    step.prepare(batch((40, 9)))
+    unpinned = graphs.CudaGraphStep(model, pad_id=0, dtype=torch.float32, limit=1, pin_rows=False)
+    assert asked == [True] and unpinned.pin_rows is False
 
 
 def test_a_plan_holds_every_batch_in_at_most_limit_graphs():
@@ -206,3 +214,29 @@ def test_the_plan_is_made_from_every_batch_of_the_run_before_its_first_step(tmp_
     assert len(seen["planned"]) == 1 and seen["first_key"] == seen["planned"][0]
     with pytest.raises(ConfigError, match="cuda_graph_plan needs"):
         TrainConfig(data="x", cuda_graph_plan=True, cuda_graph_limit=0)
+
+
+def test_a_capture_copies_the_steps_gradients_only_when_there_are_some():
+    """A capture's warm-up and capture add to ``.grad``; what was there is put back after.  At
+    a step's first micro-batch every gradient is zero: nothing is copied (no second set of
+    gradients in GPU memory at the run's allocated peak), they are zeroed again instead."""
+    from breachlab.vuln.training import graphs
+
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    assert graphs._grads_to_keep(params) is None
+    for p in params:
+        p.grad.add_(1.5)  # what a warm-up and a capture add
+    graphs._put_back(params, None)
+    assert not any(p.grad.any() for p in params)
+    params[1].grad[0, 1] = -2.0  # a step's earlier micro-batch
+    saved = graphs._grads_to_keep(params)
+    assert saved is not None
+    for p in params:
+        p.grad.add_(1.5)
+    graphs._put_back(params, saved)
+    assert float(params[1].grad[0, 1]) == -2.0 and float(params[1].grad.abs().sum()) == 2.0
+    assert not params[0].grad.any()
+    params[0].grad[0] = float("nan")
+    assert graphs._grads_to_keep(params) is not None, "a NaN gradient is not zero: it is kept"

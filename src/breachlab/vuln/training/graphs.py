@@ -57,7 +57,7 @@ class CudaGraphStep:
     def __init__(self, model: Any, pad_id: int, dtype: Any = None, t_multiple: int = 512, k_multiple: int = 256,
                  warmup: int = 1, autocast: bool = True, slot_multiple: int | None = 256,
                  budget: ActivationBudget | None = None, loss_fn: Callable[..., tuple[Any, Any]] | None = None,
-                 limit: int = 0):
+                 limit: int = 0, pin_rows: bool = True):
         import torch
 
         self.model = model
@@ -78,6 +78,8 @@ class CudaGraphStep:
         self.mempool: Any = None
         self.warmups_pooled = 0  # how many warm-ups ran in the graphs' pool (0 where torch cannot route them)
         self.tables = cpu_tables(model)
+        # per-layer rows gathered into page-locked memory (an asynchronous copy), or pageable
+        self.pin_rows = pin_rows and self.device.type == "cuda"
         self.plan = GraphPlan(limit)
         self.budget = budget  # which layers keep their activations, per bucket
         self.graphs: dict[tuple, dict] = {}
@@ -114,7 +116,7 @@ class CudaGraphStep:
         key = self.plan.route(need)
         if key != need.bucket:  # a larger graph replays it: its layout
             batch = sft.collate_packed(examples, self.pad_id, width=key.tokens, slot_shape=key.slots)
-        rows = [table.gather(batch["input_ids"], pinned=self.device.type == "cuda") for table in self.tables]
+        rows = [table.gather(batch["input_ids"], pinned=self.pin_rows) for table in self.tables]
         return {"batch": batch, "key": key, "rows": rows,
                 "longest": max(lengths, default=0), "examples": examples}
 
@@ -206,11 +208,11 @@ class CudaGraphStep:
     def _masks(self, entry: dict) -> Any:
         """The bucket's attention masks from its static segment ids, with no host sync (so they
         can be captured): whether the sliding window binds is part of the bucket's key."""
-        _, _, sliding, binds, _ = entry["key"]
+        _, _, sliding, binds, slots = entry["key"]
         longest = None
         if sliding:  # segment_masks only asks whether the longest segment exceeds the window
             longest = int(getattr(text_config(self.model), "sliding_window", 0) or 0) + 1 if binds else 0
-        return sft.segment_masks(self.model, entry["batch"]["segments"], self.dtype, longest=longest)
+        return sft.row_masks(self.model, entry["batch"]["segments"], self.dtype, slots is not None, longest=longest)
 
     def _fwd_bwd(self, entry: dict) -> Any:
         import torch
@@ -228,7 +230,7 @@ class CudaGraphStep:
         key = prep["key"]
         kept = self.budget.apply(key[0], key[1]) if self.budget is not None else 0
         entry = self._static(key)
-        saved = [p.grad.clone() for p in self.params]
+        saved = _grads_to_keep(self.params)
         graph = torch.cuda.CUDAGraph()
         stream, pool = self._stream_and_pool()
         try:  # whatever fails, the step's gradients so far are put back
@@ -243,8 +245,7 @@ class CudaGraphStep:
                 entry["loss_sum"] = self._fwd_bwd(entry)
         finally:
             self._unstage()
-            for p, g in zip(self.params, saved):
-                p.grad.copy_(g)
+            _put_back(self.params, saved)
         entry["graph"] = graph
         self.graphs[key] = entry
         torch.cuda.synchronize()
@@ -253,6 +254,26 @@ class CudaGraphStep:
                  len(self.graphs), key[0], key[1],
                  f", {kept} layers not recomputed" if self.budget is not None else "", time.perf_counter() - t0)
         return entry
+
+
+def _grads_to_keep(params: list) -> list | None:
+    """The step's gradients so far, which a capture's warm-up and capture add to: copies to
+    put back after it, or None when every one is zero (a step's first micro-batch), so that no
+    copy of every LoRA gradient sits in GPU memory through the capture, where a graph run's
+    allocated peak is (Qwen2.5-Coder-1.5B: 0.07 of 1.29 GiB, memory history, eleventh session)."""
+    import torch
+
+    if not params or not torch.stack([p.grad.any() for p in params]).any().item():
+        return None
+    return [p.grad.clone() for p in params]
+
+
+def _put_back(params: list, saved: list | None) -> None:
+    for i, p in enumerate(params):
+        if saved is None:
+            p.grad.zero_()
+        else:
+            p.grad.copy_(saved[i])
 
 
 @contextlib.contextmanager
