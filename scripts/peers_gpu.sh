@@ -17,9 +17,10 @@
 # and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them. After the first
 # Qwen round (MEMORY_HISTORY=0 skips it) the graphs arm runs once more with --memory-history:
 # $OUT/qwen-1.5b-lora-memory.json says where its allocated peak is, by allocating line. After
-# the first E4B round (EPOCH=0 skips it) the EPOCH_ARMS (breachlab-graphs-ple-disk-plan2: two
-# graphs planned for the whole run) run a whole 750-step epoch once: $OUT/e4b-qlora-epoch.json
-# has the host peak with every graph an epoch captures (tenth session, limit 4: 2.66 GiB). Unsloth
+# the first E4B round (EPOCH=0 skips it) the EPOCH_ARMS (breachlab-graphs-ple-disk-unpinned: the
+# per-layer rows in pageable memory) run a whole 750-step epoch once: $OUT/e4b-qlora-epoch.json
+# has the host peak over an epoch's replays (page-locked rows, limit 4: 2.66 GiB in the tenth
+# session; two planned graphs: 2.62 in the eleventh, 2.34 of it after the last capture). Unsloth
 # on E4B runs once after the rounds, with 900 s (E4B_UNSLOTH=0 skips it).
 # docs/benchmarks.md ("Training throughput against the peers") has the numbers and their conditions.
 set -u
@@ -27,8 +28,8 @@ WHEEL_PINS="trl==1.15.0 liger-kernel==0.8.5 bitsandbytes==0.50.2 unsloth==2026.1
 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.1
 shtab==1.13.0 msgspec==0.23.0 gguf==0.19.0 cut_cross_entropy==25.1.1 torchao==0.18.0 hf_transfer==0.1.9
 diffusers==0.42.1"
-QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs,breachlab-graphs-unlimited}
-E4B_ARMS=${E4B_ARMS:-baseline,trl,breachlab-graphs-ple-disk,breachlab-graphs-ple-disk-no-liger}
+QWEN_ARMS=${QWEN_ARMS:-baseline,trl,unsloth,breachlab-graphs}
+E4B_ARMS=${E4B_ARMS:-baseline,trl,breachlab-graphs-ple-disk,breachlab-graphs-ple-disk-unpinned}
 
 case "${1:-}" in
   wheels)
@@ -83,7 +84,7 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
         echo "e4b round $k rc=$?"
         E4B_ARMS=$(working "$E4B_ARMS" "$OUT/e4b-qlora-r$k.json")
         if [ "$k" = 1 ] && [ "${EPOCH:-1}" != 0 ]; then  # host memory over a whole epoch's graphs
-          epoch_arms=${EPOCH_ARMS:-breachlab-graphs-ple-disk-plan2}
+          epoch_arms=${EPOCH_ARMS:-breachlab-graphs-ple-disk-unpinned}
           python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$epoch_arms" \
             --arm-steps "$(echo "$epoch_arms" | sed 's/\([^,]*\)/\1=750/g')" --repeats 1 --steps 20 --warmup 4 \
             --arm-timeout 500 --tmp /tmp/peers-tmp --out "$OUT/e4b-qlora-epoch.json" > "$OUT/e4b-qlora-epoch.log" 2>&1

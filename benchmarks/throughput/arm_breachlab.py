@@ -25,6 +25,11 @@
 * ``breachlab-graphs-ple-disk-no-liger`` — ``breachlab-graphs-ple-disk`` without the Liger
   kernels: what their Triton compile and modules cost in host memory (the floor, without
   them, peaked at 1.96 GiB on E4B, TRL with them at 2.13), and what they bring in speed.
+* ``breachlab-graphs-ple-disk-unpinned`` — ``breachlab-graphs-ple-disk`` with each step's
+  per-layer rows in pageable memory instead of page-locked (``CudaGraphStep(pin_rows=False)``):
+  torch's page-locked host cache keeps the blocks it hands out (sizes rounded up to a power of
+  two), and E4B's host memory grew 0.11 GiB in 20 steps of replays with it, 0.05 without
+  (eleventh session, an environment switch then), at 2.4 % of the speed.
 * ``breachlab-graphs-ple-disk-plan2`` / ``-plan3`` — ``breachlab-graphs-ple-disk`` with
   ``cuda_graph_plan`` and a limit of 2 / 3: the graphs chosen before the first step from every
   batch of the arm, so the whole run holds that many (E4B's host memory grows ~0.1 GiB a graph).
@@ -63,6 +68,7 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-graphs-ple-disk": (True, {**_TRAINER, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-ple-disk-trim": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "trim": True}),
     "breachlab-graphs-ple-disk-no-liger": (True, {**_TRAINER, "kernels": False, "graphs": True, "ple_disk": True}),
+    "breachlab-graphs-ple-disk-unpinned": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "unpinned": True}),
     "breachlab-graphs-ple-disk-plan2": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "plan": 2}),
     "breachlab-graphs-ple-disk-plan3": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "plan": 3}),
     "breachlab-graphs-unlimited": (True, {**_TRAINER, "graphs": True, "unlimited": True}),
@@ -118,7 +124,7 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
 
 def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, packed: bool = False,
         profile_path: Path | None = None, graphs: bool = False, budget: Any = None, trim: bool = False,
-        unlimited: bool = False, plan: int = 0) -> dict:
+        unlimited: bool = False, plan: int = 0, pinned: bool = True) -> dict:
     import torch
 
     from breachlab.vuln.training.graphs import CudaGraphStep
@@ -130,7 +136,8 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0, fused=args.device == "cuda")  # as the trainer
     graph = None
     if graphs:
-        graph = CudaGraphStep(model, pad_id=0, budget=budget, limit=plan or graph_limit(args, unlimited))
+        graph = CudaGraphStep(model, pad_id=0, budget=budget, limit=plan or graph_limit(args, unlimited),
+                              pin_rows=pinned)
         if plan:  # cuda_graph_plan: chosen from every batch of the arm before its first step
             graph.plan_ahead([examples[i] for i in b] for b in batches)
     # as the trainer's eager step: a slot layout only where a layer attends per example (step.py: 64)
@@ -191,6 +198,7 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         out["warmups_in_graph_pool"] = graph.warmups_pooled
         out["graph_limit"] = graph.plan.limit
         out["graph_padded_steps"] = graph.plan.padded  # batches replayed in a larger bucket's graph
+        out["pin_rows"] = graph.pin_rows
         if graph.plan.planned:
             out["graph_planned"] = [[g.tokens, g.supervised, g.slots] for g in graph.plan.planned]
         out["memory_at_captures"] = memory

@@ -114,7 +114,8 @@ def measure(args: Any) -> dict:
         prof = (Path(args.profile_dir) / f"profile-{args.shape}-{method}-{name}.txt") if args.profile else None
         res = arm_breachlab.run(model, examples, order, args, packed=bool(feats.get("packed")), profile_path=prof,
                                 graphs=bool(feats.get("graphs")), budget=budget, trim=bool(feats.get("trim")),
-                                unlimited=bool(feats.get("unlimited")), plan=int(feats.get("plan", 0)))
+                                unlimited=bool(feats.get("unlimited")), plan=int(feats.get("plan", 0)),
+                                pinned=not feats.get("unpinned"))
     before = res.pop("peaks_before_profile", None)  # a profiled arm: its peaks without the profiler's
     peaks = before["gpu"] if before else m.gpu_peaks(args.device)
     if peaks:

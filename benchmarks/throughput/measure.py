@@ -157,7 +157,7 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
         if replay:  # the timed steps that replayed a graph (none captured one)
             out["samples_per_s_replay"] = round(statistics.median(n / t for n, t in replay), 3)
         for key in ("kept_layers", "warmups_in_graph_pool", "memory_at_captures", "memory_history", "graph_limit",
-                    "graph_padded_steps", "graph_planned"):
+                    "graph_padded_steps", "graph_planned", "pin_rows"):
             if key in res:
                 out[key] = res[key]
     return out

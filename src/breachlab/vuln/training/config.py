@@ -63,7 +63,8 @@ class TrainConfig:
         0, help="compute the LM head's logits and loss this many supervised positions at a time, each chunk "
                 "recomputed in backward, so at most head_chunk x vocabulary logits exist at once (a Gemma step's "
                 "256 answer positions: ~640 MB of logits whole); 0 = all at once. Same loss up to float32 "
-                "summation order; GPU speed and memory not yet measured")
+                "summation order. Qwen2.5-Coder-1.5B on an H200 (64): the same allocated peak, 1% slower: "
+                "that peak is not at the LM head")
     cuda_graphs: Literal["auto", "on", "off"] = field(
         "auto", help="replay forward+backward from CUDA graphs (one per length bucket): auto = on for one "
                      "CUDA process with packing, LoRA/QLoRA, no dropout, compile off; on = required")
@@ -78,7 +79,9 @@ class TrainConfig:
         False, help="with cuda_graphs and cuda_graph_limit N: choose the N graphs before the first step from every "
                     "batch of the run (the largest bucket first), so the whole run holds at most N graphs and their "
                     "host memory; more padding than the limit alone (counted for a 750-step E4B epoch: 2 graphs at "
-                    "+10.9% row tokens, 3 at +2.1%, benchmarks/graph_buckets.py --plan). Not yet measured on a GPU")
+                    "+10.9% row tokens, 3 at +2.1%, benchmarks/graph_buckets.py --plan). Measured there on an H200: "
+                    "2 graphs, the same samples/s, and a host peak of 2.62 GiB against 2.66 with the limit's 5: "
+                    "the replays, not the graphs, grow it (docs/benchmarks.md, eleventh session)")
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
     gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
     activation_budget_gib: float = field(
