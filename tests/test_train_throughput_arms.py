@@ -327,3 +327,17 @@ def test_the_bucket_counter_counts_a_plan_made_before_the_first_step() -> None:
     over, chosen = planned(run, 2)
     assert [g.tokens for g in chosen] == [2048, 3072] and over < 1.2
     assert planned(run, 4)[0] == 1.0, "a graph per bucket: no padding"
+
+
+def test_a_graph_arm_off_cuda_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    """CUDA graphs need CUDA: on the CPU a graph arm is reported skipped (the rounds go on without
+    it), not failed with torch's 'dummy base class CUDAGraph'."""
+    import types
+
+    from throughput import child
+
+    out = tmp_path / "arm.jsonl"
+    child.run(types.SimpleNamespace(one_arm="breachlab-graphs-ple-disk-unpinned", result_file=str(out),
+                                    device="cpu"))
+    assert json.loads(out.read_text()) == {"arm": "breachlab-graphs-ple-disk-unpinned",
+                                           "skipped": "CUDA graphs need a CUDA device"}

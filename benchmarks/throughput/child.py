@@ -32,6 +32,11 @@ def run(args: Any) -> None:
         if reason:
             write(out, {"arm": name, "skipped": reason})
             return
+    from . import arm_breachlab
+
+    if arm_breachlab.ARMS.get(name, (True, {}))[1].get("graphs") and args.device != "cuda":
+        write(out, {"arm": name, "skipped": "CUDA graphs need a CUDA device"})
+        return
     if name.startswith("trl") and importlib.util.find_spec("trl") is None:
         write(out, {"arm": name, "skipped": "trl not installed"})
         return
