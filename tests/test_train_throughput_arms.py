@@ -138,6 +138,29 @@ def test_a_graph_arms_report_keeps_its_capture_bookkeeping() -> None:
     now = memory_now("cpu")
     if Path("/proc/self/status").exists():
         assert now["host_rss_gib"] > 0 and "gpu_alloc_gib" not in now
+        assert 0 < now["host_anon_gib"] <= now["host_rss_gib"] and now["host_file_gib"] >= 0
+
+
+def test_host_mappings_add_up_a_files_maps_and_rank_them(tmp_path: Path) -> None:
+    """Where the resident set is, by mapping: a library's several maps added up, anonymous maps
+    as one entry, the largest first, with their anonymous part; no smaps, no breakdown."""
+    from throughput.measure import host_mappings
+
+    def vma(start: str, path: str, rss: int, anon: int) -> str:
+        return (f"{start}-{start}f r-xp 00000000 08:01 42 {path}\nSize: 64 kB\nRss: {rss} kB\n"
+                f"Pss: {rss} kB\nAnonymous: {anon} kB\nVmFlags: rd ex\n")
+
+    smaps = tmp_path / "smaps"
+    smaps.write_text(vma("7f00", "/usr/lib/libcuda.so.1", 2048, 0) + vma("7f10", "/usr/lib/libcuda.so.1", 1024, 512)
+                     + vma("7f20", "", 4096, 4096) + vma("7f30", "", 1024, 1024) + vma("7f40", "[heap]", 512, 512)
+                     + vma("7f50", "/dev/nvidiactl", 10240, 0))
+    got = host_mappings(top=3, smaps=str(smaps))
+    assert got == [{"mapping": "/dev/nvidiactl", "rss_mib": 10.0, "anon_mib": 0.0},
+                   {"mapping": "[anon]", "rss_mib": 5.0, "anon_mib": 5.0},
+                   {"mapping": "/usr/lib/libcuda.so.1", "rss_mib": 3.0, "anon_mib": 0.5}]
+    assert host_mappings(smaps=str(tmp_path / "none")) == []
+    if Path("/proc/self/smaps").exists():
+        assert host_mappings()[0]["rss_mib"] > 0
 
 
 @pytest.mark.parametrize("hangs", [True, False])

@@ -109,6 +109,7 @@ def measure(args: Any) -> dict:
     load_host = m.process_peak_gib()  # the whole process's peak so far (imports, weights loaded and placed)
     train_host = m.reset_host_peak()  # from here on: the training's own (trainer set-up and steps)
     start_rss = m.proc_status_gib("VmRSS")  # what training starts from: its growth = train peak - this
+    start_host = {**m.memory_now("cpu"), "mappings": m.host_mappings()}  # and where it is, by mapping
     if name == "baseline":
         res = arm_hf.run(model, examples, order, args)
     elif name in ("trl", "trl-packed"):
@@ -122,6 +123,7 @@ def measure(args: Any) -> dict:
                                 unlimited=bool(feats.get("unlimited")), plan=int(feats.get("plan", 0)),
                                 pinned=not feats.get("unpinned"))
     before = res.pop("peaks_before_profile", None)  # a profiled arm: its peaks without the profiler's
+    res["host_at"] = {"train_start": start_host, "train_end": {**m.memory_now("cpu"), "mappings": m.host_mappings()}}
     peaks = before["gpu"] if before else m.gpu_peaks(args.device)
     if peaks:
         res.update(peak_gpu_alloc_gib=peaks["alloc"], peak_gpu_reserved_gib=peaks["reserved"],

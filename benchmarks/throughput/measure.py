@@ -69,17 +69,44 @@ def process_peak_gib() -> float:
 
 
 def memory_now(device: str) -> dict[str, float]:
-    """This process's resident set and, on CUDA, the allocated and reserved GPU memory now (GiB)."""
+    """This process's resident set (and its anonymous and file-backed parts) and, on CUDA, the
+    allocated and reserved GPU memory now (GiB)."""
     out: dict[str, float] = {}
-    rss = proc_status_gib("VmRSS")
-    if rss is not None:
-        out["host_rss_gib"] = round(rss, 3)
+    for field, key in (("VmRSS", "host_rss_gib"), ("RssAnon", "host_anon_gib"), ("RssFile", "host_file_gib")):
+        value = proc_status_gib(field)
+        if value is not None:
+            out[key] = round(value, 3)
     if device == "cuda":
         import torch
 
         out.update(gpu_alloc_gib=round(torch.cuda.memory_allocated() / 2**30, 3),
                    gpu_reserved_gib=round(torch.cuda.memory_reserved() / 2**30, 3))
     return out
+
+
+def host_mappings(top: int = 12, smaps: str = "/proc/self/smaps") -> list[dict[str, Any]]:
+    """Where the resident set is now, by mapping: the ``top`` largest by resident MiB, each
+    file's mappings (a library, the page-locked ``/dev/nvidia*`` maps) added up, the anonymous
+    ones as ``[anon]`` (``[heap]``, ``[stack]`` as the kernel names them), each with its
+    anonymous MiB; [] where there is no ``smaps`` (not Linux)."""
+    sizes: dict[str, list[int]] = {}
+    name = "[anon]"
+    try:
+        with open(smaps) as f:
+            for line in f:
+                head = line.split(None, 1)[0]
+                if "-" in head and not head.endswith(":"):  # a mapping's first line: range perms offset dev inode [path]
+                    parts = line.split(None, 5)
+                    name = parts[5].strip() if len(parts) > 5 and parts[5].strip() else "[anon]"
+                    sizes.setdefault(name, [0, 0])
+                elif head == "Rss:":
+                    sizes[name][0] += int(line.split()[1])
+                elif head == "Anonymous:":
+                    sizes[name][1] += int(line.split()[1])
+    except OSError:
+        return []
+    ranked = sorted(sizes.items(), key=lambda kv: -kv[1][0])[:top]
+    return [{"mapping": k, "rss_mib": round(v[0] / 1024, 1), "anon_mib": round(v[1] / 1024, 1)} for k, v in ranked]
 
 
 def trim_host_heap() -> bool:
@@ -143,6 +170,8 @@ def summarize(name: str, res: dict, examples: list[Any], batches: list[list[int]
                 "train_peak_host_gib", "train_start_host_gib"):
         if key in res:
             out[key] = round(res[key], 2)
+    if "host_at" in res:  # the resident set at the training's start and end, anonymous / file-backed, by mapping
+        out["host_at"] = res["host_at"]
     if "profiled_steps" in res:  # profiled after the timed steps; not in the peaks, set-up or epoch time
         out["profiled_steps"] = res["profiled_steps"]
     if device == "cuda":  # useful FLOPs: 6·N·tokens for the body, 6·V·H per supervised position for the head
