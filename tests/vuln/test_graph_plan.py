@@ -156,6 +156,12 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
     step.prepare(batch((40, 9)))
     unpinned = graphs.CudaGraphStep(model, pad_id=0, dtype=torch.float32, limit=1, pin_rows=False)
     assert asked == [True] and unpinned.pin_rows is False
+    # not asked: as the tables were offloaded (ple_pin_rows); never off CUDA
+    table.pin_rows = False
+    assert graphs.rows_pinned([table], None, "cuda") is False and graphs.rows_pinned([table], True, "cuda")
+    table.pin_rows = True
+    assert graphs.rows_pinned([table], None, "cuda") and not graphs.rows_pinned([table], None, "cpu")
+    assert graphs.rows_pinned([], None, "cuda"), "no table: nothing to decide, the default"
 
 
 def test_a_plan_holds_every_batch_in_at_most_limit_graphs():

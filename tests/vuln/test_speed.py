@@ -70,6 +70,7 @@ def test_training_with_the_table_off_the_gpu_gives_the_same_adapter(gemma4, data
     got = run(_cfg(gemma4, data, ple_on_cpu="on", ple_store=store), out=tmp_path / "on")
     manifest = json.loads((got / "manifest.json").read_text())
     assert manifest["ple_on_cpu_bytes"] > 0 and manifest["ple_store"] == store
+    assert manifest["ple_pin_rows"] is (store == "ram"), "ple_pin_rows auto: pageable rows with the table on disk"
     assert json.loads((ref / "manifest.json").read_text())["ple_on_cpu_bytes"] == 0
     a, b = _adapter(ref), _adapter(got)
     assert a.keys() == b.keys() and a
@@ -88,8 +89,51 @@ def test_the_table_on_disk_reads_the_rows_of_the_table_in_memory(tmp_path):
     assert torch.equal(disk(ids), ram(ids)) and disk.dtype == torch.bfloat16
     with pytest.raises(IndexError, match="range"):
         disk.gather(torch.tensor([300]))
+    assert disk.gather(torch.zeros((1, 0), dtype=torch.long)).shape == (1, 0, 24)
     with pytest.raises(ValueError, match="store"):
         ple.offload_per_layer_embeddings(torch.nn.Linear(2, 2), store="tape")
+
+
+def test_the_table_on_disk_reads_long_runs_and_many_repeats_in_bounded_pieces(tmp_path, monkeypatch):
+    """The rows go straight into the step's buffer: a run of consecutive rows longer than one
+    preadv may scatter is read in several calls, repeats are copied a bounded number at a time;
+    every row still the table's."""
+    import os
+
+    monkeypatch.setattr(ple, "IOV_MAX", 4)
+    monkeypatch.setattr(ple, "REPEAT_CHUNK", 3)
+    emb = torch.nn.Embedding(64, 8).to(torch.bfloat16)
+    disk, ram = ple.DiskTableEmbedding(emb, str(tmp_path)), ple.CpuTableEmbedding(emb)
+    reads = []
+    real = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: reads.append(len(bufs)) or real(fd, bufs, off))
+    ids = torch.tensor([[9, 10, 11, 12, 13, 14, 15, 9, 9, 40, 9, 9, 40, 41, 63, 0]])
+    assert torch.equal(disk.gather(ids), ram.gather(ids))
+    assert reads == [1, 4, 3, 2, 1], "row 0; rows 9-15 in two calls; 40-41; 63"
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 64, (2, 300), generator=g)  # mostly repeats
+    assert torch.equal(disk.gather(ids, pinned=False), ram.gather(ids))
+
+
+def test_page_locked_rows_follow_ple_pin_rows(monkeypatch):
+    """ple_pin_rows auto: pageable rows where the table is on disk, page-locked in RAM; the table's
+    eager lookup on CUDA asks for what its offload said."""
+    assert [ple.pin_rows(s, "disk") for s in ("auto", "on", "off")] == [False, True, False]
+    assert [ple.pin_rows(s, "ram") for s in ("auto", "on", "off")] == [True, True, False]
+    emb = torch.nn.Embedding(10, 4)
+    table = ple.CpuTableEmbedding(emb)
+    asked = []
+    monkeypatch.setattr(ple.CpuTableEmbedding, "gather",
+                        lambda self, ids, pinned=False: asked.append(pinned) or torch.zeros(1, 4))
+
+    class OnCuda:  # what the lookup reads of CUDA ids
+        is_cuda = True
+        device = torch.device("cpu")
+
+    table(OnCuda())
+    table.pin_rows = False
+    table(OnCuda())
+    assert asked == [True, False]
 
 
 def test_the_table_on_disk_says_where_space_is_missing(tmp_path, monkeypatch):

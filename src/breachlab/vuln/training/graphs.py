@@ -57,7 +57,7 @@ class CudaGraphStep:
     def __init__(self, model: Any, pad_id: int, dtype: Any = None, t_multiple: int = 512, k_multiple: int = 256,
                  warmup: int = 1, autocast: bool = True, slot_multiple: int | None = 256,
                  budget: ActivationBudget | None = None, loss_fn: Callable[..., tuple[Any, Any]] | None = None,
-                 limit: int = 0, pin_rows: bool = True):
+                 limit: int = 0, pin_rows: bool | None = None):
         import torch
 
         self.model = model
@@ -78,8 +78,7 @@ class CudaGraphStep:
         self.mempool: Any = None
         self.warmups_pooled = 0  # how many warm-ups ran in the graphs' pool (0 where torch cannot route them)
         self.tables = cpu_tables(model)
-        # per-layer rows gathered into page-locked memory (an asynchronous copy), or pageable
-        self.pin_rows = pin_rows and self.device.type == "cuda"
+        self.pin_rows = rows_pinned(self.tables, pin_rows, self.device.type)
         self.plan = GraphPlan(limit)
         self.budget = budget  # which layers keep their activations, per bucket
         self.graphs: dict[tuple, dict] = {}
@@ -254,6 +253,14 @@ class CudaGraphStep:
                  len(self.graphs), key[0], key[1],
                  f", {kept} layers not recomputed" if self.budget is not None else "", time.perf_counter() - t0)
         return entry
+
+
+def rows_pinned(tables: list, asked: bool | None, device_type: str) -> bool:
+    """Whether a step's per-layer rows are gathered into page-locked memory (an asynchronous copy
+    to the GPU) or pageable: as ``asked``, or, with None, as the tables were offloaded
+    (``ple_pin_rows``); never off CUDA."""
+    pin = all(t.pin_rows for t in tables) if asked is None else asked
+    return pin and device_type == "cuda"
 
 
 def _grads_to_keep(params: list) -> list | None:
