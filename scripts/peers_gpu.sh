@@ -17,10 +17,10 @@
 # and, with PROFILE=N, torch.profiler tables of the breachlab arms beside them. After the first
 # Qwen round (MEMORY_HISTORY=0 skips it) the graphs arm runs once more with --memory-history:
 # $OUT/qwen-1.5b-lora-memory.json says where its allocated peak is, by allocating line. After
-# the first E4B round (EPOCH=0 skips it) the EPOCH_ARMS (breachlab-graphs-ple-disk-unpinned: the
-# per-layer rows in pageable memory) run a whole 750-step epoch once: $OUT/e4b-qlora-epoch.json
-# has the host peak over an epoch's replays (page-locked rows, limit 4: 2.66 GiB in the tenth
-# session; two planned graphs: 2.62 in the eleventh, 2.34 of it after the last capture). Unsloth
+# the first E4B round (EPOCH=0 skips it) the EPOCH_ARMS (breachlab-graphs-ple-disk-unpinned-plan2:
+# pageable per-layer rows, two planned graphs) run a whole 750-step epoch once: $OUT/e4b-qlora-epoch.json
+# has the host peak over an epoch (pageable rows, limit 4, 5 graphs: 2.74 GiB in the twelfth
+# session, no growth in the replays after the last capture; each graph 0.10-0.24 GiB). Unsloth
 # on E4B runs once after the rounds, with 900 s (E4B_UNSLOTH=0 skips it).
 # docs/benchmarks.md ("Training throughput against the peers") has the numbers and their conditions.
 set -u
@@ -84,7 +84,7 @@ print(",".join(a for a in arms if a not in bad))' "$1" "$2" 2> /dev/null || echo
         echo "e4b round $k rc=$?"
         E4B_ARMS=$(working "$E4B_ARMS" "$OUT/e4b-qlora-r$k.json")
         if [ "$k" = 1 ] && [ "${EPOCH:-1}" != 0 ]; then  # host memory over a whole epoch's graphs
-          epoch_arms=${EPOCH_ARMS:-breachlab-graphs-ple-disk-unpinned}
+          epoch_arms=${EPOCH_ARMS:-breachlab-graphs-ple-disk-unpinned-plan2}
           python3 benchmarks/train_throughput.py --shape e4b --methods qlora --arms "$epoch_arms" \
             --arm-steps "$(echo "$epoch_arms" | sed 's/\([^,]*\)/\1=750/g')" --repeats 1 --steps 20 --warmup 4 \
             --arm-timeout 500 --tmp /tmp/peers-tmp --out "$OUT/e4b-qlora-epoch.json" > "$OUT/e4b-qlora-epoch.log" 2>&1

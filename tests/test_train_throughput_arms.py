@@ -311,6 +311,7 @@ def test_the_variant_arms_differ_from_their_base_by_one_feature() -> None:
     assert feats("breachlab-graphs-unlimited") == {**feats("breachlab-graphs"), "unlimited": True}
     assert feats("breachlab-graphs-ple-disk-plan2") == {**base, "plan": 2}
     assert feats("breachlab-graphs-ple-disk-unpinned") == {**base, "unpinned": True}
+    assert feats("breachlab-graphs-ple-disk-unpinned-plan2") == {**base, "unpinned": True, "plan": 2}
     assert feats("breachlab-graphs-ple-disk-plan3") == {**base, "plan": 3}
 
 

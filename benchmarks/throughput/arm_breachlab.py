@@ -29,7 +29,14 @@
   per-layer rows in pageable memory instead of page-locked (``CudaGraphStep(pin_rows=False)``):
   torch's page-locked host cache keeps the blocks it hands out (sizes rounded up to a power of
   two), and E4B's host memory grew 0.11 GiB in 20 steps of replays with it, 0.05 without
-  (eleventh session, an environment switch then), at 2.4 % of the speed.
+  (eleventh session, an environment switch then), at 2.4 % of the speed. Twelfth session: the
+  trainer's E4B configuration (``ple_pin_rows: auto`` with ``ple_store: disk``); host 2.32
+  against 2.39-2.42 GiB over 20 steps (1.08-1.17x the best peer's), 2.3-2.6 % slower; over a
+  whole epoch (5 graphs) no growth in the replays after the last capture, the graphs' own
+  0.10-0.24 GiB each left.
+* ``breachlab-graphs-ple-disk-unpinned-plan2`` — the same with two planned graphs
+  (``cuda_graph_plan``, below): the captures, not the replays, grow the host memory with
+  pageable rows.
 * ``breachlab-graphs-ple-disk-plan2`` / ``-plan3`` — ``breachlab-graphs-ple-disk`` with
   ``cuda_graph_plan`` and a limit of 2 / 3: the graphs chosen before the first step from every
   batch of the arm, so the whole run holds that many. Eleventh session, a whole E4B epoch with
@@ -70,6 +77,8 @@ ARMS: dict[str, tuple[bool, dict]] = {
     "breachlab-graphs-ple-disk-trim": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "trim": True}),
     "breachlab-graphs-ple-disk-no-liger": (True, {**_TRAINER, "kernels": False, "graphs": True, "ple_disk": True}),
     "breachlab-graphs-ple-disk-unpinned": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "unpinned": True}),
+    "breachlab-graphs-ple-disk-unpinned-plan2": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "unpinned": True,
+                                                        "plan": 2}),
     "breachlab-graphs-ple-disk-plan2": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "plan": 2}),
     "breachlab-graphs-ple-disk-plan3": (True, {**_TRAINER, "graphs": True, "ple_disk": True, "plan": 3}),
     "breachlab-graphs-unlimited": (True, {**_TRAINER, "graphs": True, "unlimited": True}),
