@@ -148,6 +148,22 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
     assert torch.equal(small["rows"][0][0, :190], table.gather(small["batch"]["input_ids"][:, :190])[0])
     again = step.prepare(batch((40, 9), (25, 6)))
     assert again["key"] == big["key"], "still past the limit: the one graph holds it"
+    # a replay lets go of the prepared host rows once they are in the bucket's buffers (the trainer
+    # holds a step's last prepared batch while it prepares the next)
+    class Replay:
+        replays = 0
+
+        def replay(self):
+            Replay.replays += 1
+
+    entry = step._static(small["key"])
+    entry.update(graph=Replay(), loss_sum=torch.tensor(3.0))
+    step.graphs[small["key"]] = entry
+    rows = small["rows"][0]
+    assert step.forward_backward(small, 0.5) == 3.0 and Replay.replays == 1
+    assert small["rows"] == [], "the host rows are let go"
+    assert torch.equal(entry["ple"][0], rows) and float(entry["inv_denom"]) == 0.5
+    assert table.staged is None, "unstaged after the replay"
     # the rows go to page-locked memory only on CUDA, and only unless pin_rows=False
     asked = []
     monkeypatch.setattr(type(table), "gather", lambda self, ids, pinned=False: asked.append(pinned) or ids)

@@ -128,6 +128,10 @@ class CudaGraphStep:
         if entry is None:
             entry = self._capture(prep, inv_denom)
         self._load(entry, prep, inv_denom)
+        # the rows are in the bucket's buffers now: their host copy goes at once, not when the caller
+        # drops ``prep`` (the trainer's loop still holds a step's last one while the next is prepared:
+        # two steps' rows in host memory, E4B's 6,144-token bucket 126 MiB each)
+        prep["rows"] = []
         entry["graph"].replay()
         self._unstage()
         # a copy: the next replay of this bucket (the next micro-batch of a step) overwrites it
