@@ -76,7 +76,8 @@ class TrainConfig:
     cuda_graph_limit: int = field(
         4, help="with cuda_graphs: graphs captured one per length bucket up to this many; past it a batch of a "
                 "new bucket replays the smallest captured graph that holds it (padded, same loss), and a graph "
-                "is captured only when none can. Each graph keeps 50-120 MB of host memory and ~1 s of capture. "
+                "is captured only when none can. Each graph keeps 0.10-0.24 GiB of host memory (E4B on an "
+                "H200, twelfth session) and ~1 s of capture. "
                 "Qwen2.5-Coder-1.5B on an H200, 30 steps: 5 graphs instead of 12, same median step, 11.1 "
                 "against 17.2 s; a 750-step epoch: 9 graphs instead of 20 at +1.8% row tokens (counted, "
                 "benchmarks/graph_buckets.py). 0 = one graph per bucket")
@@ -85,8 +86,9 @@ class TrainConfig:
                     "batch of the run (the largest bucket first), so the whole run holds at most N graphs and their "
                     "host memory; more padding than the limit alone (counted for a 750-step E4B epoch: 2 graphs at "
                     "+10.9% row tokens, 3 at +2.1%, benchmarks/graph_buckets.py --plan). Measured there on an H200: "
-                    "2 graphs, the same samples/s, and a host peak of 2.62 GiB against 2.66 with the limit's 5: "
-                    "the replays, not the graphs, grow it (docs/benchmarks.md, eleventh session)")
+                    "2 graphs, the same samples/s, and a host peak of 2.62 GiB against 2.66 with the limit's 5, "
+                    "page-locked rows (their cache grew in the replays); with pageable rows (ple_pin_rows) the "
+                    "replays grow nothing and each graph keeps 0.10-0.24 GiB (docs/benchmarks.md, twelfth session)")
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
     gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
     activation_budget_gib: float = field(
