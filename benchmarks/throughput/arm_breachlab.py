@@ -40,7 +40,8 @@
 * ``breachlab-graphs-ple-disk-plan2`` / ``-plan3`` — ``breachlab-graphs-ple-disk`` with
   ``cuda_graph_plan`` and a limit of 2 / 3: the graphs chosen before the first step from every
   batch of the arm, so the whole run holds that many. Eleventh session, a whole E4B epoch with
-  two: 2.62 GiB of host memory against 2.66 with the limit's five (page-locked rows: their cache grew in the replays; twelfth session).
+  two: 2.62 GiB of host memory against 2.66 with the limit's five (page-locked rows: their
+  cache grew in the replays, twelfth session).
 * ``breachlab-graphs-unlimited`` / ``breachlab-graphs-ple-disk-unlimited`` — those arms with a
   graph for every bucket (``cuda_graph_limit: 0``, the default before the tenth session).
 * ``breachlab-graphs-slots`` — ``breachlab-graphs`` with ``slot_attention: all``: every
