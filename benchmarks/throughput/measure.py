@@ -95,7 +95,7 @@ def host_mappings(top: int = 12, smaps: str = "/proc/self/smaps") -> list[dict[s
         with open(smaps) as f:
             for line in f:
                 head = line.split(None, 1)[0]
-                if "-" in head and not head.endswith(":"):  # a mapping's first line: range perms offset dev inode [path]
+                if "-" in head and not head.endswith(":"):  # a mapping: range perms offset dev inode [path]
                     parts = line.split(None, 5)
                     name = parts[5].strip() if len(parts) > 5 and parts[5].strip() else "[anon]"
                     sizes.setdefault(name, [0, 0])

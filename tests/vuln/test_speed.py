@@ -118,8 +118,8 @@ def test_the_table_on_disk_reads_long_runs_and_many_repeats_in_bounded_pieces(tm
 def test_page_locked_rows_follow_ple_pin_rows(monkeypatch):
     """ple_pin_rows auto: pageable rows where the table is on disk, page-locked in RAM; the table's
     eager lookup on CUDA asks for what its offload said."""
-    assert [ple.pin_rows(s, "disk") for s in ("auto", "on", "off")] == [False, True, False]
-    assert [ple.pin_rows(s, "ram") for s in ("auto", "on", "off")] == [True, True, False]
+    assert [ple.resolve_pin_rows(s, "disk") for s in ("auto", "on", "off")] == [False, True, False]
+    assert [ple.resolve_pin_rows(s, "ram") for s in ("auto", "on", "off")] == [True, True, False]
     emb = torch.nn.Embedding(10, 4)
     table = ple.CpuTableEmbedding(emb)
     asked = []

@@ -107,8 +107,9 @@ class CudaGraphStep:
 
     def prepare(self, examples: Any) -> dict:
         """The host-side work of a step (packing, bucket, per-layer rows gathered into
-        page-locked or pageable memory, :attr:`pin_rows`), done ahead: call it for the next micro-batch while the GPU
-        still runs the current one, and pass the result to :meth:`forward_backward`."""
+        page-locked or pageable memory, :attr:`pin_rows`), done ahead: call it for the next
+        micro-batch while the GPU still runs the current one, and pass the result to
+        :meth:`forward_backward`."""
         batch = sft.collate_packed(examples, self.pad_id, multiple=self.t_multiple, slot_multiple=self.slot_multiple)
         lengths = [len(e.ids) for e in examples]
         need = self._need(batch, lengths)

@@ -86,8 +86,9 @@ class DiskTableEmbedding(CpuTableEmbedding):
     time), to a temporary file in ``directory`` (``$TMPDIR`` when None) that is unlinked at
     once: the open descriptor keeps it, and nothing is left behind however the run ends.
     :meth:`gather` reads each distinct row of a step once, straight into the step's buffer
-    (``os.preadv``, runs of consecutive rows in one call), and copies its repeats there.  The bytes read are the table's
-    own: the rows, and so the model's outputs, are bit for bit those of the table in memory.
+    (``os.preadv``, runs of consecutive rows in one call), and copies its repeats there.  The
+    bytes read are the table's own: the rows, and so the model's outputs, are bit for bit those
+    of the table in memory.
     """
 
     def __init__(self, embedding: Any, directory: str | None = None, chunk_bytes: int = 64 << 20):
@@ -167,7 +168,7 @@ def _write_all(fd: int, data: memoryview, offset: int) -> None:
 STORES = ("ram", "disk")
 
 
-def pin_rows(setting: str, store: str) -> bool:
+def resolve_pin_rows(setting: str, store: str) -> bool:
     """``ple_pin_rows``: on, off, or auto = off where the table is on disk (the choice that keeps
     process memory down: torch keeps the page-locked blocks it hands out for the rest of the
     run, E4B on an H200: 2.39-2.42 against 2.32 GiB over 20 steps, twelfth session), on in RAM."""
@@ -181,7 +182,7 @@ def offload_per_layer_embeddings(model: Any, include_cpu: bool = False, store: s
     is in CPU memory already, so that a later ``model.to("cuda")`` leaves it there.
     ``store``: ``ram`` (:class:`CpuTableEmbedding`) or ``disk`` (:class:`DiskTableEmbedding`,
     its file in ``directory``); ``pin_rows``: each step's rows in page-locked memory on their
-    way to the GPU (:func:`pin_rows`)."""
+    way to the GPU (:func:`resolve_pin_rows`)."""
     import torch
 
     if store not in STORES:

@@ -93,7 +93,7 @@ def finish(acc: Any, cfg: TrainConfig, parts: Parts, stepper: Any, run_dir: RunD
         compile=stepper.compiled_layers > 0, compiled_layers=stepper.compiled_layers,
         packing=cfg.packing, kernels=parts.kernels, ple_on_cpu_bytes=parts.ple_offloaded,
         ple_store=cfg.ple_store if parts.ple_offloaded else None,
-        ple_pin_rows=ple.pin_rows(cfg.ple_pin_rows, cfg.ple_store) if parts.ple_offloaded else None,
+        ple_pin_rows=ple.resolve_pin_rows(cfg.ple_pin_rows, cfg.ple_store) if parts.ple_offloaded else None,
         slot_attention=parts.slots,
         head_chunk=cfg.head_chunk if cfg.packing else 0,
         activation_budget_gib=cfg.activation_budget_gib, lora_float32=cfg.lora_float32,

@@ -96,7 +96,7 @@ def build(cfg: TrainConfig, acc: Any, train_samples: list, val_samples: list) ->
     if ours and (cfg.ple_on_cpu == "on" or (cfg.ple_on_cpu == "auto" and cuda and cfg.method != "full")):
         # before .to(device): a table still in CPU memory never visits the GPU
         ple_offloaded = ple.offload_per_layer_embeddings(model, include_cpu=True, store=cfg.ple_store,
-                                                         pin_rows=ple.pin_rows(cfg.ple_pin_rows, cfg.ple_store))
+                                                         pin_rows=ple.resolve_pin_rows(cfg.ple_pin_rows, cfg.ple_store))
     if model.device.type != device.type and getattr(model, "hf_device_map", None) is None:
         model.to(device)
     # full-attention layers attending one slot per example: every one (slot_attention auto on CUDA, or all),
