@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tmp", default=None, help="folder of the table's file ($TMPDIR when not given)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    for name in ("rows", "dim", "tokens", "batches"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be at least 1")
+    if args.tmp is not None and not Path(args.tmp).is_dir():
+        ap.error(f"--tmp {args.tmp}: no such folder")
     import torch
 
     from breachlab.vuln.training.ple import DiskTableEmbedding

@@ -146,6 +146,8 @@ def test_the_table_on_disk_says_where_space_is_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "pwrite", full)
     with pytest.raises(OSError, match="needs .* GiB free in"):
         ple.DiskTableEmbedding(torch.nn.Embedding(10, 4), str(tmp_path))
+    with pytest.raises(OSError, match="cannot make its file in .*missing.*TMPDIR"):
+        ple.DiskTableEmbedding(torch.nn.Embedding(10, 4), str(tmp_path / "missing"))
 
 
 def test_packing_and_padding_train_the_same_adapter(tmp_path, data):

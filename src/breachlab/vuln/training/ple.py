@@ -99,7 +99,12 @@ class DiskTableEmbedding(CpuTableEmbedding):
         self.rows, self.embedding_dim = weight.shape
         self._dtype = weight.dtype
         self.row_bytes = self.embedding_dim * weight.element_size()
-        fd, path = tempfile.mkstemp(prefix="breachlab-ple-", suffix=".bin", dir=directory)
+        try:
+            fd, path = tempfile.mkstemp(prefix="breachlab-ple-", suffix=".bin", dir=directory)
+        except OSError as exc:
+            where = directory or tempfile.gettempdir()
+            raise OSError(exc.errno, f"ple_store: disk cannot make its file in {where} "
+                                     f"(set TMPDIR to a writable folder): {exc.strerror}") from exc
         os.unlink(path)
         self.fd = fd
         weakref.finalize(self, os.close, fd)  # the file goes with its last reader
