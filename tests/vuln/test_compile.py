@@ -149,6 +149,29 @@ def test_a_failing_compile_falls_back_to_eager_with_a_warning(tiny, tmp_path, mo
     assert [r["train_loss"] for r in _curve(out)] == [r["train_loss"] for r in _curve(ref)]
 
 
+def test_a_compile_that_fails_first_in_validation_falls_back_there(tiny, tmp_path, monkeypatch, caplog):
+    """Training compiles; validation's first compiled call fails: the run finishes uncompiled."""
+    import functools
+
+    def train_only(gm, example_inputs):
+        if not torch.is_grad_enabled():  # validation traces under no_grad
+            raise RuntimeError("no graph for validation here")
+        return gm.forward
+
+    monkeypatch.setattr(regional, "compile_layers", functools.partial(regional.compile_layers, backend=train_only))
+    with caplog.at_level("WARNING", logger="breachlab.vuln.train"):
+        out = run(_cfg(tiny, compile="on", max_steps=2, eval_every=1, gradient_checkpointing=False),
+                  out=tmp_path / "run")
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["status"] == "finished" and man["steps"] == 2
+    assert man["compile"] is False and "no graph for validation here" in man["compile_error"]
+    ref = run(_cfg(tiny, compile="off", max_steps=2, eval_every=1, gradient_checkpointing=False),
+              out=tmp_path / "ref")
+    for a, b in zip(_curve(out), _curve(ref)):
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-4)
+        assert float(a["val_loss"]) == pytest.approx(float(b["val_loss"]), rel=1e-4)
+
+
 def test_compile_setting_reads_yaml_on_off():
     from breachlab.config import ConfigError, load, parse_overrides
 

@@ -217,7 +217,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float | None]:
         """Validation numbers over all processes (:func:`breachlab.vuln.training.validate.evaluate`)."""
-        return validate.evaluate(self.acc, self.parts, self.cfg.batch_size)
+        return self.stepper.guarded(lambda: validate.evaluate(self.acc, self.parts, self.cfg.batch_size))
 
     def save_weights(self, path: Path) -> None:
         """Adapter (PEFT, safetensors) or the full model, plus the tokenizer."""

@@ -1,7 +1,7 @@
 """One micro-batch's forward + backward: CUDA-graph replay, or eager (packed or padded rows).
 
 The :class:`Stepper` owns what can change how a micro-batch runs while training: regional
-compilation (and its fallback to eager when the first compiled forward fails), the CUDA-graph
+compilation (and its fallback to eager when a compiled call fails, in training or validation), the CUDA-graph
 step (built on the first step, dropped with a warning if a capture fails), the next step's
 host work prepared ahead, and the activation budget's per-row flags.  The loss comes from
 the run's objective (:mod:`breachlab.vuln.training.objectives`).
@@ -77,12 +77,27 @@ class Stepper:
         log.warning("regional torch.compile failed, training without it (compile: off avoids this): %s",
                     self.compile_error)
 
+    def guarded(self, fn: Callable[[], Any]) -> Any:
+        """``fn()``; when it fails inside the compiled layers (on any call: a training step,
+        validation, a recompile for a new shape), the layers are uncompiled and ``fn`` runs
+        again eagerly.  For side-effect-free calls (validation); a training micro-batch goes
+        through :meth:`_forward_backward`, which also minds the gradients."""
+        try:
+            return fn()
+        except Exception as exc:
+            if not (self.compiled_layers and regional.is_compile_error(exc)):
+                raise
+            self._compile_fallback(self.acc.unwrap_model(self.parts.model), exc)
+            return fn()
+
     # -- one micro-batch --------------------------------------------------------------------
     def _forward_backward(self, batch: dict, denom: float) -> Any:
-        """One micro-batch's loss sum, gradients accumulated; the first one falls back to eager
-        when compiling the layers fails (nothing is lost: it is the first micro-batch of a step)."""
+        """One micro-batch's loss sum, gradients accumulated.  A compile error in the forward
+        (nothing of this micro-batch is accumulated yet) falls back to eager and runs it again;
+        one in the backward does so only on the first micro-batch of the run, whose step's
+        gradients can be zeroed without loss."""
+        loss_sum, _ = self.guarded(lambda: self.loss_fn(self.parts.fwd, batch, self.device))
         try:
-            loss_sum, _ = self.loss_fn(self.parts.fwd, batch, self.device)
             self.acc.backward(loss_sum / denom)
         except Exception as exc:
             if not (self._compile_pending and regional.is_compile_error(exc)):
