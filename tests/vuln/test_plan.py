@@ -179,3 +179,29 @@ def test_a_missing_model_is_an_error_at_once_not_a_hub_lookup(no_network):
     with pytest.raises(UserError, match="no such model file or directory"):
         load_config("runs/my-finetuned")
     assert no_network == []
+
+
+def test_the_planner_reads_a_training_yaml_with_its_key_names(tmp_path):
+    """vuln plan --config TRAIN.yaml: lora_r, max_seq_len, method, batch_size as training reads them."""
+    from breachlab.config import ConfigError
+    from breachlab.vuln.plan_run import load_plan_config
+
+    shipped = load_plan_config(Path(__file__).resolve().parents[2] / "configs/vuln/gemma4-e4b-qlora.yaml")
+    assert (shipped.model, shipped.method, shipped.lora_r, shipped.max_seq_len) == (
+        "hf:google/gemma-4-E4B-it", "qlora", 16, 512)
+    assert shipped.dtype == "bfloat16" and shipped.ple_on_cpu is True  # training's auto, as on CUDA
+    train = tmp_path / "train.yaml"
+    train.write_text("model: gemma-3-270m\nmethod: lora\nlora_r: 8\nmax_seq_len: 256\nlr: 1.0e-4\n"
+                     "supervised_logits_only: false\nple_on_cpu: 'off'\n")
+    cfg = load_plan_config(train, {"batch_size": 2})
+    assert (cfg.lora_r, cfg.max_seq_len, cfg.batch_size, cfg.logits, cfg.ple_on_cpu) == (8, 256, 2, "all", False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: gemma-3-270m\nlora_r: 8\nno_such_key: 1\n")
+    with pytest.raises(ConfigError, match="no_such_key"):
+        load_plan_config(bad)
+
+
+def test_a_hub_id_of_a_preset_plans_offline():
+    from breachlab.vuln.plan import load_config
+
+    assert load_config("hf:google/gemma-4-E4B-it").to_dict() == load_config("gemma-4-e4b").to_dict()

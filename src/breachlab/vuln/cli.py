@@ -4,7 +4,7 @@
     breachlab vuln train --resume runs/vuln-train-20260101-120000
     accelerate launch -m breachlab.cli vuln train --config configs/vuln/gemma4-e4b-qlora.yaml
     breachlab vuln export RUN_DIR --format adapter,merged,gguf,gguf-lora --quant f16,q8_0,q5_k_m,q4_k_m
-    breachlab vuln plan gemma-4-e4b --method qlora --rank 16
+    breachlab vuln plan gemma-4-e4b --method qlora --lora-r 16
     breachlab vuln quantbench RUN_DIR --data runs/data-juliet-sven
     breachlab vuln config export                     # every key of a command, its default and help
 
@@ -279,9 +279,10 @@ def plan(
     model: Optional[str] = typer.Argument(None, help="preset (gemma-3-270m, gemma-4-e4b, gemma-3-4b-text), "
                                           "config.json or model dir (or model: in the config)"),
     method: Optional[str] = typer.Option(None, "--method", help="full | lora | qlora (default lora)"),
-    rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank (default 16)"),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r", "--rank", help="LoRA rank (default 16)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="sequences per step per device (default 8)"),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="tokens per sequence (default 512)"),
+    max_seq_len: Optional[int] = typer.Option(None, "--max-seq-len", "--seq-len",
+                                              help="tokens per sequence (default 512)"),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="weights/compute dtype (default bfloat16)"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
                                                           help="default on"),
@@ -301,11 +302,12 @@ def plan(
 ) -> None:
     """Memory table for training MODEL: weights, gradients, optimizer states, activations, logits."""
     from breachlab.vuln.plan import format_table
-    from breachlab.vuln.plan_run import PlanConfig, make_plan, write_plan
+    from breachlab.vuln.plan_run import load_plan_config, make_plan, write_plan
 
-    cfg = load_config(PlanConfig, config, sets, model=model, method=method, rank=rank, batch_size=batch_size,
-                      seq_len=seq_len, dtype=dtype, gradient_checkpointing=gradient_checkpointing, logits=logits,
-                      measure=count, ple_on_cpu=ple_on_cpu)
+    cfg = load_plan_config(config, overrides(sets, model=model, method=method, lora_r=lora_r, batch_size=batch_size,
+                                             max_seq_len=max_seq_len, dtype=dtype,
+                                             gradient_checkpointing=gradient_checkpointing, logits=logits,
+                                             measure=count, ple_on_cpu=ple_on_cpu))
     if cfg.measure and not as_json:
         typer.echo("counting saved activations on a short CPU copy of the model…", err=True)
     p = make_plan(cfg)

@@ -85,10 +85,18 @@ class MemoryPlan:
                 ("activations", self.activations), ("logits", self.logits), ("total", self.total)]
 
 
+# The hub models the presets describe: ``hf:google/gemma-4-E4B-it`` plans offline from its preset.
+HUB_PRESETS = {"google/gemma-3-270m": "gemma-3-270m", "google/gemma-3-270m-it": "gemma-3-270m",
+               "google/gemma-4-e4b": "gemma-4-e4b", "google/gemma-4-e4b-it": "gemma-4-e4b",
+               "google/gemma-3-4b-it": "gemma-3-4b-text", "google/gemma-3-4b-pt": "gemma-3-4b-text"}
+
+
 def load_config(model: str) -> Any:
     """A transformers config from a preset, a config.json, a model directory or a hub id."""
     from transformers import AutoConfig, CONFIG_MAPPING
 
+    if model.startswith("hf:") and model[3:].lower() in HUB_PRESETS:
+        model = HUB_PRESETS[model[3:].lower()]
     if model in PRESETS:
         data = dict(PRESETS[model])
         return CONFIG_MAPPING[data.pop("model_type")](**{k: v for k, v in data.items() if k != "architectures"})
