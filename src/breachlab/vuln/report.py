@@ -29,7 +29,8 @@ MAX_EXAMPLE_CHARS = 800
 PAIR_LABELS = {"P-C": "P-C (both right)", "P-V": "P-V (both VULNERABLE)", "P-B": "P-B (both SAFE)",
                "P-R": "P-R (reversed)", "unparsable": "unparsable half"}
 __all__ = ["Block", "fmt", "fmt_ci", "render_html", "render_markdown", "slug", "write_documents", "write_report",
-           "metrics_table", "summary_blocks", "pair_blocks", "pair_delta_blocks", "undefined_notes", "table_notes"]
+           "metrics_table", "summary_blocks", "pair_blocks", "pair_delta_blocks", "undefined_notes",
+           "undefined_blocks", "table_notes"]
 
 
 UNDEFINED = "–"
@@ -196,10 +197,13 @@ def side_by_side_table(summaries: Mapping[str, Mapping[str, Any]], parsed: bool 
     rows = [[label] + [f"{cols[n][i][1]} {cols[n][i][2]}".strip() for n in names]
             for i, (label, _, _) in enumerate(cols[names[0]])]
     rows.append(["Majority-class baseline"] + [fmt(summaries[n]["baseline"]["majority_accuracy"]) for n in names])
-    notes = {n: "; ".join(undefined_notes(summaries[n], parsed)) for n in names}
-    if any(notes.values()):
-        rows.append([f"{UNDEFINED} undefined"] + [notes[n] for n in names])
     return ("table", ["metric"] + names, rows)
+
+
+def undefined_blocks(summaries: Mapping[str, Mapping[str, Any]], parsed: bool = False) -> list[Block]:
+    """The footnote under :func:`side_by_side_table`: why each "–" is undefined, once per run and reason."""
+    notes = [f"{n}: {note}" for n, s in summaries.items() for note in undefined_notes(s, parsed)]
+    return [("p", "; ".join(notes))] if notes else []
 
 
 def curve_blocks(summaries: Mapping[str, Mapping[str, Any]], key: str = "all") -> list[Block]:
@@ -254,9 +258,11 @@ def summary_blocks(summaries: Mapping[str, Mapping[str, Any]],
     if warn:
         blocks.append(("warn", warn))
     blocks += [("h", 2, "Metrics (unparsable answers counted as wrong)"), side_by_side_table(summaries),
+               *undefined_blocks(summaries),
                ("p", f"{first['ci_level']:.0%} CIs: bootstrap, {first['n_boot']} resamples, seed {first['seed']}; "
                      f"{first['bootstrap']}. {first['unparsable_policy']}."),
                ("h", 3, "Metrics on parsed answers only"), side_by_side_table(summaries, parsed=True),
+               *undefined_blocks(summaries, parsed=True),
                ("h", 2, "Counts"),
                ("table", ["run", "n", "vulnerable", "safe", "pred. VULNERABLE", "pred. SAFE", "unparsable", "echo"],
                 [[n, c["n"], c["n_vulnerable"], c["n_safe"], c["n_pred_vulnerable"], c["n_pred_safe"],
