@@ -247,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
-        new = render(text)
+        try:
+            new = render(text)
+        except (KeyError, OSError, ValueError) as exc:  # an unknown marker, a missing or broken result file
+            print(f"{doc.relative_to(ROOT)}: {exc}", file=sys.stderr)
+            return 2
         if new != text:
             stale.append(doc.relative_to(ROOT))
             if not args.check:

@@ -62,3 +62,15 @@ def test_a_changed_report_changes_the_speed_table(tables, tmp_path: Path) -> Non
     (tmp_path / name).write_text(json.dumps(report))
     changed = tables.speed_table(name, tmp_path)
     assert "| **breachlab-graphs** | 1.00 |" in changed and changed != tables.speed_table(name)
+
+
+def test_check_reports_a_stale_doc_and_a_bad_marker(tables, tmp_path: Path, monkeypatch, capsys) -> None:
+    doc = tmp_path / "doc.md"
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    monkeypatch.setattr(tables, "DOCS", (doc,))
+    monkeypatch.setattr(tables, "TABLES", {"t": lambda: "new"})
+    doc.write_text("<!-- table:t -->\nold\n<!-- /table:t -->\n")
+    assert tables.main(["--check"]) == 1 and "out of date: doc.md" in capsys.readouterr().err
+    assert tables.main([]) == 0 and "new" in doc.read_text() and tables.main(["--check"]) == 0
+    doc.write_text("<!-- table:gone -->\n<!-- /table:gone -->\n")
+    assert tables.main(["--check"]) == 2 and "gone" in capsys.readouterr().err
