@@ -85,8 +85,10 @@ def quickstart_table(results: Path = QUICKSTART) -> str:
                      f"{_f(c['fine-tuned']['mcc'])} | {cis[1]} |")
     (zp, zn), (fp, fn) = q["parsed"]["zero-shot"], q["parsed"]["fine-tuned"]
     run = q["run"]
+    stages = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in run["timings"].items())
     lines += ["", f"Generated answers that parse: {zp} of {zn} zero-shot, {fp} of {fn} fine-tuned. "
-              f"Run: `{run['command']}`, {run['started'][:10]}, {run['machine']}; {run['wall_clock']}."]
+              f"Run: `{run['command']}`, {run['started'][:10]}, {run['machine']}; {run['wall_clock']} "
+              f"(stages: {stages})."]
     return "\n".join(lines)
 
 
