@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--recipe", required=True)
     ap.add_argument("--domains", default="juliet,sven")
-    ap.add_argument("--machine", default="lent NVIDIA H200 (device tool), 2026-11-26")
+    ap.add_argument("--machine", default="one NVIDIA H200 GPU, 2026-11-26")
     ap.add_argument("--counts-from", type=Path, default=None,
                     help="for a run cut before its summary: a finished run on the same data/model/LoRA shape "
                          "whose sample and parameter counts are this run's")

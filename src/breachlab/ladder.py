@@ -109,11 +109,11 @@ LADDER: tuple[LadderModel, ...] = (
         licence="Apache-2.0",
         chat_format="ChatML (the GGUF's tokenizer.chat_template)",
         good_for="not yet a real-code detector: zero-shot PairVul test ROC-AUC 0.492, SVEN 0.483; "
-                 "LoRA r16 on PairVul+Juliet (2 epochs, H200) SFT 0.515 / pair-margin 0.504, P-C 0.00 at 0.5 "
-                 "(docs/benchmarks.md, real code); an earlier probe reached 0.59 (issue 14)",
+                 "LoRA r16 on PairVul+Juliet SFT 0.515 / pair-margin 0.504, P-C 0.00 at 0.5 "
+                 "(docs/benchmarks.md, real code)",
         extra="qwen-0-5b",
         measured=(
-            Measured("PairVul test ROC-AUC, zero-shot", 0.492, "350 CVE-disjoint pairs, transformers bf16, H200",
+            Measured("PairVul test ROC-AUC, zero-shot", 0.492, "350 CVE-disjoint pairs, transformers bf16, one GPU",
                      "docs/results/realcode-qwen2.5-coder-0.5b/zero-shot"),
             Measured("PairVul test ROC-AUC, LoRA SFT", 0.515, "same test; 2 epochs on PairVul+Juliet",
                      "docs/results/realcode-qwen2.5-coder-0.5b/sft"),
@@ -136,7 +136,7 @@ LADDER: tuple[LadderModel, ...] = (
         licence="Apache-2.0",
         chat_format="ChatML (the GGUF's tokenizer.chat_template)",
         good_for="zero-shot ≈ chance on real code (PairVul 0.47-0.49; said Yes to every small C program); "
-                 "pair-aware LoRA, 3 epochs on one H200: PairVul 0.59, P-C 0.15, no better than the 0.5B (PRODUCT.md)",
+                 "pair-aware LoRA, 3 epochs: PairVul 0.59, P-C 0.15, no better than the 0.5B (PRODUCT.md)",
         extra="qwen-1-5b",
         measured=(Measured("functions/s, llama.cpp logit scoring", 0.22, "2-core CPU, 10 PairVul functions",
                            "docs/benchmarks.md, real code"),),

@@ -122,3 +122,24 @@ def test_the_shipped_adapters_data_rebuilds_to_its_card(tmp_path: Path) -> None:
     build(dcfg, tmp_path / "data", progress=False)
     digest = hashlib.sha256((tmp_path / "data" / "test.jsonl").read_bytes()).hexdigest()
     assert digest == card["data"]["test_sha256"]
+
+
+def test_summary_table_fits_an_80_column_terminal() -> None:
+    """The quickstart's closing table, on the committed quickstart runs: no line over 80 columns,
+    no cell wrapped onto a second line (every row of the table is one line)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from breachlab.vuln import compare
+    from breachlab.vuln.quickstart import summary_table
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "results" / "quickstart"
+    runs = [root / "zero-shot", root / "fine-tuned"]
+    results = {"all": compare.compare(runs, n_boot=50), "sven": compare.compare(runs, n_boot=50, source="sven")}
+    console = Console(record=True, width=80)
+    console.print(summary_table(results))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    rows = [ln for ln in lines if ln.strip().startswith(("all", "sven"))]
+    assert len(rows) == 8 and not [ln for ln in lines[4:] if ln.strip() and not ln.strip().startswith(("all", "sven"))]

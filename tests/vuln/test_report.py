@@ -47,14 +47,33 @@ def test_metrics_table_renders_with_warnings(both):
     text = console.export_text()
     for label in ("MCC", "Balanced accuracy", "ROC-AUC", "95% CI", "unparsable", "prompt echo"):
         assert label in text
-    assert "only 60 samples" in text          # small-n warning in the caption
     assert "P-C, 30 pairs" in text and "P-V / P-B / P-R" in text
+    notes = R.table_notes(summaries["zero-shot · generate"])
+    assert any("only 60 samples" in n for n in notes)  # the small-n warning, printed under the table
+    assert all("\n" not in n for n in notes)              # one line each, never wrapped by us
+
+
+def test_undefined_metrics_are_a_dash_with_one_footnote():
+    """A model that never answers: six undefined metrics, shown as "–", their reason said once."""
+    rows = [{"id": str(i), "label": i % 2, "mode": "generate", "verdict": None} for i in range(16)]
+    s = summarize(rows, n_boot=20)
+    console = Console(record=True, width=80)
+    console.print(R.metrics_table(s, "zero-shot · generate"))
+    table = console.export_text(clear=False)
+    assert max(map(len, table.splitlines())) < 70  # no long "undefined: …" cells to widen it
+    for line in R.table_notes(s):
+        console.print(line, soft_wrap=True, markup=False)
+    text = console.export_text()
+    entries = dict((label, value) for label, value, _ in R.metric_entries(s))
+    assert entries["MCC"] == entries["Precision"] == "–" and entries["Accuracy"] == "0.000"
+    assert text.count("no answer could be parsed") == 1
 
 
 def test_undefined_metric_says_why():
     s = summarize([{"id": str(i), "label": i % 2, "mode": "generate", "verdict": "SAFE"} for i in range(10)], n_boot=20)
     entries = dict((label, value) for label, value, _ in R.metric_entries(s))
-    assert "undefined: no VULNERABLE predictions" in entries["Precision"]
+    assert entries["Precision"] == "–"
+    assert [n for n in R.undefined_notes(s) if "Precision" in n and "no VULNERABLE predictions" in n]
 
 
 def test_write_report_files_and_self_contained_html(tmp_path, both):

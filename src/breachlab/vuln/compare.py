@@ -265,7 +265,7 @@ def write_compare_report(result: dict, out_dir: Path) -> tuple[Path, Path]:
     for mode, m in result["modes"].items():
         cov = result["coverage"][mode]
         blocks += [("h", 2, f"Mode: {mode} ({m['n']} common samples of {cov['n_union']})"),
-                   R.side_by_side_table(m["summaries"])]
+                   R.side_by_side_table(m["summaries"]), *R.undefined_blocks(m["summaries"])]
         blocks += R.curve_blocks(m["summaries"], key=f"compare-{R.slug(mode)}")
         for d in m["deltas"]:
             mc = d["mcnemar"]

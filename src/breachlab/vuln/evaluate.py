@@ -136,11 +136,12 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
 
     from breachlab.vuln.backends import load_backend
     from breachlab.vuln.summary import summarize
     from breachlab.vuln.predict import PredictionLog, predict_one
-    from breachlab.vuln.report import metrics_table, write_report
+    from breachlab.vuln.report import metrics_table, table_notes, write_report
 
     console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
     digest = samples_digest(samples)
@@ -191,6 +192,8 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     out = Console()
     for mode, summary in summaries.items():
         out.print(metrics_table(summary, names[mode]))
+        for line in table_notes(summary):
+            out.print(Text(line, style="bold red" if line.startswith("!") else ""), soft_wrap=True)
     run.update_manifest(model_id=backend.model_id, backend=backend.name, n_samples=len(samples),
                         throughput={m: _throughput(r) for m, r in rows_by_mode.items()})
     return summaries

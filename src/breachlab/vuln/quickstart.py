@@ -229,23 +229,30 @@ SUMMARY_METRICS = (("roc_auc", "ROC-AUC"), ("mcc", "MCC"), ("balanced_accuracy",
 
 
 def summary_table(results: dict[str, dict]) -> Any:
-    """Zero-shot vs fine-tuned, per scope (all / each source) and mode: value, value, delta [95% CI]."""
+    """Zero-shot vs fine-tuned, per scope (all / each source): value, value, delta [95% CI].
+
+    Narrow enough for an 80-column terminal: no vertical rules, one row per metric, the delta
+    never wrapped (rich narrows the metric column first)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="zero-shot → fine-tuned (paired, same samples; * = CI excludes 0)")
-    for col in ("samples", "mode", "n", "metric", "zero-shot", "fine-tuned", "delta [95% CI]"):
-        table.add_column(col, justify="left" if col in ("samples", "mode", "metric") else "right")
+    table = Table(title="zero-shot → fine-tuned (paired, same samples; * = CI excludes 0)", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for col in ("scope", "n", "metric", "zero-shot", "tuned", "delta [95% CI]"):
+        table.add_column(col, justify="left" if col in ("scope", "metric") else "right",
+                         no_wrap=col != "metric")
     for scope, result in results.items():
         for mode, block in result["modes"].items():
             if mode == "generate":  # did the model answer at all? (zero-shot tends to echo the prompt)
                 parsed = [s["counts"]["n_parsed"] for s in block["summaries"].values()]
-                table.add_row(scope, mode, str(block["n"]), "parsable answers", *map(str, parsed[:2]), "")
+                table.add_row(scope, str(block["n"]), "answers parsed", *map(str, parsed[:2]), "")
             metrics = block["deltas"][0]["metrics"]
             for key, label in SUMMARY_METRICS:
                 d = metrics.get(key)
                 if d is None or d["delta"] is None:
                     continue
                 ci = f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d.get("ci") else ""
-                table.add_row(scope, mode, str(block["n"]), label, f"{d['baseline']:.3f}", f"{d['other']:.3f}",
-                              f"{d['delta']:+.3f}{ci}{' *' if d.get('excludes_zero') else ''}")
+                table.add_row(scope, str(block["n"]), label if mode == "logit" else f"{label} ({mode})",
+                              f"{d['baseline']:.3f}", f"{d['other']:.3f}",
+                              f"{d['delta']:+.3f}{ci}{' *' if d.get('excludes_zero') else '  '}")
     return table

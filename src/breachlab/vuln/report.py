@@ -29,17 +29,21 @@ MAX_EXAMPLE_CHARS = 800
 PAIR_LABELS = {"P-C": "P-C (both right)", "P-V": "P-V (both VULNERABLE)", "P-B": "P-B (both SAFE)",
                "P-R": "P-R (reversed)", "unparsable": "unparsable half"}
 __all__ = ["Block", "fmt", "fmt_ci", "render_html", "render_markdown", "slug", "write_documents", "write_report",
-           "metrics_table", "summary_blocks", "pair_blocks", "pair_delta_blocks"]
+           "metrics_table", "summary_blocks", "pair_blocks", "pair_delta_blocks", "undefined_notes",
+           "undefined_blocks", "table_notes"]
+
+
+UNDEFINED = "–"
 
 
 def metric_entries(summary: Mapping[str, Any], parsed: bool = False) -> list[tuple[str, str, str]]:
-    """(label, value, CI) rows for one summary; undefined metrics say why instead of a bare 0."""
+    """(label, value, CI) rows for one summary; an undefined metric is "–" (why: :func:`undefined_notes`)."""
     out = []
     ms = summary["metrics_parsed" if parsed else "metrics"]
     for name in METRICS:
         m = ms[name]
-        value = fmt(m["value"]) if m["defined"] else f"{m['value']:.3f} (undefined: {m['note']})"
-        out.append((METRIC_LABELS[name], value, fmt_ci(m.get("ci"))))
+        value = fmt(m["value"]) if m["defined"] else UNDEFINED
+        out.append((METRIC_LABELS[name], value, fmt_ci(m.get("ci")) if m["defined"] else ""))
     auc = summary.get("auc") or {}
     for name in ("roc_auc", "pr_auc"):
         a = auc.get(name) or {}
@@ -47,13 +51,27 @@ def metric_entries(summary: Mapping[str, Any], parsed: bool = False) -> list[tup
     return out
 
 
+def undefined_notes(summary: Mapping[str, Any], parsed: bool = False) -> list[str]:
+    """One footnote per reason a metric is undefined: "– Precision, F1: no VULNERABLE predictions"."""
+    why: dict[str, list[str]] = {}
+    for name, m in summary["metrics_parsed" if parsed else "metrics"].items():
+        if name in METRICS and not m["defined"]:
+            why.setdefault(m.get("note") or "undefined", []).append(METRIC_LABELS[name])
+    return [f"{UNDEFINED} {', '.join(labels)}: undefined, {note}" for note, labels in why.items()]
+
+
+def table_notes(summary: Mapping[str, Any]) -> list[str]:
+    """What goes under :func:`metrics_table`, one line each: why a "–" is undefined, then the warnings."""
+    return undefined_notes(summary) + [f"! {' '.join(w['message'].split())}" for w in summary["warnings"]]
+
+
 def metrics_table(summary: Mapping[str, Any], title: str):
-    """A ``rich`` table (metric, value, 95% CI) with the warnings as its caption."""
+    """A ``rich`` table (metric, value, 95% CI); its notes (:func:`table_notes`) are printed under it,
+    each on one line, so that they are not wrapped to the table's width."""
     from rich.table import Table
 
     c = summary["counts"]
-    caption = "\n".join(f"! {w['message']}" for w in summary["warnings"]) or None
-    table = Table(title=title, caption=caption, caption_style="bold red", caption_justify="left")
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column(f"{summary['ci_level']:.0%} CI", justify="right")
@@ -61,8 +79,11 @@ def metrics_table(summary: Mapping[str, Any], title: str):
         table.add_row(label, value, ci)
     pw, lf = summary.get("pairwise"), summary.get("low_fpr")
     if pw:
-        table.add_row(f"P-C, {pw['n_pairs']} pairs", fmt(pw["P-C"]["value"]), fmt_ci(pw["P-C"]["ci"]))
-        table.add_row("P-V / P-B / P-R", " / ".join(fmt(pw[k]["value"]) for k in ("P-V", "P-B", "P-R")), "")
+        if pw["n_pairs"]:
+            table.add_row(f"P-C, {pw['n_pairs']} pairs", fmt(pw["P-C"]["value"]), fmt_ci(pw["P-C"]["ci"]))
+            table.add_row("P-V / P-B / P-R", " / ".join(fmt(pw[k]["value"]) for k in ("P-V", "P-B", "P-R")), "")
+        else:
+            table.add_row("P-C, no complete pair", UNDEFINED, "")
     if lf:
         table.add_row("VD-S (FNR at FPR ≤ 0.5%)", fmt(lf["vd_s"]["value"]), fmt_ci(lf["vd_s"]["ci"]))
     table.add_row("samples (vuln / safe)", f"{c['n']} ({c['n_vulnerable']} / {c['n_safe']})", "")
@@ -179,6 +200,12 @@ def side_by_side_table(summaries: Mapping[str, Mapping[str, Any]], parsed: bool 
     return ("table", ["metric"] + names, rows)
 
 
+def undefined_blocks(summaries: Mapping[str, Mapping[str, Any]], parsed: bool = False) -> list[Block]:
+    """The footnote under :func:`side_by_side_table`: why each "–" is undefined, once per run and reason."""
+    notes = [f"{n}: {note}" for n, s in summaries.items() for note in undefined_notes(s, parsed)]
+    return [("p", "; ".join(notes))] if notes else []
+
+
 def curve_blocks(summaries: Mapping[str, Mapping[str, Any]], key: str = "all") -> list[Block]:
     """ROC and PR overlays for every summary that has scores (logit mode)."""
     scored = {n: s for n, s in summaries.items() if s.get("curves")}
@@ -231,9 +258,11 @@ def summary_blocks(summaries: Mapping[str, Mapping[str, Any]],
     if warn:
         blocks.append(("warn", warn))
     blocks += [("h", 2, "Metrics (unparsable answers counted as wrong)"), side_by_side_table(summaries),
+               *undefined_blocks(summaries),
                ("p", f"{first['ci_level']:.0%} CIs: bootstrap, {first['n_boot']} resamples, seed {first['seed']}; "
                      f"{first['bootstrap']}. {first['unparsable_policy']}."),
                ("h", 3, "Metrics on parsed answers only"), side_by_side_table(summaries, parsed=True),
+               *undefined_blocks(summaries, parsed=True),
                ("h", 2, "Counts"),
                ("table", ["run", "n", "vulnerable", "safe", "pred. VULNERABLE", "pred. SAFE", "unparsable", "echo"],
                 [[n, c["n"], c["n_vulnerable"], c["n_safe"], c["n_pred_vulnerable"], c["n_pred_safe"],

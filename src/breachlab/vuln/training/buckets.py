@@ -1,9 +1,8 @@
 """Which CUDA graph serves a packed batch: its own bucket's, or a larger one's (``cuda_graph_limit``).
 
-A captured graph costs a capture (a warm-up plus the capture, 0.6-1 s on an H200) and keeps
-55-120 MB of host memory for the rest of the run (docs/benchmarks.md, third peer run).  A
-whole epoch meets more buckets than a short run: 20 for Qwen2.5-Coder-1.5B over 750 steps, at
-least 7 for E4B (``benchmarks/graph_buckets.py``).  Past ``limit`` graphs a batch whose bucket
+A captured graph costs a capture (a warm-up plus the capture) and keeps host memory for the
+rest of the run (docs/benchmarks.md, "Training speed", has both); a whole epoch meets more
+buckets than a short run (``benchmarks/graph_buckets.py`` counts them).  Past ``limit`` graphs a batch whose bucket
 has no graph replays the smallest captured graph that can hold it, padded; a new graph is
 captured only when none can.  The padding changes no loss: pad positions are their own
 segment, and empty slots and supervised positions are masked as they are in any bucket.

@@ -1,10 +1,9 @@
 """``activation_budget_gib``: with memory to spare, some decoder layers keep their activations.
 
 Gradient checkpointing recomputes every layer's forward in the backward pass (least memory,
-~30 % slower).  With a budget, the layers that fit — the cheapest per row length first, at
-the bytes per token ``vuln plan`` counts for each — keep their activations instead.  Measured
-with ``activation_budget_gib: 4`` on E4B QLoRA (docs/benchmarks.md, fifth session, runs 18 and
-20): 23-29 of 42 layers not recomputed, 3.56-4.29x the HF Trainer baseline, peak 0.39x its memory.
+slower).  With a budget, the layers that fit — the cheapest per row length first, at the
+bytes per token ``vuln plan`` counts for each — keep their activations instead (what that
+measured: docs/benchmarks.md, "Training speed").
 """
 
 from __future__ import annotations

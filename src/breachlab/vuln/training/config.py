@@ -55,42 +55,31 @@ class TrainConfig:
                     "temporary file in $TMPDIR, each step's rows read from it (no process memory; the OS page "
                     "cache holds what was read and gives it back under pressure). Same rows, same losses")
     ple_pin_rows: Literal["auto", "on", "off"] = field(
-        "auto", help="each step's per-layer rows in page-locked host memory (an asynchronous copy to the GPU; torch "
-                     "keeps those blocks, power-of-two sized, for the rest of the run) or pageable (the copy waits "
-                     "for the CPU): auto = off with ple_store disk (the lean choice), on with ram. E4B QLoRA on an "
-                     "H200, 20 steps: off 2.3-2.6% slower, host peak 2.32 against 2.39-2.42 GiB (twelfth session)")
+        "auto", help="copy each step's per-layer rows through page-locked host memory (asynchronous; torch keeps "
+                     "those blocks for the run) or pageable memory (the copy waits): auto = off with ple_store "
+                     "disk, on with ram; on | off")
     slot_attention: Literal["auto", "wide", "all"] = field(
         "auto", help="with packing, which full-attention layers attend per example (a slot per example, "
                      "examples x L^2) instead of over the whole row's block-diagonal mask (T^2): wide = layers "
-                     "whose heads fused kernels cannot take (Gemma 4); all = every one; auto = all on CUDA "
-                     "(Qwen2.5-Coder-1.5B on an H200: 40.8 against 29.6 samples/s, same losses), wide elsewhere")
+                     "whose heads fused kernels cannot take (Gemma 4); all = every one; auto = all on CUDA, "
+                     "wide elsewhere")
     head_chunk: int = field(
         0, help="compute the LM head's logits and loss this many supervised positions at a time, each chunk "
-                "recomputed in backward, so at most head_chunk x vocabulary logits exist at once (a Gemma step's "
-                "256 answer positions: ~640 MB of logits whole); 0 = all at once. Same loss up to float32 "
-                "summation order. Qwen2.5-Coder-1.5B on an H200 (64): the same allocated peak, 1% slower: "
-                "that peak is not at the LM head")
+                "recomputed in backward, so at most head_chunk x vocabulary logits exist at once; 0 = all at "
+                "once. Same loss up to float32 summation order")
     cuda_graphs: Literal["auto", "on", "off"] = field(
         "auto", help="replay forward+backward from CUDA graphs (one per length bucket): auto = on for one "
                      "CUDA process with packing, LoRA/QLoRA, no dropout, compile off; on = required")
     cuda_graph_limit: int = field(
         4, help="with cuda_graphs: graphs captured one per length bucket up to this many; past it a batch of a "
-                "new bucket replays the smallest captured graph that holds it (padded, same loss), and a graph "
-                "is captured only when none can. Each graph keeps 0.10-0.24 GiB of host memory (E4B on an "
-                "H200, twelfth session) and ~1 s of capture. "
-                "Qwen2.5-Coder-1.5B on an H200, 30 steps: 5 graphs instead of 12, same median step, 11.1 "
-                "against 17.2 s; a 750-step epoch: 9 graphs instead of 20 at +1.8% row tokens (counted, "
-                "benchmarks/graph_buckets.py). 0 = one graph per bucket")
+                "new bucket replays the smallest captured graph that holds it (padded, same loss); a graph is "
+                "captured only when none can. 0 = one graph per bucket")
     cuda_graph_plan: bool = field(
         False, help="with cuda_graphs and cuda_graph_limit N: choose the N graphs before the first step from every "
                     "batch of the run (the largest bucket first), so the whole run holds at most N graphs and their "
-                    "host memory; more padding than the limit alone (counted for a 750-step E4B epoch: 2 graphs at "
-                    "+10.9% row tokens, 3 at +2.1%, benchmarks/graph_buckets.py --plan). Measured there on an H200: "
-                    "2 graphs, the same samples/s, and a host peak of 2.62 GiB against 2.66 with the limit's 5, "
-                    "page-locked rows (their cache grew in the replays); with pageable rows (ple_pin_rows) the "
-                    "replays grow nothing and each graph keeps 0.10-0.24 GiB (docs/benchmarks.md, twelfth session)")
+                    "host memory, at more padding than the limit alone (benchmarks/graph_buckets.py --plan counts it)")
     supervised_logits_only: bool = field(True, help="compute logits only on answer positions (false: all, slower)")
-    gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, ~30% slower)")
+    gradient_checkpointing: bool = field(True, help="recompute activations in backward (less memory, slower)")
     activation_budget_gib: float = field(
         0.0, help="with gradient checkpointing: GPU memory (GiB) to spend keeping the activations of the "
                   "decoder layers that fit (the cheapest first, per row length, counted as vuln plan "
@@ -100,8 +89,7 @@ class TrainConfig:
                                            "dtype, adapter weights still float32 (as bf16 autocast does)")
     compile: Literal["auto", "on", "off"] = field(
         "off", help="regional torch.compile: each decoder layer compiled (dynamic shapes), not the whole stack; "
-                    "auto = on for CUDA, off on CPU; on works on CPU too (needs a C++ compiler). Off by default: on "
-                    "an H200 its compile time did not pay back within 24 steps (docs/benchmarks.md, run 7)")
+                    "auto = on for CUDA, off on CPU; on works on CPU too (needs a C++ compiler); off")
     dtype: str = field("auto", help="weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     device: str = field("auto", help="auto | cpu | cuda (under accelerate launch each process takes its GPU)")
     threads: int | None = field(None, help="CPU threads for torch (default: torch's choice)")
@@ -111,8 +99,7 @@ class TrainConfig:
     select_on: Literal["loss", "verdict", "auc"] = field(
         "loss", help="validation number for the best checkpoint and early stopping: loss (mean answer-token NLL), "
                      "verdict (NLL of the verdict token alone, what logit scoring reads) or auc (ROC-AUC of the "
-                     "verdict-logit gap, threshold-free; a pair-margin run raised the verdict NLL while its "
-                     "accuracy rose, so verdict picked step 50 of 620: docs/benchmarks.md, real code)")
+                     "verdict-logit gap, threshold-free)")
     save_every: int = field(50, help="checkpoint every N optimizer steps (0 = off); --resume loses at most this")
     keep_checkpoints: int = field(2, help="how many recent checkpoints to keep")
     log_every: int = field(10, help="log the training loss every N steps")
@@ -129,9 +116,8 @@ class TrainConfig:
         "auto", help="attention kernels of the model: auto = transformers' default (sdpa), eager = plain matmuls")
     sdpa_kernels: Literal["auto", "all", "no-cudnn", "math"] = field(
         "auto", help="which fused SDPA kernels PyTorch may pick on CUDA: auto = no-cudnn; all = PyTorch's choice "
-                     "(cuDNN's kernel included: with the packed 4-D masks Qwen2.5-Coder LoRA went NaN at step 4 "
-                     "on an H200, no-cudnn trained, docs/benchmarks.md); no-cudnn = flash / memory-efficient / "
-                     "math; math = the unfused reference kernel only")
+                     "(cuDNN's kernel included, which trained Qwen2.5-Coder LoRA to NaN with the packed masks); "
+                     "no-cudnn = flash / memory-efficient / math; math = the unfused reference kernel only")
     allow_pickle: bool = field(False, help="allow pickled (.bin) base weights — only for checkpoints you trust")
     fsdp: bool = field(False, help="with several processes (torchrun / accelerate launch): shard parameters, "
                                    "gradients and optimizer state over them (PyTorch FSDP2, one unit per decoder "

@@ -1,8 +1,7 @@
 """``cuda_graphs``: forward + backward of a packed micro-batch replayed from CUDA graphs.
 
-The speed-up that mattered most (docs/benchmarks.md, fourth session): 2.2-3.0x the HF
-Trainer baseline on its own, 3.5-3.8x with the patches of
-:mod:`breachlab.vuln.training.patches` (E4B QLoRA on an H100/H200).
+The speed-up that mattered most, on its own and with the patches of
+:mod:`breachlab.vuln.training.patches` (docs/benchmarks.md, "Training speed").
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ class CudaGraphStep:
 
     Why: a LoRA step of a 4-billion-parameter model on 8 short examples launches ~16,000
     kernels; eager PyTorch spends longer *launching* them than the GPU spends running them
-    (profiled on an H200: the GPU busy 31-44 % of the step).  A captured graph launches
+    (in a profile the GPU was busy well under half of the step).  A captured graph launches
     them all at once.
 
     How: a graph needs fixed shapes and fixed addresses, so the packed row is padded to a
@@ -272,7 +271,7 @@ def _grads_to_keep(params: list) -> list | None:
     """The step's gradients so far, which a capture's warm-up and capture add to: copies to
     put back after it, or None when every one is zero (a step's first micro-batch), so that no
     copy of every LoRA gradient sits in GPU memory through the capture, where a graph run's
-    allocated peak is (Qwen2.5-Coder-1.5B: 0.07 of 1.29 GiB, memory history, eleventh session)."""
+    allocated peak is."""
     import torch
 
     if not params or not torch.stack([p.grad.any() for p in params]).any().item():

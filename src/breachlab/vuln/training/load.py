@@ -132,13 +132,13 @@ def unsloth_pad_dir(weights_dir: Path) -> Path:
 
     Unsloth refuses a pad token that is the eos token and looks for another among the added
     tokens. transformers 5.17 converts Qwen's GGUF tokenizer with ``<|endoftext|>`` as both
-    and only three added tokens, so Unsloth found none ("Could not find a valid pad token",
-    H200, 2026-12-02). ``<|fim_pad|>`` is Qwen's own reserved pad token, in the vocabulary
+    and only three added tokens, so Unsloth found none ("Could not find a valid pad token").
+    ``<|fim_pad|>`` is Qwen's own reserved pad token, in the vocabulary
     and never in training data: a sibling directory names it the pad token and, where it is
     only in the vocabulary, registers it as a special token with its own id. The other small
     files are copied and the weights hard-linked (copied across file systems), so the
     converted directory stays as it was. Not symbolic links: Unsloth read the original
-    directory through them (H200, 2026-12-02, second run). The directory as it is where no
+    directory through them. The directory as it is where no
     change is needed or ``<|fim_pad|>`` is not in the vocabulary."""
     import json
 
@@ -293,7 +293,7 @@ def set_sdpa_kernels(choice: str) -> None:
 
     ``auto`` and ``no-cudnn`` leave cuDNN's kernel out (the flash and memory-efficient ones
     stay): with the packed rows' additive 4-D masks it turned Qwen2.5-Coder-0.5B's LoRA
-    weights NaN at step 4 on an H200 (torch 2.11), where the other kernels trained;
+    weights NaN at step 4 (torch 2.11), where the other kernels trained;
     ``math`` keeps only the unfused reference kernel.  Process-wide: a training run owns
     its process.
     """

@@ -1,18 +1,15 @@
-"""Speed patches for training, one function each, with what it measured (docs/benchmarks.md,
-fourth and fifth sessions); all but the bf16 LoRA matmuls change no number.
+"""Speed patches for training, one function each; all but the bf16 LoRA matmuls change no
+number (what each measured: docs/benchmarks.md, "Training speed").
 
-Profiled on an H200 (E4B QLoRA shape, batch 8): ~16,900 kernel launches per step and the GPU
-busy 21-44 % of it — the step was bound by launching kernels from Python, not by arithmetic.
-The CUDA-graph step that turned that around is :mod:`breachlab.vuln.training.graphs`
-(2.2-3.0x the HF Trainer baseline; 3.5-3.8x with the pieces here); the per-layer embedding
-table in CPU memory is :mod:`breachlab.vuln.training.ple`.
+A profiled E4B QLoRA step was bound by launching kernels from Python, not by arithmetic;
+the CUDA-graph step that answers that is :mod:`breachlab.vuln.training.graphs`; the
+per-layer embedding table in CPU memory is :mod:`breachlab.vuln.training.ple`.
 
 * :func:`use_packed_attention` — for a packed row (``sft.collate_packed``), layers whose
   heads are too wide for flash/cuDNN kernels (Gemma 4's 512) attend per example instead of
   over the whole row's block-diagonal mask (:func:`packed_attention_forward`).
 * :func:`use_shared_layers_at_answers` — Gemma 4's KV-shared layers (18 of E4B's 42) run
-  only at the positions the loss reads: nothing else reads their output.  With the next
-  one: the E4B QLoRA step 1.45x as fast (fifth session, run 17).
+  only at the positions the loss reads: nothing else reads their output.
 * :func:`lora_in_activation_dtype` — the LoRA matmuls in bf16 with float32 adapter weights,
   instead of peft's float32 copy of every adapter's input (~100 KB per token per E4B layer).
 * :func:`fused_kernels` — Liger's Triton kernels (``liger-kernel``, optional) for the
@@ -138,9 +135,7 @@ def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
 def row_mask_unused(model: Any) -> bool:
     """Whether a packed row with a slot layout can go without its (T, T) row mask: every
     layer attends per slot (``slot_attention: all``, no sliding-window layers, no KV-shared
-    layers hooked to the answers).  Qwen2.5-Coder-1.5B: the mask was 0.07 of the 1.29 GiB
-    of a 6,144-token step's allocated peak (memory history, eleventh session).  The caller
-    passes a (1, 1, 1, 1) placeholder, which :func:`packed_attention_forward` refuses."""
+    layers hooked to the answers).  The caller passes a (1, 1, 1, 1) placeholder, which :func:`packed_attention_forward` refuses."""
     cfg = text_config(model)
     sliding = "sliding_attention" in set(getattr(cfg, "layer_types", None) or []) and getattr(cfg, "sliding_window",
                                                                                               None)
@@ -159,9 +154,8 @@ def use_shared_layers_at_answers(model: Any) -> int:
     inputs (the first one's hidden states; per-layer input, rotary cos/sin, the rows of the
     4-D attention mask, position ids) at the supervised positions set by
     :func:`set_kept_positions`, and the final hidden states come out at those positions only.
-    The numbers are the same as running them on the whole row.  In the Juliet + SVEN training
-    set answers are 7.8 % of the tokens; with :func:`lora_in_activation_dtype` this made the
-    E4B QLoRA step 1.45x as fast (docs/benchmarks.md, fifth session, run 17).
+    The numbers are the same as running them on the whole row; the work saved is the prompt's
+    share of the tokens (most of them in the Juliet + SVEN training set).
 
     Returns the number of layers hooked (0: the model has no KV-shared layers, or is not a
     Gemma 4 text stack whose layers take these arguments).
@@ -236,10 +230,9 @@ SLOT_ATTENTION = ("auto", "wide", "all")
 def slot_mode(mode: str, cuda: bool) -> str:
     """``slot_attention`` resolved: ``auto`` is ``all`` on CUDA, ``wide`` elsewhere.
 
-    Measured on one H200 (Qwen2.5-Coder-1.5B LoRA, CUDA graphs, 2026-12-02, third peer run,
-    docs/benchmarks.md): every full-attention layer per example gave 40.8 samples/s against 29.6 with the
-    row-wide mask, the same losses, +0.11 GiB allocated. On E4B every full-attention layer has
-    wide heads already, so ``all`` changes nothing there. Not measured on the CPU: ``wide``."""
+    ``all`` was faster on CUDA at the same losses (docs/benchmarks.md, "Training speed"); on
+    E4B every full-attention layer has wide heads already, so there it changes nothing.  The
+    CPU keeps ``wide``, where ``all`` was not measured."""
     if mode not in SLOT_ATTENTION:
         raise ValueError(f"slot_attention must be one of {SLOT_ATTENTION}, not {mode!r}")
     return ("all" if cuda else "wide") if mode == "auto" else mode

@@ -3,7 +3,7 @@
 "E" models carry a second, per-layer embedding table (262,144 × layers·256: 2.8 B
 parameters, 5.25 GiB in bf16 for E4B, more than the rest of the quantised model).  It is a
 frozen lookup table: a step needs only the rows of its own tokens.  Kept in CPU memory, rows
-gathered there and copied to the GPU, it stops costing GPU memory at all (fourth session).
+gathered there and copied to the GPU, it stops costing GPU memory at all.
 Kept in a file instead (``ple_store: disk``), rows read per step, it stops costing process
 memory too: the operating system's page cache holds what is read, and gives it back under
 pressure.
@@ -176,7 +176,7 @@ STORES = ("ram", "disk")
 def resolve_pin_rows(setting: str, store: str) -> bool:
     """``ple_pin_rows``: on, off, or auto = off where the table is on disk (the choice that keeps
     process memory down: torch keeps the page-locked blocks it hands out for the rest of the
-    run, E4B on an H200: 2.39-2.42 against 2.32 GiB over 20 steps, twelfth session), on in RAM."""
+    run), on in RAM."""
     return setting == "on" or (setting == "auto" and store != "disk")
 
 

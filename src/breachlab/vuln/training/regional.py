@@ -1,7 +1,7 @@
 """Regional compilation (``compile: on``): ``torch.compile`` each decoder layer, not the stack.
 
-Off by default: on an H200 its compile time did not pay back within 24 steps
-(docs/benchmarks.md, run 7).  When compiling fails (no C++ compiler, an unsupported
+Off by default: its compile time did not pay back within a short run (docs/benchmarks.md,
+"Training speed").  When compiling fails (no C++ compiler, an unsupported
 platform) the trainer undoes it and trains eagerly: :func:`is_compile_error` tells such
 failures from the model's own.
 """

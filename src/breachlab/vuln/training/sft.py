@@ -240,8 +240,8 @@ def segment_masks(model: Any, segments: Any, dtype: Any, longest: int | None = N
     sliding-window limits, never to padding; every query may attend to itself, so no row
     is empty.  (With left padding the pad positions come first, and a pad *query* may
     otherwise attend to nothing at all: fused SDPA kernels return finite zeros for such
-    rows in the forward pass but NaN gradients in the backward pass on CUDA — seen on an
-    H100: the LoRA weights turned NaN after one step.)  A left-padded batch is one segment
+    rows in the forward pass but NaN gradients in the backward pass on CUDA: the LoRA
+    weights turned NaN after one step.)  A left-padded batch is one segment
     per row; a packed row (:func:`collate_packed`) holds many.  Returns one mask, or a
     mapping per layer type (``full_attention`` / ``sliding_attention``) for models that mix
     the two, which is the form Gemma 3/4 accept as ``attention_mask``.  ``longest``: the
