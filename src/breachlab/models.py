@@ -67,7 +67,9 @@ class ModelSource:
         kind: ``gguf`` (a .gguf file), ``hf_dir`` (a local transformers directory) or
             ``hub`` (a hub id the user wrote as ``hf:org/name``).
         location: file path, directory or hub id (without ``hf:``).
-        model_id: a short, stable name for reports and caches.
+        model_id: a short, stable name for reports and caches; for a file or directory the
+            user named, ``name@sha12`` of its content (:func:`content_id`), so a re-exported
+            model under the same name is a different model to every cache and calibration.
     """
 
     kind: str
@@ -100,15 +102,15 @@ def resolve(spec: str | None) -> ModelSource:
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path}: a model file must be .gguf (or pass a transformers directory)")
-        return ModelSource("gguf", str(path), path.name)
+        return ModelSource("gguf", str(path), f"{path.name}@{content_id(path)}")
     if path.is_dir():
         if (path / "config.json").is_file():
-            return ModelSource("hf_dir", str(path), path.name)
+            return ModelSource("hf_dir", str(path), f"{path.name}@{content_id(path)}")
         if (path / "adapter_config.json").is_file():
             raise UserError(f"{path} is a LoRA adapter, not a model: pass it with --adapter and the base with --model")
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
-            return ModelSource("gguf", str(ggufs[0]), ggufs[0].name)
+            return ModelSource("gguf", str(ggufs[0]), f"{ggufs[0].name}@{content_id(ggufs[0])}")
         if ggufs:
             raise UserError(f"{path} holds several .gguf files; name one: {', '.join(g.name for g in ggufs)}")
         raise UserError(f"{path} is neither a transformers model directory (config.json) nor holds a .gguf file")
@@ -116,9 +118,68 @@ def resolve(spec: str | None) -> ModelSource:
     raise UserError(f"no such model file or directory: {spec}{hint}; for a hub id write {HUB_PREFIX}org/name")
 
 
+# files of a transformers directory that decide what it computes
+_MODEL_FILES = (".safetensors", ".gguf", ".json", ".model", ".bin", ".txt", ".tiktoken")
+
+
+def content_id(path: Path) -> str:
+    """First 12 hex digits of the SHA-256 of a model file's bytes (a directory: of its model files).
+
+    Hashing a large model costs seconds once: each file's digest is remembered in
+    ``$BREACHLAB_CACHE/model-hashes.json`` under its real path, size, mtime and inode, so an
+    unchanged file is not read again, and any rewrite (a re-export) is hashed anew.
+    """
+    import hashlib
+
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix in _MODEL_FILES and not p.name.startswith("."))
+    memo_path = cache_dir() / "model-hashes.json"
+    memo = _read_memo(memo_path)
+    h = hashlib.sha256()
+    changed = False
+    for f in files:
+        st = f.stat()
+        key, stamp = os.path.realpath(f), [st.st_size, st.st_mtime_ns, st.st_ino]
+        entry = memo.get(key)
+        if not (isinstance(entry, list) and entry[:3] == stamp and len(entry) == 4):
+            fh_hash = hashlib.sha256()
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    fh_hash.update(block)
+            entry = memo[key] = [*stamp, fh_hash.hexdigest()]
+            changed = True
+        h.update(f"{f.name}\0{entry[3]}\0".encode())
+    if changed:
+        _write_memo(memo_path, memo)
+    return h.hexdigest()[:12]
+
+
+def _read_memo(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_memo(path: Path, memo: dict[str, Any]) -> None:
+    import json
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-hashes-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(memo, fh)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache costs a re-hash next time, nothing else
+        log.debug("could not remember model hashes in %s: %s", path, exc)
+
+
 def _hf_cache_for(gguf_path: Path) -> Path:
-    st = gguf_path.stat()
-    return cache_dir() / "hf-from-gguf" / f"{gguf_path.stem}-{st.st_size}"
+    """Where a GGUF's transformers conversion lives: by content, so a re-export is converted anew."""
+    return cache_dir() / "hf-from-gguf" / f"{gguf_path.stem}-{content_id(gguf_path)}"
 
 
 # Tokenizer probe: chat markup, code and both verdict words.  transformers 5.17.0 converted
