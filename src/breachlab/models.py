@@ -6,7 +6,8 @@ Offline by construction: a named model (:mod:`breachlab.ladder`; ``embedded`` is
 nothing else; a path must exist, and one that does not is an error at once — never a guess
 that it might be a hub id (a missing ``runs/my-finetuned`` used to cost ~50 s of DNS and
 HEAD retries).  Only ``hf:org/name`` asks transformers for a hub model, so reaching the hub
-is always something the user wrote.  Weights load from safetensors or GGUF; pickled
+is always something the user wrote; a cached hub model loads from the cache without a
+socket, and an unreachable hub fails in seconds (:mod:`breachlab.hub`).  Weights load from safetensors or GGUF; pickled
 checkpoints only when the user opts in (``allow_pickle``), and ``trust_remote_code`` is
 always off.
 """
@@ -86,7 +87,8 @@ def resolve(spec: str | None) -> ModelSource:
 
     ``spec`` is a ladder name (``embedded``, ``gemma3-270m``, ``qwen2.5-coder-0.5b``, …), a
     .gguf file, a transformers directory (or one holding a single .gguf), or ``hf:org/name``.
-    Nothing here touches the network.
+    Nothing here touches the network, except one short probe of the hub for an ``hf:`` id
+    that is not in the local hub cache (:func:`breachlab.hub.require`).
     """
     spec = (spec or EMBEDDED).strip()
     named = ladder.lookup(spec)
@@ -97,7 +99,9 @@ def resolve(spec: str | None) -> ModelSource:
         hub_id = spec[len(HUB_PREFIX):].strip()
         if not _HUB_ID.match(hub_id):
             raise UserError(f"{spec!r} is not a hub id: write hf:org/name")
-        return ModelSource("hub", hub_id, hub_id)
+        from breachlab import hub
+
+        return ModelSource(*hub.require(hub_id))
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
