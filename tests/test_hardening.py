@@ -62,3 +62,51 @@ def test_a_hanging_name_lookup_is_cut_at_the_probe_limit(tmp_path: Path, monkeyp
     t0 = time.perf_counter()
     assert hub.reachable("https://hub.example:8443", seconds=0.2) is False
     assert time.perf_counter() - t0 < 1.5
+
+
+
+_OPEN = """
+import sys
+from breachlab.llama_open import open_llama
+try:
+    open_llama(model_path=sys.argv[1], n_ctx=256, n_threads=1)
+    print("loaded")
+except ValueError as exc:
+    print("ValueError:", exc)
+"""
+
+
+def _open_in_child(path: Path, verbose: bool):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "BREACHLAB_VERBOSE"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    if verbose:
+        env["BREACHLAB_VERBOSE"] = "1"
+    return subprocess.run([sys.executable, "-c", _OPEN, str(path)], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_llama_cpp_log_is_silent_unless_verbose(verbose: bool) -> None:
+    """llama.cpp writes to the C-level stderr (``llama_kv_cache_iswa: using full-size SWA cache``)
+    past ``verbose=False``; without --verbose nothing of it reaches the terminal."""
+    pytest.importorskip("llama_cpp")
+    from breachlab import ladder
+
+    gguf = models.ladder_path(ladder.lookup(models.EMBEDDED))
+    if not gguf.is_file():
+        pytest.skip("the embedded model is not assembled yet (any scan assembles it)")
+    res = _open_in_child(gguf, verbose)
+    assert res.stdout == "loaded\n", res
+    assert ("llama" in res.stderr) if verbose else res.stderr == ""
+
+
+def test_a_broken_gguf_fails_quietly_with_a_value_error(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"NOPE" + b"\0" * 64)
+    res = _open_in_child(bad, verbose=False)
+    assert res.stdout.startswith("ValueError: Failed to load model") and res.stderr == ""

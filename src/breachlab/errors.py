@@ -49,14 +49,21 @@ def say_error(message: str, stream: TextIO | None = None) -> None:
     stream.flush()
 
 
+EXIT_INTERNAL = 3
+# input the user can fix; anything else raised out of a command is a bug (exit 3)
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                                                NotADirectoryError, ValueError, PermissionError)
+
+
 def run_cli(app: Any) -> int:
     """Run a Typer app, turning known input errors into ``error: ...`` and exit code 2.
+
+    Any other exception is a bug: its traceback, then ``error: internal error: …`` as the last
+    line, and exit code 3 (never 1, which means findings or a failed check).
 
     Ctrl-C and SIGTERM print one ``interrupted`` line (with where the run directory is, when
     a run was going) and exit 130.  Set ``BREACHLAB_DEBUG=1`` to see the full traceback instead.
     """
-    from breachlab.config import ConfigError
-
     import threading
 
     main = threading.current_thread() is threading.main_thread()  # signals can only be caught there
@@ -79,10 +86,16 @@ def run_cli(app: Any) -> int:
             return exc.exit_code
         if isinstance(exc, aborts):
             return 1
-        if os.environ.get("BREACHLAB_DEBUG") or not isinstance(
-            exc, (UserError, ConfigError, FileNotFoundError, FileExistsError, ValueError, PermissionError)
-        ):
+        if os.environ.get("BREACHLAB_DEBUG"):
             raise
+        from breachlab.config import ConfigError
+
+        if not isinstance(exc, (*USER_ERRORS, ConfigError)):
+            import traceback
+
+            traceback.print_exc()  # a bug: the traceback helps, but it must not read as "findings" (1)
+            say_error(f"internal error: {type(exc).__name__}: {exc}")
+            return EXIT_INTERNAL
         say_error(str(exc))
         return 2
     finally:

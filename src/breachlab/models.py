@@ -202,10 +202,12 @@ EMBEDDED_PROBE = (105, 2364, 107, 4602, 672, 565, 1292, 782, 4057, 24478, 6348, 
 def gguf_probe_ids(gguf: Path) -> list[int] | None:
     """The probe's token ids from llama.cpp's tokenizer for this GGUF (None without llama-cpp-python)."""
     try:
-        import llama_cpp
+        import llama_cpp  # noqa: F401 (only whether it is installed)
     except ImportError:
         return None
-    llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    from breachlab.llama_open import open_llama
+
+    llm = open_llama(model_path=str(gguf), vocab_only=True)
     try:
         return llm.tokenize(TOKENIZER_PROBE.encode("utf-8"), add_bos=False, special=True)
     finally:

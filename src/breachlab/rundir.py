@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from breachlab.config import dump_yaml, to_dict
-from breachlab.errors import Interrupted, raise_interrupted
+from breachlab.errors import Interrupted, UserError, raise_interrupted
 
 TRACKED_PACKAGES = (
     "breachlab", "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes",
@@ -67,6 +67,34 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _first_file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` that is not a folder (so nothing can be made below it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_file(path: str | Path, flag: str = "--output") -> None:
+    """Refuse (UserError, before any work) an output file that names a folder or lies below a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name (--out DIR makes a run directory)")
+    blocker = _first_file_above(path)
+    if blocker is not None:
+        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder")
+
+
+def check_run_dir(path: str | Path, flag: str = "--out") -> None:
+    """Refuse (UserError, before any work) a run directory that is a file or lies below a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; a run directory is a folder: name a new folder")
+    blocker = _first_file_above(path)
+    if blocker is not None:
+        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder")
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -238,6 +266,7 @@ class RunDir:
         """Make a fresh run directory (never reuses a non-empty one) and write its metadata."""
         if out is not None:
             path = Path(out)
+            check_run_dir(path)
             if path.exists() and any(path.iterdir()):
                 status = reconcile(path) or ""
                 hint = {"failed": " (it holds a failed run: read its logs/, then remove it)",
