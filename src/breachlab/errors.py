@@ -12,6 +12,8 @@ import signal
 import sys
 from typing import Any, TextIO
 
+from breachlab.safetext import printable
+
 
 class UserError(Exception):
     """Bad input the user can fix (missing file, malformed data, impossible request)."""
@@ -42,7 +44,7 @@ def one_line(text: str) -> str:
 def say_error(message: str, stream: TextIO | None = None) -> None:
     """Print ``error: MESSAGE`` as one line on stderr (red on a terminal)."""
     stream = stream or sys.stderr
-    line = f"error: {one_line(message)}"
+    line = f"error: {printable(one_line(message))}"  # a file name in it must not act on the terminal
     if stream.isatty() and not os.environ.get("NO_COLOR"):
         line = f"\x1b[1;31m{line}\x1b[0m"
     stream.write(line + "\n")

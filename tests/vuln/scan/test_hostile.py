@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -111,3 +112,71 @@ def test_line_ranges_match_git_hunks() -> None:
     assert gitdiff.line_ranges(old, ["a", "b", "c", "n1", "n2", "d", "e"]) == [[4, 5]]
     assert gitdiff.line_ranges(old, ["a", "b", "d", "e"]) == [[2, 3]]  # a deletion marks both neighbours
     assert gitdiff.line_ranges([], ["x", "y"]) == [[1, 2]]
+
+
+# --- file names are data: every format shows them, none obeys them -----------------------------
+NAMES = {"nonutf8": b"bad\xff.c", "escape": b"x\x1b[2Jred\x1b]8;;http:evil\x07.c",
+         "markup": b"t`<img src=x onerror=alert(1)>`.c", "rich": b"[bold red]rich[-bold].c",
+         "bidi": "rev\u202eelif.c".encode()}
+
+
+@pytest.fixture
+def hostile_names(tmp_path: Path) -> Path:
+    root = tmp_path / "names"
+    root.mkdir()
+    for i, name in enumerate(NAMES.values()):
+        (root / os.fsdecode(name)).write_text(f"int f{i}(char *s)\n{{\n    char b[8];\n    strcpy(b, s);\n    return 0;\n}}\n")
+    return root
+
+
+def _scan_cli(monkeypatch, fake, *args: str) -> int:
+    import typer
+
+    from breachlab.errors import run_cli
+    from breachlab.vuln.scan import cli
+
+    monkeypatch.setattr(cli, "make_scorer", lambda *a, **k: fake)
+    app = typer.Typer()
+    app.command("scan")(cli.scan)
+    app.command("noop")(lambda: None)
+    monkeypatch.setattr("sys.argv", ["breachlab", "scan", *args])
+    return run_cli(app)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif", "markdown", "html"])
+def test_hostile_file_names_are_escaped_in_every_format(hostile_names: Path, fake, monkeypatch, tmp_path: Path,
+                                                        fmt: str) -> None:
+    out = tmp_path / f"report.{fmt}"
+    monkeypatch.chdir(hostile_names)
+    rc = _scan_cli(monkeypatch, fake, ".", "--tools", "", "--deep", "--no-cache", "-f", fmt, "-o", str(out))
+    assert rc == 1  # five findings, one per file: no crash (exit 3), no file lost
+    text = out.read_bytes().decode("utf-8")  # strict: the report is valid UTF-8
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    if fmt == "json":
+        paths = {f["path"] for f in json.loads(text)["findings"]}
+        assert paths == {os.fsdecode(n) for n in NAMES.values()}  # exact, for --baseline
+    elif fmt == "sarif":
+        uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in json.loads(text)["runs"][0]["results"]}
+        assert "bad%FF.c" in uris and len(uris) == 5
+    else:
+        assert "bad\\xff.c" in text and "x\\x1b[2Jred" in text and "rev\\u202eelif.c" in text
+    if fmt == "markdown":  # rendered as a Markdown viewer would (raw HTML on): no tag comes out
+        from markdown_it import MarkdownIt
+
+        html = MarkdownIt("commonmark").enable("table").render(text)
+        assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html and "<strong>" not in html
+        assert "<code>t`&lt;img src=x onerror=alert(1)&gt;`.c:1-6</code>" in html  # one code span, whole
+    if fmt == "html":
+        assert "<img" not in text and "&lt;img" in text
+    if fmt == "text":
+        assert "[bold red]rich[-bold].c" in text  # printed, not taken as rich markup
+
+
+def test_hostile_file_name_on_stdout_and_in_error_lines(hostile_names: Path, fake, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(hostile_names)
+    assert _scan_cli(monkeypatch, fake, ".", "--tools", "", "--deep", "--no-cache") == 1
+    assert "\x1b" not in capsys.readouterr().out
+    (hostile_names / os.fsdecode(b"x\x1b[2J.txt")).write_text("")
+    assert _scan_cli(monkeypatch, fake, os.fsdecode(b"nothing\x1b[2J\xff")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no such file or folder: nothing\\x1b[2J\\xff") and "\x1b" not in err
