@@ -110,3 +110,53 @@ def test_a_broken_gguf_fails_quietly_with_a_value_error(tmp_path: Path) -> None:
     bad.write_bytes(b"NOPE" + b"\0" * 64)
     res = _open_in_child(bad, verbose=False)
     assert res.stdout.startswith("ValueError: Failed to load model") and res.stderr == ""
+
+
+# --- eval data gaps: a line that is not an object, an id seen twice --------------------------
+_ROW = '{{"id": "{id}", "code": "int f;", "label": 1, "cwe": null, "source": "s", "group": "g"}}\n'
+
+
+@pytest.mark.parametrize("bad, where", [("[1, 2]\n", ":2: not a valid sample (a JSON list, not an object)"),
+                                        ('"text"\n', ":2: not a valid sample (a JSON str, not an object)"),
+                                        ("null\n", ":2: not a valid sample (a JSON NoneType, not an object)")])
+def test_a_jsonl_line_that_is_not_an_object_names_its_line(tmp_path: Path, bad: str, where: str) -> None:
+    from breachlab.vuln.evaluate import load_eval_samples
+
+    data = tmp_path / "test.jsonl"
+    data.write_text(_ROW.format(id="a") + bad)
+    with pytest.raises(ValueError) as err:
+        load_eval_samples(data)
+    assert str(err.value) == f"{data}{where}"
+
+
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path: Path) -> None:
+    from breachlab.vuln.sample import read_samples
+
+    data = tmp_path / "test.jsonl"
+    data.write_bytes(_ROW.format(id="a").encode() + b'{"id": "\xff"}\n')
+    with pytest.raises(ValueError, match=r"test.jsonl:2: not a valid sample \('utf-8' codec"):
+        read_samples(data)
+
+
+def test_duplicate_sample_ids_are_refused_for_evaluation(tmp_path: Path) -> None:
+    from breachlab.vuln.evaluate import load_eval_samples
+    from breachlab.vuln.sample import read_samples
+
+    data = tmp_path / "test.jsonl"
+    data.write_text(_ROW.format(id="a") + _ROW.format(id="b") + "\n" + _ROW.format(id="a"))
+    with pytest.raises(ValueError) as err:
+        load_eval_samples(data)
+    assert str(err.value).startswith(f"{data}:4: sample id 'a' already on line 1")
+    assert [s.id for s in read_samples(data)] == ["a", "b", "a"]  # other readers (training) keep every row
+
+
+def test_bad_eval_data_through_the_cli_is_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    from breachlab.cli import app
+    from breachlab.errors import run_cli
+
+    data = tmp_path / "test.jsonl"
+    data.write_text(_ROW.format(id="a") + "[1]\n")
+    monkeypatch.setattr("sys.argv", ["breachlab", "vuln", "eval", "--data", str(data), "--out", str(tmp_path / "run")])
+    assert run_cli(app) == 2
+    assert capsys.readouterr().err == f"error: {data}:2: not a valid sample (a JSON list, not an object)\n"
+    assert not (tmp_path / "run").exists()

@@ -62,7 +62,7 @@ def reachable(endpoint: str | None = None, seconds: float = PROBE_SECONDS) -> bo
         try:
             socket.create_connection((host, port), timeout=seconds).close()
             ok.append(True)
-        except OSError:
+        except Exception:  # noqa: BLE001 - any failure to connect means "unreachable"
             ok.append(False)
 
     worker = threading.Thread(target=probe, daemon=True)  # getaddrinfo has no timeout of its own
