@@ -160,3 +160,33 @@ def test_bad_eval_data_through_the_cli_is_one_line_and_exit_2(tmp_path: Path, mo
     assert run_cli(app) == 2
     assert capsys.readouterr().err == f"error: {data}:2: not a valid sample (a JSON list, not an object)\n"
     assert not (tmp_path / "run").exists()
+
+
+# --- configs: a key written twice is an error, not a silent override -------------------------
+def test_duplicate_yaml_keys_are_refused_with_file_and_line(tmp_path: Path) -> None:
+    from breachlab.config import ConfigError, read_yaml
+
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text("format: sarif\njobs: 2\ntools:\n  - cppcheck\nformat: json\n")
+    with pytest.raises(ConfigError) as err:
+        read_yaml(cfg)
+    assert str(err.value) == f"{cfg} line 5: invalid YAML (duplicate key 'format' (first on line 1))"
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train:\n  lr: 1.0e-4\n  epochs: 1\n  lr: 2.0e-4\n")
+    with pytest.raises(ConfigError, match=r"line 4: .*duplicate key 'lr' \(first on line 2\)"):
+        read_yaml(nested)
+    merged = tmp_path / "merge.yaml"  # an override through a merge key is what merges are for
+    merged.write_text("base: &b {lr: 1, epochs: 2}\nrun:\n  <<: *b\n  lr: 3\n")
+    assert read_yaml(merged)["run"] == {"lr": 3, "epochs": 2}
+
+
+def test_duplicate_keys_through_the_cli_are_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    from breachlab.cli import app
+    from breachlab.errors import run_cli
+
+    (tmp_path / "a.c").write_text("int f(void) { return 0; }\n")
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text("no_model: true\nformat: json\nformat: text\n")
+    monkeypatch.setattr("sys.argv", ["breachlab", "vuln", "scan", str(tmp_path / "a.c"), "--config", str(cfg)])
+    assert run_cli(app) == 2
+    assert capsys.readouterr().err == f"error: {cfg} line 3: invalid YAML (duplicate key 'format' (first on line 2))\n"
