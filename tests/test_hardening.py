@@ -213,3 +213,51 @@ def test_a_damaged_named_model_says_how_to_repair_it(tmp_path: Path, monkeypatch
     other = tmp_path / "mine.gguf"
     other.write_bytes(b"x")
     assert models.repair_hint(other) == ""
+
+
+# --- a SIGKILLed run's manifest stops saying "running" by itself -----------------------------
+_RUN_AND_HANG = """
+import sys, time
+from breachlab.rundir import RunDir
+run = RunDir.create("x", None, out=sys.argv[1])
+with run.running():
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
+
+def _status(path: Path) -> str:
+    import json
+
+    return json.loads((path / "manifest.json").read_text())["status"]
+
+
+def test_a_killed_runs_manifest_says_incomplete_without_anyone_reopening_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("BREACHLAB_RUN_WATCH", None)
+    child = subprocess.Popen([sys.executable, "-c", _RUN_AND_HANG, str(run)], stdout=subprocess.PIPE, text=True,
+                             env=env)
+    assert child.stdout.readline() == "ready\n"
+    assert _status(run) == "running"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 20
+    while _status(run) == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _status(run) == "incomplete"  # read as a plain file: no breachlab call reconciled it
+
+
+def test_the_watcher_leaves_a_finished_run_alone(tmp_path: Path) -> None:
+    from breachlab.rundir import RunDir
+
+    run = RunDir.create("x", None, out=tmp_path / "run")
+    with run.running():
+        time.sleep(1.2)  # the watcher has started and polled
+    time.sleep(1.2)
+    assert _status(run.path) == "finished"

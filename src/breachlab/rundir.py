@@ -20,7 +20,10 @@ The manifest tells the truth about how a run ended, whatever killed it:
   process cannot write, so ``running`` stays behind; the manifest holds ``pid``, ``host`` and
   the process start time, and the next start that meets the folder (:meth:`RunDir.open`,
   :meth:`RunDir.create` in the same root, ``--resume``) sees that the process is gone and
-  rewrites ``running`` to ``incomplete``.
+  rewrites ``running`` to ``incomplete``.  So does a small watcher process
+  (:mod:`breachlab.run_watch`) that :meth:`RunDir.running` starts, within a second of the
+  death, so that the file itself tells the truth without anyone reopening it (unless the
+  whole machine or container went down with it).
 """
 
 from __future__ import annotations
@@ -362,6 +365,7 @@ class RunDir:
                     {k: data.pop(k) for k in ("status", "error", "finished", "incomplete_detected") if k in data}]
             atomic_write_json(self.path / "manifest.json", {**data, "previous_ends": ends})
         self.update_manifest(status="running", **owner(), starts=starts)
+        watcher = _start_watcher(self.path)
         previous = _catch_sigterm()
         try:
             yield self
@@ -380,8 +384,36 @@ class RunDir:
                                  wall_seconds=round((end - start).total_seconds(), 2))
         finally:
             _restore_sigterm(previous)
+            _stop_watcher(watcher)
             logger.removeHandler(handler)
             handler.close()
+
+
+def _start_watcher(path: Path) -> subprocess.Popen | None:
+    """Start :mod:`breachlab.run_watch` for this process's run (its own session; no stdio)."""
+    if os.environ.get("BREACHLAB_RUN_WATCH", "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    try:
+        return subprocess.Popen([sys.executable, "-m", "breachlab.run_watch", str(path.resolve()), str(os.getpid())],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                    p for p in (str(Path(__file__).resolve().parents[1]),
+                                                os.environ.get("PYTHONPATH", "")) if p)})
+    except OSError as exc:  # the run goes on; only the early "incomplete" is lost
+        logging.getLogger("breachlab").debug("no run watcher: %s", exc)
+        return None
+
+
+def _stop_watcher(watcher: subprocess.Popen | None) -> None:
+    """The run recorded its own end: the watcher has nothing left to do."""
+    if watcher is None:
+        return
+    watcher.terminate()
+    try:
+        watcher.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
 
 
 def _interrupt_reason(exc: BaseException) -> str:
