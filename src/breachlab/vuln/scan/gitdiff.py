@@ -21,6 +21,7 @@ import subprocess
 from pathlib import Path
 
 from breachlab.errors import UserError
+from breachlab.vuln.scan.extract import SOURCE_SUFFIXES
 
 # Command-line config wins over every config file (the repository's included), so these keys
 # cannot be turned into commands by the scanned checkout.  Filters and diff drivers have
@@ -132,9 +133,9 @@ def _under(path: str, tops: list[str]) -> bool:
 def changed_lines(ref: str, paths: list[str]) -> dict[str, list[list[int]]]:
     """Lines changed between ``ref`` and the working tree under ``paths`` (UserError when git fails).
 
-    Returns {real path of a tracked file: [[first, last], …]} for every file whose work-tree
-    content differs from ``ref``'s (a file new since ``ref`` is changed as a whole).  Line
-    endings are compared without their ``\\r``.
+    Returns {real path of a tracked C/C++ source: [[first, last], …]} for every such file whose
+    work-tree content differs from ``ref``'s (a file new since ``ref`` is changed as a whole).
+    Line endings are compared without their ``\\r``.
     """
     if ref.startswith("-"):
         raise UserError(f"--changed-since {ref!r}: a git revision cannot start with '-'")
@@ -167,6 +168,8 @@ def changed_lines(ref: str, paths: list[str]) -> dict[str, list[list[int]]]:
     hexlen = len(tree_id)
     work: dict[str, tuple[str, bytes]] = {}
     for name in sorted(now | set(old)):
+        if os.path.splitext(name)[1].lower() not in SOURCE_SUFFIXES:
+            continue  # the scan reads only C/C++ sources: no other file is read or hashed
         file = root / name
         real = os.path.realpath(file)
         if not _under(real, tops) or file.is_symlink() or not file.is_file():
