@@ -261,3 +261,18 @@ def test_the_watcher_leaves_a_finished_run_alone(tmp_path: Path) -> None:
         time.sleep(1.2)  # the watcher has started and polled
     time.sleep(1.2)
     assert _status(run.path) == "finished"
+
+
+def test_the_verbose_flag_turns_the_native_log_on(monkeypatch, capsys) -> None:
+    import os
+
+    from breachlab import llama_open
+    from breachlab.cli import app
+    from breachlab.errors import run_cli
+
+    monkeypatch.delenv("BREACHLAB_VERBOSE", raising=False)
+    monkeypatch.setattr("sys.argv", ["breachlab", "version"])
+    assert run_cli(app) == 0 and not llama_open.verbose()
+    monkeypatch.setattr("sys.argv", ["breachlab", "--verbose", "version"])
+    monkeypatch.setenv("BREACHLAB_VERBOSE", "")  # monkeypatch restores it after the test
+    assert run_cli(app) == 0 and os.environ["BREACHLAB_VERBOSE"] == "1" and llama_open.verbose()
