@@ -176,8 +176,9 @@ def test_missing_model_path_fails_at_once_without_the_network(no_network, tmp_pa
         models.resolve("qwen-coder")
     with pytest.raises(UserError, match="no such model file"):
         models.resolve("google/gemma-3-270m")  # a bare hub id is a path like any other
-    hub = models.resolve("hf:google/gemma-3-270m")
-    assert (hub.kind, hub.location) == ("hub", "google/gemma-3-270m")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UserError, match="not in the local hub cache .* --model DIR"):  # HF_HUB_OFFLINE=1
+        models.resolve("hf:google/gemma-3-270m")
     with pytest.raises(UserError, match="write hf:org/name"):
         models.resolve("hf:gemma")
 

@@ -2,11 +2,13 @@
 
 Heavy libraries (torch, transformers, llama.cpp, nilearn) are imported inside the commands,
 so ``breachlab --help`` answers at once.  Exit codes: 0 success, 1 findings or a failed
-check, 2 usage or input error (a clear message, never a traceback for bad input).
+check, 2 usage or input error (a clear message, never a traceback for bad input), 3 an
+internal error (a bug: its traceback, then one ``error: internal error`` line).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -25,6 +27,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _everywhere(
+    verbose: bool = typer.Option(False, "--verbose", help="Also show the native libraries' own logs (llama.cpp's "
+                                 "model loading); default off. Same as BREACHLAB_VERBOSE=1."),
+) -> None:
+    """Options that apply to every command (written before it: ``breachlab --verbose vuln scan …``)."""
+    if verbose:
+        os.environ["BREACHLAB_VERBOSE"] = "1"
+
+
 app.add_typer(vuln_app, name="vuln")
 app.add_typer(brain_app, name="brain")
 app.add_typer(models_app, name="models")

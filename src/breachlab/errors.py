@@ -12,6 +12,8 @@ import signal
 import sys
 from typing import Any, TextIO
 
+from breachlab.safetext import printable
+
 
 class UserError(Exception):
     """Bad input the user can fix (missing file, malformed data, impossible request)."""
@@ -42,21 +44,28 @@ def one_line(text: str) -> str:
 def say_error(message: str, stream: TextIO | None = None) -> None:
     """Print ``error: MESSAGE`` as one line on stderr (red on a terminal)."""
     stream = stream or sys.stderr
-    line = f"error: {one_line(message)}"
+    line = f"error: {printable(one_line(message))}"  # a file name in it must not act on the terminal
     if stream.isatty() and not os.environ.get("NO_COLOR"):
         line = f"\x1b[1;31m{line}\x1b[0m"
     stream.write(line + "\n")
     stream.flush()
 
 
+EXIT_INTERNAL = 3
+# input the user can fix; anything else raised out of a command is a bug (exit 3)
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                                                NotADirectoryError, ValueError, PermissionError)
+
+
 def run_cli(app: Any) -> int:
     """Run a Typer app, turning known input errors into ``error: ...`` and exit code 2.
+
+    Any other exception is a bug: its traceback, then ``error: internal error: …`` as the last
+    line, and exit code 3 (never 1, which means findings or a failed check).
 
     Ctrl-C and SIGTERM print one ``interrupted`` line (with where the run directory is, when
     a run was going) and exit 130.  Set ``BREACHLAB_DEBUG=1`` to see the full traceback instead.
     """
-    from breachlab.config import ConfigError
-
     import threading
 
     main = threading.current_thread() is threading.main_thread()  # signals can only be caught there
@@ -79,10 +88,16 @@ def run_cli(app: Any) -> int:
             return exc.exit_code
         if isinstance(exc, aborts):
             return 1
-        if os.environ.get("BREACHLAB_DEBUG") or not isinstance(
-            exc, (UserError, ConfigError, FileNotFoundError, FileExistsError, ValueError, PermissionError)
-        ):
+        if os.environ.get("BREACHLAB_DEBUG"):
             raise
+        from breachlab.config import ConfigError
+
+        if not isinstance(exc, (*USER_ERRORS, ConfigError)):
+            import traceback
+
+            traceback.print_exc()  # a bug: the traceback helps, but it must not read as "findings" (1)
+            say_error(f"internal error: {type(exc).__name__}: {exc}")
+            return EXIT_INTERNAL
         say_error(str(exc))
         return 2
     finally:

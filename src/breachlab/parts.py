@@ -109,6 +109,11 @@ def is_assembled(model: LadderModel, path: Path) -> bool:
         and rec.get("mtime_ns") == st.st_mtime_ns
 
 
+def forget_record(path: Path) -> None:
+    """Drop ``path``'s verified record, so the next use checks (and re-assembles) it in full."""
+    _record(path).unlink(missing_ok=True)
+
+
 def _write_record(model: LadderModel, path: Path) -> None:
     st = path.stat()
     rec = {"model": model.name, "sha256": model.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}

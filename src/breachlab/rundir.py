@@ -20,7 +20,10 @@ The manifest tells the truth about how a run ended, whatever killed it:
   process cannot write, so ``running`` stays behind; the manifest holds ``pid``, ``host`` and
   the process start time, and the next start that meets the folder (:meth:`RunDir.open`,
   :meth:`RunDir.create` in the same root, ``--resume``) sees that the process is gone and
-  rewrites ``running`` to ``incomplete``.
+  rewrites ``running`` to ``incomplete``.  So does a small watcher process
+  (:mod:`breachlab.run_watch`) that :meth:`RunDir.running` starts, within a second of the
+  death, so that the file itself tells the truth without anyone reopening it (unless the
+  whole machine or container went down with it).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from breachlab.config import dump_yaml, to_dict
-from breachlab.errors import Interrupted, raise_interrupted
+from breachlab.errors import Interrupted, UserError, raise_interrupted
 
 TRACKED_PACKAGES = (
     "breachlab", "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes",
@@ -67,6 +70,34 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _first_file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` that is not a folder (so nothing can be made below it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_file(path: str | Path, flag: str = "--output") -> None:
+    """Refuse (UserError, before any work) an output file that names a folder or lies below a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name (--out DIR makes a run directory)")
+    blocker = _first_file_above(path)
+    if blocker is not None:
+        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder")
+
+
+def check_run_dir(path: str | Path, flag: str = "--out") -> None:
+    """Refuse (UserError, before any work) a run directory that is a file or lies below a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; a run directory is a folder: name a new folder")
+    blocker = _first_file_above(path)
+    if blocker is not None:
+        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder")
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -238,6 +269,7 @@ class RunDir:
         """Make a fresh run directory (never reuses a non-empty one) and write its metadata."""
         if out is not None:
             path = Path(out)
+            check_run_dir(path)
             if path.exists() and any(path.iterdir()):
                 status = reconcile(path) or ""
                 hint = {"failed": " (it holds a failed run: read its logs/, then remove it)",
@@ -333,6 +365,7 @@ class RunDir:
                     {k: data.pop(k) for k in ("status", "error", "finished", "incomplete_detected") if k in data}]
             atomic_write_json(self.path / "manifest.json", {**data, "previous_ends": ends})
         self.update_manifest(status="running", **owner(), starts=starts)
+        watcher = _start_watcher(self.path)
         previous = _catch_sigterm()
         try:
             yield self
@@ -351,8 +384,36 @@ class RunDir:
                                  wall_seconds=round((end - start).total_seconds(), 2))
         finally:
             _restore_sigterm(previous)
+            _stop_watcher(watcher)
             logger.removeHandler(handler)
             handler.close()
+
+
+def _start_watcher(path: Path) -> subprocess.Popen | None:
+    """Start :mod:`breachlab.run_watch` for this process's run (its own session; no stdio)."""
+    if os.environ.get("BREACHLAB_RUN_WATCH", "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    try:
+        return subprocess.Popen([sys.executable, "-m", "breachlab.run_watch", str(path.resolve()), str(os.getpid())],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                    p for p in (str(Path(__file__).resolve().parents[1]),
+                                                os.environ.get("PYTHONPATH", "")) if p)})
+    except OSError as exc:  # the run goes on; only the early "incomplete" is lost
+        logging.getLogger("breachlab").debug("no run watcher: %s", exc)
+        return None
+
+
+def _stop_watcher(watcher: subprocess.Popen | None) -> None:
+    """The run recorded its own end: the watcher has nothing left to do."""
+    if watcher is None:
+        return
+    watcher.terminate()
+    try:
+        watcher.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
 
 
 def _interrupt_reason(exc: BaseException) -> str:

@@ -59,7 +59,7 @@ def test_score_normalises_over_the_two_verdicts() -> None:
     assert Score(-1000.0, 0.0).p_vulnerable == pytest.approx(0.0)
 
 
-def test_model_resolution_errors_are_clear(tmp_path: Path) -> None:
+def test_model_resolution_errors_are_clear(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(UserError, match="no such model file or directory"):
         resolve(str(tmp_path / "missing"))
     (tmp_path / "adapter").mkdir()
@@ -69,7 +69,9 @@ def test_model_resolution_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(b"\0")
     with pytest.raises(UserError, match=".gguf"):
         resolve(str(tmp_path / "w.bin"))
-    assert resolve("hf:google/gemma-3-270m").kind == "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE"):
+        resolve("hf:google/gemma-3-270m")
 
 
 def test_pickled_weights_need_opt_in(tiny_dir: Path, tmp_path: Path) -> None:

@@ -52,7 +52,9 @@ class LlamaCppBackend(Backend):
         try:
             self.llm = open_llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
-            raise UserError(f"llama.cpp could not load {source.path}: {exc}") from None
+            from breachlab.models import repair_hint
+
+            raise UserError(f"llama.cpp could not load {source.path}: {exc}{repair_hint(source.path)}") from None
         self.base_id = source.model_id
         self.n_ctx = n_ctx
         # Off by default, measured: the scan prompt's fixed prefix is 38 tokens of ~770, the

@@ -92,7 +92,7 @@ def load_eval_samples(data: str | Path, split: str = "test") -> tuple[list[Sampl
         path = path / f"{split}.jsonl"
     if not path.is_file():
         raise UserError(f"evaluation data not found: {path}")
-    samples = read_samples(path)
+    samples = read_samples(path, unique_ids=True)
     if not samples:
         raise UserError(f"{path} holds no samples")
     return samples, path

@@ -87,18 +87,33 @@ class Sample:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def read_samples(path: str | Path) -> list[Sample]:
-    """Read a samples JSONL written by ``breachlab vuln data build``; errors name the line."""
+def read_samples(path: str | Path, *, unique_ids: bool = False) -> list[Sample]:
+    """Read a samples JSONL written by ``breachlab vuln data build``; errors name the line.
+
+    A line that is not a JSON object, or not UTF-8, is refused (ValueError ``FILE:LINE: …``);
+    with ``unique_ids`` (evaluation: a sample counted twice skews every metric) so is an id
+    seen on an earlier line.
+    """
     path = Path(path)
     out: list[Sample] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    first_line: dict[str, int] = {}
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
             try:
-                out.append(Sample.from_dict(json.loads(line)))
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    continue
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError(f"a JSON {type(data).__name__}, not an object")
+                sample = Sample.from_dict(data)
             except (json.JSONDecodeError, TypeError, ValueError) as exc:
                 raise ValueError(f"{path}:{lineno}: not a valid sample ({exc})") from None
+            if unique_ids and sample.id in first_line:
+                raise ValueError(f"{path}:{lineno}: sample id {sample.id!r} already on line {first_line[sample.id]} "
+                                 "(each sample is scored once: remove the duplicate)")
+            first_line.setdefault(sample.id, lineno)
+            out.append(sample)
     return out
 
 

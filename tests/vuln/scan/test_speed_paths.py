@@ -40,13 +40,6 @@ def test_batches_split_by_language_and_jobs() -> None:
     assert [[p.name for p, _ in b] for b in batches] == [["f0.c", "f1.c", "f2.c"], ["f3.c", "f4.c", "b.h"], ["a.cpp"]]
 
 
-def test_parse_diff_new_side_lines(tmp_path: Path) -> None:
-    diff = ("diff --git a/src/x.c b/src/x.c\n--- a/src/x.c\n+++ b/src/x.c\n@@ -3,0 +4,2 @@ int f\n+a\n+b\n"
-            "@@ -10 +12 @@\n-x\n+y\n@@ -20,2 +21,0 @@\n-gone\n-gone\n--- a/old.c\n+++ /dev/null\n@@ -1 +0,0 @@\n-z\n")
-    got = gitdiff.parse_diff(diff, tmp_path)
-    assert got == {str((tmp_path / "src" / "x.c").resolve()): [[4, 5], [12, 12], [21, 22]]}
-
-
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 def test_changed_since_judges_only_touched_functions(project: Path, fake, monkeypatch) -> None:
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-c", "commit.gpgsign=false"]

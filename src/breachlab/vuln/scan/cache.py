@@ -3,7 +3,11 @@
 Why: a CI re-scan after a one-file change should only pay the model for functions whose
 text changed.  The key is the SHA-256 of the exact function text, the static evidence shown
 to the model, the model id and the scan settings that change a score (prompt version,
-token budget) — so a new model, adapter or prompt never reuses a stale answer.
+token budget) — so a new model, adapter or prompt never reuses a stale answer.  The model id
+names content, not a file name: a model file or directory the user names is
+``name@sha12`` of its bytes (:func:`breachlab.models.content_id`), an adapter ``name@sha12``
+of its own (:func:`breachlab.vuln.adapters.adapter_tag`), so a re-exported ``model.gguf`` at
+any path gets fresh scores.
 
 Storage is one SQLite file under ``$BREACHLAB_CACHE/scan/``, shared by concurrent scans: WAL
 mode (readers never wait for a writer), writes buffered in memory and flushed in one short

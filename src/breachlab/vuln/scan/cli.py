@@ -110,7 +110,10 @@ def scan(
     else:
         from breachlab.rundir import RunDir
 
+        from breachlab.rundir import check_run_dir
+
         check_inputs(cfg)  # bad input makes no run directory
+        check_run_dir(out)
         run_dir = RunDir.create("vuln-scan", cfg, out=out, inputs=[cfg.baseline] if cfg.baseline else None)
         with run_dir.running():
             report = run_command(cfg, report_dir=run_dir.path)
@@ -146,7 +149,8 @@ def _calibration_for(cfg: ScanCommandConfig, scan_cfg: Any, scorer: Any) -> Any:
 
 
 def check_inputs(cfg: ScanCommandConfig) -> None:
-    """Refuse (exit 2) a scan of nothing, of a missing path or against a missing baseline."""
+    """Refuse (exit 2) a scan of nothing, of a missing path, against a missing baseline or into an
+    ``--output`` that is a folder (all before the scan starts)."""
     if not cfg.paths:
         raise UserError("nothing to scan: give PATH arguments (or paths: in the config)")
     missing = [p for p in cfg.paths if not Path(p).exists() and not Path(p).is_symlink()]
@@ -154,6 +158,10 @@ def check_inputs(cfg: ScanCommandConfig) -> None:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
     if cfg.baseline and not Path(cfg.baseline).is_file():
         raise UserError(f"baseline {cfg.baseline} does not exist")
+    if cfg.output:
+        from breachlab.rundir import check_output_file
+
+        check_output_file(cfg.output)
 
 
 def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> Any:
@@ -185,6 +193,14 @@ def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> An
                           use_cache=cfg.cache, changed=changed)
     scorer = None
     if cfg.use_model:
+        from types import SimpleNamespace
+
+        from breachlab.vuln.scan.files import nothing_to_scan
+
+        only_skips = nothing_to_scan(paths, respect_gitignore=cfg.gitignore, include_vendored=cfg.include_vendored,
+                                     exclude=tuple(cfg.exclude))
+        if only_skips is not None:  # refused before the model loads
+            raise _no_files_error(SimpleNamespace(skipped=only_skips), paths)
         scorer = make_scorer(cfg.model, cfg.backend, choose_adapter(cfg.adapter, model=cfg.model), cfg.n_ctx,
                              cfg.threads, cfg.base_url, cfg.concurrency)
     cal = _calibration_for(cfg, scan_cfg, scorer)

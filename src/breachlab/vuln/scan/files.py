@@ -106,6 +106,20 @@ def walk(roots: list[Path], *, respect_gitignore: bool = True, include_vendored:
         yield from _walk_dir(root, base, specs, seen, respect_gitignore, include_vendored, exclude)
 
 
+def nothing_to_scan(roots: list[Path], **walk_options: object) -> list[Skipped] | None:
+    """None as soon as :func:`walk` yields a source file; else every :class:`Skipped` it yielded.
+
+    Lets a command refuse a scan of nothing before it loads a model.  ``walk_options`` are
+    :func:`walk`'s keyword arguments.
+    """
+    skipped: list[Skipped] = []
+    for item in walk(roots, **walk_options):  # type: ignore[arg-type]
+        if not isinstance(item, Skipped):
+            return None
+        skipped.append(item)
+    return skipped
+
+
 def _ancestor_specs(root: Path) -> list[tuple[Path, object]]:
     """.gitignore files above ``root`` up to its repository top (none outside a repository)."""
     chain = []

@@ -90,7 +90,7 @@ def fingerprint(path: str, function: str, code_digest: str) -> str:
     Lines are deliberately left out so that adding code above a function does not turn an
     old alert into a new one (SARIF ``partialFingerprints``, ``--baseline``).
     """
-    return hashlib.sha256(f"{path}\0{function}\0{code_digest}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{path}\0{function}\0{code_digest}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from html import escape
+from html import escape as _html_escape
 
+from breachlab.safetext import printable
 from breachlab.vuln.scan.finding import ScanReport
 from breachlab.vuln.scan.formats.text import summary_line
 
@@ -11,6 +12,11 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{bord
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}
 .CRITICAL{color:#fff;background:#b00020}.HIGH{color:#b00020}.MEDIUM{color:#a66b00}.LOW{color:#2a6f97}
 code{font-size:90%}"""
+
+
+def escape(text: object) -> str:
+    """HTML-escaped (quotes too) after :func:`~breachlab.safetext.printable`: names and messages are untrusted."""
+    return _html_escape(printable(text), quote=True)
 
 
 def render(report: ScanReport) -> str:

@@ -9,13 +9,19 @@ Skipped files become tool execution notifications, so they are visible in the ru
 
 from __future__ import annotations
 
-import json
-from urllib.parse import quote
+import os
+from urllib.parse import quote as _quote
 
+from breachlab.safetext import json_text, printable
 from breachlab.vuln.scan.finding import ScanReport, Severity, rule_name_for
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 FINGERPRINT_KEY = "breachlabFunctionHash/v1"
+
+
+def quote(path: str) -> str:
+    """A file name as a relative URI: its own bytes percent-encoded (a name that is not UTF-8 stays exact)."""
+    return _quote(os.fsencode(path))
 
 
 def _rules(report: ScanReport) -> tuple[list[dict], dict[str, int]]:
@@ -61,7 +67,7 @@ def to_sarif(report: ScanReport) -> dict:
             "ruleId": f.rule_id,
             "ruleIndex": index[f.rule_id],
             "level": f.severity.sarif_level,
-            "message": {"text": f"{f.function}: {f.message}"},
+            "message": {"text": printable(f"{f.function}: {f.message}")},
             "locations": [{
                 "physicalLocation": {
                     "artifactLocation": {"uri": quote(f.path), "uriBaseId": "%SRCROOT%"},
@@ -69,7 +75,7 @@ def to_sarif(report: ScanReport) -> dict:
                     "region": ({"startLine": f.lines[0], "endLine": f.lines[0]} if f.lines
                                else {"startLine": f.start_line, "endLine": f.end_line}),
                 },
-                "logicalLocations": [{"name": f.function, "kind": "function"}],
+                "logicalLocations": [{"name": printable(f.function), "kind": "function"}],
             }],
             **({"relatedLocations": [
                 {"id": i + 1, "message": {"text": "also flagged"},
@@ -82,7 +88,7 @@ def to_sarif(report: ScanReport) -> dict:
                            **({"modelScore": f.model_score, "verdict": f.verdict} if f.model_score is not None else {}),
                            **({"evidence": list(f.evidence)} if f.evidence else {})},
         })
-    notifications = [{"level": "note", "message": {"text": f"skipped {s.path}: {s.reason}"},
+    notifications = [{"level": "note", "message": {"text": printable(f"skipped {s.path}: {s.reason}")},
                       "locations": [{"physicalLocation": {"artifactLocation": {"uri": quote(s.path), "uriBaseId": "%SRCROOT%"}}}]}
                      for s in report.skipped]
     invocation = {"executionSuccessful": True, "toolExecutionNotifications": notifications}
@@ -103,4 +109,4 @@ def to_sarif(report: ScanReport) -> dict:
 
 
 def render(report: ScanReport) -> str:
-    return json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n"
+    return json_text(to_sarif(report), indent=2) + "\n"

@@ -1,9 +1,15 @@
-"""Human text through rich: a findings table, the skips and a one-line summary."""
+"""Human text through rich: a findings table, the skips and a one-line summary.
+
+Names and messages come from the scanned tree and the model: they are shown as plain text
+(never rich markup) through :func:`breachlab.safetext.printable`, so a ``[bold]`` or an escape
+sequence in a file name is printed, not obeyed.
+"""
 
 from __future__ import annotations
 
 import io
 
+from breachlab.safetext import printable
 from breachlab.vuln.scan.finding import ScanReport, Severity
 
 _STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow", Severity.LOW: "cyan"}
@@ -28,27 +34,31 @@ def summary_line(report: ScanReport) -> str:
 def render(report: ScanReport, width: int = 120, color: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
                       highlight=False)
     if report.findings:
-        table = Table(title=f"breachlab scan — model {report.settings.get('model_id')}", show_lines=False)
+        table = Table(title=Text(f"breachlab scan — model {printable(report.settings.get('model_id'))}"),
+                      show_lines=False)
         for col in ("severity", "conf", "location", "function", "rule", "message"):
             table.add_column(col, overflow="fold")
         for f in report.findings:
-            table.add_row(f"[{_STYLE[f.severity]}]{f.severity.name}[/]", f"{f.confidence:.2f}",
-                          (f"{f.path}:{','.join(map(str, f.lines[:4]))}" if f.lines else f"{f.path}:{f.start_line}-{f.end_line}"), f.function, f.rule_id, f.message)
+            where = ",".join(map(str, f.lines[:4])) if f.lines else f"{f.start_line}-{f.end_line}"
+            table.add_row(Text(f.severity.name, style=_STYLE[f.severity]), f"{f.confidence:.2f}",
+                          Text(f"{printable(f.path)}:{where}"), Text(printable(f.function)),
+                          Text(printable(f.rule_id)), Text(printable(f.message)))
         console.print(table)
     else:
         console.print("no findings at or above the threshold")
     if report.skipped:
         console.print(f"\nskipped ({len(report.skipped)}):")
         for sk in report.skipped[:50]:
-            console.print(f"  {sk.path}: {sk.reason}", markup=False)
+            console.print(f"  {printable(sk.path)}: {printable(sk.reason)}", markup=False, highlight=False)
         if len(report.skipped) > 50:
             console.print(f"  … and {len(report.skipped) - 50} more (see --format json)")
     for note in report.stats.get("static_notes", []):
-        console.print(f"note: {note}", markup=False)
+        console.print(f"note: {printable(note)}", markup=False, highlight=False)
     console.print("\n" + summary_line(report), markup=False)
     return buf.getvalue()
