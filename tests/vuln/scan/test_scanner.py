@@ -14,13 +14,15 @@ from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline, scan
 from breachlab.vuln.scan.scorers import parse_explanation
 
 GOLDEN = [
-    # path, function, start, end, rule, severity, confidence
-    ("cpp/parser.cpp", "net::Parser::read", 9, 12, "BL-CWE-787", "critical", 0.9),
-    ("include/util.h", "log_message", 5, 10, "BL-CWE-787", "critical", 0.9),
-    ("src/copy.c", "copy_name", 5, 10, "BL-CWE-120", "critical", 0.9),
-    ("src/copy.c", "read_line", 25, 29, "BL-CWE-242", "high", 0.9),
-    ("src/copy.c", "DEFINE_COPY", 39, 42, "BL-CWE-787", "critical", 0.9),
+    # path, function, start, end, rule, severity, confidence: no tool ran, so no CWE of the
+    # evidence (the model's CWE is only a suggestion) and the severity of an unproven finding
+    ("cpp/parser.cpp", "net::Parser::read", 9, 12, "BL-VULN", "medium", 0.9),
+    ("include/util.h", "log_message", 5, 10, "BL-VULN", "medium", 0.9),
+    ("src/copy.c", "copy_name", 5, 10, "BL-VULN", "medium", 0.9),
+    ("src/copy.c", "read_line", 25, 29, "BL-VULN", "medium", 0.9),
+    ("src/copy.c", "DEFINE_COPY", 39, 42, "BL-VULN", "medium", 0.9),
 ]
+SUGGESTED = ["CWE-787", "CWE-787", "CWE-120", "CWE-242", "CWE-787"]
 
 
 def llm_only(project: Path, **kw) -> ScanConfig:
@@ -41,6 +43,7 @@ def test_golden_findings(project: Path, fake) -> None:
     copy = report.findings[2]
     assert copy.message == "strcpy copies an unbounded string into a fixed buffer."
     assert copy.model_id == "fake-model" and copy.sources == ("llm",)
+    assert [f.suggested_cwe for f in report.findings] == SUGGESTED and all(f.cwe is None for f in report.findings)
     assert len(fake.explained) == 5  # only functions above the threshold are explained
 
 
@@ -91,7 +94,7 @@ def test_json_round_trip(project: Path, fake) -> None:
     report = scan(llm_only(project), fake)
     data = json.loads(render(report, "json"))
     assert [Finding.from_dict(d) for d in data["findings"]] == report.findings
-    assert data["findings"][2]["severity"] == "critical"
+    assert data["findings"][2]["severity"] == "medium" and data["findings"][2]["suggested_cwe"] == "CWE-120"
 
 
 def test_severity_order_and_bad_config() -> None:

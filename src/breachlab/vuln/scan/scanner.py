@@ -1,10 +1,13 @@
 """The scan pipeline: files → functions → static candidates → model triage → findings.
 
-Default (triage): cppcheck, flawfinder and the Clang Static Analyzer flag lines; hits are
-merged across tools (:mod:`.candidates`); the model judges each *flagged function* with the
-flagged lines marked and the tools' reports beside the code (:mod:`.modelview`); a
-calibrated combiner (:mod:`.calibration`) turns tool evidence + the model's score into a
-confidence, and the calibration's threshold decides.  ``deep`` also scores functions no tool
+Default (triage): cppcheck, flawfinder, the Clang Static Analyzer and GCC's analyzer flag
+lines; hits are merged across tools (:mod:`.candidates`).  Reports of checks the calibration
+measured *precise* (:mod:`.trust`) become findings directly — no model call, since the model
+cannot change that outcome.  Functions flagged only by *noisy* checks go to the model, which
+judges each with the flagged lines marked and the tools' reports beside the code
+(:mod:`.modelview`); a calibrated combiner (:mod:`.calibration`) turns that evidence + the
+model's score into a confidence, and the calibration's threshold decides.  So the decision is
+never below the union of the precise checks.  ``deep`` also scores functions no tool
 flagged and decides with the calibration's ``deep`` combiner (fitted over every function);
 with no scorer (``--no-model``) the combiner uses the tool evidence alone.
 
@@ -31,8 +34,10 @@ from breachlab.vuln.scan.cache import ScoreCache, cache_key, config_digest
 from breachlab.vuln.scan.calibration import Calibration, Variant, check
 from breachlab.vuln.scan.extract import Function, extract_functions
 from breachlab.vuln.scan.files import SourceFile, read_source, walk
-from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped, fingerprint, rule_id_for, severity_for_cwe
-from breachlab.vuln.scan.hybrid import StaticHit, hits_in, static_cwe
+from breachlab.vuln.cwe import cwe_label, fix_cwe_names
+from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped, fingerprint, rule_id_for, severity_for_evidence
+from breachlab.vuln.scan.hybrid import StaticHit, hits_in, static_cwe, strongest
+from breachlab.vuln.scan.trust import Trust
 from breachlab.vuln.scan.scorers import PROMPT_VERSION, BackendScorer, Explanation, Scorer, parse_explanation
 
 __all__ = ["ScanConfig", "scan", "scan_settings", "variant_name", "apply_baseline", "Explanation", "parse_explanation", "BackendScorer"]
@@ -46,7 +51,8 @@ class ScanConfig:
 
     paths: list[str] = field(default_factory=list, help="Files or folders to scan.")
     tools: list[str] = field(default_factory=lambda: list(statictools.DEFAULT_TOOLS),
-                             help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy.")
+                             help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy, gcc "
+                                  "(GCC's -fanalyzer).")
     deep: bool = field(False, help="Also let the model score functions no static tool flagged.")
     min_confidence: float | None = field(None, help="Report at or above this confidence (default: the calibration's threshold).")
     strip_comments: bool = field(True, help="Remove comments before the model sees code (comments are untrusted).")
@@ -61,7 +67,8 @@ class ScanConfig:
     max_line_chars: int = field(500, help="Cut longer lines (minified or generated code) before the model.")
     use_cache: bool = field(True, help="Reuse tool results and scores of unchanged code ($BREACHLAB_CACHE/scan).")
     chunk_files: int = field(32, help="Files parsed ahead of the model (bounds memory).")
-    static_timeout: float = field(300.0, help="Seconds before a static tool run on one file is abandoned.")
+    static_timeout: float = field(60.0, help="Seconds before one static tool process (one batch of files; one "
+                                             "file for gcc) is abandoned with a skip note (default 60).")
     keep_records: bool = field(False, help="Keep a score record for every function (calibration, benchmarks).")
     changed: dict[str, list[list[int]]] | None = field(None, help="Only functions touching these line ranges "
                                                                   "(real path → [[first, last], …]); None: all.")
@@ -74,6 +81,8 @@ class ScanConfig:
             raise ValueError(f"unknown static tool(s) {', '.join(bad)}: use {', '.join(statictools.TOOLS)}")
         if self.jobs < 1:
             raise ValueError("--jobs must be at least 1")
+        if self.static_timeout <= 0:
+            raise ValueError("static_timeout must be > 0 seconds")
         if self.max_line_chars < 40:
             raise ValueError("--max-line-chars must be at least 40")
 
@@ -176,6 +185,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
     settings = scan_settings(cfg, scorer)
     variant = check(calibration, settings, variant_name(cfg, scorer, calibration)) if calibration else None
     threshold = cfg.min_confidence if cfg.min_confidence is not None else (variant.threshold if variant else 0.5)
+    trust = calibration.trust if calibration is not None else None
     digest = config_digest({**settings, "explain_tokens": cfg.explain_tokens})
     findings: list[Finding] = []
     skipped: list[Skipped] = []
@@ -207,7 +217,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
             nxt = next(chunks, None)
             pending = ahead.submit(_prepare_chunk, nxt, cfg, cache, include_dirs) if nxt is not None else None
             if scorer is not None and hasattr(scorer, "prefetch"):  # a server: score the chunk concurrently
-                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest))
+                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest, trust))
             for p in parsed:
                 skipped.extend(p.skipped)
                 if not p.digest:
@@ -221,7 +231,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
                         n["unchanged"] += 1
                         continue
                     t = time.perf_counter()
-                    f, rec, how = _judge(fn, p, cfg, scorer, cache, digest, variant, threshold, skipped, n)
+                    f, rec, how = _judge(fn, p, cfg, scorer, cache, digest, variant, trust, threshold, skipped, n)
                     t_model += time.perf_counter() - t
                     n[how] += 1
                     if f is not None:
@@ -246,7 +256,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
 
 
 def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: ScoreCache,
-              digest: str) -> list[tuple[str, str, str]]:
+              digest: str, trust: Trust | None = None) -> list[tuple[str, str, str]]:
     """(code, lang, evidence) of the chunk's functions the model will be asked about (not cached)."""
     out = []
     for p in parsed:
@@ -254,8 +264,9 @@ def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: Sco
         for fn in p.functions:
             if changed is not None and not any(a <= fn.end_line and fn.start_line <= b for a, b in changed):
                 continue
-            groups = cands.merge(hits_in(p.hits, fn.start_line, fn.end_line))
-            if not (groups or cfg.deep):
+            hits = hits_in(p.hits, fn.start_line, fn.end_line)
+            groups = cands.merge(hits)
+            if not (groups or cfg.deep) or (trust is not None and trust.split(hits)[0]):
                 continue
             view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
                                    max_line_chars=cfg.max_line_chars)
@@ -273,17 +284,18 @@ def _changed_for(cfg: ScanConfig, sf: SourceFile) -> list[list[int]] | None:
 
 
 def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cache: ScoreCache, digest: str,
-           variant: Variant | None, threshold: float, skipped: list[Skipped],
+           variant: Variant | None, trust: Trust | None, threshold: float, skipped: list[Skipped],
            n: dict[str, int]) -> tuple[Finding | None, dict[str, Any] | None, str]:
     hits = hits_in(p.hits, fn.start_line, fn.end_line)
     groups = cands.merge(hits)
     candidate = bool(groups)
     n["candidates"] += candidate
+    precise, noisy = trust.split(hits) if trust else ([], hits)
     p_llm: float | None = None
     entry: dict[str, Any] = {}
     view = None
     how = "not_scored"
-    if scorer is not None and (candidate or cfg.deep):
+    if scorer is not None and not precise and (candidate or cfg.deep):  # the model can change only these
         view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
                                max_line_chars=cfg.max_line_chars)
         n["lines_cut"] += view.lines_cut
@@ -299,8 +311,10 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
                 return None, None, "not_scored"
             cache.put(key, entry)
         p_llm = entry["p"]
-    feats = cands.features(hits, p_llm)
-    if not candidate and not (cfg.deep and p_llm is not None):
+    feats = cands.features(noisy if trust else hits, p_llm)
+    if precise:
+        conf = max(trust.precision(h) or 0.0 for h in precise)
+    elif not candidate and not (cfg.deep and p_llm is not None):
         conf = 0.0
     elif variant is not None:
         conf = variant.confidence(feats)
@@ -308,9 +322,13 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
         conf = p_llm if p_llm is not None else 1.0
     rec = {"path": p.source.display, "function": fn.name, "start_line": fn.start_line, "end_line": fn.end_line,
            "p_llm": p_llm, "confidence": conf, "features": feats, "candidate": candidate,
+           "features_all": cands.features(hits, p_llm), "precise": bool(precise),
+           "hits": [{"tool": h.tool, "rule": h.rule, "line": h.line, "level": h.level, "cwe": h.cwe} for h in hits],
            "tools": sorted({h.tool for h in hits}), "lines": sorted({h.line for h in hits}),
            "tool_lines": {t: sorted({h.line for h in hits if h.tool == t}) for t in sorted({h.tool for h in hits})}}
-    if conf < threshold or conf <= 0.0:
+    passes = (conf >= cfg.min_confidence) if (precise and cfg.min_confidence is not None) else \
+        bool(precise) or conf >= threshold
+    if not passes or conf <= 0.0:
         return None, rec, how
     expl = None
     if cfg.explain and scorer is not None and view is not None:
@@ -327,34 +345,45 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
         if "explanation" in entry:
             expl = Explanation(**entry["explanation"])
             n["explained"] += 1
-    return _finding(fn, p, conf, p_llm, hits, expl, scorer), rec, how
+    return _finding(fn, p, conf, p_llm, precise or hits, hits, expl, scorer, bool(precise)), rec, how
 
 
-def _finding(fn: Function, p: _Parsed, conf: float, p_llm: float | None, hits: Sequence[StaticHit],
-             expl: Explanation | None, scorer: Scorer | None) -> Finding:
-    cwe = (expl.cwe if expl else None) or static_cwe(hits)
+def _finding(fn: Function, p: _Parsed, conf: float, p_llm: float | None, basis: Sequence[StaticHit],
+             hits: Sequence[StaticHit], expl: Explanation | None, scorer: Scorer | None,
+             precise: bool = False) -> Finding:
+    """The finding: CWE, severity and lines from the evidence ``basis`` (the precise hits when
+    any, else every hit); the model's CWE only as ``suggested_cwe``."""
+    top = strongest(basis)
+    cwe = normalise_cwe(static_cwe(basis) or static_cwe(hits))
     sources = tuple((["llm"] if p_llm is not None else []) + sorted({h.tool for h in hits}))
-    lines = tuple(sorted({h.line for h in hits}))
-    if expl and expl.reason:
-        message = expl.reason
+    lines = tuple(sorted({h.line for h in basis}))
+    if top is not None:
+        label = cwe_label(top.cwe)
+        message = f"{top.tool} {top.rule} at line {top.line}: {top.message[:160]}" + (f" [{label}]" if label else "")
+        if len(hits) > 1:
+            message += f" (+{len(hits) - 1} more tool report(s))"
     elif p_llm is not None:
-        message = f"model P(vulnerable)={p_llm:.2f}" + ("; its explanation echoed the prompt" if expl and expl.echo else "")
+        message = f"model P(vulnerable)={p_llm:.2f}"
     else:
         message = "static analysis"
-    if hits:
-        top = max(hits, key=lambda h: (h.level, -h.line))
-        message = message.rstrip(". ") + f". {len(hits)} tool report(s), strongest {top.tool} {top.rule} " \
-                                          f"at line {top.line}: {top.message[:120]}"
+    if expl and expl.reason:
+        message = f"{message}. Model: {fix_cwe_names(expl.reason)}" if top is not None else fix_cwe_names(expl.reason)
+    elif expl and expl.echo:
+        message += "; the model's explanation echoed the prompt"
     verdict = (expl.verdict if expl and expl.verdict else None) or \
         (None if p_llm is None else ("VULNERABLE" if p_llm >= 0.5 else "SAFE"))
+    flow = max((h.flow for h in basis), key=len, default=())
     return Finding(
-        rule_id=rule_id_for(cwe), cwe=normalise_cwe(cwe), severity=severity_for_cwe(cwe),
+        rule_id=rule_id_for(cwe), cwe=cwe,
+        severity=severity_for_evidence(cwe, top.level if top else None, top.tool if top else None),
         confidence=round(min(max(conf, 0.0), 1.0), 6), path=p.source.display, start_line=fn.start_line,
         end_line=fn.end_line, function=fn.name, message=message,
         model_id=scorer.model_id if scorer is not None else "none",
         fingerprint=fingerprint(p.source.display, fn.name, code_hash(fn.code)), sources=sources,
         evidence=tuple(h.describe() for h in hits[:10]), lines=lines,
         model_score=None if p_llm is None else round(p_llm, 6), verdict=verdict,
+        suggested_cwe=normalise_cwe(expl.cwe) if expl and expl.cwe else None, flow=flow,
+        precise=precise,
     )
 
 
