@@ -168,7 +168,8 @@ def _prepare_chunk(files: list[SourceFile], cfg: ScanConfig, cache: ScoreCache,
 
 
 def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = None,
-         calibration: Calibration | None = None, progress: Callable[[int, int], None] | None = None) -> ScanReport:
+         calibration: Calibration | None = None,
+         progress: Callable[[int, int, int], None] | None = None) -> ScanReport:
     """Scan ``cfg.paths``; return every finding at or above the threshold.
 
     Args:
@@ -178,7 +179,8 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
         calibration: combiner + threshold; refused (UserError) if made under other settings,
             or, for a deep scan without ``min_confidence``, if it has no ``deep`` combiner.
             None: confidence is the model's P (or 1.0 for any flagged function without a model).
-        progress: called with (files done, functions done) after each file.
+        progress: called with (files done, functions done, files in total) after each file
+            (:class:`~.progress.ScanProgress` prints it).
     """
     t0 = time.perf_counter()
     cache = cache or ScoreCache(None)
@@ -196,8 +198,9 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
     t_model = 0.0
     roots = [Path(p) for p in cfg.paths]
     include_dirs = [r if r.is_dir() else r.parent for r in roots]
-    selected = walk(roots, respect_gitignore=cfg.respect_gitignore, include_vendored=cfg.include_vendored,
-                    exclude=tuple(cfg.exclude))
+    selected = list(walk(roots, respect_gitignore=cfg.respect_gitignore, include_vendored=cfg.include_vendored,
+                         exclude=tuple(cfg.exclude)))  # paths only: the total makes an ETA
+    total = sum(1 for item in selected if not isinstance(item, Skipped))
 
     def sources() -> Iterator[SourceFile]:
         for item in selected:
@@ -217,7 +220,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
             nxt = next(chunks, None)
             pending = ahead.submit(_prepare_chunk, nxt, cfg, cache, include_dirs) if nxt is not None else None
             if scorer is not None and hasattr(scorer, "prefetch"):  # a server: score the chunk concurrently
-                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest, trust))
+                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest, trust, variant))
             for p in parsed:
                 skipped.extend(p.skipped)
                 if not p.digest:
@@ -239,7 +242,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
                     if cfg.keep_records and rec is not None:
                         records.append(rec)
                 if progress:
-                    progress(n["files"], n["functions"])
+                    progress(n["files"], n["functions"], total)
             cache.commit()
     cache.commit()
     seconds = time.perf_counter() - t0
@@ -256,7 +259,8 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
 
 
 def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: ScoreCache,
-              digest: str, trust: Trust | None = None) -> list[tuple[str, str, str]]:
+              digest: str, trust: Trust | None = None,
+              variant: Variant | None = None) -> list[tuple[str, str, str]]:
     """(code, lang, evidence) of the chunk's functions the model will be asked about (not cached)."""
     out = []
     for p in parsed:
@@ -266,13 +270,19 @@ def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: Sco
                 continue
             hits = hits_in(p.hits, fn.start_line, fn.end_line)
             groups = cands.merge(hits)
-            if not (groups or cfg.deep) or (trust is not None and trust.split(hits)[0]):
+            if not (groups or cfg.deep) or (trust is not None and trust.split(hits)[0]) or \
+                    not _can_flag_noisy(cfg, variant):
                 continue
             view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
                                    max_line_chars=cfg.max_line_chars)
             if "p" not in (cache.get(cache_key(view.code, view.evidence, scorer.model_id, digest)) or {}):
                 out.append((view.code, fn.lang, view.evidence))
     return out
+
+
+def _can_flag_noisy(cfg: ScanConfig, variant: Variant | None) -> bool:
+    """Whether a function only noisy checks flagged can be reported (else the model is not asked)."""
+    return variant is None or cfg.min_confidence is not None or variant.threshold <= 1.0
 
 
 def _changed_for(cfg: ScanConfig, sf: SourceFile) -> list[list[int]] | None:
@@ -295,7 +305,8 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
     entry: dict[str, Any] = {}
     view = None
     how = "not_scored"
-    if scorer is not None and not precise and (candidate or cfg.deep):  # the model can change only these
+    if scorer is not None and not precise and (candidate or cfg.deep) and _can_flag_noisy(cfg, variant):
+        # the model can change only these outcomes
         view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
                                max_line_chars=cfg.max_line_chars)
         n["lines_cut"] += view.lines_cut

@@ -5,8 +5,8 @@ of agreeing tools even got a *negative* weight — and silences reports of check
 almost always right (a double free found by GCC's analyzer, cppcheck's ``arrayIndexOutOfBounds``).
 So ``breachlab vuln calibrate`` measures each check's precision on labelled functions
 (:func:`measure`: of the functions the check fired in, how many are vulnerable), and a check
-whose measured precision is at least ``min_precision`` on at least ``min_n`` functions is
-*precise*: its report becomes a finding whatever the model says (the model may rank and
+whose smoothed precision ``(tp + 1) / (n + 2)`` (so 2 of 2 reads 0.75, not 1.0) is at least
+``min_precision`` on at least ``min_n`` functions is *precise*: its report becomes a finding whatever the model says (the model may rank and
 explain it, never drop it).  A check seen fewer than ``min_n`` times is judged by its tool's
 pooled precision at the same report level (``tool@level``), which is measured the same way.
 Every other report is *noisy* and goes to the model and the combiner.
@@ -22,12 +22,17 @@ from typing import Any, Iterable, Sequence
 from breachlab.vuln.scan.hybrid import StaticHit
 
 MIN_PRECISION = 0.6  # default; `vuln calibrate` picks the shipped value by leave-one-source-out
-MIN_N = 3
+MIN_N = 2
 
 
 def pool_key(h: StaticHit) -> str:
     """The pooled unit a rarely seen check falls back to: ``tool@level``."""
     return f"{h.tool}@{h.level}"
+
+
+def smoothed(c: dict[str, int]) -> float:
+    """Laplace-smoothed precision ``(tp + 1) / (n + 2)`` of a check's counts."""
+    return (c["tp"] + 1) / (c["n"] + 2)
 
 
 def measure(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -58,7 +63,7 @@ class Trust:
         for key in (h.check, pool_key(h)):
             c = self.counts.get(key)
             if c and c["n"] >= self.min_n:
-                return c["tp"] / c["n"]
+                return smoothed(c)
         return None
 
     def is_precise(self, h: StaticHit) -> bool:
@@ -71,7 +76,7 @@ class Trust:
         return precise, [h for h in hits if not self.is_precise(h)]
 
     def precise_checks(self) -> list[str]:
-        return [k for k, c in self.counts.items() if c["n"] >= self.min_n and c["tp"] / c["n"] >= self.min_precision]
+        return [k for k, c in self.counts.items() if c["n"] >= self.min_n and smoothed(c) >= self.min_precision]
 
     def to_dict(self) -> dict[str, Any]:
         return {"min_precision": self.min_precision, "min_n": self.min_n, "counts": self.counts,
