@@ -59,7 +59,7 @@ class CalibrateConfig:
     deep: bool = field(True, help="Also fit the `deep` combiner for `vuln scan --deep` (the model scores every "
                                   "function; false: skip it, faster).")
     min_precision: float | None = field(None, help="Measured precision at which a check passes straight through "
-                                                   "(unset: chosen by leave-one-source-out among 0.5-0.8, the value "
+                                                   "(unset: chosen by leave-one-source-out among 0.6-0.9, the value "
                                                    "best on the worst source).")
 
     def __post_init__(self) -> None:
@@ -118,7 +118,7 @@ def select_arm(rows: list[dict[str, Any]], target_fpr: float, with_model: bool,
     """The per-check trust rule by leave-one-source-out (:mod:`.loso`): the ``precise@τ`` arm
     (with or without the combiner on noisy checks) best on the worst source.  With one source
     (or ``min_precision`` given) no table: τ = ``min_precision`` (default 0.6), combiner on."""
-    sources = sorted({r["source"] for r in rows})
+    sources = sorted({r.get("source", "?") for r in rows})
     if min_precision is not None or len(sources) < 2:
         tau = trust_mod.MIN_PRECISION if min_precision is None else min_precision
         return {"arm": f"precise@{tau} + combiner", "tau": tau, "combiner": True, "loso": None}

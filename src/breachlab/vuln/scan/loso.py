@@ -32,14 +32,15 @@ from breachlab.vuln.scan import candidates as cands
 from breachlab.vuln.scan.hybrid import StaticHit
 from breachlab.vuln.scan.trust import MIN_N, Trust, measure, pool_key
 
-TAUS = (0.5, 0.6, 0.7, 0.8)
+TAUS = (0.6, 0.7, 0.8, 0.9)  # above 0.5: a check that fires on both sides of a fix pair reads 0.5
 TOOL_FEATURES = ("cppcheck", "flawfinder_level", "flawfinder_count", "clang", "gcc", "n_tools")
 
 Decide = Callable[[dict[str, Any]], bool]
 
 
 def hits_of(row: dict[str, Any]) -> list[StaticHit]:
-    return [StaticHit(h["tool"], int(h["line"]), h["rule"], h.get("cwe"), int(h["level"]), "") for h in row.get("hits", [])]
+    return [StaticHit(h["tool"], int(h["line"]), h["rule"], h.get("cwe"), int(h["level"]), "")
+            for h in row.get("hits", [])]
 
 
 def with_checks(row: dict[str, Any]) -> dict[str, Any]:
@@ -52,9 +53,13 @@ def fit_trust(rows: Sequence[dict[str, Any]], tau: float, min_n: int = MIN_N) ->
 
 
 def noisy_rows(rows: Sequence[dict[str, Any]], trust: Trust, model: bool) -> list[dict[str, Any]]:
-    """The rows no precise check fired in, with features of their (noisy) reports."""
+    """The rows no precise check fired in, with features of their (noisy) reports.  Rows
+    without ``hits`` (made by hand, or before reports were recorded) keep their features."""
     out = []
     for r in rows:
+        if "hits" not in r:
+            out.append(r)
+            continue
         precise, noisy = trust.split(hits_of(r))
         if not precise:
             out.append({**r, "candidate": bool(noisy),

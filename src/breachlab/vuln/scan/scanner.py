@@ -27,16 +27,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from breachlab.config import field
-from breachlab.vuln.sample import code_hash, normalise_cwe
+
 from breachlab.vuln.scan import candidates as cands
 from breachlab.vuln.scan import modelview, statictools
 from breachlab.vuln.scan.cache import ScoreCache, cache_key, config_digest
 from breachlab.vuln.scan.calibration import Calibration, Variant, check
 from breachlab.vuln.scan.extract import Function, extract_functions
 from breachlab.vuln.scan.files import SourceFile, read_source, walk
-from breachlab.vuln.cwe import cwe_label, fix_cwe_names
-from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped, fingerprint, rule_id_for, severity_for_evidence
-from breachlab.vuln.scan.hybrid import StaticHit, hits_in, static_cwe, strongest
+from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped
+from breachlab.vuln.scan.finding_build import build_finding
+from breachlab.vuln.scan.hybrid import StaticHit, hits_in
 from breachlab.vuln.scan.trust import Trust
 from breachlab.vuln.scan.scorers import PROMPT_VERSION, BackendScorer, Explanation, Scorer, parse_explanation
 
@@ -281,8 +281,13 @@ def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: Sco
 
 
 def _can_flag_noisy(cfg: ScanConfig, variant: Variant | None) -> bool:
-    """Whether a function only noisy checks flagged can be reported (else the model is not asked)."""
-    return variant is None or cfg.min_confidence is not None or variant.threshold <= 1.0
+    """Whether the model's score can change a decision on a function only noisy checks flagged
+    (else the model is not asked): no calibration (its P decides), or a combiner that gives the
+    model a weight and can reach its threshold (or the user's ``min_confidence``)."""
+    if variant is None:
+        return True
+    reachable = variant.threshold <= 1.0 or cfg.min_confidence is not None
+    return reachable and variant.weights.get("llm_logit", 0.0) != 0.0
 
 
 def _changed_for(cfg: ScanConfig, sf: SourceFile) -> list[list[int]] | None:
@@ -356,46 +361,8 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
         if "explanation" in entry:
             expl = Explanation(**entry["explanation"])
             n["explained"] += 1
-    return _finding(fn, p, conf, p_llm, precise or hits, hits, expl, scorer, bool(precise)), rec, how
-
-
-def _finding(fn: Function, p: _Parsed, conf: float, p_llm: float | None, basis: Sequence[StaticHit],
-             hits: Sequence[StaticHit], expl: Explanation | None, scorer: Scorer | None,
-             precise: bool = False) -> Finding:
-    """The finding: CWE, severity and lines from the evidence ``basis`` (the precise hits when
-    any, else every hit); the model's CWE only as ``suggested_cwe``."""
-    top = strongest(basis)
-    cwe = normalise_cwe(static_cwe(basis) or static_cwe(hits))
-    sources = tuple((["llm"] if p_llm is not None else []) + sorted({h.tool for h in hits}))
-    lines = tuple(sorted({h.line for h in basis}))
-    if top is not None:
-        label = cwe_label(top.cwe)
-        message = f"{top.tool} {top.rule} at line {top.line}: {top.message[:160]}" + (f" [{label}]" if label else "")
-        if len(hits) > 1:
-            message += f" (+{len(hits) - 1} more tool report(s))"
-    elif p_llm is not None:
-        message = f"model P(vulnerable)={p_llm:.2f}"
-    else:
-        message = "static analysis"
-    if expl and expl.reason:
-        message = f"{message}. Model: {fix_cwe_names(expl.reason)}" if top is not None else fix_cwe_names(expl.reason)
-    elif expl and expl.echo:
-        message += "; the model's explanation echoed the prompt"
-    verdict = (expl.verdict if expl and expl.verdict else None) or \
-        (None if p_llm is None else ("VULNERABLE" if p_llm >= 0.5 else "SAFE"))
-    flow = max((h.flow for h in basis), key=len, default=())
-    return Finding(
-        rule_id=rule_id_for(cwe), cwe=cwe,
-        severity=severity_for_evidence(cwe, top.level if top else None, top.tool if top else None),
-        confidence=round(min(max(conf, 0.0), 1.0), 6), path=p.source.display, start_line=fn.start_line,
-        end_line=fn.end_line, function=fn.name, message=message,
-        model_id=scorer.model_id if scorer is not None else "none",
-        fingerprint=fingerprint(p.source.display, fn.name, code_hash(fn.code)), sources=sources,
-        evidence=tuple(h.describe() for h in hits[:10]), lines=lines,
-        model_score=None if p_llm is None else round(p_llm, 6), verdict=verdict,
-        suggested_cwe=normalise_cwe(expl.cwe) if expl and expl.cwe else None, flow=flow,
-        precise=precise,
-    )
+    return build_finding(fn, p.source.display, conf, p_llm, precise or hits, hits, expl,
+                         scorer.model_id if scorer is not None else "none", bool(precise)), rec, how
 
 
 def apply_baseline(report: ScanReport, baseline: Path) -> ScanReport:
