@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from breachlab.vuln.scan import clangtidy, gccanalyzer, hybrid
+from breachlab.vuln.scan import clangtidy, gccanalyzer, hybrid, includes
 from breachlab.vuln.scan.hybrid import StaticHit
 
 TOOLS = ("cppcheck", "flawfinder", "clang-tidy", "gcc")
@@ -90,7 +90,9 @@ def run(tools: Sequence[str], files: Sequence[tuple[Path, str]], *, cache: Any, 
     """Hits per file for ``files`` = [(path, sha256 of its bytes)]; (hits, notes, cached runs).
 
     ``cache`` is a :class:`~breachlab.vuln.scan.cache.ScoreCache` (entries are keyed by tool,
-    tool version, tool settings and content hash).  A missing tool is a note, not an error.
+    tool version, tool settings and content hash).  A missing tool is a note, not an error;
+    so is a file :func:`.includes.refusal` keeps from the tools (its includes leave
+    ``include_dirs``, the scanned tree, or name a special file).
     """
     out: dict[Path, list[StaticHit]] = {p: [] for p, _ in files}
     notes: list[str] = []
@@ -108,6 +110,15 @@ def run(tools: Sequence[str], files: Sequence[tuple[Path, str]], *, cache: Any, 
             else:
                 todo.append((tool, path, digest))
 
+    if todo:  # a file whose includes leave the tree or name a FIFO/device is given to no tool
+        refused: dict[Path, str | None] = {}
+        for _, path, _ in todo:
+            if path not in refused:
+                refused[path] = includes.refusal(path, include_dirs or [path.parent])
+        for path, why in refused.items():
+            if why:
+                notes.append(f"{path}: static tools not run: {why}")
+        todo = [item for item in todo if not refused[item[1]]]
     batches = [(tool, batch) for tool in tools if tool_version(tool) is not None
                for batch in _batches([(p, d) for t, p, d in todo if t == tool], jobs)]
 
