@@ -88,8 +88,9 @@ class ScanConfig:
 
 
 def scan_settings(cfg: ScanConfig, scorer: Scorer | None) -> dict[str, Any]:
-    """What a calibration depends on: prompt, evidence layout, comment handling, tools, model."""
+    """What a calibration depends on: prompt, evidence layout, comment and string handling, tools, model."""
     return {"prompt": PROMPT_VERSION, "evidence": "after-code-block", "strip_comments": cfg.strip_comments,
+            "view": "strings-masked,comment-lines-dropped" if cfg.strip_comments else "as-written",
             "max_line_chars": cfg.max_line_chars, "tools": sorted(cfg.tools),
             "model_id": scorer.model_id if scorer is not None else None}
 
