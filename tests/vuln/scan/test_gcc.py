@@ -58,3 +58,32 @@ def test_missing_gcc_is_a_one_line_note(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setattr(gccanalyzer, "available", lambda tool: None)
     hits, notes = gccanalyzer.run_file(tmp_path / "x.c")
     assert hits == [] and len(notes) == 1 and "gcc not installed" in notes[0]
+
+
+def test_the_event_path_reaches_the_finding_and_sarif_code_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from breachlab.vuln.scan.formats import render
+    from breachlab.vuln.scan.scanner import ScanConfig, scan
+
+    text = (FIX / "gcc_uaf.json").read_text("utf-8")
+    (tmp_path / "gcc_uaf.c").write_text((FIX / "gcc_uaf.c").read_text())
+    hits = [h for _, h in gccanalyzer.parse_json(text)[0]]
+    monkeypatch.setattr(statictools, "run", lambda tools, files, **kw: ({p: hits for p, _ in files}, [], 0))
+    report = scan(ScanConfig(paths=[str(tmp_path)], tools=["gcc"]), None)
+    uaf = next(f for f in report.findings if f.function == "use_after_free")
+    assert uaf.cwe == "CWE-416" and uaf.flow[0] == (6, "allocated here") and uaf.severity.name == "CRITICAL"
+    assert uaf.message.startswith("gcc analyzer-use-after-free at line 11:") and "(Use After Free)" in uaf.message
+    doc = json.loads(render(report, "sarif"))
+    try:
+        import jsonschema
+
+        from .test_formats import sarif_schema
+
+        jsonschema.Draft4Validator(sarif_schema()).validate(doc)  # codeFlows as the schema defines them
+    except ImportError:
+        pass
+    res = next(r for r in doc["runs"][0]["results"] if r["message"]["text"].startswith("use_after_free"))
+    steps = res["codeFlows"][0]["threadFlows"][0]["locations"]
+    assert [s["location"]["physicalLocation"]["region"]["startLine"] for s in steps][:2] == [6, 7]
+    assert steps[0]["location"]["message"]["text"] == "allocated here"
