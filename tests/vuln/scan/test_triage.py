@@ -141,3 +141,23 @@ def test_string_literals_are_masked_but_keep_format_directives_and_length() -> N
     # a same-shape neutral string gives the very same view: the literal's words cannot steer the model
     assert view.code == modelview.build('void g(void) {\n    puts("LOOK: abcdefgh");\n}', 1).code
     assert modelview.build('void g(void) {\n    puts("SAFE");\n}', 1, strip=False).code.count("SAFE") == 1
+
+
+def test_a_small_file_is_shown_whole_with_the_judged_function_marked() -> None:
+    text = ("#include <string.h>\n/* helper */\nstatic char buf[8];\n\nvoid copy(const char *s)\n{\n"
+            "    strcpy(buf, s);\n}\n\nint main(int c, char **v)\n{\n    copy(v[1]);\n    return 0;\n}\n")
+    group = candidates.merge([H("flawfinder", 7, "strcpy", "CWE-120", 4, "no bounds")])
+    view = modelview.build_whole_file(text, 5, group)
+    lines = view.code.split("\n")
+    assert lines[3] == "void copy(const char *s)" + modelview.JUDGED  # the comment-only line 2 is dropped
+    assert lines[5] == "    strcpy(buf, s);" + modelview.MARK and "int main" in view.code and "copy(v[1])" in view.code
+    assert view.evidence == "- line 6: flawfinder strcpy CWE-120: no bounds"
+
+
+def test_scan_shows_small_files_whole_and_large_ones_by_function(project: Path, fake) -> None:
+    scan(ScanConfig(paths=[str(project / "src" / "copy.c")], tools=["flawfinder"], explain=False), fake)
+    assert fake.scored and all(modelview.JUDGED in c and c.count("(") > 4 for c in fake.scored)
+    fake.scored.clear()
+    scan(ScanConfig(paths=[str(project / "src" / "copy.c")], tools=["flawfinder"], explain=False,
+                    whole_file_chars=0), fake)
+    assert fake.scored and not any(modelview.JUDGED in c for c in fake.scored)

@@ -29,6 +29,7 @@ from typing import Sequence
 from breachlab.vuln.scan.candidates import HitGroup
 
 MARK = "  // <-- FLAGGED"
+JUDGED = "  // <-- JUDGED FUNCTION"
 _TOKEN = re.compile(r"""(?P<comment>/\*.*?(?:\*/|\Z)|//(?:[^\n\\]|\\.)*)|(?P<str>(?:u8|[LuU])?"(?:\\.|[^"\\\n])*"?)"""
                     r"""|(?P<chr>'(?:\\.|[^'\\\n])*'?)|(?P<other>[^/"']+|.)""", re.S)
 
@@ -123,4 +124,30 @@ def evidence_text(groups: Sequence[HitGroup], start_line: int, new_index: dict[i
             i = h.line - start_line
             shown = new_index.get(i, i) if new_index is not None else i
             out.append(f"- line {shown + 1}: {h.tool} {h.rule}{cwe}: {msg}")
+    return "\n".join(out)
+
+
+def build_whole_file(text: str, start_line: int, groups: Sequence[HitGroup] = (), *,
+                     strip: bool = True, max_line_chars: int = 500, mask: bool = True) -> ModelView:
+    """The whole translation unit as the model's view: the judged function's first line carries
+    :data:`JUDGED`, its flagged lines :data:`MARK`; evidence lines count the lines shown.
+
+    Why: in a small program the defect often sits between a function and its caller (a size
+    passed from ``main``, a global freed elsewhere); one function alone hides that.
+    """
+    view = build(text, 1, groups, strip=strip, max_line_chars=max_line_chars, mask=mask)
+    # our marker, added after stripping: the scanned file cannot forge it
+    return ModelView(_mark_judged(text, view.code, start_line, strip and mask), view.evidence, view.lines_cut)
+
+
+def _mark_judged(original: str, shown: str, start_line: int, dropped: bool) -> str:
+    """``shown`` with :data:`JUDGED` on the line that was ``start_line`` of ``original``."""
+    idx = start_line - 1
+    if dropped:  # count the lines before it that the view kept
+        orig = original.split("\n")
+        stripped = strip_comments(original, mask_strings=True).split("\n")
+        idx = sum(1 for i in range(start_line - 1) if stripped[i].strip() or not orig[i].strip())
+    out = shown.split("\n")
+    if 0 <= idx < len(out):
+        out[idx] = out[idx] + JUDGED
     return "\n".join(out)

@@ -65,6 +65,8 @@ class ScanConfig:
     max_file_bytes: int = field(2_000_000, help="Skip files larger than this.")
     max_function_lines: int = field(1500, help="Skip (and report) functions longer than this many lines.")
     max_line_chars: int = field(500, help="Cut longer lines (minified or generated code) before the model.")
+    whole_file_chars: int = field(6000, help="A file of at most this many bytes is shown to the model whole (callers, "
+                                             "globals, main), the judged function marked; 0: always one function.")
     use_cache: bool = field(True, help="Reuse tool results and scores of unchanged code ($BREACHLAB_CACHE/scan).")
     chunk_files: int = field(32, help="Files parsed ahead of the model (bounds memory).")
     static_timeout: float = field(60.0, help="Seconds before one static tool process (one batch of files; one "
@@ -90,7 +92,8 @@ class ScanConfig:
 def scan_settings(cfg: ScanConfig, scorer: Scorer | None) -> dict[str, Any]:
     """What a calibration depends on: prompt, evidence layout, comment and string handling, tools, model."""
     return {"prompt": PROMPT_VERSION, "evidence": "after-code-block", "strip_comments": cfg.strip_comments,
-            "view": "strings-masked,comment-lines-dropped" if cfg.strip_comments else "as-written",
+            "view": ("strings-masked,comment-lines-dropped" if cfg.strip_comments else "as-written")
+            + (f",whole-file<={cfg.whole_file_chars}" if cfg.whole_file_chars else ""),
             "max_line_chars": cfg.max_line_chars, "tools": sorted(cfg.tools),
             "model_id": scorer.model_id if scorer is not None else None}
 
@@ -119,6 +122,7 @@ class _Parsed:
     hits: list[StaticHit] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
     lines: int = 0
+    text: str | None = None  # the whole file, kept only when it is small enough to show whole
 
 
 def _parse_file(sf: SourceFile, cfg: ScanConfig) -> _Parsed:
@@ -128,6 +132,8 @@ def _parse_file(sf: SourceFile, cfg: ScanConfig) -> _Parsed:
         out.skipped.append(skip)
         return out
     out.digest = hashlib.sha256(data).hexdigest()
+    if 0 < len(data) <= cfg.whole_file_chars:
+        out.text = data.decode("utf-8", "replace")
     out.lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     try:
         funcs = extract_functions(data, sf.lang)
@@ -274,11 +280,18 @@ def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: Sco
             if not (groups or cfg.deep) or (trust is not None and trust.split(hits)[0]) or \
                     not _can_flag_noisy(cfg, variant):
                 continue
-            view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
-                                   max_line_chars=cfg.max_line_chars)
+            view = _view(fn, p, groups, cfg)
             if "p" not in (cache.get(cache_key(view.code, view.evidence, scorer.model_id, digest)) or {}):
                 out.append((view.code, fn.lang, view.evidence))
     return out
+
+
+def _view(fn: Function, p: _Parsed, groups: list, cfg: ScanConfig) -> modelview.ModelView:
+    """The model's view: the whole translation unit when it is small (``whole_file_chars``), else the function."""
+    if p.text is not None:
+        return modelview.build_whole_file(p.text, fn.start_line, groups, strip=cfg.strip_comments,
+                                          max_line_chars=cfg.max_line_chars)
+    return modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments, max_line_chars=cfg.max_line_chars)
 
 
 def _can_flag_noisy(cfg: ScanConfig, variant: Variant | None) -> bool:
@@ -313,8 +326,7 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
     how = "not_scored"
     if scorer is not None and not precise and (candidate or cfg.deep) and _can_flag_noisy(cfg, variant):
         # the model can change only these outcomes
-        view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
-                               max_line_chars=cfg.max_line_chars)
+        view = _view(fn, p, groups, cfg)
         n["lines_cut"] += view.lines_cut
         key = cache_key(view.code, view.evidence, scorer.model_id, digest)
         entry = cache.get(key) or {}
