@@ -136,3 +136,26 @@ def test_every_cwe_a_tool_maps_to_has_a_name() -> None:
     mapped |= {"CWE-786", "CWE-788", "CWE-476", "CWE-690", "CWE-775", "CWE-1341"}  # cppcheck and gcc ids
     assert [c for c in sorted(mapped) if cwe_name(c) is None] == []
     assert all(re.fullmatch(r"[A-Z][\w ,'()/-]+", n) for n in CWE_NAMES.values())
+
+
+def test_a_clang_array_bound_report_is_never_labelled_with_the_models_cwe(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cJSON case: clang's security.ArrayBound on a length helper; the model says CWE-78."""
+    from breachlab.vuln.scan.scorers import Explanation
+
+    (tmp_path / "a.c").write_text("int len(const char *s)\n{\n  return s[40];\n}\n")
+    hit = StaticHit("clang-tidy", 3, "security.ArrayBound", clangtidy.check_cwe("clang-analyzer-security.ArrayBound", ""),
+                    4, "Out of bound access to memory")
+    monkeypatch.setattr(statictools, "run", lambda tools, files, **kw: ({p: [hit] for p, _ in files}, [], 0))
+
+    class SaysCommandInjection(SaysSafe):
+        def score(self, code, lang, evidence=""):
+            return 0.99
+
+        def explain(self, code, lang, evidence=""):
+            return Explanation("VULNERABLE", "CWE-78", "CWE-78 (Uncontrolled Memory Allocation) in the loop.")
+
+    f = scan(ScanConfig(paths=[str(tmp_path)], tools=["clang-tidy"]), SaysCommandInjection()).findings[0]
+    assert (f.cwe, f.cwe_name, f.suggested_cwe) == ("CWE-119", cwe_name("CWE-119"), "CWE-78")
+    assert f.severity.name == "HIGH"  # CWE-119 is a HIGH class; the model's CWE-78 (CRITICAL) is not used
+    assert "CWE-78 (OS Command Injection)" in f.message and "Uncontrolled Memory Allocation" not in f.message
