@@ -94,11 +94,12 @@ def arm_deciders(train: Sequence[dict[str, Any]], target_fpr: float, model: bool
         trust = fit_trust(train, tau)
         out[f"precise@{tau}"] = lambda r, tr=trust: bool(tr.split(hits_of(r))[0])
         v = fit_combiner(noisy_rows(train, trust, model), feats, target_fpr)
-        out[f"precise@{tau} + combiner"] = (lambda tr, v: lambda r: _precise_or_combiner(r, tr, v, model))(trust, v)
+        out[f"precise@{tau} + combiner"] = (lambda tr, v: lambda r: precise_or_combiner(r, tr, v, model))(trust, v)
     return out
 
 
-def _precise_or_combiner(r: dict[str, Any], trust: Trust, v: calmod.Variant | None, model: bool) -> bool:
+def precise_or_combiner(r: dict[str, Any], trust: Trust, v: calmod.Variant | None, model: bool) -> bool:
+    """The scan's decision on a row: a precise report, or the combiner over the noisy ones."""
     precise, noisy = trust.split(hits_of(r))
     if precise:
         return True
