@@ -26,8 +26,10 @@ SUGGESTED = ["CWE-787", "CWE-787", "CWE-120", "CWE-242", "CWE-787"]
 
 
 def llm_only(project: Path, **kw) -> ScanConfig:
-    """The model judges every function, no static tool: the pipeline without the tools' variability."""
-    return ScanConfig(paths=[str(project)], tools=[], deep=True, **kw)
+    """The model judges every function, no static tool: the pipeline without the tools' variability.
+
+    One function per view (``whole_file_chars=0``): the fake model judges by the calls it sees."""
+    return ScanConfig(paths=[str(project)], tools=[], deep=True, **{"whole_file_chars": 0, **kw})
 
 
 def summary(findings: list[Finding]) -> list[tuple]:
@@ -123,3 +125,14 @@ def test_explanation_parsing_distrusts_echo() -> None:
     assert e.reason == "CWE-787: the memcpy length comes from the packet."
     echo = parse_explanation("Is this C function VULNERABLE or SAFE? Explain your reasoning. CWE-79")
     assert echo.echo and echo.cwe is None and echo.reason == ""
+
+
+def test_whole_file_view_rescores_the_functions_of_a_changed_small_file(project: Path, fake, tmp_path: Path) -> None:
+    """The price of whole-file context: the view of every function holds the whole file."""
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    cfg = ScanConfig(paths=[str(project / "src" / "copy.c")], tools=[], deep=True, explain=False)
+    assert scan(cfg, fake, cache=cache).stats["scored"] == 6
+    assert scan(cfg, fake, cache=cache).stats["cached"] == 6
+    f = project / "src" / "copy.c"
+    f.write_text(f.read_text().replace("return a + b;", "return b + a;"))
+    assert scan(cfg, fake, cache=cache).stats["scored"] == 6
