@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breachlab.vuln.scan import calibration as calmod  # noqa: E402
 from breachlab.vuln.scan.calibrate import labelled_rows  # noqa: E402
+from breachlab.vuln.scan.loso import precise_or_combiner  # noqa: E402
 from breachlab.vuln.scan.scanner import ScanConfig, scan, scan_settings  # noqa: E402
 
 
@@ -88,7 +89,8 @@ def is_deep(records: list[dict]) -> bool:
     return any(not r["candidate"] and r["p_llm"] is not None for r in records)
 
 
-def detectors(cal: calmod.Calibration | None, deep: bool = False) -> dict[str, Callable[[dict], bool]]:
+def detectors(cal: calmod.Calibration | None, deep: bool = False,
+              records_have_hits: bool = False) -> dict[str, Callable[[dict], bool]]:
     f = lambda k: (lambda r: r["features"][k] > 0)  # noqa: E731
     out = {"cppcheck": f("cppcheck"), "flawfinder": f("flawfinder_level"), "clang-tidy": f("clang"),
            "union": lambda r: bool(r["candidate"]),
@@ -102,6 +104,9 @@ def detectors(cal: calmod.Calibration | None, deep: bool = False) -> dict[str, C
                 if name in (DEEP, DEEP_BEFORE):  # every function the model scored is a candidate (as in the scan)
                     out[name] = (lambda v: lambda r: (bool(r["candidate"]) or r["p_llm"] is not None)
                                  and v.confidence(r["features"]) >= v.threshold)(v)
+                elif cal.trust is not None and records_have_hits:  # v2: precise checks pass straight through
+                    out[name] = (lambda v, model: lambda r: precise_or_combiner(r, cal.trust, v, model))(
+                        v, key != "no_model")
                 else:
                     out[name] = (lambda v: lambda r: bool(r["candidate"])
                                  and v.confidence(r["features"]) >= v.threshold)(v)
@@ -114,7 +119,7 @@ def evaluate(labels: dict, records: list[dict], cal: calmod.Calibration | None) 
     for r in records:
         by_file.setdefault(r["path"], []).append(r)
     out: dict[str, Any] = {}
-    for name, flag in detectors(cal, is_deep(records)).items():
+    for name, flag in detectors(cal, is_deep(records), bool(records) and "hits" in records[0]).items():
         res = {}
         for subset in ("juliet", "sven", "all"):
             sel = [r for r in rows if subset == "all" or r["source"] == subset]

@@ -1,9 +1,12 @@
-"""Labelled C/C++ trees for the scan benchmarks (Juliet 1.3 test cases, SVEN pairs).
+"""Labelled C/C++ trees for the scan benchmarks (Juliet 1.3, SVEN, PairVul, CVEfixes).
 
-``python benchmarks/scan_data.py OUT_DIR --split bench|calib`` writes ``OUT_DIR/{juliet,sven}``
-and ``OUT_DIR/labels.json``.  The two splits never share a Juliet family or a SVEN pair:
-Juliet families go by a hash bucket of the family name (0-2 → calib, 3-9 → bench), SVEN by
-the dataset's own split (train → calib, val → bench).
+``python benchmarks/scan_data.py OUT_DIR --split bench|calib`` writes
+``OUT_DIR/{juliet,sven,pairvul,cvefixes}`` and ``OUT_DIR/labels.json``.  The two splits never
+share a Juliet family, a SVEN pair, a PairVul CVE or a CVEfixes pair: Juliet families go by a
+hash bucket of the family name (0-2 → calib, 3-9 → bench), SVEN by the dataset's own split
+(train → calib, val → bench), PairVul by a hash bucket of the CVE id (0-4 → calib, 5-9 →
+bench; its own train/test share 249 CVEs), CVEfixes by a hash bucket of ``pair_id`` (unpaired
+functions by their id) with the same cut.
 
 Juliet files are made fair for a model: comments stripped and label-bearing identifiers
 (``CWE121_…_bad``, ``goodG2B``) renamed, string literals that name the intent replaced —
@@ -31,7 +34,8 @@ from breachlab.vuln.datasets.juliet import LEAK_TEXT, is_leaky_name  # noqa: E40
 from breachlab.vuln.scan.extract import extract_functions  # noqa: E402
 
 CWES = ("CWE121", "CWE122", "CWE124", "CWE126", "CWE127", "CWE134", "CWE190", "CWE191", "CWE415", "CWE416",
-        "CWE476", "CWE401", "CWE457", "CWE369", "CWE78", "CWE23", "CWE680", "CWE761")
+        "CWE476", "CWE401", "CWE457", "CWE369", "CWE78", "CWE23", "CWE680", "CWE761",
+        "CWE129", "CWE590", "CWE690", "CWE467", "CWE194", "CWE195", "CWE197", "CWE675")
 _SINGLE = re.compile(r"testcases/(CWE\d+)_[^/]*/(?:s\d+/)?(?P<stem>(?P<family>CWE\d+_.+?)_(?P<var>\d{2}))\.(?P<ext>c|cpp)$")
 _TOKEN = re.compile(r"""(?P<comment>/\*.*?\*/|//[^\n]*)|(?P<str>(?:u8|[LuU])?"(?:\\.|[^"\\\n])*")|(?P<chr>'(?:\\.|[^'\\\n])*')|(?P<id>[A-Za-z_]\w*)|(?P<other>.)""", re.S)
 _BAD = re.compile(r"(?:^|_)bad$")
@@ -192,6 +196,71 @@ def build_sven(out: Path, split: str, max_lines: int, limit: int) -> tuple[list[
     return rows, {"pairs_available": len(pairs), **dropped}
 
 
+def _pair_files(out: Path, source: str, key: str, name: str, before: str, after: str | None, cwe: str,
+                ext: str = ".c") -> list[dict]:
+    """Write one vulnerable file (and its fixed twin when ``after`` is given); their label rows."""
+    rows = []
+    sides = [("before", before, 1)] + ([("after", after, 0)] if after is not None else [])
+    for side, code, lab in sides:
+        rel = f"{source}/{name}_{key}_{side}{ext}"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(code)
+        flaws = {"flaw_lines": changed_lines(before, after)} if lab == 1 and after is not None else {}
+        rows.append({"path": rel, "file_label": lab, "functions": [{"start_line": None, "label": lab, **flaws}],
+                     "cwe": cwe, "source": source})
+    return rows
+
+
+def _in_split(name: str, split: str) -> bool:
+    return (bucket(name) < 5) == (split == "calib")
+
+
+def build_pairvul(out: Path, split: str, max_lines: int, limit: int) -> list[dict]:
+    """PairVul (Linux kernel) before/after pairs, split by CVE id."""
+    pairs = []
+    for f in sorted((DATA / "pairvul").glob("*/*.json")):
+        for d in json.loads(f.read_text()):
+            if _in_split(d["cve_id"], split):
+                pairs.append(d)
+    pairs.sort(key=lambda d: hashlib.sha256((d["cve_id"] + d["code_before_change"]).encode()).hexdigest())
+    rows, seen = [], set()
+    for d in pairs:
+        if len(rows) >= 2 * limit:
+            break
+        before, after = d["code_before_change"], d["code_after_change"]
+        if max(before.count("\n"), after.count("\n")) + 1 > max_lines or before in seen:
+            continue
+        if " ".join(before.split()) == " ".join(after.split()):
+            continue
+        seen.add(before)
+        cwe = (re.findall(r"CWE-\d+", str(d.get("cwe"))) or ["?"])[0]
+        key = hashlib.sha256((d["cve_id"] + before).encode()).hexdigest()[:10]
+        rows += _pair_files(out, "pairvul", key, cwe.replace("-", ""), before, after, cwe)
+    return rows
+
+
+def build_cvefixes(out: Path, split: str, max_lines: int, limit: int) -> list[dict]:
+    """CVEfixes functions (VulLLM sample): vulnerable/fixed pairs, split by ``pair_id``."""
+    items = [json.loads(line) for line in (DATA / "cvefixes" / "cvefixes_vulllm_test512.jsonl").read_text().splitlines()]
+    by_pair: dict[str, dict[int, str]] = {}
+    for d in items:
+        if d.get("pair_id") is not None:
+            by_pair.setdefault(str(d["pair_id"]), {})[int(d["label"])] = d["code"]
+    keys = sorted((k for k, v in by_pair.items() if len(v) == 2 and _in_split(k, split)),
+                  key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    rows = []
+    for k in keys:
+        if len(rows) >= 2 * limit:
+            break
+        before, after = by_pair[k][1], by_pair[k][0]
+        if max(before.count("\n"), after.count("\n")) + 1 > max_lines:
+            continue
+        if " ".join(before.split()) == " ".join(after.split()):
+            continue
+        rows += _pair_files(out, "cvefixes", hashlib.sha256(k.encode()).hexdigest()[:10], "fn", before, after, "?")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
@@ -199,12 +268,19 @@ def main() -> None:
     ap.add_argument("--juliet-per-cwe", type=int, default=4)
     ap.add_argument("--sven-pairs", type=int, default=44)
     ap.add_argument("--sven-max-lines", type=int, default=120)
+    ap.add_argument("--pairvul-pairs", type=int, default=40)
+    ap.add_argument("--cvefixes-pairs", type=int, default=40)
+    ap.add_argument("--max-lines", type=int, default=150, help="longest PairVul/CVEfixes function kept")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     rows = build_juliet(a.out, a.split, a.juliet_per_cwe)
     sven_rows, sven_info = build_sven(a.out, a.split, a.sven_max_lines, a.sven_pairs)
-    (a.out / "labels.json").write_text(json.dumps({"split": a.split, "sven": sven_info, "files": rows + sven_rows}, indent=1))
-    print(f"{a.split}: {len(rows)} Juliet files, {len(sven_rows)} SVEN files; SVEN {sven_info}")
+    pv = build_pairvul(a.out, a.split, a.max_lines, a.pairvul_pairs)
+    cf = build_cvefixes(a.out, a.split, a.max_lines, a.cvefixes_pairs)
+    (a.out / "labels.json").write_text(json.dumps({"split": a.split, "sven": sven_info,
+                                                   "files": rows + sven_rows + pv + cf}, indent=1))
+    print(f"{a.split}: {len(rows)} Juliet files, {len(sven_rows)} SVEN files, {len(pv)} PairVul files, "
+          f"{len(cf)} CVEfixes files; SVEN {sven_info}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ short names for the CWEs that real-code datasets use most.  Used in training tar
 
 from __future__ import annotations
 
+import re
+
 from breachlab.vuln.sample import normalise_cwe
 
 CWE_NAMES: dict[int, str] = {
@@ -168,7 +170,43 @@ CWE_NAMES: dict[int, str] = {
     909: 'Missing Initialization of Resource',
     918: 'Server-Side Request Forgery',
     1284: 'Improper Validation of Specified Quantity in Input',
+    128: 'Wrap-around Error',
+    129: 'Improper Validation of Array Index',
+    170: 'Improper Null Termination',
+    466: 'Return of Pointer Value Outside of Expected Range',
+    628: 'Function Call with Incorrectly Specified Arguments',
+    664: 'Improper Control of a Resource Through its Lifetime',
+    682: 'Incorrect Calculation',
+    686: 'Function Call With Incorrect Argument Type',
+    687: 'Function Call With Incorrectly Specified Argument Value',
+    704: 'Incorrect Type Conversion or Cast',
+    768: 'Incorrect Short Circuit Evaluation',
+    786: 'Access of Memory Location Before Start of Buffer',
+    788: 'Access of Memory Location After End of Buffer',
+    805: 'Buffer Access with Incorrect Length Value',
+    806: 'Buffer Access Using Size of Source Buffer',
+    823: 'Use of Out-of-range Pointer Offset',
+    825: 'Expired Pointer Dereference',
+    1341: 'Multiple Releases of Same Resource or Handle',
 }
+
+
+def cwe_label(cwe: str | int | None) -> str | None:
+    """``CWE-416 (Use After Free)``; the bare id when its name is not in the table; None when no CWE."""
+    norm = normalise_cwe(cwe)
+    if norm is None:
+        return None
+    name = cwe_name(norm)
+    return f"{norm} ({name})" if name else norm
+
+
+_CWE_MENTION = re.compile(r"\bCWE[-_ ]?(\d+)(?:\s*\((?:[^()]|\([^()]*\))*\)|\s*[:\-—]\s*[A-Z][\w ,'/-]{0,60}(?=[.;]|$))?", re.I)
+
+
+def fix_cwe_names(text: str) -> str:
+    """Every ``CWE-n (any name)`` in ``text`` (a model's reason) rewritten as :func:`cwe_label`: a
+    name shown beside an id is always that id's name."""
+    return _CWE_MENTION.sub(lambda m: cwe_label(m.group(1)) or m.group(0), text)
 
 
 def cwe_name(cwe: str | int | None) -> str | None:

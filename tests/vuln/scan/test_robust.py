@@ -18,7 +18,8 @@ from breachlab.vuln.scan.scorers import BackendScorer
 
 
 def llm_only(path: Path, **kw) -> ScanConfig:
-    return ScanConfig(paths=[str(path)], **{"tools": [], "deep": True, **kw})
+    """The model judges every function, one function per view (the fake judges by the calls it sees)."""
+    return ScanConfig(paths=[str(path)], **{"tools": [], "deep": True, "whole_file_chars": 0, **kw})
 
 
 def test_symlink_leaving_the_root_is_never_opened(tmp_path: Path, fake, monkeypatch: pytest.MonkeyPatch) -> None:

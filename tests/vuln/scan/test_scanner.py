@@ -14,18 +14,22 @@ from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline, scan
 from breachlab.vuln.scan.scorers import parse_explanation
 
 GOLDEN = [
-    # path, function, start, end, rule, severity, confidence
-    ("cpp/parser.cpp", "net::Parser::read", 9, 12, "BL-CWE-787", "critical", 0.9),
-    ("include/util.h", "log_message", 5, 10, "BL-CWE-787", "critical", 0.9),
-    ("src/copy.c", "copy_name", 5, 10, "BL-CWE-120", "critical", 0.9),
-    ("src/copy.c", "read_line", 25, 29, "BL-CWE-242", "high", 0.9),
-    ("src/copy.c", "DEFINE_COPY", 39, 42, "BL-CWE-787", "critical", 0.9),
+    # path, function, start, end, rule, severity, confidence: no tool ran, so no CWE of the
+    # evidence (the model's CWE is only a suggestion) and the severity of an unproven finding
+    ("cpp/parser.cpp", "net::Parser::read", 9, 12, "BL-VULN", "medium", 0.9),
+    ("include/util.h", "log_message", 5, 10, "BL-VULN", "medium", 0.9),
+    ("src/copy.c", "copy_name", 5, 10, "BL-VULN", "medium", 0.9),
+    ("src/copy.c", "read_line", 25, 29, "BL-VULN", "medium", 0.9),
+    ("src/copy.c", "DEFINE_COPY", 39, 42, "BL-VULN", "medium", 0.9),
 ]
+SUGGESTED = ["CWE-787", "CWE-787", "CWE-120", "CWE-242", "CWE-787"]
 
 
 def llm_only(project: Path, **kw) -> ScanConfig:
-    """The model judges every function, no static tool: the pipeline without the tools' variability."""
-    return ScanConfig(paths=[str(project)], tools=[], deep=True, **kw)
+    """The model judges every function, no static tool: the pipeline without the tools' variability.
+
+    One function per view (``whole_file_chars=0``): the fake model judges by the calls it sees."""
+    return ScanConfig(paths=[str(project)], tools=[], deep=True, **{"whole_file_chars": 0, **kw})
 
 
 def summary(findings: list[Finding]) -> list[tuple]:
@@ -41,6 +45,7 @@ def test_golden_findings(project: Path, fake) -> None:
     copy = report.findings[2]
     assert copy.message == "strcpy copies an unbounded string into a fixed buffer."
     assert copy.model_id == "fake-model" and copy.sources == ("llm",)
+    assert [f.suggested_cwe for f in report.findings] == SUGGESTED and all(f.cwe is None for f in report.findings)
     assert len(fake.explained) == 5  # only functions above the threshold are explained
 
 
@@ -91,7 +96,7 @@ def test_json_round_trip(project: Path, fake) -> None:
     report = scan(llm_only(project), fake)
     data = json.loads(render(report, "json"))
     assert [Finding.from_dict(d) for d in data["findings"]] == report.findings
-    assert data["findings"][2]["severity"] == "critical"
+    assert data["findings"][2]["severity"] == "medium" and data["findings"][2]["suggested_cwe"] == "CWE-120"
 
 
 def test_severity_order_and_bad_config() -> None:
@@ -120,3 +125,14 @@ def test_explanation_parsing_distrusts_echo() -> None:
     assert e.reason == "CWE-787: the memcpy length comes from the packet."
     echo = parse_explanation("Is this C function VULNERABLE or SAFE? Explain your reasoning. CWE-79")
     assert echo.echo and echo.cwe is None and echo.reason == ""
+
+
+def test_whole_file_view_rescores_the_functions_of_a_changed_small_file(project: Path, fake, tmp_path: Path) -> None:
+    """The price of whole-file context: the view of every function holds the whole file."""
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    cfg = ScanConfig(paths=[str(project / "src" / "copy.c")], tools=[], deep=True, explain=False)
+    assert scan(cfg, fake, cache=cache).stats["scored"] == 6
+    assert scan(cfg, fake, cache=cache).stats["cached"] == 6
+    f = project / "src" / "copy.c"
+    f.write_text(f.read_text().replace("return a + b;", "return b + a;"))
+    assert scan(cfg, fake, cache=cache).stats["scored"] == 6

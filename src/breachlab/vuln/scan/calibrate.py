@@ -22,6 +22,7 @@ change.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -32,7 +33,8 @@ from typing import Any
 from breachlab.config import field
 from breachlab.errors import UserError
 from breachlab.vuln.scan import calibration as calmod
-from breachlab.vuln.scan import statictools
+from breachlab.vuln.scan import loso, statictools
+from breachlab.vuln.scan import trust as trust_mod
 from breachlab.vuln.scan.candidates import FEATURES
 from breachlab.vuln.scan.scanner import ScanConfig, scan, scan_settings
 
@@ -48,13 +50,17 @@ class CalibrateConfig:
     model: str = field("embedded", help="Model to calibrate for (as `vuln scan --model`).")
     backend: str = field("auto", help="auto, llama.cpp or transformers; none: fit only the model-free combiner.")
     adapter: str | None = field(None, help="Adapter (as `vuln scan --adapter`; unset: the scan's default).")
-    tools: list[str] = field(default_factory=lambda: list(statictools.DEFAULT_TOOLS), help="Static tools.")
+    tools: list[str] = field(default_factory=lambda: list(statictools.DEFAULT_TOOLS),
+                             help="Static tools (default: cppcheck, flawfinder, clang-tidy, gcc).")
     l2: float = field(1.0, help="L2 penalty of the logistic fit (weights only, not the bias).")
     n_ctx: int = field(4096, help="Model context.")
     threads: int | None = field(None, help="Model CPU threads.")
     jobs: int = field(2, help="Parallel static-tool processes.")
     deep: bool = field(True, help="Also fit the `deep` combiner for `vuln scan --deep` (the model scores every "
                                   "function; false: skip it, faster).")
+    min_precision: float | None = field(None, help="Measured precision at which a check passes straight through "
+                                                   "(unset: chosen by leave-one-source-out among 0.6-0.9, the value "
+                                                   "best on the worst source).")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_fpr < 1.0:
@@ -81,6 +87,7 @@ def labelled_rows(labels: dict[str, Any], records: list[dict[str, Any]]) -> list
             if rec is not None:
                 rows.append({"label": int(fn["label"]), "source": f["source"], "path": f["path"],
                              "function": rec["function"], "features": rec["features"], "candidate": rec["candidate"],
+                             "hits": rec.get("hits", []),
                              "p_llm": rec["p_llm"], "lines": rec.get("lines", []),
                              "tool_lines": rec.get("tool_lines", {}), "flaw_lines": fn.get("flaw_lines", [])})
     return rows
@@ -103,21 +110,58 @@ def deep_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "candidate": bool(r["candidate"]) or r["p_llm"] is not None} for r in rows]
 
 
-def fit(rows: list[dict[str, Any]], settings: dict[str, Any], target_fpr: float, l2: float, with_model: bool,
-        data: dict[str, Any], deep: bool = False) -> calmod.Calibration:
-    """The combiners: ``no_model`` always, ``model`` when the rows carry model scores, ``deep``
-    when asked (rows from a deep scan: model scores on unflagged functions too).
+NEVER = 1.000001  # a threshold no confidence reaches: the selected arm reports no noisy-only function
 
-    ``no_model`` and ``model`` read only the candidate rows, so a deep scan's extra scores on
-    unflagged functions leave them exactly as a candidates-only scan fits them.
+
+def select_arm(rows: list[dict[str, Any]], target_fpr: float, with_model: bool,
+               min_precision: float | None = None) -> dict[str, Any]:
+    """The per-check trust rule by leave-one-source-out (:mod:`.loso`): the ``precise@τ`` arm
+    (with or without the combiner on noisy checks) best on the worst source.  With one source
+    (or ``min_precision`` given) no table: τ = ``min_precision`` (default 0.6), combiner on."""
+    sources = sorted({r.get("source", "?") for r in rows})
+    if min_precision is not None or len(sources) < 2:
+        tau = trust_mod.MIN_PRECISION if min_precision is None else min_precision
+        return {"arm": f"precise@{tau} + combiner", "tau": tau, "combiner": True, "loso": None}
+    tab = loso.table(rows, target_fpr, with_model)
+    arm = loso.select(tab)
+    return {"arm": arm, "tau": float(arm.split("@")[1].split()[0]), "combiner": arm.endswith("combiner"),
+            "worst_source_mcc": loso.worst(tab[arm]), "loso": tab}
+
+
+def _fit_or_never(rows: list[dict[str, Any]], features: tuple[str, ...], target_fpr: float,
+                  l2: float) -> calmod.Variant:
+    """The combiner on the noisy rows; one that never flags when they hold no vulnerable candidate."""
+    v = loso.fit_combiner(rows, features, target_fpr, l2)
+    if v is not None:
+        return v
+    return calmod.Variant(features, {"bias": 0.0, **{k: 0.0 for k in features}}, NEVER,
+                          {"n_functions": len(rows), "note": "no vulnerable and safe noisy candidates: never flags"})
+
+
+def fit(rows: list[dict[str, Any]], settings: dict[str, Any], target_fpr: float, l2: float, with_model: bool,
+        data: dict[str, Any], deep: bool = False, min_precision: float | None = None) -> calmod.Calibration:
+    """Per-check trust and the combiners: ``no_model`` always, ``model`` when the rows carry
+    model scores, ``deep`` when asked (rows from a deep scan: model scores on unflagged
+    functions too).
+
+    The trust threshold τ and whether noisy checks are triaged at all come from
+    :func:`select_arm`.  The combiners are fitted on the functions no precise check fired in,
+    with the features of their noisy reports; when the selected arm has no combiner their
+    threshold is never reached (noisy-only functions are not reported, nor scored).
     """
-    variants = {"no_model": calmod.fit_variant(rows, NO_MODEL_FEATURES, target_fpr, l2)}
+    sel = select_arm(rows, target_fpr, with_model, min_precision)
+    trust = loso.fit_trust(rows, sel["tau"])
+    variants = {"no_model": _fit_or_never(loso.noisy_rows(rows, trust, model=False), NO_MODEL_FEATURES,
+                                          target_fpr, l2)}
     if with_model:
-        variants["model"] = calmod.fit_variant(rows, FEATURES, target_fpr, l2)
+        variants["model"] = _fit_or_never(loso.noisy_rows(rows, trust, model=True), FEATURES, target_fpr, l2)
         if deep:
-            variants["deep"] = calmod.fit_variant(deep_rows(rows), FEATURES, target_fpr, l2)
+            variants["deep"] = _fit_or_never(deep_rows(loso.noisy_rows(rows, trust, model=True)), FEATURES,
+                                             target_fpr, l2)
+    if not sel["combiner"]:
+        variants = {k: dataclasses.replace(v, threshold=NEVER) for k, v in variants.items()}
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return calmod.Calibration(settings, variants, data, target_fpr, created)
+    return calmod.Calibration(settings, variants, data, target_fpr, created, trust=trust, selection=sel)
 
 
 def run(cfg: CalibrateConfig, out: str | Path | None = None) -> Path:
@@ -149,14 +193,17 @@ def run(cfg: CalibrateConfig, out: str | Path | None = None) -> Path:
         if not rows:
             raise UserError(f"no labelled function of {root} was found by the scan")
         cal = fit(rows, scan_settings(scan_cfg, scorer), cfg.target_fpr, cfg.l2, scorer is not None,
-                  data_hashes(root, labels), deep=deep)
+                  data_hashes(root, labels), deep=deep, min_precision=cfg.min_precision)
         calmod.save(cal, run_dir / "calibration.json")
         summary = {"target_fpr": cfg.target_fpr, "n_rows": len(rows),
                    "by_source": {s: sum(1 for r in rows if r["source"] == s) for s in {r["source"] for r in rows}},
                    "scan_stats": {k: v for k, v in report.stats.items() if k != "static_notes"},
                    "static_notes": report.stats.get("static_notes", []),
+                   "selection": cal.selection, "precise_checks": cal.trust.precise_checks() if cal.trust else [],
                    "variants": {k: {"weights": v.weights, "threshold": v.threshold, **v.fit}
                                 for k, v in cal.variants.items()}}
+        if cal.selection.get("loso"):
+            (run_dir / "loso.md").write_text(loso.markdown(cal.selection["loso"]) + "\n", "utf-8")
         atomic_write_json(run_dir / "report.json", summary)
         atomic_write_json(run_dir / "rows.json", rows)
     return run_dir.path

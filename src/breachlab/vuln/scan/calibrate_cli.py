@@ -24,7 +24,7 @@ def calibrate(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to calibrate for (embedded)."),
     backend: Optional[str] = typer.Option(None, help="auto, llama.cpp, transformers; none: tools only."),
     adapter: Optional[str] = typer.Option(None, help="Adapter, as in `vuln scan` (unset: its default)."),
-    tools: Optional[str] = typer.Option(None, help="Static tools (cppcheck,flawfinder,clang-tidy)."),
+    tools: Optional[str] = typer.Option(None, help="Static tools (cppcheck,flawfinder,clang-tidy,gcc)."),
     deep: Optional[bool] = typer.Option(None, "--deep/--no-deep", help="Also fit the combiner of `vuln scan --deep` "
                                         "(default; the model scores every function, slower)."),
     config: Optional[Path] = CONFIG_OPT,

@@ -7,6 +7,10 @@ refuses to use it under different ones.  It also records hashes of the data it w
 on, so anyone can tell which calibration produced a result and refit it
 (``breachlab vuln calibrate``).
 
+Since version 2 a file also holds the per-check ``trust`` (:mod:`.trust`): reports of checks
+measured precise become findings directly, and the combiners below are fitted on, and only
+decide, the functions no precise check fired in (the noisy candidates).
+
 Up to three variants are fitted from the same run: ``model`` (tool features + the model's
 logit), ``no_model`` (tool features only, for ``--no-model``) and ``deep`` (the same features
 fitted on *every* function, the model having scored the unflagged ones too, for ``--deep``).
@@ -27,9 +31,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from breachlab.errors import UserError
+from breachlab.vuln.scan.trust import Trust
 
 FORMAT = "breachlab-scan-calibration"
-VERSION = 1
+VERSION = 2  # 2: per-check trust (precise checks pass straight through)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Calibration:
     target_fpr: float = 0.10
     created: str = ""
     path: str = ""
+    trust: Trust | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:
@@ -68,6 +75,8 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "created": self.created, "target_fpr": self.target_fpr,
                 "settings": self.settings, "data": self.data,
+                **({"trust": self.trust.to_dict()} if self.trust else {}),
+                **({"selection": self.selection} if self.selection else {}),
                 "variants": {k: {**asdict(v), "features": list(v.features)} for k, v in self.variants.items()}}
 
 
@@ -82,7 +91,7 @@ def load(path: Path) -> Calibration:
         variants = {k: Variant(tuple(v["features"]), {kk: float(vv) for kk, vv in v["weights"].items()},
                                float(v["threshold"]), v.get("fit", {})) for k, v in d["variants"].items()}
         return Calibration(d["settings"], variants, d.get("data", {}), float(d.get("target_fpr", 0.1)),
-                           d.get("created", ""), str(path))
+                           d.get("created", ""), str(path), Trust.from_dict(d.get("trust")), d.get("selection", {}))
     except FileNotFoundError:
         raise UserError(f"calibration {path} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

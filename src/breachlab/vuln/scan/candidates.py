@@ -36,7 +36,7 @@ _FAMILIES = {
 }
 _FAMILY_OF = {n: fam for fam, ns in _FAMILIES.items() for n in ns}
 
-FEATURES = ("cppcheck", "flawfinder_level", "flawfinder_count", "clang", "n_tools", "llm_logit")
+FEATURES = ("cppcheck", "flawfinder_level", "flawfinder_count", "clang", "gcc", "n_tools", "llm_logit")
 
 
 def cwe_family(cwe: str | None) -> str:
@@ -115,6 +115,7 @@ def features(hits: Sequence[StaticHit], p_llm: float | None) -> dict[str, float]
         "flawfinder_level": max(ff) / 5.0 if ff else 0.0,
         "flawfinder_count": min(len(ff), 5) / 5.0,
         "clang": 1.0 if any(h.tool == "clang-tidy" for h in hits) else 0.0,
-        "n_tools": len({h.tool for h in hits}) / 3.0,
+        "gcc": 1.0 if any(h.tool == "gcc" for h in hits) else 0.0,
+        "n_tools": len({h.tool for h in hits}) / 4.0,
         "llm_logit": llm_logit(p_llm),
     }

@@ -62,7 +62,7 @@ def scan(
                                                                        "tool flagged (slow); the calibration's deep "
                                                                        "combiner decides."),
     tools: Optional[str] = typer.Option(None, help="Static tools that produce candidates, comma list (default "
-                                                   "cppcheck,flawfinder,clang-tidy; \"\": none)."),
+                                                   "cppcheck,flawfinder,clang-tidy,gcc; \"\": none)."),
     calibration: Optional[Path] = typer.Option(None, help="Calibration JSON from `breachlab vuln calibrate` "
                                                           "(default: the shipped one, when it matches the settings)."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text (default), json, sarif, markdown or html."),
@@ -190,7 +190,7 @@ def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> An
                           strip_comments=cfg.strip_comments, respect_gitignore=cfg.gitignore,
                           include_vendored=cfg.include_vendored, exclude=list(cfg.exclude),
                           max_file_bytes=cfg.max_file_bytes, max_line_chars=cfg.max_line_chars,
-                          use_cache=cfg.cache, changed=changed)
+                          use_cache=cfg.cache, changed=changed, static_timeout=cfg.static_timeout)
     scorer = None
     if cfg.use_model:
         from types import SimpleNamespace
@@ -205,19 +205,14 @@ def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> An
                              cfg.threads, cfg.base_url, cfg.concurrency)
     cal = _calibration_for(cfg, scan_cfg, scorer)
     store = ScoreCache(default_path() if cfg.cache else None)
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from breachlab.vuln.scan.progress import ScanProgress
 
-    err = Console(stderr=True)
+    progress = ScanProgress(sys.stderr)  # plain lines on a pipe or file too (CI logs)
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                      transient=True, disable=not err.is_terminal) as bar:
-            task = bar.add_task("scanning", total=None)
-
-            def _progress(files: int, functions: int) -> None:
-                bar.update(task, description=f"scanning: {files} files, {functions} functions")
-
-            report = run_scan(scan_cfg, scorer, cache=store, calibration=cal, progress=_progress)
+        try:
+            report = run_scan(scan_cfg, scorer, cache=store, calibration=cal, progress=progress)
+        finally:
+            progress.close()
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - a crash must not look like "findings" (exit 1)

@@ -41,7 +41,8 @@ class ScanCommandConfig:
     deep: bool = field(False, help="Also let the model score functions no static tool flagged (slow); decided by "
                                    "the calibration's `deep` combiner (none in it: give min_confidence).")
     tools: list[str] = field(default_factory=lambda: list(statictools.DEFAULT_TOOLS),
-                             help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy.")
+                             help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy, gcc "
+                                  "(GCC's -fanalyzer; default: all four).")
     calibration: str | None = field(None, help="Calibration JSON from `breachlab vuln calibrate` (default: the "
                                                "shipped one, when it matches the settings).")
     format: str = field("text", help="Report format: text, json, sarif, markdown or html.")
@@ -61,6 +62,8 @@ class ScanCommandConfig:
     exclude: list[str] = field(default_factory=list, help="Extra file/folder globs to skip.")
     max_file_bytes: int = field(2_000_000, help="Skip files larger than this.")
     max_line_chars: int = field(500, help="Cut longer lines before the model (a note says so).")
+    static_timeout: float = field(60.0, help="Seconds before one static tool process is abandoned with a skip note "
+                                             "(one batch of files; one file for gcc). Default 60.")
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -81,6 +84,8 @@ class ScanCommandConfig:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
         if self.max_line_chars < 40:
             raise ValueError("--max-line-chars must be at least 40")
+        if not self.static_timeout > 0:
+            raise ValueError(f"static_timeout must be > 0 seconds, got {self.static_timeout}")
 
     @property
     def use_model(self) -> bool:

@@ -71,6 +71,22 @@ def severity_for_cwe(cwe: str | None) -> Severity:
     return Severity.MEDIUM
 
 
+# tools whose reports come from a data- or path-sensitive analysis, not a pattern on a call
+_ANALYSERS = ("gcc", "clang-tidy", "cppcheck")
+
+
+def severity_for_evidence(cwe: str | None, level: int | None, tool: str | None) -> Severity:
+    """Severity of a finding from its evidence: the CWE class of the tool's report, capped by
+    how strong the report is.  A pattern match (flawfinder) is at most HIGH, a tool's
+    level-3 report (cppcheck warning) at most HIGH, a weaker one at most MEDIUM; a finding
+    no tool reported (the model's alone) is MEDIUM whatever CWE the model suggested."""
+    if tool is None or level is None:
+        return Severity.MEDIUM
+    sev = severity_for_cwe(cwe)
+    cap = Severity.CRITICAL if tool in _ANALYSERS and level >= 4 else Severity.HIGH if level >= 3 else Severity.MEDIUM
+    return min(sev, cap)
+
+
 def rule_id_for(cwe: str | None) -> str:
     """Stable rule id per CWE (``BL-CWE-787``); ``BL-VULN`` when no CWE was named."""
     norm = normalise_cwe(cwe)
@@ -99,8 +115,9 @@ class Finding:
 
     Attributes:
         rule_id: ``BL-CWE-<n>`` or ``BL-VULN``.
-        cwe: the CWE guessed by the model or the static tools (``CWE-787``) or None.
-        severity: from the CWE class (:func:`severity_for_cwe`).
+        cwe: the CWE of the evidence: the strongest tool report that names one (``CWE-787``);
+            None when no tool named one (the model's guess is ``suggested_cwe``, never this).
+        severity: from the evidence (:func:`severity_for_evidence`: tool level and CWE).
         confidence: P(vulnerable), after hybrid calibration when static tools ran.
         path: file path relative to the scan root (POSIX separators).
         start_line / end_line: 1-based inclusive span of the function.
@@ -113,6 +130,11 @@ class Finding:
         lines: the flagged lines (what a reviewer must read; SARIF regions point there).
         model_score: the model's P(vulnerable) for this function (None: no model ran).
         verdict: the model's verdict (VULNERABLE/SAFE; None: no model ran).
+        suggested_cwe: the CWE the model named in its explanation (a suggestion only).
+        flow: the event path of the strongest path-sensitive report, ((line, event), …)
+            (GCC's analyzer; SARIF ``codeFlows``).
+        precise: a check measured precise by the calibration reported it (the model may rank
+            and explain such a finding, never drop it).
     """
 
     rule_id: str
@@ -131,6 +153,9 @@ class Finding:
     lines: tuple[int, ...] = ()
     model_score: float | None = None
     verdict: str | None = None
+    suggested_cwe: str | None = None
+    flow: tuple[tuple[int, str], ...] = ()
+    precise: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:
@@ -149,6 +174,8 @@ class Finding:
         d["sources"] = list(self.sources)
         d["evidence"] = list(self.evidence)
         d["lines"] = list(self.lines)
+        d["cwe_name"] = self.cwe_name
+        d["flow"] = [{"line": ln, "event": ev} for ln, ev in self.flow]
         return d
 
     @classmethod
@@ -158,6 +185,7 @@ class Finding:
         kw["sources"] = tuple(d.get("sources", ("llm",)))
         kw["evidence"] = tuple(d.get("evidence", ()))
         kw["lines"] = tuple(d.get("lines", ()))
+        kw["flow"] = tuple((int(e["line"]), str(e["event"])) for e in d.get("flow", ()))
         return cls(**kw)
 
     def sort_key(self) -> tuple:

@@ -36,7 +36,8 @@ _CWE_RE = re.compile(r"CWE-(\d+)")
 
 @dataclass(frozen=True)
 class StaticHit:
-    """One static-analysis report: tool, 1-based line, rule, CWE, level 0-5 and text."""
+    """One static-analysis report: tool, 1-based line, rule, CWE, level 0-5, text and, for
+    path-sensitive tools (GCC's analyzer), the event path ``flow`` = ((line, event), …)."""
 
     tool: str
     line: int
@@ -44,6 +45,15 @@ class StaticHit:
     cwe: str | None
     level: int
     message: str
+    flow: tuple[tuple[int, str], ...] = ()
+
+    def __post_init__(self) -> None:  # a cached hit comes back from JSON with lists
+        object.__setattr__(self, "flow", tuple((int(a), str(b)) for a, b in self.flow))
+
+    @property
+    def check(self) -> str:
+        """``tool:rule``, the unit whose precision ``vuln calibrate`` measures."""
+        return f"{self.tool}:{self.rule}"
 
     def describe(self, offset: int = 0) -> str:
         cwe = f" {self.cwe}" if self.cwe else ""
@@ -139,7 +149,20 @@ def hits_in(hits: Sequence[StaticHit], start: int, end: int) -> list[StaticHit]:
     return sorted((h for h in hits if start <= h.line <= end), key=lambda h: (h.line, h.tool, h.rule))
 
 
+# on a tie of levels: path-sensitive analysers first, then cppcheck's data flow, then patterns
+_TOOL_RANK = {"gcc": 0, "clang-tidy": 1, "cppcheck": 2, "flawfinder": 3}
+
+
+def _strength(h: StaticHit) -> tuple:
+    return (-h.level, _TOOL_RANK.get(h.tool, 9), h.line)
+
+
+def strongest(hits: Sequence[StaticHit]) -> StaticHit | None:
+    """The strongest hit (highest level; an analyser beats a pattern match on a tie); None if none."""
+    return min(hits, key=_strength, default=None)
+
+
 def static_cwe(hits: Sequence[StaticHit]) -> str | None:
-    """The CWE of the strongest hit (highest level; cppcheck's data-flow finding wins a tie)."""
-    best = sorted((h for h in hits if h.cwe), key=lambda h: (-h.level, h.tool != "cppcheck", h.line))
-    return best[0].cwe if best else None
+    """The CWE of the strongest hit that names one (see :func:`strongest`)."""
+    best = strongest([h for h in hits if h.cwe])
+    return best.cwe if best else None

@@ -1,10 +1,13 @@
 """The scan pipeline: files → functions → static candidates → model triage → findings.
 
-Default (triage): cppcheck, flawfinder and the Clang Static Analyzer flag lines; hits are
-merged across tools (:mod:`.candidates`); the model judges each *flagged function* with the
-flagged lines marked and the tools' reports beside the code (:mod:`.modelview`); a
-calibrated combiner (:mod:`.calibration`) turns tool evidence + the model's score into a
-confidence, and the calibration's threshold decides.  ``deep`` also scores functions no tool
+Default (triage): cppcheck, flawfinder, the Clang Static Analyzer and GCC's analyzer flag
+lines; hits are merged across tools (:mod:`.candidates`).  Reports of checks the calibration
+measured *precise* (:mod:`.trust`) become findings directly — no model call, since the model
+cannot change that outcome.  Functions flagged only by *noisy* checks go to the model, which
+judges each with the flagged lines marked and the tools' reports beside the code
+(:mod:`.modelview`); a calibrated combiner (:mod:`.calibration`) turns that evidence + the
+model's score into a confidence, and the calibration's threshold decides.  So the decision is
+never below the union of the precise checks.  ``deep`` also scores functions no tool
 flagged and decides with the calibration's ``deep`` combiner (fitted over every function);
 with no scorer (``--no-model``) the combiner uses the tool evidence alone.
 
@@ -24,15 +27,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from breachlab.config import field
-from breachlab.vuln.sample import code_hash, normalise_cwe
+
 from breachlab.vuln.scan import candidates as cands
 from breachlab.vuln.scan import modelview, statictools
 from breachlab.vuln.scan.cache import ScoreCache, cache_key, config_digest
 from breachlab.vuln.scan.calibration import Calibration, Variant, check
 from breachlab.vuln.scan.extract import Function, extract_functions
 from breachlab.vuln.scan.files import SourceFile, read_source, walk
-from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped, fingerprint, rule_id_for, severity_for_cwe
-from breachlab.vuln.scan.hybrid import StaticHit, hits_in, static_cwe
+from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped
+from breachlab.vuln.scan.finding_build import build_finding
+from breachlab.vuln.scan.hybrid import StaticHit, hits_in
+from breachlab.vuln.scan.trust import Trust
 from breachlab.vuln.scan.scorers import PROMPT_VERSION, BackendScorer, Explanation, Scorer, parse_explanation
 
 __all__ = ["ScanConfig", "scan", "scan_settings", "variant_name", "apply_baseline", "Explanation", "parse_explanation", "BackendScorer"]
@@ -46,7 +51,8 @@ class ScanConfig:
 
     paths: list[str] = field(default_factory=list, help="Files or folders to scan.")
     tools: list[str] = field(default_factory=lambda: list(statictools.DEFAULT_TOOLS),
-                             help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy.")
+                             help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy, gcc "
+                                  "(GCC's -fanalyzer).")
     deep: bool = field(False, help="Also let the model score functions no static tool flagged.")
     min_confidence: float | None = field(None, help="Report at or above this confidence (default: the calibration's threshold).")
     strip_comments: bool = field(True, help="Remove comments before the model sees code (comments are untrusted).")
@@ -59,9 +65,12 @@ class ScanConfig:
     max_file_bytes: int = field(2_000_000, help="Skip files larger than this.")
     max_function_lines: int = field(1500, help="Skip (and report) functions longer than this many lines.")
     max_line_chars: int = field(500, help="Cut longer lines (minified or generated code) before the model.")
+    whole_file_chars: int = field(6000, help="A file of at most this many bytes is shown to the model whole (callers, "
+                                             "globals, main), the judged function marked; 0: always one function.")
     use_cache: bool = field(True, help="Reuse tool results and scores of unchanged code ($BREACHLAB_CACHE/scan).")
     chunk_files: int = field(32, help="Files parsed ahead of the model (bounds memory).")
-    static_timeout: float = field(300.0, help="Seconds before a static tool run on one file is abandoned.")
+    static_timeout: float = field(60.0, help="Seconds before one static tool process (one batch of files; one "
+                                             "file for gcc) is abandoned with a skip note (default 60).")
     keep_records: bool = field(False, help="Keep a score record for every function (calibration, benchmarks).")
     changed: dict[str, list[list[int]]] | None = field(None, help="Only functions touching these line ranges "
                                                                   "(real path → [[first, last], …]); None: all.")
@@ -74,13 +83,17 @@ class ScanConfig:
             raise ValueError(f"unknown static tool(s) {', '.join(bad)}: use {', '.join(statictools.TOOLS)}")
         if self.jobs < 1:
             raise ValueError("--jobs must be at least 1")
+        if self.static_timeout <= 0:
+            raise ValueError("static_timeout must be > 0 seconds")
         if self.max_line_chars < 40:
             raise ValueError("--max-line-chars must be at least 40")
 
 
 def scan_settings(cfg: ScanConfig, scorer: Scorer | None) -> dict[str, Any]:
-    """What a calibration depends on: prompt, evidence layout, comment handling, tools, model."""
+    """What a calibration depends on: prompt, evidence layout, comment and string handling, tools, model."""
     return {"prompt": PROMPT_VERSION, "evidence": "after-code-block", "strip_comments": cfg.strip_comments,
+            "view": ("strings-masked,comment-lines-dropped" if cfg.strip_comments else "as-written")
+            + (f",whole-file<={cfg.whole_file_chars}" if cfg.whole_file_chars else ""),
             "max_line_chars": cfg.max_line_chars, "tools": sorted(cfg.tools),
             "model_id": scorer.model_id if scorer is not None else None}
 
@@ -109,6 +122,7 @@ class _Parsed:
     hits: list[StaticHit] = dc_field(default_factory=list)
     skipped: list[Skipped] = dc_field(default_factory=list)
     lines: int = 0
+    text: str | None = None  # the whole file, kept only when it is small enough to show whole
 
 
 def _parse_file(sf: SourceFile, cfg: ScanConfig) -> _Parsed:
@@ -118,6 +132,8 @@ def _parse_file(sf: SourceFile, cfg: ScanConfig) -> _Parsed:
         out.skipped.append(skip)
         return out
     out.digest = hashlib.sha256(data).hexdigest()
+    if 0 < len(data) <= cfg.whole_file_chars:
+        out.text = data.decode("utf-8", "replace")
     out.lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     try:
         funcs = extract_functions(data, sf.lang)
@@ -159,7 +175,8 @@ def _prepare_chunk(files: list[SourceFile], cfg: ScanConfig, cache: ScoreCache,
 
 
 def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = None,
-         calibration: Calibration | None = None, progress: Callable[[int, int], None] | None = None) -> ScanReport:
+         calibration: Calibration | None = None,
+         progress: Callable[[int, int, int], None] | None = None) -> ScanReport:
     """Scan ``cfg.paths``; return every finding at or above the threshold.
 
     Args:
@@ -169,13 +186,15 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
         calibration: combiner + threshold; refused (UserError) if made under other settings,
             or, for a deep scan without ``min_confidence``, if it has no ``deep`` combiner.
             None: confidence is the model's P (or 1.0 for any flagged function without a model).
-        progress: called with (files done, functions done) after each file.
+        progress: called with (files done, functions done, files in total) after each file
+            (:class:`~.progress.ScanProgress` prints it).
     """
     t0 = time.perf_counter()
     cache = cache or ScoreCache(None)
     settings = scan_settings(cfg, scorer)
     variant = check(calibration, settings, variant_name(cfg, scorer, calibration)) if calibration else None
     threshold = cfg.min_confidence if cfg.min_confidence is not None else (variant.threshold if variant else 0.5)
+    trust = calibration.trust if calibration is not None else None
     digest = config_digest({**settings, "explain_tokens": cfg.explain_tokens})
     findings: list[Finding] = []
     skipped: list[Skipped] = []
@@ -186,8 +205,9 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
     t_model = 0.0
     roots = [Path(p) for p in cfg.paths]
     include_dirs = [r if r.is_dir() else r.parent for r in roots]
-    selected = walk(roots, respect_gitignore=cfg.respect_gitignore, include_vendored=cfg.include_vendored,
-                    exclude=tuple(cfg.exclude))
+    selected = list(walk(roots, respect_gitignore=cfg.respect_gitignore, include_vendored=cfg.include_vendored,
+                         exclude=tuple(cfg.exclude)))  # paths only: the total makes an ETA
+    total = sum(1 for item in selected if not isinstance(item, Skipped))
 
     def sources() -> Iterator[SourceFile]:
         for item in selected:
@@ -207,7 +227,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
             nxt = next(chunks, None)
             pending = ahead.submit(_prepare_chunk, nxt, cfg, cache, include_dirs) if nxt is not None else None
             if scorer is not None and hasattr(scorer, "prefetch"):  # a server: score the chunk concurrently
-                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest))
+                scorer.prefetch(_to_score(parsed, cfg, scorer, cache, digest, trust, variant))
             for p in parsed:
                 skipped.extend(p.skipped)
                 if not p.digest:
@@ -221,7 +241,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
                         n["unchanged"] += 1
                         continue
                     t = time.perf_counter()
-                    f, rec, how = _judge(fn, p, cfg, scorer, cache, digest, variant, threshold, skipped, n)
+                    f, rec, how = _judge(fn, p, cfg, scorer, cache, digest, variant, trust, threshold, skipped, n)
                     t_model += time.perf_counter() - t
                     n[how] += 1
                     if f is not None:
@@ -229,7 +249,7 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
                     if cfg.keep_records and rec is not None:
                         records.append(rec)
                 if progress:
-                    progress(n["files"], n["functions"])
+                    progress(n["files"], n["functions"], total)
             cache.commit()
     cache.commit()
     seconds = time.perf_counter() - t0
@@ -246,7 +266,8 @@ def scan(cfg: ScanConfig, scorer: Scorer | None, *, cache: ScoreCache | None = N
 
 
 def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: ScoreCache,
-              digest: str) -> list[tuple[str, str, str]]:
+              digest: str, trust: Trust | None = None,
+              variant: Variant | None = None) -> list[tuple[str, str, str]]:
     """(code, lang, evidence) of the chunk's functions the model will be asked about (not cached)."""
     out = []
     for p in parsed:
@@ -254,14 +275,33 @@ def _to_score(parsed: list[_Parsed], cfg: ScanConfig, scorer: Scorer, cache: Sco
         for fn in p.functions:
             if changed is not None and not any(a <= fn.end_line and fn.start_line <= b for a, b in changed):
                 continue
-            groups = cands.merge(hits_in(p.hits, fn.start_line, fn.end_line))
-            if not (groups or cfg.deep):
+            hits = hits_in(p.hits, fn.start_line, fn.end_line)
+            groups = cands.merge(hits)
+            if not (groups or cfg.deep) or (trust is not None and trust.split(hits)[0]) or \
+                    not _can_flag_noisy(cfg, variant):
                 continue
-            view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
-                                   max_line_chars=cfg.max_line_chars)
+            view = _view(fn, p, groups, cfg)
             if "p" not in (cache.get(cache_key(view.code, view.evidence, scorer.model_id, digest)) or {}):
                 out.append((view.code, fn.lang, view.evidence))
     return out
+
+
+def _view(fn: Function, p: _Parsed, groups: list, cfg: ScanConfig) -> modelview.ModelView:
+    """The model's view: the whole translation unit when it is small (``whole_file_chars``), else the function."""
+    if p.text is not None:
+        return modelview.build_whole_file(p.text, fn.start_line, groups, strip=cfg.strip_comments,
+                                          max_line_chars=cfg.max_line_chars)
+    return modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments, max_line_chars=cfg.max_line_chars)
+
+
+def _can_flag_noisy(cfg: ScanConfig, variant: Variant | None) -> bool:
+    """Whether the model's score can change a decision on a function only noisy checks flagged
+    (else the model is not asked): no calibration (its P decides), or a combiner that gives the
+    model a weight and can reach its threshold (or the user's ``min_confidence``)."""
+    if variant is None:
+        return True
+    reachable = variant.threshold <= 1.0 or cfg.min_confidence is not None
+    return reachable and variant.weights.get("llm_logit", 0.0) != 0.0
 
 
 def _changed_for(cfg: ScanConfig, sf: SourceFile) -> list[list[int]] | None:
@@ -273,19 +313,20 @@ def _changed_for(cfg: ScanConfig, sf: SourceFile) -> list[list[int]] | None:
 
 
 def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cache: ScoreCache, digest: str,
-           variant: Variant | None, threshold: float, skipped: list[Skipped],
+           variant: Variant | None, trust: Trust | None, threshold: float, skipped: list[Skipped],
            n: dict[str, int]) -> tuple[Finding | None, dict[str, Any] | None, str]:
     hits = hits_in(p.hits, fn.start_line, fn.end_line)
     groups = cands.merge(hits)
     candidate = bool(groups)
     n["candidates"] += candidate
+    precise, noisy = trust.split(hits) if trust else ([], hits)
     p_llm: float | None = None
     entry: dict[str, Any] = {}
     view = None
     how = "not_scored"
-    if scorer is not None and (candidate or cfg.deep):
-        view = modelview.build(fn.code, fn.start_line, groups, strip=cfg.strip_comments,
-                               max_line_chars=cfg.max_line_chars)
+    if scorer is not None and not precise and (candidate or cfg.deep) and _can_flag_noisy(cfg, variant):
+        # the model can change only these outcomes
+        view = _view(fn, p, groups, cfg)
         n["lines_cut"] += view.lines_cut
         key = cache_key(view.code, view.evidence, scorer.model_id, digest)
         entry = cache.get(key) or {}
@@ -299,8 +340,10 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
                 return None, None, "not_scored"
             cache.put(key, entry)
         p_llm = entry["p"]
-    feats = cands.features(hits, p_llm)
-    if not candidate and not (cfg.deep and p_llm is not None):
+    feats = cands.features(noisy if trust else hits, p_llm)
+    if precise:
+        conf = max(trust.precision(h) or 0.0 for h in precise)
+    elif not candidate and not (cfg.deep and p_llm is not None):
         conf = 0.0
     elif variant is not None:
         conf = variant.confidence(feats)
@@ -308,9 +351,13 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
         conf = p_llm if p_llm is not None else 1.0
     rec = {"path": p.source.display, "function": fn.name, "start_line": fn.start_line, "end_line": fn.end_line,
            "p_llm": p_llm, "confidence": conf, "features": feats, "candidate": candidate,
+           "features_all": cands.features(hits, p_llm), "precise": bool(precise),
+           "hits": [{"tool": h.tool, "rule": h.rule, "line": h.line, "level": h.level, "cwe": h.cwe} for h in hits],
            "tools": sorted({h.tool for h in hits}), "lines": sorted({h.line for h in hits}),
            "tool_lines": {t: sorted({h.line for h in hits if h.tool == t}) for t in sorted({h.tool for h in hits})}}
-    if conf < threshold or conf <= 0.0:
+    passes = (conf >= cfg.min_confidence) if (precise and cfg.min_confidence is not None) else \
+        bool(precise) or conf >= threshold
+    if not passes or conf <= 0.0:
         return None, rec, how
     expl = None
     if cfg.explain and scorer is not None and view is not None:
@@ -327,35 +374,8 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
         if "explanation" in entry:
             expl = Explanation(**entry["explanation"])
             n["explained"] += 1
-    return _finding(fn, p, conf, p_llm, hits, expl, scorer), rec, how
-
-
-def _finding(fn: Function, p: _Parsed, conf: float, p_llm: float | None, hits: Sequence[StaticHit],
-             expl: Explanation | None, scorer: Scorer | None) -> Finding:
-    cwe = (expl.cwe if expl else None) or static_cwe(hits)
-    sources = tuple((["llm"] if p_llm is not None else []) + sorted({h.tool for h in hits}))
-    lines = tuple(sorted({h.line for h in hits}))
-    if expl and expl.reason:
-        message = expl.reason
-    elif p_llm is not None:
-        message = f"model P(vulnerable)={p_llm:.2f}" + ("; its explanation echoed the prompt" if expl and expl.echo else "")
-    else:
-        message = "static analysis"
-    if hits:
-        top = max(hits, key=lambda h: (h.level, -h.line))
-        message = message.rstrip(". ") + f". {len(hits)} tool report(s), strongest {top.tool} {top.rule} " \
-                                          f"at line {top.line}: {top.message[:120]}"
-    verdict = (expl.verdict if expl and expl.verdict else None) or \
-        (None if p_llm is None else ("VULNERABLE" if p_llm >= 0.5 else "SAFE"))
-    return Finding(
-        rule_id=rule_id_for(cwe), cwe=normalise_cwe(cwe), severity=severity_for_cwe(cwe),
-        confidence=round(min(max(conf, 0.0), 1.0), 6), path=p.source.display, start_line=fn.start_line,
-        end_line=fn.end_line, function=fn.name, message=message,
-        model_id=scorer.model_id if scorer is not None else "none",
-        fingerprint=fingerprint(p.source.display, fn.name, code_hash(fn.code)), sources=sources,
-        evidence=tuple(h.describe() for h in hits[:10]), lines=lines,
-        model_score=None if p_llm is None else round(p_llm, 6), verdict=verdict,
-    )
+    return build_finding(fn, p.source.display, conf, p_llm, precise or hits, hits, expl,
+                         scorer.model_id if scorer is not None else "none", bool(precise)), rec, how
 
 
 def apply_baseline(report: ScanReport, baseline: Path) -> ScanReport:

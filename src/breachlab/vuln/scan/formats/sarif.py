@@ -13,7 +13,7 @@ import os
 from urllib.parse import quote as _quote
 
 from breachlab.safetext import json_text, printable
-from breachlab.vuln.scan.finding import ScanReport, Severity, rule_name_for
+from breachlab.vuln.scan.finding import Finding, ScanReport, Severity, rule_name_for
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 FINGERPRINT_KEY = "breachlabFunctionHash/v1"
@@ -57,6 +57,15 @@ def _rules(report: ScanReport) -> tuple[list[dict], dict[str, int]]:
     return rules, index
 
 
+def _code_flow(f: Finding) -> dict:
+    """The analyzer's event path (GCC ``-fanalyzer``) as one SARIF thread flow."""
+    return {"threadFlows": [{"locations": [
+        {"location": {"physicalLocation": {"artifactLocation": {"uri": quote(f.path), "uriBaseId": "%SRCROOT%"},
+                                           "region": {"startLine": ln}},
+                      "message": {"text": ev or "event"}}}
+        for ln, ev in f.flow]}]}
+
+
 def to_sarif(report: ScanReport) -> dict:
     from breachlab import __version__
 
@@ -82,11 +91,14 @@ def to_sarif(report: ScanReport) -> dict:
                  "physicalLocation": {"artifactLocation": {"uri": quote(f.path), "uriBaseId": "%SRCROOT%"},
                                       "region": {"startLine": ln, "endLine": ln}}}
                 for i, ln in enumerate(f.lines[1:10])]} if len(f.lines) > 1 else {}),
+            **({"codeFlows": [_code_flow(f)]} if f.flow else {}),
             "partialFingerprints": {FINGERPRINT_KEY: f.fingerprint},
             "properties": {"confidence": round(f.confidence, 4), "model": f.model_id, "sources": list(f.sources),
                            "functionLines": [f.start_line, f.end_line],
                            **({"modelScore": f.model_score, "verdict": f.verdict} if f.model_score is not None else {}),
-                           **({"evidence": list(f.evidence)} if f.evidence else {})},
+                           **({"evidence": list(f.evidence)} if f.evidence else {}),
+                           **({"suggestedCwe": f.suggested_cwe} if f.suggested_cwe else {}),
+                           "precise": f.precise},
         })
     notifications = [{"level": "note", "message": {"text": printable(f"skipped {s.path}: {s.reason}")},
                       "locations": [{"physicalLocation": {"artifactLocation": {"uri": quote(s.path), "uriBaseId": "%SRCROOT%"}}}]}
