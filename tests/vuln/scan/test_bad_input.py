@@ -68,3 +68,30 @@ def test_an_unexpected_crash_is_exit_3_not_findings(monkeypatch, capsys) -> None
     monkeypatch.setattr("sys.argv", ["breachlab", "boom"])
     assert run_cli(a) == 3
     assert capsys.readouterr().err.splitlines()[-1] == "error: internal error: RuntimeError: bug"
+
+
+def test_a_model_the_calibration_gives_no_say_is_not_loaded(app, monkeypatch, tmp_path: Path, capsys) -> None:
+    """Shipped calibration with the model's weight at 0: the default scan loads no model and says so;
+    a calibration that weighs the model, or --deep, still loads it."""
+    import json
+
+    from breachlab.vuln.scan import loading
+
+    src = tmp_path / "a.c"
+    src.write_text("int f(char *s) { char b[4]; return b[0] + s[0]; }\n")
+    cal = json.loads(cli.shipped_calibration().read_text())
+    cal["variants"]["model"]["weights"]["llm_logit"] = 0.0
+    weightless = tmp_path / "weightless.json"
+    weightless.write_text(json.dumps(cal))
+    monkeypatch.setattr(cli, "shipped_calibration", lambda: weightless)
+    monkeypatch.setattr(loading, "shipped_calibration", lambda: weightless)
+    assert call(app, monkeypatch, str(src), "--tools", "flawfinder", "--no-cache") in (0, 1)
+    assert app.loads == [] and "the model is not loaded" in capsys.readouterr().err
+
+    cal["variants"]["model"]["weights"]["llm_logit"] = 0.5
+    weighted = tmp_path / "weighted.json"
+    weighted.write_text(json.dumps(cal))
+    monkeypatch.setattr(cli, "shipped_calibration", lambda: weighted)
+    monkeypatch.setattr(loading, "shipped_calibration", lambda: weighted)
+    call(app, monkeypatch, str(src), "--tools", "flawfinder", "--no-cache")
+    assert app.loads == ["model"]

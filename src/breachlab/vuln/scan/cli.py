@@ -148,6 +148,19 @@ def _calibration_for(cfg: ScanCommandConfig, scan_cfg: Any, scorer: Any) -> Any:
         return None
 
 
+def _model_has_no_say(cfg: ScanCommandConfig) -> bool:
+    """Whether the scan would load the model for nothing: the shipped calibration applies (no
+    calibration file, threshold or ``--deep`` of the user's) and its ``model`` combiner gives
+    the model's score weight 0, so no score can change a decision and none is asked for (the
+    model explains only the functions it scored)."""
+    from breachlab.vuln.scan import calibration as calmod
+
+    if cfg.calibration is not None or cfg.deep or cfg.min_confidence is not None or not shipped_calibration().is_file():
+        return False
+    variant = calmod.load(shipped_calibration()).variants.get("model")
+    return variant is not None and variant.weights.get("llm_logit", 0.0) == 0.0
+
+
 def check_inputs(cfg: ScanCommandConfig) -> None:
     """Refuse (exit 2) a scan of nothing, of a missing path, against a missing baseline or into an
     ``--output`` that is a folder (all before the scan starts)."""
@@ -201,8 +214,13 @@ def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> An
                                      exclude=tuple(cfg.exclude))
         if only_skips is not None:  # refused before the model loads
             raise _no_files_error(SimpleNamespace(skipped=only_skips), paths)
-        scorer = make_scorer(cfg.model, cfg.backend, choose_adapter(cfg.adapter, model=cfg.model), cfg.n_ctx,
-                             cfg.threads, cfg.base_url, cfg.concurrency)
+        if _model_has_no_say(cfg):
+            typer.echo("note: the shipped calibration gives the model no say in any decision, so the model is "
+                       "not loaded and the tools decide alone (`breachlab vuln calibrate` with a model gives it one; "
+                       "--no-model says the same explicitly)", err=True)
+        else:
+            scorer = make_scorer(cfg.model, cfg.backend, choose_adapter(cfg.adapter, model=cfg.model), cfg.n_ctx,
+                                 cfg.threads, cfg.base_url, cfg.concurrency)
     cal = _calibration_for(cfg, scan_cfg, scorer)
     store = ScoreCache(default_path() if cfg.cache else None)
     from breachlab.vuln.scan.progress import ScanProgress
