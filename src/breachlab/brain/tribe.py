@@ -34,15 +34,15 @@ Japanese (upstream rejects it twice; we change nothing inside tribev2/neuralset)
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from breachlab.brain.subcortical import HeadCapture, SubcorticalHead
 from breachlab.errors import UserError
 
 log = logging.getLogger("breachlab.brain")
@@ -102,8 +102,15 @@ def japanese_spacy():
         ns_utils.get_spacy_model = original
 
 
-def build_text_events(words, language: str, *, audio: Path | None, transcript: str):
-    """Upstream's text pipeline on our Word (and optional Audio) events → a standardised DataFrame."""
+def build_text_events(words, language: str, *, audio: Path | None, transcript: str, known_text: bool = False):
+    """Upstream's text pipeline on our Word (and optional Audio) events → a standardised DataFrame.
+
+    The Text event (the string Llama's contexts are cut from) is ours — the transcript as it
+    is, punctuation and casing kept — for Japanese always, and for every language when
+    ``known_text`` (the words are the message's own, spread by ``--aligner even`` or the
+    reading pace).  Only English words transcribed by WhisperX go through upstream's
+    ``AddText`` (words joined, sentences re-split and capitalised by spaCy), as upstream does.
+    """
     import pandas as pd
     from neuralset.events.transforms import AddContextToWords, AddSentenceToWords, AddText, ChunkEvents, RemoveMissing
     from neuralset.events.utils import standardize_events
@@ -119,7 +126,7 @@ def build_text_events(words, language: str, *, audio: Path | None, transcript: s
                      "subject": "default", "language": ns_lang, "sequence_id": w.sequence_id, "sentence": transcript})
     if not words:
         raise TribeUnavailable("no words were recognised in the speech; check the TTS audio and the aligner")
-    if language == "ja":  # our own Text event: unspaced Japanese; AddText then skips
+    if language == "ja" or known_text:  # our own Text event; AddText then skips
         stop = max(w.start + w.duration for w in words)
         rows.append({"type": "Text", "text": transcript, "start": words[0].start, "duration": stop - words[0].start,
                      "timeline": "default", "subject": "default", "language": ns_lang})
@@ -134,57 +141,13 @@ def build_text_events(words, language: str, *, audio: Path | None, transcript: s
 
 
 @dataclass
-class SubcorticalHead:
-    """A user-supplied linear head (2048 → n_voxels) on TRIBE v2's last hidden layer.
-
-    The released checkpoint predicts cortex only (``predictor.weights`` (1, 2048, 20484);
-    tribev2 issue #23 asks for the 8,808-voxel MaskProjector head).  A file with ``weight``
-    (2048, V) or (1, 2048, V), optional ``bias`` (V,) and ``labels`` (.pt or .npz) is applied to
-    the inputs of ``model.predictor``, captured with a forward hook.
-    """
-
-    weight: np.ndarray
-    bias: np.ndarray
-    labels: list[str] = field(default_factory=list)
-    source: str = ""
-    sha256: str = ""
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SubcorticalHead":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"subcortical head not found: {path}")
-        if path.suffix == ".npz":
-            data = dict(np.load(path, allow_pickle=False))
-        else:
-            import torch
-
-            data = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-                    for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
-        w = np.asarray(data.get("weight", data.get("weights")), dtype=np.float32)
-        if w.ndim == 3 and w.shape[0] == 1:
-            w = w[0]
-        if w.ndim != 2:
-            raise UserError(f"{path}: 'weight' must be (in_features, n_voxels), got {w.shape}")
-        b = np.asarray(data.get("bias", np.zeros(w.shape[1])), dtype=np.float32).reshape(-1)
-        if b.shape[0] != w.shape[1]:
-            raise UserError(f"{path}: bias has {b.shape[0]} values for {w.shape[1]} voxels")
-        labels = [str(x) for x in np.asarray(data.get("labels", []), dtype=str).tolist()]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return cls(w, b, labels, str(path), digest)
-
-    def apply(self, hidden: np.ndarray) -> np.ndarray:
-        """(n, in_features) → (n, n_voxels)."""
-        return hidden @ self.weight + self.bias
-
-
-@dataclass
 class TribeOptions:
     checkpoint: str = MODEL_ID
     device: str = "cuda"
     cache: str = "cache/tribev2"
     allow_cpu: bool = False
     subcortical_head: str | None = None
+    keep_extractors: bool = True
 
 
 class TribeBackend:
@@ -260,50 +223,54 @@ class TribeBackend:
         event = {"type": "Audio", "filepath": str(audio), "start": 0, "timeline": "default", "subject": "default"}
         return get_audio_and_text_events(pd.DataFrame([event]), audio_only=True)
 
-    def text_events(self, words, language: str, *, audio: Path | None, transcript: str):
-        return build_text_events(words, language, audio=audio, transcript=transcript)
+    def text_events(self, words, language: str, *, audio: Path | None, transcript: str, known_text: bool = False):
+        return build_text_events(words, language, audio=audio, transcript=transcript, known_text=known_text)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, events) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
         """(cortical (n_TR, 20484), subcortical (n_TR, V) or None, info)."""
         self.load()
-        captured: list[Any] = []
-        hook = None
-        keep_all = self.head is not None
-        if keep_all:
-            predictor = getattr(self.model._model, "predictor", None)
-            if predictor is None:
-                raise TribeUnavailable("this TRIBE v2 model has no .predictor module to attach a subcortical head to")
-            hook = predictor.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().float().cpu().numpy()))
-            saved, self.model.remove_empty_segments = self.model.remove_empty_segments, False
+        capture = HeadCapture(self.model, self.head) if self.head is not None else None
         try:
-            preds, segments = self.model.predict(events, verbose=False)
+            with keep_extractors(self.opts.keep_extractors), capture or contextlib.nullcontext():
+                preds, segments = self.model.predict(events, verbose=False)
         except Exception as exc:  # noqa: BLE001 - translate the known failure modes
             raise _explain(exc) from exc
-        finally:
-            if hook is not None:
-                hook.remove()
-                self.model.remove_empty_segments = saved
         info = {"n_events": int(len(events)), "event_types": sorted(map(str, set(events.type))),
                 "n_segments": len(segments)}
         sub = None
-        if keep_all:
-            keep = np.array([len(getattr(s, "ns_events", [1])) > 0 for s in segments], dtype=bool)
-            hidden = np.concatenate([_rows(h, self.head.weight.shape[0]) for h in captured])
+        if capture is not None:
+            hidden, n_empty = capture.rows()
             if hidden.shape[0] != preds.shape[0]:
                 raise TribeUnavailable(f"subcortical head: captured {hidden.shape[0]} rows for {preds.shape[0]} TRs")
-            preds, sub = preds[keep], self.head.apply(hidden)[keep].astype(np.float32)
-            info["n_empty_removed"] = int((~keep).sum())
+            sub = self.head.apply(hidden).astype(np.float32)
+            info["n_empty_removed"] = n_empty
         return np.asarray(preds, dtype=np.float32), sub, info
 
 
-def _rows(h: np.ndarray, n_in: int) -> np.ndarray:
-    """(b, C, t) or (b, t, C) hidden states → (b·t, C) in the order predict() flattens outputs."""
-    if h.ndim == 3 and h.shape[1] == n_in:
-        return h.transpose(0, 2, 1).reshape(-1, n_in)
-    if h.ndim == 3 and h.shape[2] == n_in:
-        return h.reshape(-1, n_in)
-    raise TribeUnavailable(f"subcortical head expects {n_in} input features; the predictor input is {h.shape}")
+@contextlib.contextmanager
+def keep_extractors(enabled: bool = True):
+    """Keep the feature extractors loaded between ``predict`` calls, only while the block runs.
+
+    Upstream frees every extractor's model after each ``predict`` (``tribev2.main.
+    _free_extractor_model``), so the next stimulus loads Llama-3.2-3B, w2v-bert-2.0 and V-JEPA2
+    again.  With ``enabled`` that function is a no-op for the block: one load per corpus, at the
+    cost of holding all three in GPU memory together.
+    """
+    if not enabled:
+        yield
+        return
+    import tribev2.main as tmain
+
+    original = getattr(tmain, "_free_extractor_model", None)
+    if original is None:  # another upstream version: nothing to work around
+        yield
+        return
+    tmain._free_extractor_model = lambda extractor: None
+    try:
+        yield
+    finally:
+        tmain._free_extractor_model = original
 
 
 def _explain(exc: Exception) -> Exception:
