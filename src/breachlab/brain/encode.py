@@ -72,6 +72,9 @@ class EncodeConfig:
     keep_extractors: bool = field(True, help="keep TRIBE v2's feature extractors loaded between stimuli: one load per "
                                              "run, all three in GPU memory together (false: upstream's free and "
                                              "reload after every prediction)")
+    loader_workers: int | None = field(None, help="DataLoader worker processes in TRIBE v2's predict (default: the "
+                                                  "checkpoint's own, 20 in upstream's config; 0 = in the main process, "
+                                                  "quickest for short stimuli on few CPU cores)")
     seed: int = field(0, help="seed of the fake backend")
 
     def __post_init__(self) -> None:
@@ -96,6 +99,8 @@ class EncodeConfig:
                               "--tts espeak-ng --aligner even")
         if self.text_mode not in TEXT_MODES:
             raise ConfigError(f"text_mode must be one of {', '.join(TEXT_MODES)}, got {self.text_mode!r}")
+        if self.loader_workers is not None and self.loader_workers < 0:
+            raise ConfigError(f"loader_workers must be >= 0, got {self.loader_workers}")
         if self.n_frames < 1 or (self.fps is not None and self.fps <= 0) or self.tts_rate_wpm < 40:
             raise ConfigError("n_frames >= 1, fps > 0 and tts_rate_wpm >= 40 are required")
 
@@ -266,7 +271,7 @@ def make_backend(cfg: EncodeConfig, cache: Path):
 
     b = TribeBackend(TribeOptions(checkpoint=cfg.checkpoint, device=cfg.device, cache=str(cache),
                                   allow_cpu=cfg.allow_cpu, subcortical_head=cfg.subcortical_head,
-                                  keep_extractors=cfg.keep_extractors))
+                                  keep_extractors=cfg.keep_extractors, loader_workers=cfg.loader_workers))
     b.model_id = cfg.checkpoint
     return b
 

@@ -148,6 +148,7 @@ class TribeOptions:
     allow_cpu: bool = False
     subcortical_head: str | None = None
     keep_extractors: bool = True
+    loader_workers: int | None = None
 
 
 class TribeBackend:
@@ -158,6 +159,7 @@ class TribeBackend:
     def __init__(self, opts: TribeOptions):
         self.opts = opts
         self.model = None
+        self._kept: dict[str, Any] = {}  # models kept between predict calls (keep_extractors)
         self.head = SubcorticalHead.load(opts.subcortical_head) if opts.subcortical_head else None
 
     # -- loading ----------------------------------------------------------------------------
@@ -174,14 +176,16 @@ class TribeBackend:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise TribeUnavailable("--device cuda but no CUDA device is visible (torch.cuda.is_available() is False); "
                                    "TRIBE v2's feature extractors are pinned to CUDA — run on a GPU (see the recipe)")
-        config_update = None
+        config_update: dict[str, Any] = {}
         if not device.startswith("cuda"):
             if not self.opts.allow_cpu:
                 raise TribeUnavailable(f"--device {device}: TRIBE v2's extractors (Llama-3.2-3B, w2v-bert-2.0, "
                                        "V-JEPA2) are pinned to CUDA in its config; pass --allow-cpu to override "
                                        "(untested, hours per stimulus)")
-            config_update = {f"data.{m}_feature.device": "cpu" for m in ("text", "audio")}
+            config_update.update({f"data.{m}_feature.device": "cpu" for m in ("text", "audio")})
             config_update["data.video_feature.image.device"] = "cpu"
+        if self.opts.loader_workers is not None:
+            config_update["data.num_workers"] = self.opts.loader_workers
         from tribev2.demo_utils import TribeModel
 
         ckpt = Path(self.opts.checkpoint)
@@ -190,7 +194,7 @@ class TribeBackend:
         Path(self.opts.cache).mkdir(parents=True, exist_ok=True)
         try:
             self.model = TribeModel.from_pretrained(self.opts.checkpoint, cache_folder=self.opts.cache,
-                                                    device=device, config_update=config_update)
+                                                    device=device, config_update=config_update or None)
         except (OSError, ValueError) as exc:
             if ckpt.exists():
                 raise
@@ -232,7 +236,7 @@ class TribeBackend:
         self.load()
         capture = HeadCapture(self.model, self.head) if self.head is not None else None
         try:
-            with keep_extractors(self.opts.keep_extractors), capture or contextlib.nullcontext():
+            with keep_extractors(self.opts.keep_extractors, self._kept), capture or contextlib.nullcontext():
                 preds, segments = self.model.predict(events, verbose=False)
         except Exception as exc:  # noqa: BLE001 - translate the known failure modes
             raise _explain(exc) from exc
@@ -249,28 +253,56 @@ class TribeBackend:
 
 
 @contextlib.contextmanager
-def keep_extractors(enabled: bool = True):
+def keep_extractors(enabled: bool = True, built: dict[str, Any] | None = None):
     """Keep the feature extractors loaded between ``predict`` calls, only while the block runs.
 
-    Upstream frees every extractor's model after each ``predict`` (``tribev2.main.
-    _free_extractor_model``), so the next stimulus loads Llama-3.2-3B, w2v-bert-2.0 and V-JEPA2
-    again.  With ``enabled`` that function is a no-op for the block: one load per corpus, at the
-    cost of holding all three in GPU memory together.
+    Upstream loads them again for every ``predict``: ``tribev2.main.get_loaders`` frees each
+    extractor's model after preparing it (``_free_extractor_model``: Llama-3.2-3B, w2v-bert-2.0),
+    and neuralset's ``HuggingFaceVideo`` builds a new ``_HFVideoModel`` (V-JEPA2) inside every
+    feature call.  With ``enabled``, for the block only, the first is a no-op and the second
+    returns the model it built before for the same arguments (kept in ``built``, which the
+    caller holds across calls): one load per corpus, at the cost of holding all three in GPU
+    memory together.
     """
     if not enabled:
         yield
         return
-    import tribev2.main as tmain
+    import importlib
 
-    original = getattr(tmain, "_free_extractor_model", None)
-    if original is None:  # another upstream version: nothing to work around
-        yield
-        return
-    tmain._free_extractor_model = lambda extractor: None
+    tmain = importlib.import_module("tribev2.main")
+    try:
+        ns_video = importlib.import_module("neuralset.extractors.video")
+    except ImportError:  # another neuralset layout: only the free step is worked around
+        ns_video = None
+    free = getattr(tmain, "_free_extractor_model", None)
+    video_model = getattr(ns_video, "_HFVideoModel", None)
+    if free is not None:
+        tmain._free_extractor_model = lambda extractor: None
+    if isinstance(video_model, type):
+        ns_video._HFVideoModel = _built_once(video_model, {} if built is None else built)
     try:
         yield
     finally:
-        tmain._free_extractor_model = original
+        if free is not None:
+            tmain._free_extractor_model = free
+        if video_model is not None:
+            ns_video._HFVideoModel = video_model
+
+
+def _built_once(cls: type, built: dict[str, Any]) -> type:
+    """A subclass of ``cls`` whose construction returns the instance already in ``built`` for the same arguments."""
+
+    class BuiltOnce(cls):  # type: ignore[misc, valid-type]
+        def __new__(sub, *args, **kwargs):
+            key = repr((cls.__module__, cls.__qualname__, args, sorted(kwargs.items())))
+            if key not in built:
+                obj = cls.__new__(cls)
+                obj.__init__(*args, **kwargs)
+                built[key] = obj
+            return built[key]  # an instance of cls, not of sub: Python does not run __init__ again
+
+    BuiltOnce.__name__ = BuiltOnce.__qualname__ = cls.__name__
+    return BuiltOnce
 
 
 def _explain(exc: Exception) -> Exception:

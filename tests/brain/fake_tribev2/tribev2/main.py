@@ -2,7 +2,8 @@
 
 Upstream (``tribev2/main.py``) calls ``extractor.prepare(events)`` and then the module-level
 ``_free_extractor_model(extractor)`` for every extractor on every ``predict``; the next call loads
-the model again.  ``LOADS`` counts those loads so tests can see them.
+the text and audio models again, and the video extractor builds ``neuralset.extractors.video.
+_HFVideoModel`` (V-JEPA2) inside every feature call whatever is freed.  ``LOADS`` counts the loads.
 """
 import gc
 
@@ -25,10 +26,17 @@ def _free_extractor_model(extractor) -> None:
     gc.collect()
 
 
+class _VideoExtractor(_Extractor):
+    def prepare(self, events):
+        import neuralset.extractors.video as ns_video
+
+        ns_video._HFVideoModel("facebook/vjepa2-vitg-fpc64-256", num_frames=64)
+
+
 class Data:
     def __init__(self):
         self.extractors = {"text": _Extractor("text", ("Word",)), "audio": _Extractor("audio", ("Audio",)),
-                           "video": _Extractor("video", ("Video",))}
+                           "video": _VideoExtractor("video", ("Video",))}
 
     def get_loaders(self, events):
         present = set(events.type)
