@@ -49,7 +49,18 @@ log = logging.getLogger("breachlab.brain")
 
 MODEL_ID = "facebook/tribev2"
 GIT_URL = "git+https://github.com/facebookresearch/tribev2"
+#: the upstream commit the contract test runs (tests/brain/test_tribe_contract.py), and the
+#: sha256 of the files of it that this wrapper calls into or works around
+UPSTREAM_COMMIT = "7239908"
+UPSTREAM_FILES = {
+    "tribev2/demo_utils.py": "37d09f93dfc50a398f3325c290c6c092ba539579d16fd1a54571690afa7c9178",
+    "tribev2/main.py": "1b0bcd708236e58048b798e45038ac4ea8042a519e09e4ab8a09f934c8e0fa2d",
+    "tribev2/eventstransforms.py": "cda08ef225ea6aadebe1e856e4012a3fb258c2d444880d95f0a40d94dba0be05",
+    "tribev2/model.py": "8127bd2d47370c45fca26c2db60d89a9f9af15bdac575b259bea0bca4a31b909",
+}
 LLAMA_ID = "meta-llama/Llama-3.2-3B"
+#: the hub models TRIBE v2's config loads, by the event type that needs them
+EXTRACTOR_IDS = {"Word": LLAMA_ID, "Audio": "facebook/w2v-bert-2.0", "Video": "facebook/vjepa2-vitg-fpc64-256"}
 EXCA_MAX = (0, 5, 25)
 
 
@@ -68,7 +79,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 def install_problems() -> list[str]:
     """What is missing for the TRIBE v2 backend, one actionable line each (empty = fine)."""
     problems = []
-    for dist, fix in (("tribev2", f"pip install 'tribev2 @ {GIT_URL}'"),
+    for dist, fix in (("tribev2", f"pip install --no-deps 'tribev2 @ {GIT_URL}@{UPSTREAM_COMMIT}'"),
                       ("neuralset", "pip install 'breachlab[brain-tribe]'"),
                       ("exca", "pip install 'exca<=0.5.25'")):
         try:
@@ -239,9 +250,11 @@ class TribeBackend:
             with keep_extractors(self.opts.keep_extractors, self._kept), capture or contextlib.nullcontext():
                 preds, segments = self.model.predict(events, verbose=False)
         except Exception as exc:  # noqa: BLE001 - translate the known failure modes
-            raise _explain(exc) from exc
+            raise _explain(exc, set(map(str, events.type))) from exc
         info = {"n_events": int(len(events)), "event_types": sorted(map(str, set(events.type))),
                 "n_segments": len(segments)}
+        if "Text" in set(events.type):  # the string the text extractor's contexts are cut from
+            info["text_event"] = [str(t) for t in events[events.type == "Text"].text]
         sub = None
         if capture is not None:
             hidden, n_empty = capture.rows()
@@ -305,14 +318,21 @@ def _built_once(cls: type, built: dict[str, Any]) -> type:
     return BuiltOnce
 
 
-def _explain(exc: Exception) -> Exception:
+def _explain(exc: Exception, event_types: set[str] = frozenset()) -> Exception:
     msg = str(exc)
     low = msg.lower()
+    first = msg.splitlines()[0] if msg else ""
     if any(s in low for s in ("gated", "401", "403", "restricted", "awaiting a review")) or (
             "llama" in low and ("access" in low or "token" in low)):
         return TribeUnavailable(f"the text extractor {LLAMA_ID} is a gated model: accept its licence on the "
                                 "Hugging Face hub, then `huggingface-cli login` (or set HF_TOKEN), or pre-download "
                                 f"it and set HF_HUB_OFFLINE=1 ({type(exc).__name__}: {msg.splitlines()[0] if msg else ''})")
+    if isinstance(exc, OSError) and ("couldn't connect" in low or "cached files" in low or "offline" in low):
+        repos = [EXTRACTOR_IDS[t] for t in ("Word", "Audio", "Video") if t in event_types]
+        return TribeUnavailable(f"the weights of {' / '.join(repos) or 'a feature extractor'} are not on this machine "
+                                f"and the hub cannot be reached ({type(exc).__name__}: {first}); on a connected "
+                                f"machine: huggingface-cli download {' '.join(repos) or 'REPO'}, then set "
+                                "HF_HUB_OFFLINE=1 (`breachlab brain doctor` lists what is cached)")
     if "out of memory" in low:
         return TribeUnavailable(f"CUDA out of memory: TRIBE v2's extractors need ~25 GB; use an A100/H100 ({msg.splitlines()[0]})")
     if "cuda" in low and ("not available" in low or "no cuda" in low or "driver" in low):

@@ -81,7 +81,7 @@ def _standin_tts() -> str:
 def encode(report: Path, args: list[str]) -> int:
     import standins
 
-    standins.install()
+    standins.install(video=not os.environ.get("BREACHLAB_CONTRACT_REAL_VIDEO"))
     speech = _standin_tts()
     from breachlab import cli
 

@@ -192,8 +192,12 @@ def _spacy_model(original):
     return get
 
 
-def install() -> None:
-    """Replace the weight-loading steps (process-wide; the contract venv's process only)."""
+def install(video: bool = True) -> None:
+    """Replace the weight-loading steps (process-wide; the contract venv's process only).
+
+    ``video=False`` leaves V-JEPA2's loader as upstream has it (the test of how far the
+    screenshot path goes without its weights).
+    """
     import neuralset.extractors.audio as ns_audio
     import neuralset.extractors.text as ns_text
     import neuralset.extractors.video as ns_video
@@ -202,7 +206,7 @@ def install() -> None:
     ns_text.HuggingFaceText.model = property(_text_model)
     ns_audio.Wav2VecBert._get_feature_extractor = _audio_feature_extractor
     ns_audio.Wav2VecBert._get_sound_model = _audio_model
-    if ns_video._HFVideoModel is not PooledFramesVideoModel:
+    if video and ns_video._HFVideoModel is not PooledFramesVideoModel:
         PooledFramesVideoModel.check_layer_type = staticmethod(ns_video._HFVideoModel.check_layer_type)
         ns_video._HFVideoModel = PooledFramesVideoModel
     ns_utils._get_model = _spacy_model(ns_utils._get_model)
