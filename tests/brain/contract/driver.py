@@ -85,7 +85,7 @@ def encode(report: Path, args: list[str]) -> int:
     speech = _standin_tts()
     from breachlab import cli
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     code = 0
     sys.argv = ["breachlab", *args]
     try:
@@ -97,6 +97,7 @@ def encode(report: Path, args: list[str]) -> int:
         raise
     finally:
         report.write_text(json.dumps({"exit_code": code, "seconds": round(time.perf_counter() - t0, 2),
+                                      "cpu_s": round(time.process_time() - c0, 2),
                                       "loads": standins.LOADS, "speech": speech, "args": args}, indent=2))
     return code
 

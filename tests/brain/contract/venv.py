@@ -33,7 +33,7 @@ TARBALL = Path(os.environ.get("BREACHLAB_TRIBE_TARBALL",
                               REPO.parent / "shared" / "vendor" / "tribev2-7239908.tar.gz"))
 TORCH = "torch==2.13.0"
 NO_DEPS = ["neuralset==0.0.2", "neuraltrain==0.0.2", "exca==0.5.25"]
-INPUTS = [HERE / "requirements.txt", *sorted((HERE / "torchvision_stub").rglob("*.py")), Path(__file__)]
+INPUTS = [HERE / "requirements.txt", *sorted((HERE / "torchvision_stub").rglob("*.py"))]  # what the venv holds
 
 
 def key() -> str:
@@ -89,6 +89,10 @@ def build(venv: Path) -> dict:
     # venv scripts hard-code the folder they were made in; ours are run as `python -m`, and
     # bin/python is a symlink to the base interpreter, so the rename is safe
     tmp.rename(venv)
+    for old in venv.parent.glob("venv-*"):  # finished venvs of other keys (pins changed): not needed again
+        if old != venv and (old / "contract-venv.json").is_file():
+            shutil.rmtree(old, ignore_errors=True)
+            old.with_name(old.name + ".log").unlink(missing_ok=True)
     return info
 
 
