@@ -163,3 +163,22 @@ def test_full_seed_analysis_all_figures(tmp_path, monkeypatch, need_data):
     assert _cli(monkeypatch, "brain", "synth", tmp_path / "r", "--out", tmp_path / "s") == 0
     assert _cli(monkeypatch, "brain", "analyze", tmp_path / "s", "--out", tmp_path / "a") == 0
     assert len(json.loads((tmp_path / "a" / "results.json").read_text())["figures"]) == 14
+
+
+@pytest.mark.parametrize("types", [["phishing"], ["legitimate"], ["phishing", "spam"]])
+def test_analyze_refuses_a_store_without_a_contrast_up_front(tmp_path, monkeypatch, capsys, types):
+    """One message type (or no baseline) is one line and exit 2, with nothing written (was: Singular matrix)."""
+    from breachlab.brain.corpus import Corpus, Message, dump_corpus
+    from breachlab.brain.predictions import StoreMeta, StoreWriter
+
+    msgs = [Message(id=f"{t}-en-v{v}", type=t, language="en", text="x", variant=v) for t in types for v in (0, 1)]
+    dump_corpus(Corpus("one-type", tuple(msgs)), tmp_path / "p" / "corpus.json")
+    w = StoreWriter(tmp_path / "p", StoreMeta(model="facebook/tribev2"))
+    for m in msgs:
+        w.add(m, "text", np.random.default_rng(0).standard_normal((3, 20484)).astype(np.float32))
+    w.close()
+    capsys.readouterr()
+    assert _cli(monkeypatch, "brain", "analyze", tmp_path / "p", "--out", tmp_path / "an") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "baseline" in err[0], err
+    assert not (tmp_path / "an").exists()

@@ -27,3 +27,24 @@ def test_optional_absent_pieces_are_not_counted_as_missing():
     assert code == 1 and _verdict_count(text) == 1
     assert sum(line.startswith("MISSING") for line in text.splitlines()) == 1
     assert "absent  weights" in text and "1 optional piece(s) absent" in text
+
+
+def test_doctor_compares_the_installed_tribev2_with_the_contract_tested_commit(monkeypatch, tmp_path):
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    from breachlab.brain import doctor
+
+    fake = Path(__file__).parent / "fake_tribev2"
+    monkeypatch.syspath_prepend(str(fake))
+    src = doctor.upstream_source()
+    assert src.status == "warn" and "differs from commit 7239908" in src.detail and "@7239908" in src.fix
+    assert "tribev2/demo_utils.py" in src.detail and "tribev2/model.py (absent)" in src.detail
+    same = {rel: hashlib.sha256((fake / rel).read_bytes()).hexdigest() for rel in ("tribev2/demo_utils.py", "tribev2/main.py")}
+    monkeypatch.setattr(doctor, "UPSTREAM_FILES", same)
+    assert doctor.upstream_source().status == "ok"
+    assert any(c.name == "tribev2 source" for c in doctor._packages())
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("tribev2", "neuralset"):
+            del sys.modules[name]

@@ -23,6 +23,7 @@ from breachlab.brain import stats
 from breachlab.brain.corpus import BASELINE_FOR, TYPES
 from breachlab.brain.predictions import Store
 from breachlab.brain.rois import RoiSet, roi_means
+from breachlab.errors import UserError
 
 Key = tuple[str, str, str]  # (path, language, type)
 
@@ -66,6 +67,24 @@ def subcortical_columns(roi: str, description: str, labels: list[str]) -> list[i
 def _type_order(types) -> list[str]:
     order = {t: i for i, t in enumerate(TYPES)}
     return sorted(types, key=lambda t: (order.get(t, 99), t))
+
+
+def check_contrasts(types: set[str], where: str = "the predictions") -> None:
+    """Refuse a store with no (type, baseline) pair to contrast: one line, before anything is written.
+
+    Every table, map and statistic is a type minus its baseline (legitimate; ham for spam); a
+    store with one type, or with scam types but none of their baselines, has nothing to analyse.
+    """
+    pairs = [t for t in types if BASELINE_FOR.get(t, t) != t and BASELINE_FOR.get(t) in types]
+    if pairs:
+        return
+    have = ", ".join(sorted(types)) or "none"
+    if len(types) <= 1:
+        raise UserError(f"{where} hold one message type ({have}): the analysis contrasts each type with its baseline "
+                        "(legitimate; ham for spam), so it needs the baseline and at least one other type")
+    need = sorted({BASELINE_FOR[t] for t in types if t in BASELINE_FOR and BASELINE_FOR[t] != t})
+    raise UserError(f"{where} hold the types {have} but no baseline to contrast them with "
+                    f"(add {' / '.join(need) or 'legitimate'} messages)")
 
 
 def analyze(store: Store, rois: RoiSet, *, start_s: float = 0.0, end_s: float | None = None,

@@ -10,6 +10,8 @@ exactly what to run.  Exit code 0 when nothing *required* is missing, 1 otherwis
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import shutil
@@ -18,11 +20,12 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from breachlab.brain.tribe import EXCA_MAX, GIT_URL, LLAMA_ID, MODEL_ID, _version_tuple
+from breachlab.brain.tribe import (EXCA_MAX, EXTRACTOR_IDS, GIT_URL, LLAMA_ID, MODEL_ID, UPSTREAM_COMMIT, UPSTREAM_FILES,
+                                   _version_tuple)
 
 #: feature extractors TRIBE v2's config loads from the hub (names as in its paper/README)
-EXTRACTORS = {LLAMA_ID: "text (gated: accept the licence on the hub, then log in)",
-              "facebook/w2v-bert-2.0": "audio", "facebook/vjepa2-vitg-fpc64-256": "video (V-JEPA2 ViT-g)"}
+EXTRACTORS = {EXTRACTOR_IDS["Word"]: "text (gated: accept the licence on the hub, then log in)",
+              EXTRACTOR_IDS["Audio"]: "audio", EXTRACTOR_IDS["Video"]: "video (V-JEPA2 ViT-g)"}
 NEED_GPU_GIB = 24.0  # post 3: ~25 GB with all three extractors loaded
 NEED_DISK_GIB = 30.0
 
@@ -45,7 +48,7 @@ def _ver(dist: str) -> str | None:
 
 def _packages() -> list[Check]:
     out = []
-    specs = [("tribev2", None, f"pip install 'tribev2 @ {GIT_URL}'", True),
+    specs = [("tribev2", None, f"pip install --no-deps 'tribev2 @ {GIT_URL}@{UPSTREAM_COMMIT}'", True),
              ("neuralset", "0.0.2", "pip install 'neuralset==0.0.2'", True),
              ("neuraltrain", "0.0.2", "pip install 'neuraltrain==0.0.2'", True),
              ("exca", None, "pip install 'exca<=0.5.25'", True),
@@ -70,6 +73,8 @@ def _packages() -> list[Check]:
             out.append(Check(dist, "warn", f"{v}; TRIBE v2 pins torch>=2.5.1,<2.7", fix, False))
         else:
             out.append(Check(dist, "ok", v, required=required))
+            if dist == "tribev2" and (src := upstream_source()) is not None:
+                out.append(src)
     if _ver("spacy"):
         try:
             import spacy.util
@@ -81,6 +86,42 @@ def _packages() -> list[Check]:
                          "installed" if ok else "neuralset downloads it on first use (needs the internet)",
                          "python -m spacy download en_core_web_lg", required=False))
     return out
+
+
+def upstream_source() -> Check | None:
+    """Is the installed tribev2 the commit the contract test runs?  By file content, and by source.
+
+    The files the wrapper calls into (``UPSTREAM_FILES``) are hashed where pip put them; the
+    install's ``direct_url.json`` says where they came from (a git commit or an archive).
+    """
+    try:
+        dist = metadata.distribution("tribev2")
+    except metadata.PackageNotFoundError:
+        return None
+    source = "unknown source"
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (OSError, ValueError):
+        direct = {}
+    commit = (direct.get("vcs_info") or {}).get("commit_id", "")
+    if commit:
+        source = f"git commit {commit[:12]}"
+    elif direct.get("url"):
+        source = direct["url"].rsplit("/", 1)[-1]
+    differ, missing = [], []
+    for rel, want in UPSTREAM_FILES.items():
+        f = Path(dist.locate_file(rel))
+        if not f.is_file():
+            missing.append(rel)
+        elif hashlib.sha256(f.read_bytes()).hexdigest() != want:
+            differ.append(rel)
+    fix = f"pip install --no-deps --force-reinstall 'tribev2 @ {GIT_URL}@{UPSTREAM_COMMIT}'"
+    if not differ and not missing:
+        return Check("tribev2 source", "ok", f"{source}; files match commit {UPSTREAM_COMMIT} (the contract-tested one)",
+                     required=False)
+    what = ", ".join(differ + [f"{m} (absent)" for m in missing])
+    return Check("tribev2 source", "warn", f"{source}; differs from commit {UPSTREAM_COMMIT}, the one breachlab's "
+                 f"contract test runs: {what}", fix, required=False)
 
 
 def _gpu() -> list[Check]:

@@ -62,11 +62,19 @@ class EncodeConfig:
     aligner: str = field("auto", help="word timings: even (offline, proportional) | whisperx (upstream; downloads models and, "
                                       "via uvx, unpinned code: needs allow_network) | auto (whisperx only with allow_network)")
     allow_network: bool = field(False, help="let network helpers run (gTTS, uvx whisperx); off: nothing leaves the machine")
-    whisper_model: str = field("base", help="WhisperX ASR model (upstream uses base)")
+    whisper_model: str = field("large-v3", help="WhisperX ASR model, as upstream (large-v3; e.g. base or small "
+                                                "for a quicker, rougher alignment); runs on CUDA when available, "
+                                                "float16 and batch 16 as upstream, int8 on the CPU (no float16 there)")
     text_mode: str = field("speech", help="text path: speech (audio+words, as upstream/post) | words (words at speech timings, no audio) | reading (reading pace, no TTS)")
     n_frames: int = field(16, help="frames of the still video for the screenshot path (post 3: 16)")
     fps: float | None = field(None, help="frame rate of the still video (default: the render run's, else 8)")
     subcortical_head: str | None = field(None, help="user-supplied subcortical head (.pt/.npz: weight (2048, V), bias, labels)")
+    keep_extractors: bool = field(True, help="keep TRIBE v2's feature extractors loaded between stimuli: one load per "
+                                             "run, all three in GPU memory together (false: upstream's free and "
+                                             "reload after every prediction)")
+    loader_workers: int | None = field(None, help="DataLoader worker processes in TRIBE v2's predict (default: the "
+                                                  "checkpoint's own, 20 in upstream's config; 0 = in the main process, "
+                                                  "quickest for short stimuli on few CPU cores)")
     seed: int = field(0, help="seed of the fake backend")
 
     def __post_init__(self) -> None:
@@ -91,6 +99,8 @@ class EncodeConfig:
                               "--tts espeak-ng --aligner even")
         if self.text_mode not in TEXT_MODES:
             raise ConfigError(f"text_mode must be one of {', '.join(TEXT_MODES)}, got {self.text_mode!r}")
+        if self.loader_workers is not None and self.loader_workers < 0:
+            raise ConfigError(f"loader_workers must be >= 0, got {self.loader_workers}")
         if self.n_frames < 1 or (self.fps is not None and self.fps <= 0) or self.tts_rate_wpm < 40:
             raise ConfigError("n_frames >= 1, fps > 0 and tts_rate_wpm >= 40 are required")
 
@@ -175,7 +185,7 @@ def prepare_events(backend, stim: Stimulus, path: str, cfg: EncodeConfig, work: 
         ws = words.reading_words(m.text, m.language)
         transcript = " ".join(m.text.split())
         info.update(text_mode="reading", aligner="reading-pace", n_words=len(ws))
-        return backend.text_events(ws, m.language, audio=None, transcript=transcript), info
+        return backend.text_events(ws, m.language, audio=None, transcript=transcript, known_text=True), info
     speech = tts.get_engine(cfg.tts, rate_wpm=cfg.tts_rate_wpm,
                             allow_network=network_allowed(cfg)).synthesize(m.text, m.language, work / "audio")
     info.update(tts=speech.engine, voice=speech.voice, audio=str(speech.path.relative_to(work.parent)),
@@ -196,7 +206,8 @@ def prepare_events(backend, stim: Stimulus, path: str, cfg: EncodeConfig, work: 
                 n_words=len(ws), transcript=transcript,
                 segmenter=words.segmenter_name() if m.language == "ja" else "whitespace")
     audio = speech.path if cfg.text_mode == "speech" else None
-    return backend.text_events(ws, m.language, audio=audio, transcript=transcript), info
+    return backend.text_events(ws, m.language, audio=audio, transcript=transcript,
+                               known_text=aligner != "whisperx"), info
 
 
 # -- the fake backend -------------------------------------------------------------------
@@ -232,7 +243,7 @@ class FakeBackend:
         return [{"type": "Audio", "filepath": str(audio), "start": 0.0, "duration": dur,
                  "sha": hashlib.sha256(audio.read_bytes()).hexdigest()}]
 
-    def text_events(self, words, language: str, *, audio: Path | None, transcript: str):
+    def text_events(self, words, language: str, *, audio: Path | None, transcript: str, known_text: bool = False):
         ev = self.audio_events(audio) if audio else []
         return ev + [{"type": "Word", "text": w.text, "start": w.start, "duration": w.duration, "language": language}
                      for w in words]
@@ -259,7 +270,8 @@ def make_backend(cfg: EncodeConfig, cache: Path):
     from breachlab.brain.tribe import TribeBackend, TribeOptions
 
     b = TribeBackend(TribeOptions(checkpoint=cfg.checkpoint, device=cfg.device, cache=str(cache),
-                                  allow_cpu=cfg.allow_cpu, subcortical_head=cfg.subcortical_head))
+                                  allow_cpu=cfg.allow_cpu, subcortical_head=cfg.subcortical_head,
+                                  keep_extractors=cfg.keep_extractors, loader_workers=cfg.loader_workers))
     b.model_id = cfg.checkpoint
     return b
 

@@ -146,6 +146,7 @@ def run_analyze(pred_dir: str | Path, cfg: AnalyzeConfig, *, out: str | Path | N
     def step(text: str) -> None:
         say(f"analyze: {label}{text}")
 
+    analysis.check_contrasts({e.type for e in store}, f"{pred_dir}: the predictions")
     step(f"{len(store.entries)} predictions of {store.meta.model}")
     roiset = rois_mod.load_rois(cfg.atlas, cfg.rois_file)
     cortex = rois_mod.cortex_mask("destrieux")

@@ -34,22 +34,33 @@ Japanese (upstream rejects it twice; we change nothing inside tribev2/neuralset)
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from breachlab.brain.subcortical import HeadCapture, SubcorticalHead
 from breachlab.errors import UserError
 
 log = logging.getLogger("breachlab.brain")
 
 MODEL_ID = "facebook/tribev2"
 GIT_URL = "git+https://github.com/facebookresearch/tribev2"
+#: the upstream commit the contract test runs (tests/brain/test_tribe_contract.py), and the
+#: sha256 of the files of it that this wrapper calls into or works around
+UPSTREAM_COMMIT = "7239908"
+UPSTREAM_FILES = {
+    "tribev2/demo_utils.py": "37d09f93dfc50a398f3325c290c6c092ba539579d16fd1a54571690afa7c9178",
+    "tribev2/main.py": "1b0bcd708236e58048b798e45038ac4ea8042a519e09e4ab8a09f934c8e0fa2d",
+    "tribev2/eventstransforms.py": "cda08ef225ea6aadebe1e856e4012a3fb258c2d444880d95f0a40d94dba0be05",
+    "tribev2/model.py": "8127bd2d47370c45fca26c2db60d89a9f9af15bdac575b259bea0bca4a31b909",
+}
 LLAMA_ID = "meta-llama/Llama-3.2-3B"
+#: the hub models TRIBE v2's config loads, by the event type that needs them
+EXTRACTOR_IDS = {"Word": LLAMA_ID, "Audio": "facebook/w2v-bert-2.0", "Video": "facebook/vjepa2-vitg-fpc64-256"}
 EXCA_MAX = (0, 5, 25)
 
 
@@ -68,7 +79,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 def install_problems() -> list[str]:
     """What is missing for the TRIBE v2 backend, one actionable line each (empty = fine)."""
     problems = []
-    for dist, fix in (("tribev2", f"pip install 'tribev2 @ {GIT_URL}'"),
+    for dist, fix in (("tribev2", f"pip install --no-deps 'tribev2 @ {GIT_URL}@{UPSTREAM_COMMIT}'"),
                       ("neuralset", "pip install 'breachlab[brain-tribe]'"),
                       ("exca", "pip install 'exca<=0.5.25'")):
         try:
@@ -102,8 +113,15 @@ def japanese_spacy():
         ns_utils.get_spacy_model = original
 
 
-def build_text_events(words, language: str, *, audio: Path | None, transcript: str):
-    """Upstream's text pipeline on our Word (and optional Audio) events → a standardised DataFrame."""
+def build_text_events(words, language: str, *, audio: Path | None, transcript: str, known_text: bool = False):
+    """Upstream's text pipeline on our Word (and optional Audio) events → a standardised DataFrame.
+
+    The Text event (the string Llama's contexts are cut from) is ours — the transcript as it
+    is, punctuation and casing kept — for Japanese always, and for every language when
+    ``known_text`` (the words are the message's own, spread by ``--aligner even`` or the
+    reading pace).  Only English words transcribed by WhisperX go through upstream's
+    ``AddText`` (words joined, sentences re-split and capitalised by spaCy), as upstream does.
+    """
     import pandas as pd
     from neuralset.events.transforms import AddContextToWords, AddSentenceToWords, AddText, ChunkEvents, RemoveMissing
     from neuralset.events.utils import standardize_events
@@ -119,7 +137,7 @@ def build_text_events(words, language: str, *, audio: Path | None, transcript: s
                      "subject": "default", "language": ns_lang, "sequence_id": w.sequence_id, "sentence": transcript})
     if not words:
         raise TribeUnavailable("no words were recognised in the speech; check the TTS audio and the aligner")
-    if language == "ja":  # our own Text event: unspaced Japanese; AddText then skips
+    if language == "ja" or known_text:  # our own Text event; AddText then skips
         stop = max(w.start + w.duration for w in words)
         rows.append({"type": "Text", "text": transcript, "start": words[0].start, "duration": stop - words[0].start,
                      "timeline": "default", "subject": "default", "language": ns_lang})
@@ -134,57 +152,14 @@ def build_text_events(words, language: str, *, audio: Path | None, transcript: s
 
 
 @dataclass
-class SubcorticalHead:
-    """A user-supplied linear head (2048 → n_voxels) on TRIBE v2's last hidden layer.
-
-    The released checkpoint predicts cortex only (``predictor.weights`` (1, 2048, 20484);
-    tribev2 issue #23 asks for the 8,808-voxel MaskProjector head).  A file with ``weight``
-    (2048, V) or (1, 2048, V), optional ``bias`` (V,) and ``labels`` (.pt or .npz) is applied to
-    the inputs of ``model.predictor``, captured with a forward hook.
-    """
-
-    weight: np.ndarray
-    bias: np.ndarray
-    labels: list[str] = field(default_factory=list)
-    source: str = ""
-    sha256: str = ""
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SubcorticalHead":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"subcortical head not found: {path}")
-        if path.suffix == ".npz":
-            data = dict(np.load(path, allow_pickle=False))
-        else:
-            import torch
-
-            data = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-                    for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
-        w = np.asarray(data.get("weight", data.get("weights")), dtype=np.float32)
-        if w.ndim == 3 and w.shape[0] == 1:
-            w = w[0]
-        if w.ndim != 2:
-            raise UserError(f"{path}: 'weight' must be (in_features, n_voxels), got {w.shape}")
-        b = np.asarray(data.get("bias", np.zeros(w.shape[1])), dtype=np.float32).reshape(-1)
-        if b.shape[0] != w.shape[1]:
-            raise UserError(f"{path}: bias has {b.shape[0]} values for {w.shape[1]} voxels")
-        labels = [str(x) for x in np.asarray(data.get("labels", []), dtype=str).tolist()]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        return cls(w, b, labels, str(path), digest)
-
-    def apply(self, hidden: np.ndarray) -> np.ndarray:
-        """(n, in_features) → (n, n_voxels)."""
-        return hidden @ self.weight + self.bias
-
-
-@dataclass
 class TribeOptions:
     checkpoint: str = MODEL_ID
     device: str = "cuda"
     cache: str = "cache/tribev2"
     allow_cpu: bool = False
     subcortical_head: str | None = None
+    keep_extractors: bool = True
+    loader_workers: int | None = None
 
 
 class TribeBackend:
@@ -195,6 +170,7 @@ class TribeBackend:
     def __init__(self, opts: TribeOptions):
         self.opts = opts
         self.model = None
+        self._kept: dict[str, Any] = {}  # models kept between predict calls (keep_extractors)
         self.head = SubcorticalHead.load(opts.subcortical_head) if opts.subcortical_head else None
 
     # -- loading ----------------------------------------------------------------------------
@@ -211,14 +187,16 @@ class TribeBackend:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise TribeUnavailable("--device cuda but no CUDA device is visible (torch.cuda.is_available() is False); "
                                    "TRIBE v2's feature extractors are pinned to CUDA — run on a GPU (see the recipe)")
-        config_update = None
+        config_update: dict[str, Any] = {}
         if not device.startswith("cuda"):
             if not self.opts.allow_cpu:
                 raise TribeUnavailable(f"--device {device}: TRIBE v2's extractors (Llama-3.2-3B, w2v-bert-2.0, "
                                        "V-JEPA2) are pinned to CUDA in its config; pass --allow-cpu to override "
                                        "(untested, hours per stimulus)")
-            config_update = {f"data.{m}_feature.device": "cpu" for m in ("text", "audio")}
+            config_update.update({f"data.{m}_feature.device": "cpu" for m in ("text", "audio")})
             config_update["data.video_feature.image.device"] = "cpu"
+        if self.opts.loader_workers is not None:
+            config_update["data.num_workers"] = self.opts.loader_workers
         from tribev2.demo_utils import TribeModel
 
         ckpt = Path(self.opts.checkpoint)
@@ -227,7 +205,7 @@ class TribeBackend:
         Path(self.opts.cache).mkdir(parents=True, exist_ok=True)
         try:
             self.model = TribeModel.from_pretrained(self.opts.checkpoint, cache_folder=self.opts.cache,
-                                                    device=device, config_update=config_update)
+                                                    device=device, config_update=config_update or None)
         except (OSError, ValueError) as exc:
             if ckpt.exists():
                 raise
@@ -260,60 +238,101 @@ class TribeBackend:
         event = {"type": "Audio", "filepath": str(audio), "start": 0, "timeline": "default", "subject": "default"}
         return get_audio_and_text_events(pd.DataFrame([event]), audio_only=True)
 
-    def text_events(self, words, language: str, *, audio: Path | None, transcript: str):
-        return build_text_events(words, language, audio=audio, transcript=transcript)
+    def text_events(self, words, language: str, *, audio: Path | None, transcript: str, known_text: bool = False):
+        return build_text_events(words, language, audio=audio, transcript=transcript, known_text=known_text)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, events) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
         """(cortical (n_TR, 20484), subcortical (n_TR, V) or None, info)."""
         self.load()
-        captured: list[Any] = []
-        hook = None
-        keep_all = self.head is not None
-        if keep_all:
-            predictor = getattr(self.model._model, "predictor", None)
-            if predictor is None:
-                raise TribeUnavailable("this TRIBE v2 model has no .predictor module to attach a subcortical head to")
-            hook = predictor.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().float().cpu().numpy()))
-            saved, self.model.remove_empty_segments = self.model.remove_empty_segments, False
+        capture = HeadCapture(self.model, self.head) if self.head is not None else None
         try:
-            preds, segments = self.model.predict(events, verbose=False)
+            with keep_extractors(self.opts.keep_extractors, self._kept), capture or contextlib.nullcontext():
+                preds, segments = self.model.predict(events, verbose=False)
         except Exception as exc:  # noqa: BLE001 - translate the known failure modes
-            raise _explain(exc) from exc
-        finally:
-            if hook is not None:
-                hook.remove()
-                self.model.remove_empty_segments = saved
+            raise _explain(exc, set(map(str, events.type))) from exc
         info = {"n_events": int(len(events)), "event_types": sorted(map(str, set(events.type))),
                 "n_segments": len(segments)}
+        if "Text" in set(events.type):  # the string the text extractor's contexts are cut from
+            info["text_event"] = [str(t) for t in events[events.type == "Text"].text]
         sub = None
-        if keep_all:
-            keep = np.array([len(getattr(s, "ns_events", [1])) > 0 for s in segments], dtype=bool)
-            hidden = np.concatenate([_rows(h, self.head.weight.shape[0]) for h in captured])
+        if capture is not None:
+            hidden, n_empty = capture.rows()
             if hidden.shape[0] != preds.shape[0]:
                 raise TribeUnavailable(f"subcortical head: captured {hidden.shape[0]} rows for {preds.shape[0]} TRs")
-            preds, sub = preds[keep], self.head.apply(hidden)[keep].astype(np.float32)
-            info["n_empty_removed"] = int((~keep).sum())
+            sub = self.head.apply(hidden).astype(np.float32)
+            info["n_empty_removed"] = n_empty
         return np.asarray(preds, dtype=np.float32), sub, info
 
 
-def _rows(h: np.ndarray, n_in: int) -> np.ndarray:
-    """(b, C, t) or (b, t, C) hidden states → (b·t, C) in the order predict() flattens outputs."""
-    if h.ndim == 3 and h.shape[1] == n_in:
-        return h.transpose(0, 2, 1).reshape(-1, n_in)
-    if h.ndim == 3 and h.shape[2] == n_in:
-        return h.reshape(-1, n_in)
-    raise TribeUnavailable(f"subcortical head expects {n_in} input features; the predictor input is {h.shape}")
+@contextlib.contextmanager
+def keep_extractors(enabled: bool = True, built: dict[str, Any] | None = None):
+    """Keep the feature extractors loaded between ``predict`` calls, only while the block runs.
+
+    Upstream loads them again for every ``predict``: ``tribev2.main.get_loaders`` frees each
+    extractor's model after preparing it (``_free_extractor_model``: Llama-3.2-3B, w2v-bert-2.0),
+    and neuralset's ``HuggingFaceVideo`` builds a new ``_HFVideoModel`` (V-JEPA2) inside every
+    feature call.  With ``enabled``, for the block only, the first is a no-op and the second
+    returns the model it built before for the same arguments (kept in ``built``, which the
+    caller holds across calls): one load per corpus, at the cost of holding all three in GPU
+    memory together.
+    """
+    if not enabled:
+        yield
+        return
+    import importlib
+
+    tmain = importlib.import_module("tribev2.main")
+    try:
+        ns_video = importlib.import_module("neuralset.extractors.video")
+    except ImportError:  # another neuralset layout: only the free step is worked around
+        ns_video = None
+    free = getattr(tmain, "_free_extractor_model", None)
+    video_model = getattr(ns_video, "_HFVideoModel", None)
+    if free is not None:
+        tmain._free_extractor_model = lambda extractor: None
+    if isinstance(video_model, type):
+        ns_video._HFVideoModel = _built_once(video_model, {} if built is None else built)
+    try:
+        yield
+    finally:
+        if free is not None:
+            tmain._free_extractor_model = free
+        if video_model is not None:
+            ns_video._HFVideoModel = video_model
 
 
-def _explain(exc: Exception) -> Exception:
+def _built_once(cls: type, built: dict[str, Any]) -> type:
+    """A subclass of ``cls`` whose construction returns the instance already in ``built`` for the same arguments."""
+
+    class BuiltOnce(cls):  # type: ignore[misc, valid-type]
+        def __new__(sub, *args, **kwargs):
+            key = repr((cls.__module__, cls.__qualname__, args, sorted(kwargs.items())))
+            if key not in built:
+                obj = cls.__new__(cls)
+                obj.__init__(*args, **kwargs)
+                built[key] = obj
+            return built[key]  # an instance of cls, not of sub: Python does not run __init__ again
+
+    BuiltOnce.__name__ = BuiltOnce.__qualname__ = cls.__name__
+    return BuiltOnce
+
+
+def _explain(exc: Exception, event_types: set[str] = frozenset()) -> Exception:
     msg = str(exc)
     low = msg.lower()
+    first = msg.splitlines()[0] if msg else ""
     if any(s in low for s in ("gated", "401", "403", "restricted", "awaiting a review")) or (
             "llama" in low and ("access" in low or "token" in low)):
         return TribeUnavailable(f"the text extractor {LLAMA_ID} is a gated model: accept its licence on the "
                                 "Hugging Face hub, then `huggingface-cli login` (or set HF_TOKEN), or pre-download "
                                 f"it and set HF_HUB_OFFLINE=1 ({type(exc).__name__}: {msg.splitlines()[0] if msg else ''})")
+    if isinstance(exc, OSError) and ("couldn't connect" in low or "cached files" in low or "offline" in low):
+        repos = [EXTRACTOR_IDS[t] for t in ("Word", "Audio", "Video") if t in event_types]
+        return TribeUnavailable(f"the weights of {' / '.join(repos) or 'a feature extractor'} are not on this machine "
+                                f"and the hub cannot be reached ({type(exc).__name__}: {first}); on a connected "
+                                f"machine: huggingface-cli download {' '.join(repos) or 'REPO'}, then set "
+                                "HF_HUB_OFFLINE=1 (`breachlab brain doctor` lists what is cached)")
     if "out of memory" in low:
         return TribeUnavailable(f"CUDA out of memory: TRIBE v2's extractors need ~25 GB; use an A100/H100 ({msg.splitlines()[0]})")
     if "cuda" in low and ("not available" in low or "no cuda" in low or "driver" in low):

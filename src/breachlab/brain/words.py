@@ -202,13 +202,35 @@ def make_nlp(language: str):
 WHISPERX_ALIGN_MODEL = {"en": "WAV2VEC2_ASR_LARGE_LV60K_960H"}  # upstream's choice for English
 
 
-def whisperx_command(audio: Path, language: str, out_dir: Path, *, model: str = "base",
-                     device: str = "cpu") -> list[str]:
-    """The WhisperX CLI call upstream makes, with the language code actually passed through."""
+WHISPERX_MODEL = "large-v3"  # upstream's ASR model
+WHISPERX_BATCH = 16  # upstream's batch size
+
+
+def whisperx_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu`` (upstream's rule)."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def whisperx_command(audio: Path, language: str, out_dir: Path, *, model: str = WHISPERX_MODEL,
+                     device: str = "auto") -> list[str]:
+    """The WhisperX CLI call upstream makes, with the language code actually passed through.
+
+    Upstream's settings: ``large-v3``, CUDA when available, ``float16``, batch 16, and the
+    English alignment model ``WAV2VEC2_ASR_LARGE_LV60K_960H`` (WhisperX's default for other
+    languages).  One difference: on the CPU the compute type is ``int8``, because CTranslate2
+    has no float16 on the CPU (upstream's call fails there).
+    """
     exe = shutil.which("whisperx")
     prefix = [exe] if exe else ["uvx", "whisperx"]
+    device = whisperx_device(device)
     cmd = [*prefix, str(audio), "--model", model, "--language", language, "--device", device,
-           "--compute_type", "int8" if device == "cpu" else "float16", "--batch_size", "4",
+           "--compute_type", "int8" if device == "cpu" else "float16", "--batch_size", str(WHISPERX_BATCH),
            "--output_dir", str(out_dir), "--output_format", "json"]
     if language in WHISPERX_ALIGN_MODEL:
         cmd += ["--align_model", WHISPERX_ALIGN_MODEL[language]]
@@ -253,7 +275,7 @@ def words_from_whisperx_json(transcript: dict[str, Any], language: str) -> tuple
     return words, sep.join(texts)
 
 
-def whisperx_words(audio: str | Path, language: str, *, model: str = "base", device: str = "cpu",
+def whisperx_words(audio: str | Path, language: str, *, model: str = WHISPERX_MODEL, device: str = "auto",
                    cache_tsv: Path | None = None, allow_network: bool = False) -> tuple[list[Word], str]:
     """Run WhisperX on ``audio`` (cached next to it as JSON); returns (words, transcript text).
 

@@ -1,0 +1,5 @@
+"""Placeholder module of the torchvision stub (see torchvision/__init__.py)."""
+
+from torchvision._missing import placeholder
+
+__getattr__ = placeholder("torchvision.transforms.functional")
