@@ -19,7 +19,7 @@ from pathlib import Path
 
 # Pin TRIBE v2 to the commit you validated; `main` moves.  (Not verifiable from the machine
 # this script was written on: no GPU weights or hub access there.)
-TRIBEV2 = "git+https://github.com/facebookresearch/tribev2"
+TRIBEV2 = "git+https://github.com/facebookresearch/tribev2@7239908"  # the commit the contract test runs
 
 
 def sh(cmd: str, check: bool = True) -> int:
@@ -33,7 +33,7 @@ def sh(cmd: str, check: bool = True) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--breachlab", default=".", help="breachlab source folder (git checkout) or a wheel")
-    ap.add_argument("--tribev2", default=TRIBEV2, help="pip spec for TRIBE v2 (pin @<commit>)")
+    ap.add_argument("--tribev2", default=TRIBEV2, help="pip spec for TRIBE v2 (default: the commit the contract test runs)")
     ap.add_argument("--hf-token", default=os.environ.get("HF_TOKEN"), help="token of an account that accepted Llama 3.2")
     ap.add_argument("--runs", default="runs", help="where run directories go")
     ap.add_argument("--all-variants", action="store_true", help="all 40 seed messages (4 variants) instead of the post's 10")
