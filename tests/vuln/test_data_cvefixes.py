@@ -166,3 +166,26 @@ def test_real_cvefixes_loads() -> None:
             pairs[s.pair_id].append(s)
     assert len(pairs) == 783 and all(len({s.group for s in h}) == 1 and len({s.lang for s in h}) == 1
                                      for h in pairs.values())
+
+
+def test_token_dedup_sees_a_fix_copied_with_other_comments(tmp_path: Path) -> None:
+    """One kernel fix in PairVul and, with a comment added, in CVEfixes: whitespace dedup keeps
+    both copies (in different splits, a near-leak), ``dedup: tokens`` keeps one."""
+    from breachlab.vuln.splits import token_hash
+
+    pv = write_pairvul(tmp_path / "pv", [record(i, f"CVE-2019-{100 + i}") for i in range(8)], [])
+    recs = rows(n_pairs=8)
+    recs += [{"id": f"cvefixes:copy{lab}", "code": "/* upstream fix */\n" + kernel_func(3, fixed=not lab), "label": lab,
+              "pair_id": "copy", "func_name": "drv_ioctl_3"} for lab in (1, 0)]
+    assert token_hash(recs[-1]["code"]) == token_hash(kernel_func(3, fixed=True))
+    assert token_hash('f("a");') != token_hash('f("b");')           # string literals still count
+    common = dict(sources=["pairvul", "cvefixes"], pairvul_path=str(pv),
+                  cvefixes_path=str(write(tmp_path / "c.jsonl", recs)), n_train_per_class=20, n_val_per_class=0,
+                  n_test_per_class=3, allow_short=True, cache_dir="none", max_per_group=0)
+    loose = build(DataConfig(**common), tmp_path / "loose", progress=False)
+    strict = build(DataConfig(dedup="tokens", **common), tmp_path / "strict", progress=False)
+    assert strict["dropped"].get("duplicate", 0) == loose["dropped"].get("duplicate", 0) + 2
+    ids = {s.id for sp in ("train", "test") for s in load_split(tmp_path / "strict", sp)}
+    assert not {"cvefixes:copy1", "cvefixes:copy0"} & ids
+    with pytest.raises(ConfigError, match="dedup"):
+        DataConfig(dedup="fuzzy")

@@ -29,7 +29,7 @@ from breachlab.vuln.datastats import compute_stats, render_stats, stats_for
 from breachlab.vuln.pairwindow import PairWindow, truncate_pair
 from breachlab.vuln.pools import open_pools
 from breachlab.vuln.sample import Sample, load_split
-from breachlab.vuln.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks, fix_overlap
+from breachlab.vuln.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks, dedup_key, fix_overlap
 
 __all__ = ["DataConfig", "SOURCES", "LeakError", "build", "run", "select", "open_pools", "load_split",
            "compute_stats", "render_stats", "stats_for", "check_leaks", "data_root", "source_path",
@@ -70,7 +70,7 @@ def select(cfg: DataConfig, pools: list[Any], progress: Any = None) -> tuple[dic
 
     task = progress.add_task("examining groups", total=None) if progress else None
     alloc = Allocator(cfg.seed, keep, cfg.max_per_group,
-                      progress=(lambda n: progress.advance(task, n)) if progress else None)
+                      progress=(lambda n: progress.advance(task, n)) if progress else None, key=dedup_key(cfg.dedup))
     by_name = {p.name: p for p in pools}
     for pool in pools:
         if not getattr(pool, "lazy", False):
@@ -137,7 +137,7 @@ def build(cfg: DataConfig, out_dir: Path, progress: bool = True, pools: list[Any
     with _progress(progress) as bar:
         pools = open_pools(cfg, status=status_line("data", log, progress)) if pools is None else pools
         splits, report = select(cfg, pools, bar)
-    check_leaks(splits)
+    check_leaks(splits, cfg.dedup)
     report["pair_fix_overlap"] = fix_overlap(splits)
     report["leak_check"] = ("passed: no group (Juliet family, commit, CVE, function name), whitespace-normalised "
                             "code hash or id in two splits, across all sources")

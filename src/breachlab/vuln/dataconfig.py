@@ -81,6 +81,9 @@ class DataConfig:
                                           "'juliet=0.7,sven=0.3'; a source that runs short is topped up by the others")
     max_per_group: int = field(2, help="at most this many samples per class from one group "
                                        "(Juliet family, commit, CVE); 0 = no limit")
+    dedup: str = field("whitespace", help="what makes two functions the same for dedup and the leak check: "
+                                          "whitespace (the code with whitespace collapsed) or tokens (also "
+                                          "ignores comments: catches one fix copied into two datasets)")
     allow_short: bool = field(False, help="write smaller splits instead of failing when the data runs out")
     seed: int = field(42, help="seed for group order, split assignment and sampling")
     cache_dir: str | None = field(None, help="cache for parsed Juliet families (default: $BREACHLAB_CACHE, "
@@ -106,6 +109,8 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be >= 0, got {getattr(self, name)}")
         if not (self.n_train_per_class or self.n_val_per_class or self.n_test_per_class):
             raise ConfigError("data: all split sizes are 0; ask for at least one split")
+        if self.dedup not in ("whitespace", "tokens"):
+            raise ConfigError(f"data.dedup must be whitespace or tokens, got {self.dedup!r}")
         for name in ("train_sources", "test_sources"):
             extra = [s for s in getattr(self, name) if s not in self.sources]
             if extra:
