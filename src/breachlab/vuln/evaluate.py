@@ -56,6 +56,10 @@ class EvalConfig:
     n_boot: int = field(1000, help="bootstrap resamples for the 95% confidence intervals")
     seed: int = field(42, help="seed for bootstrap resampling")
     allow_pickle: bool = field(False, help="allow loading pickled (.bin) weights — only for checkpoints you trust")
+    kb: str | None = field(None, help="KB folder (`breachlab vuln kb build`): show the model the kb_k most similar "
+                                      "known vulnerable functions and their fixes before each function; none by default")
+    kb_k: int = field(1, help="with kb: how many known pairs to show per function")
+    kb_chars: int = field(1200, help="with kb: at most this many characters of each known fix's diff")
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, Path):
@@ -79,6 +83,8 @@ class EvalConfig:
             raise ConfigError("generate_limit must be >= 0")
         if self.n_boot < 0:
             raise ConfigError("n_boot must be >= 0")
+        if self.kb_k < 1 or self.kb_chars < 80:
+            raise ConfigError(f"kb_k must be >= 1 and kb_chars >= 80, got {self.kb_k}, {self.kb_chars}")
 
 
 def load_eval_samples(data: str | Path, split: str = "test") -> tuple[list[Sample], Path]:
@@ -152,6 +158,10 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     if own:
         backend = _load(cfg, load_backend)
     partial = run / "predictions.partial.jsonl"
+    refs = sample_references(cfg, samples)
+    if refs:
+        run.update_manifest(kb=str(cfg.kb), kb_k=cfg.kb_k,
+                            kb_functions_with_references=sum(bool(ids) for _, ids in refs.values()))
     rows_by_mode: dict[str, list[dict]] = {mode: [] for mode in cfg.modes}
     with PredictionLog(partial, resume=resume) as sink, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -168,8 +178,10 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
                     continue
                 row = sink.done.pop((sample.id, mode), None)
                 if row is None:
+                    text, ids = refs.get(sample.id, ("", []))
                     row = predict_one(backend, sample, mode, threshold=cfg.threshold,
-                                      max_new_tokens=cfg.max_new_tokens)
+                                      max_new_tokens=cfg.max_new_tokens, references=text,
+                                      reference_ids=ids if cfg.kb else None)
                     sink.write(row)
                 rows_by_mode[mode].append(row)
                 bar.advance(task)
@@ -194,6 +206,28 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     run.update_manifest(model_id=backend.model_id, backend=backend.name, n_samples=len(samples),
                         throughput={m: _throughput(r) for m, r in rows_by_mode.items()})
     return summaries
+
+
+def sample_references(cfg: EvalConfig, samples: list[Sample]) -> dict[str, tuple[str, list[str]]]:
+    """``{sample id: (reference block, known pair ids)}`` from ``cfg.kb``; empty without a KB.
+
+    A known pair holding the sample itself is never shown (:mod:`breachlab.vuln.kb.retrieve`).
+    """
+    if not cfg.kb:
+        return {}
+    from breachlab.vuln.kb.retrieve import KnowledgeBase, hits_from_row
+    from breachlab.vuln.prompts import reference_block
+
+    kb = KnowledgeBase.load(cfg.kb)
+    sv, sf = kb.similarities([s.code for s in samples])
+    out = {}
+    for i, s in enumerate(samples):
+        hits = hits_from_row(kb.pairs, sv[i], sf[i], cfg.kb_k)
+        text = reference_block([(h.pair.vulnerable, h.pair.fixed, h.pair.cwe) for h in hits], cfg.kb_chars)
+        out[s.id] = (text, [h.pair.id for h in hits] if text else [])
+    log.info("references from %s (%d known pairs) for %d of %d functions", cfg.kb, len(kb),
+             sum(bool(ids) for _, ids in out.values()), len(samples))
+    return out
 
 
 def samples_digest(samples: list[Sample]) -> str:
