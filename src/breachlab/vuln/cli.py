@@ -26,7 +26,7 @@ import typer
 from breachlab.cli_options import CONFIG_OPT, OUT_OPT, SET_OPT, load_config, out_opt, overrides
 
 app = typer.Typer(help="Fine-tune, evaluate and scan with a local vulnerability classifier.", no_args_is_help=True)
-data_app = typer.Typer(help="Build leak-free, balanced datasets (Juliet, SVEN, DiverseVul, JSONL/CSV).",
+data_app = typer.Typer(help="Build leak-free, balanced datasets (Juliet, SVEN, PairVul, CVEfixes, DiverseVul, JSONL/CSV).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 kb_app = typer.Typer(help="Known vulnerable/fixed pairs: references for eval prompts and a retrieval baseline.",
@@ -43,7 +43,7 @@ def _csv(value: str | None) -> list[str] | None:
 @data_app.command("build")
 def data_build(
     config: Optional[Path] = CONFIG_OPT,
-    sources: Optional[str] = typer.Option(None, help="Comma-separated: juliet,sven,pairvul,diversevul,generic."),
+    sources: Optional[str] = typer.Option(None, help="Comma-separated: juliet,sven,pairvul,cvefixes,diversevul,generic."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Training samples per class."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation samples per class."),
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Test samples per class."),
