@@ -79,6 +79,7 @@ def test_retrieval_score_follows_its_formula() -> None:
     kb = KnowledgeBase([known(t) for t in ("copy", "free", "index")])
     sv, sf = kb.similarities([pair_code("index", False) + " x;", pair_code("index", True) + " x;"])
     assert retrieval_score(sv[0], sf[0]) > 0.5 > retrieval_score(sv[1], sf[1])
+    assert kb.score(pair_code("index", False) + " x;") == retrieval_score(sv[0], sf[0])
 
 
 def test_build_from_a_data_split_and_score_it(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ Two uses:
   function by its similarity to the nearest known vulnerable halves minus that to the nearest
   fixed halves; any model that does not beat it has learnt nothing retrieval gives for free.
 
-Scan triage can call :func:`breachlab.vuln.kb.retrieve.references_for` (the pairs to show a
-model) and :func:`breachlab.vuln.kb.retrieve.retrieval_score` on one function.
+Scan triage can open a KB once (``KnowledgeBase.load(path)``) and, per function, call
+:func:`breachlab.vuln.kb.retrieve.references_for` (the pairs to show a model; render them with
+:func:`breachlab.vuln.prompts.reference_block`) and ``KnowledgeBase.score`` (the baseline's score).
 """

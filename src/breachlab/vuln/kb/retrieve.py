@@ -64,6 +64,11 @@ class KnowledgeBase:
                 sv[q, i] = sf[q, i] = -np.inf
         return sv, sf
 
+    def score(self, code: str, k: int = 1) -> float:
+        """The retrieval baseline's P(vulnerable) for one function (:func:`retrieval_score`)."""
+        sv, sf = self.similarities([code])
+        return retrieval_score(sv[0], sf[0], k, self.method)
+
     def nearest(self, code: str, k: int = 1) -> list[Hit]:
         """The ``k`` pairs nearest to ``code`` (by their more similar half), nearest first."""
         sv, sf = self.similarities([code])
