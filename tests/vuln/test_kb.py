@@ -194,3 +194,20 @@ def test_eval_with_a_kb_shows_the_nearest_known_fix(tmp_path: Path) -> None:
     assert any(rows[i]["p_vulnerable"] != plain[i]["p_vulnerable"] for i in rows)
     manifest = json.loads((ref / "manifest.json").read_text())
     assert manifest["kb"] == str(kb_dir) and manifest["kb_functions_with_references"] == 6
+
+
+def test_cli_bad_kb_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "fixes.jsonl"
+    bad.write_text(json.dumps({"vulnerable": "int f(void);", "fixed": 3}) + "\n")
+    env = {**os.environ, "COLUMNS": "1000", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    for args in (["build", str(bad)], ["build", str(tmp_path / "missing")], ["score", str(tmp_path), "--data", str(bad)]):
+        res = subprocess.run([sys.executable, "-m", "breachlab.cli", "vuln", "kb", *args, "--out", str(tmp_path / "out")],
+                             capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in res.stderr
+        assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
