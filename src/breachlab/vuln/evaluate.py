@@ -46,7 +46,8 @@ class EvalConfig:
                              help="decision modes: logit (one forward pass, P(VULNERABLE) vs P(SAFE)) and/or generate")
     threshold: float = field(0.5, help="logit mode: predict VULNERABLE when P(vulnerable) >= threshold")
     max_new_tokens: int = field(64, help="generate mode: tokens to generate per sample")
-    limit: int | None = field(None, help="evaluate at most this many samples (class balance kept)")
+    limit: int | None = field(None, help="evaluate at most this many samples (class balance kept, vulnerable/fixed "
+                                         "pairs whole)")
     generate_limit: int | None = field(None, help="generate mode on at most this many of the samples (balanced, "
                                                   "every source; generation is slow on CPU); logit mode keeps all")
     sources: list[str] = field(default_factory=list, help="evaluate only samples from these sources (e.g. [sven]); empty = all")
@@ -118,17 +119,32 @@ def spread_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
     return [s for s in samples if s.id in picked]
 
 
-def balanced_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
-    """At most ``limit`` samples, half of each class where possible, keeping file order."""
+def balanced_limit(samples: list[Sample], limit: int | None, whole_pairs: bool = False) -> list[Sample]:
+    """At most ``limit`` samples, half of each class where possible, keeping file order.
+
+    ``whole_pairs``: take a vulnerable/fixed pair's two halves together or not at all (pairs
+    in order of their first half), so that every pair in the result is complete.
+    """
     if limit is None or limit >= len(samples):
         return samples
     per_class = limit // 2
-    out, counts = [], {0: 0, 1: 0}
+    if not whole_pairs:
+        out, counts = [], {0: 0, 1: 0}
+        for s in samples:
+            if counts[s.label] < per_class:
+                out.append(s)
+                counts[s.label] += 1
+        return out
+    units: dict[str, list[Sample]] = {}
     for s in samples:
-        if counts[s.label] < per_class:
-            out.append(s)
-            counts[s.label] += 1
-    return out
+        units.setdefault(f"pair:{s.pair_id}" if s.pair_id else f"row:{s.id}", []).append(s)
+    picked, counts = set(), {0: 0, 1: 0}
+    for unit in units.values():
+        need = {0: sum(s.label == 0 for s in unit), 1: sum(s.label == 1 for s in unit)}
+        if all(counts[c] + need[c] <= per_class for c in (0, 1)):
+            picked.update(s.id for s in unit)
+            counts = {c: counts[c] + need[c] for c in (0, 1)}
+    return [s for s in samples if s.id in picked]
 
 
 def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, title: str,
@@ -254,7 +270,7 @@ def _select_samples(cfg: EvalConfig) -> tuple[list[Sample], Path]:
         from breachlab.vuln.sample import only_sources
 
         samples = only_sources(samples, cfg.sources, where=str(data_file))
-    return balanced_limit(samples, cfg.limit), data_file
+    return balanced_limit(samples, cfg.limit, whole_pairs=True), data_file
 
 
 def _model_name(cfg: EvalConfig) -> str:
