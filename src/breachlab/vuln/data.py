@@ -140,7 +140,8 @@ def build(cfg: DataConfig, out_dir: Path, progress: bool = True, pools: list[Any
     check_leaks(splits, cfg.dedup)
     report["pair_fix_overlap"] = fix_overlap(splits)
     report["leak_check"] = ("passed: no group (Juliet family, commit, CVE, function name), whitespace-normalised "
-                            "code hash or id in two splits, across all sources")
+                            "code hash" + (", comment-blind token hash" if cfg.dedup == "tokens" else "")
+                            + " or id in two splits, across all sources")
     stats = compute_stats(splits)
     stats.update(report)
     stats["requested_per_class"] = cfg.targets()

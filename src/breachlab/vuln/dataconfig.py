@@ -36,7 +36,7 @@ class DataConfig:
 
     sources: list[str] = field(default_factory=lambda: ["juliet", "sven"],
                                help="datasets to draw from: juliet, sven, pairvul, cvefixes, diversevul, generic")
-    data_root: str | None = field(None, help="folder with juliet/, sven/, pairvul/, diversevul/ (default: $BREACHLAB_DATA, "
+    data_root: str | None = field(None, help="folder with juliet/, sven/, pairvul/, cvefixes/, diversevul/ (default: $BREACHLAB_DATA, "
                                              "else ../shared/data, else ./data)")
     juliet_path: str | None = field(None, help="Juliet .tar.xz or unpacked folder (default: <data_root>/juliet/"
                                                "juliet-c-cpp-1.3.tar.xz)")
@@ -47,7 +47,7 @@ class DataConfig:
     pairvul_splits: list[str] = field(default_factory=lambda: ["train", "test"],
                                       help="PairVul sub-folders to read (re-split by CVE ourselves; the upstream "
                                            "split is kept in each sample's meta)")
-    pair_window: bool = field(True, help="pairs (SVEN, PairVul) with a half longer than max_chars are cut to the "
+    pair_window: bool = field(True, help="pairs (SVEN, PairVul, CVEfixes) with a half longer than max_chars are cut to the "
                                          "same window of lines around the change instead of dropped; pairs that "
                                          "become identical are dropped and counted")
     cvefixes_path: str | None = field(None, help="CVEfixes JSONL file (fields id, code, label, pair_id, func_name) or "
