@@ -1,8 +1,9 @@
-"""The real-code table in docs/benchmarks.md, recomputed from the committed predictions.
+"""The real-code tables in docs/realcode.md, recomputed from the committed predictions.
 
-``docs/results/realcode-*/<arm>/predictions.jsonl`` are the eval runs behind the table;
-``benchmarks/realcode_table.py`` turns them into ``table.md`` with the project's own metrics.
-The test recomputes the table and checks that table.md and docs/benchmarks.md say exactly it.
+``docs/results/realcode-*/<arm>/predictions.jsonl`` (or ``<arm>/<source>/predictions.jsonl``)
+are the eval and retrieval runs behind the tables; ``benchmarks/realcode_table.py`` turns them
+into ``table.md`` with the project's own metrics. The test recomputes each table and checks
+that table.md and docs/realcode.md say exactly it.
 """
 
 from __future__ import annotations
@@ -28,19 +29,40 @@ def _script():
 def test_table_is_recomputed_from_the_predictions(results: Path) -> None:
     got = _script().markdown(_script().table(results))
     assert got == (results / "table.md").read_text().strip()
-    assert got in (ROOT / "docs" / "benchmarks.md").read_text()
+    assert got in (ROOT / "docs" / "realcode.md").read_text()
 
 
 def test_a_changed_score_changes_the_table(tmp_path: Path) -> None:
     """The check can fail: lower one vulnerable PairVul score and the row moves."""
-    src = RESULTS[0]
-    arm = next(p for p in sorted(src.iterdir()) if (p / "predictions.jsonl").is_file())
+    module = _script()
+    src = next(r for r in RESULTS if (r / "zero-shot" / "predictions.jsonl").is_file())
+    arm = src / "zero-shot"
     rows = [json.loads(line) for line in (arm / "predictions.jsonl").read_text().splitlines()]
     target = next(r for r in rows if r["source"] == "pairvul" and r["label"] == 1)
     target["p_vulnerable"] = 0.0
     (tmp_path / arm.name).mkdir()
     (tmp_path / arm.name / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    module = _script()
     changed = module.table(tmp_path, n_boot=0)[arm.name]["pairvul"]
     original = module.table(src, n_boot=0)[arm.name]["pairvul"]
     assert changed["roc_auc"] != original["roc_auc"] and changed["ordered"] != original["ordered"]
+
+
+def test_coin_row_and_net_are_there(tmp_path: Path) -> None:
+    """Every source with pairs gets the coin's expected row, and the net is P-C − P-R of the cell."""
+    module = _script()
+    rows = module.table(ROOT / "docs" / "results" / "realcode-heldout", n_boot=0)
+    coin = rows[module.COIN_ARM]
+    assert coin and all(c["P-C"] == 0.25 and c["net"] == 0.0 for c in coin.values())
+    for arm, cells in rows.items():
+        for c in cells.values():
+            if c["pairs"] and arm != module.COIN_ARM:
+                assert c["net"] == pytest.approx(c["P-C"] - c["P-R"])
+
+
+def test_a_source_in_two_runs_of_one_arm_is_refused(tmp_path: Path) -> None:
+    row = {"id": "a", "label": 1, "source": "sven", "mode": "retrieval", "p_vulnerable": 0.7, "verdict": "VULNERABLE"}
+    for name in ("x", "y"):
+        (tmp_path / "arm" / name).mkdir(parents=True)
+        (tmp_path / "arm" / name / "predictions.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match="source sven appears in"):
+        _script().arm_rows(tmp_path / "arm")

@@ -17,6 +17,8 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("quickstart",): "breachlab.vuln.quickstart:QuickstartConfig",
     ("vuln", "data", "build"): "breachlab.vuln.data:DataConfig",
     ("vuln", "eval"): "breachlab.vuln.evaluate:EvalConfig",
+    ("vuln", "kb", "build"): "breachlab.vuln.kb.build:KbBuildConfig",
+    ("vuln", "kb", "score"): "breachlab.vuln.kb.baseline:KbScoreConfig",
     ("vuln", "compare"): "breachlab.vuln.compare:CompareConfig",
     ("vuln", "train"): "breachlab.vuln.training.config:TrainConfig",
     ("vuln", "export"): "breachlab.vuln.export:ExportConfig",

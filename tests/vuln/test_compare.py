@@ -168,3 +168,6 @@ def test_pairwise_deltas_over_common_pairs_by_hand(tmp_path):
     md, _ = write_compare_report(res, tmp_path / "report")
     text = md.read_text()
     assert "P-C (both right)" in text and "+0.600" in text
+    # net P-C − P-R: baseline 0, other 0.6 − 0.1 = 0.5
+    assert pw["net"]["delta"] == pytest.approx(0.5) and pw["net"]["excludes_zero"]
+    assert "net P-C − P-R" in text and "+0.500" in text

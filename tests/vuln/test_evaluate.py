@@ -128,3 +128,18 @@ def test_generate_limit_runs_generation_on_a_balanced_subset_of_every_source(tmp
     gen = [r for r in rows if r["mode"] == "generate"]
     assert sum(r["mode"] == "logit" for r in rows) == 12 and len(gen) == 4
     assert sorted(r["label"] for r in gen) == [0, 0, 1, 1] and {r["source"] for r in gen} == {"juliet", "sven"}
+
+
+def test_limit_keeps_pairs_whole() -> None:
+    from breachlab.vuln.evaluate import balanced_limit
+
+    pairs = _samples(4)
+    scattered = pairs[0::2] + pairs[1::2][::-1]                  # vulnerable halves p0..p3, then fixes p3..p0
+    picked = balanced_limit(scattered, 4, whole_pairs=True)
+    assert len(picked) == 4 and {s.pair_id for s in picked} == {"p0", "p1"}
+    assert [s.id for s in picked] == [s.id for s in scattered if s.pair_id in ("p0", "p1")]    # file order
+    # the plain limit takes the first of each class and breaks every pair here
+    plain = balanced_limit(scattered, 4)
+    assert {s.id for s in plain} == {"p0-v", "p1-v", "p3-f", "p2-f"}
+    single = [Sample(f"s{i}", f"int f{i}(void);", i % 2, None, "juliet", f"g{i}") for i in range(8)]
+    assert balanced_limit(single, 4, whole_pairs=True) == balanced_limit(single, 4)

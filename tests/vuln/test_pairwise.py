@@ -110,3 +110,28 @@ def test_summarize_carries_pairwise_and_per_source() -> None:
     assert by["juliet"]["pairwise"] is None
     assert s["low_fpr"]["vd_s"]["value"] is not None
     assert {w["code"] for w in s["warnings"]} >= {"small_pairs", "vd_s_small_n"}
+
+
+def test_net_is_correct_minus_reversed_hand_counted() -> None:
+    # 5 correct, 2 reversed, 2 both-vulnerable, 1 both-safe: net = 5/10 - 2/10 = 0.3
+    pids, y, pred = _pairs([(1, 0)] * 5 + [(0, 1)] * 2 + [(1, 1)] * 2 + [(0, 0)])
+    m = PW.pairwise_metrics(pids, y, pred, n_boot=400, seed=3)
+    assert m["net"]["value"] == pytest.approx(0.3)
+    lo, hi = m["net"]["ci"]
+    assert -1.0 <= lo < 0.3 < hi <= 1.0
+    # every resample's net is its P-C minus its P-R, so the CI is not P-C's CI shifted
+    assert m["net"]["ci"] != [m["P-C"]["ci"][0] - 0.2, m["P-C"]["ci"][1] - 0.2]
+    # a coin's expected outcomes: P-C 0.25 and net 0
+    assert PW.COIN["P-C"] == 0.25 and PW.COIN["net"] == 0.0
+    # all reversed: net -1 with a degenerate CI
+    pids, y, pred = _pairs([(0, 1)] * 4)
+    m = PW.pairwise_metrics(pids, y, pred, n_boot=100)
+    assert m["net"]["value"] == -1.0 and m["net"]["ci"] == [-1.0, -1.0]
+
+
+def test_net_delta_is_paired() -> None:
+    pids, y, a = _pairs([(1, 1)] * 6 + [(1, 0)] * 4)      # net 0.4
+    _, _, b = _pairs([(1, 0)] * 8 + [(0, 1)] * 2)           # net 0.6
+    d = PW.pairwise_delta(pids, y, a, b, n_boot=300, seed=0)
+    assert d["net"]["baseline"] == pytest.approx(0.4) and d["net"]["other"] == pytest.approx(0.6)
+    assert d["net"]["delta"] == pytest.approx(0.2)

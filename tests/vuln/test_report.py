@@ -48,6 +48,8 @@ def test_metrics_table_renders_with_warnings(both):
     for label in ("MCC", "Balanced accuracy", "ROC-AUC", "95% CI", "unparsable", "prompt echo"):
         assert label in text
     assert "P-C, 30 pairs" in text and "P-V / P-B / P-R" in text
+    pw = summaries["zero-shot · generate"]["pairwise"]
+    assert "net P-C − P-R" in text and f"{pw['net']['value']:+.3f}" in text
     notes = R.table_notes(summaries["zero-shot · generate"])
     assert any("only 60 samples" in n for n in notes)  # the small-n warning, printed under the table
     assert all("\n" not in n for n in notes)              # one line each, never wrapped by us
@@ -141,6 +143,8 @@ def test_report_shows_primevul_pairs_vd_s_and_per_source_pairs(tmp_path, both):
     assert pw["n_pairs"] == 30
     cell = f"{pw['P-C']['count']} ({pw['P-C']['value']:.3f})"
     assert cell in text and cell in page.read_text(encoding="utf-8")
+    net = f"{pw['P-C']['value'] - pw['P-R']['value']:+.3f} [{pw['net']['ci'][0]:.3f}, {pw['net']['ci'][1]:.3f}]"
+    assert "net P-C − P-R (coin: 0)" in text and net in text
     # per-source rows: both sources have pairs here, so both carry P-C
     by = {r["source"]: r for r in summaries["zero-shot · logit"]["per_source"]}
     assert by["sven"]["pairwise"]["n_pairs"] == 10 and by["juliet"]["pairwise"]["n_pairs"] == 20

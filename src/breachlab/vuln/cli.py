@@ -7,6 +7,7 @@
     breachlab vuln plan gemma-4-e4b --method qlora --lora-r 16
     breachlab vuln quantbench RUN_DIR --data runs/data-juliet-sven
     breachlab vuln config export                     # every key of a command, its default and help
+    breachlab vuln kb build runs/data --out runs/kb  # known pairs for references and the retrieval baseline
 
 Every command that does work takes ``--config FILE.yaml`` (defaults), ``--set key=value``
 (overrides) and ``--out DIR``, the shared vocabulary of :mod:`breachlab.cli_options`; named
@@ -25,9 +26,12 @@ import typer
 from breachlab.cli_options import CONFIG_OPT, OUT_OPT, SET_OPT, load_config, out_opt, overrides
 
 app = typer.Typer(help="Fine-tune, evaluate and scan with a local vulnerability classifier.", no_args_is_help=True)
-data_app = typer.Typer(help="Build leak-free, balanced datasets (Juliet, SVEN, DiverseVul, JSONL/CSV).",
+data_app = typer.Typer(help="Build leak-free, balanced datasets (Juliet, SVEN, PairVul, CVEfixes, DiverseVul, JSONL/CSV).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
+kb_app = typer.Typer(help="Known vulnerable/fixed pairs: references for eval prompts and a retrieval baseline.",
+                     no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
 
 def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
@@ -39,7 +43,7 @@ def _csv(value: str | None) -> list[str] | None:
 @data_app.command("build")
 def data_build(
     config: Optional[Path] = CONFIG_OPT,
-    sources: Optional[str] = typer.Option(None, help="Comma-separated: juliet,sven,pairvul,diversevul,generic."),
+    sources: Optional[str] = typer.Option(None, help="Comma-separated: juliet,sven,pairvul,cvefixes,diversevul,generic."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Training samples per class."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation samples per class."),
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Test samples per class."),
@@ -68,6 +72,47 @@ def data_stats(path: Path = typer.Argument(..., help="A data run directory or a 
     from breachlab.vuln import data
 
     Console().print(data.render_stats(data.stats_for(path)))
+
+
+# ---------------------------------------------------------------------------------------
+# kb
+# ---------------------------------------------------------------------------------------
+@kb_app.command("build")
+def kb_build(
+    data: Optional[str] = typer.Argument(None, help="Data run directory (its train split), samples .jsonl, "
+                                                    "or a JSONL of your own fixes."),
+    method: Optional[str] = typer.Option(None, help="tfidf (default) or bm25."),
+    config: Optional[Path] = CONFIG_OPT,
+    sets: Optional[list[str]] = SET_OPT,
+    out: Optional[Path] = OUT_OPT,
+) -> None:
+    """Index known vulnerable/fixed pairs (local, lexical) into a KB folder."""
+    from rich.console import Console
+
+    from breachlab.vuln.kb import build
+
+    cfg = load_config(build.KbBuildConfig, config, sets, data=data, method=method)
+    path = build.run(cfg, out=out)
+    Console().print(f"[green]KB written to[/green] {path}", soft_wrap=True)
+
+
+@kb_app.command("score")
+def kb_score(
+    kb: Optional[str] = typer.Argument(None, help="KB folder from `breachlab vuln kb build`."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Data run directory or samples .jsonl."),
+    k: Optional[int] = typer.Option(None, "-k", help="Nearest known halves to average (default 1)."),
+    config: Optional[Path] = CONFIG_OPT,
+    sets: Optional[list[str]] = SET_OPT,
+    out: Optional[Path] = OUT_OPT,
+) -> None:
+    """The retrieval baseline with no model: an eval-like run directory for the same split."""
+    from rich.console import Console
+
+    from breachlab.vuln.kb import baseline
+
+    cfg = load_config(baseline.KbScoreConfig, config, sets, kb=kb, data=data, k=k)
+    path = baseline.run(cfg, out=out)
+    Console().print(f"[green]report:[/green] {path / 'report.html'}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
         "coverage", "modes_skipped", "modes", "warnings"}``; ``modes[mode]`` holds ``n``,
         ``summaries`` (name → :func:`~breachlab.vuln.summary.summarize`) and ``deltas``
         (one per non-baseline run: per-metric baseline/other/delta/ci, ``pairwise`` deltas of
-        P-C/P-V/P-B/P-R over the complete pairs common to all runs and ``low_fpr`` deltas of
+        P-C/P-V/P-B/P-R and of the net P-C − P-R over the complete pairs common to all runs and ``low_fpr`` deltas of
         VD-S and FNR at FPR <= 5%, each with paired bootstrap CIs or None, and ``mcnemar``).
     """
     if len(run_dirs) < 2:

@@ -1,7 +1,9 @@
 """``breachlab vuln data build`` — balanced, grouped, leak-checked train/val/test sets.
 
-Sources: Juliet C/C++ 1.3 (neutralised: see :mod:`breachlab.vuln.datasets.juliet`), SVEN and
-PairVul vulnerable/fixed pairs, DiverseVul, or any labelled table.  Steps: load and validate
+Sources: Juliet C/C++ 1.3 (neutralised: see :mod:`breachlab.vuln.datasets.juliet`), SVEN,
+PairVul and CVEfixes vulnerable/fixed pairs, DiverseVul, or any labelled table. The test split
+may draw from other sources than train and val (``test_sources``/``train_sources``:
+leave-one-source-out).  Steps: load and validate
 every source (a malformed file stops here, before anything is written) → long pairs cut
 around their change (:mod:`breachlab.vuln.pools`) → length/language filter → exact dedup
 across all sources (whitespace-normalised; same code with both labels = conflict, dropped)
@@ -27,7 +29,7 @@ from breachlab.vuln.datastats import compute_stats, render_stats, stats_for
 from breachlab.vuln.pairwindow import PairWindow, truncate_pair
 from breachlab.vuln.pools import open_pools
 from breachlab.vuln.sample import Sample, load_split
-from breachlab.vuln.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks, fix_overlap
+from breachlab.vuln.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks, dedup_key, fix_overlap
 
 __all__ = ["DataConfig", "SOURCES", "LeakError", "build", "run", "select", "open_pools", "load_split",
            "compute_stats", "render_stats", "stats_for", "check_leaks", "data_root", "source_path",
@@ -68,8 +70,7 @@ def select(cfg: DataConfig, pools: list[Any], progress: Any = None) -> tuple[dic
 
     task = progress.add_task("examining groups", total=None) if progress else None
     alloc = Allocator(cfg.seed, keep, cfg.max_per_group,
-                      progress=(lambda n: progress.advance(task, n)) if progress else None)
-    weights = cfg.mix_weights()
+                      progress=(lambda n: progress.advance(task, n)) if progress else None, key=dedup_key(cfg.dedup))
     by_name = {p.name: p for p in pools}
     for pool in pools:
         if not getattr(pool, "lazy", False):
@@ -77,7 +78,8 @@ def select(cfg: DataConfig, pools: list[Any], progress: Any = None) -> tuple[dic
     splits: dict[str, list[Sample]] = {}
     short: dict[str, dict[str, int]] = {}
     for split, n in cfg.targets().items():
-        share = {src: [v, v] for src, v in _shares(n, weights).items()}  # [safe, vulnerable]
+        # [safe, vulnerable] per source; leave-one-source-out gives test and train other sources
+        share = {src: [v, v] for src, v in _shares(n, cfg.split_weights(split)).items()}
         for _round in range(len(pools) + 1):
             for src, (n0, n1) in share.items():
                 if n0 or n1:
@@ -112,6 +114,7 @@ def select(cfg: DataConfig, pools: list[Any], progress: Any = None) -> tuple[dic
         raise UserError(f"not enough data in {', '.join(cfg.sources)} after filters and dedup ({detail}); "
                         "ask for fewer samples, add a source, or set data.allow_short=true")
     report = {
+        "split_sources": {split: cfg.split_sources(split) for split in cfg.targets()},
         "dropped": dict(sorted(alloc.dropped.items())),
         "shortfall": short,
         "loaders": {p.name: dict(p.stats) for p in pools},
@@ -134,10 +137,11 @@ def build(cfg: DataConfig, out_dir: Path, progress: bool = True, pools: list[Any
     with _progress(progress) as bar:
         pools = open_pools(cfg, status=status_line("data", log, progress)) if pools is None else pools
         splits, report = select(cfg, pools, bar)
-    check_leaks(splits)
+    check_leaks(splits, cfg.dedup)
     report["pair_fix_overlap"] = fix_overlap(splits)
-    report["leak_check"] = ("passed: no group (Juliet family, commit, CVE), whitespace-normalised code hash "
-                            "or id in two splits, across all sources")
+    report["leak_check"] = ("passed: no group (Juliet family, commit, CVE, function name), whitespace-normalised "
+                            "code hash" + (", comment-blind token hash" if cfg.dedup == "tokens" else "")
+                            + " or id in two splits, across all sources")
     stats = compute_stats(splits)
     stats.update(report)
     stats["requested_per_class"] = cfg.targets()

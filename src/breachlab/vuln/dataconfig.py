@@ -15,13 +15,16 @@ from breachlab.datadir import data_root as shared_data_root
 from breachlab.errors import UserError
 from breachlab.vuln.splits import SPLIT_ORDER
 
-SOURCES = ("juliet", "sven", "pairvul", "diversevul", "generic")
+SOURCES = ("juliet", "sven", "pairvul", "cvefixes", "diversevul", "generic")
+PAIRED_SOURCES = ("sven", "pairvul", "cvefixes")
 WHERE_TO_GET = {
     "juliet": "Juliet C/C++ 1.3 from https://samate.nist.gov/SARD/test-suites/112 "
               "(juliet-c-cpp-1.3.tar.xz or the unpacked folder)",
     "sven": "SVEN from https://github.com/eth-sri/sven (data_train_val/{train,val}/cwe-*.jsonl)",
     "pairvul": "PairVul (the Vul-RAG benchmark, MIT: the benchmark/ folder of the KnowledgeRAG4LLMVulD "
                "repository) as pairvul/{train,test}/*CWE-*.json",
+    "cvefixes": "the VulLLM sample of CVEfixes (MIT: dataset/CVEfixes/test_512.json of CGCL-codes/VulLLM, with "
+                "pair_id and func_name added) as cvefixes/cvefixes_vulllm_test512.jsonl",
     "diversevul": "diversevul_20230702.json from https://github.com/wagner-group/diversevul",
     "generic": "your own JSONL/CSV file",
 }
@@ -32,8 +35,8 @@ class DataConfig:
     """What ``breachlab vuln data build`` builds; every field can be set in YAML or with --set."""
 
     sources: list[str] = field(default_factory=lambda: ["juliet", "sven"],
-                               help="datasets to draw from: juliet, sven, pairvul, diversevul, generic")
-    data_root: str | None = field(None, help="folder with juliet/, sven/, pairvul/, diversevul/ (default: $BREACHLAB_DATA, "
+                               help="datasets to draw from: juliet, sven, pairvul, cvefixes, diversevul, generic")
+    data_root: str | None = field(None, help="folder with juliet/, sven/, pairvul/, cvefixes/, diversevul/ (default: $BREACHLAB_DATA, "
                                              "else ../shared/data, else ./data)")
     juliet_path: str | None = field(None, help="Juliet .tar.xz or unpacked folder (default: <data_root>/juliet/"
                                                "juliet-c-cpp-1.3.tar.xz)")
@@ -44,9 +47,13 @@ class DataConfig:
     pairvul_splits: list[str] = field(default_factory=lambda: ["train", "test"],
                                       help="PairVul sub-folders to read (re-split by CVE ourselves; the upstream "
                                            "split is kept in each sample's meta)")
-    pair_window: bool = field(True, help="pairs (SVEN, PairVul) with a half longer than max_chars are cut to the "
+    pair_window: bool = field(True, help="pairs (SVEN, PairVul, CVEfixes) with a half longer than max_chars are cut to the "
                                          "same window of lines around the change instead of dropped; pairs that "
                                          "become identical are dropped and counted")
+    cvefixes_path: str | None = field(None, help="CVEfixes JSONL file (fields id, code, label, pair_id, func_name) or "
+                                                 "its folder (default: <data_root>/cvefixes/cvefixes_vulllm_test512.jsonl)")
+    cvefixes_unpaired: bool = field(True, help="cvefixes: keep the functions without a vulnerable/fixed partner "
+                                               "(false: pairs only)")
     diversevul_path: str | None = field(None, help="DiverseVul JSON/JSONL file or the hub id bstee615/diversevul "
                                                    "(default: <data_root>/diversevul/diversevul_20230702.json)")
     generic_path: str | None = field(None, help="a JSONL/JSON/CSV/TSV file for the 'generic' source")
@@ -63,10 +70,20 @@ class DataConfig:
     n_train_per_class: int = field(3000, help="training samples per class (0 = no train split)")
     n_val_per_class: int = field(500, help="validation samples per class (0 = no val split)")
     n_test_per_class: int = field(100, help="test samples per class (0 = no test split)")
+    train_sources: list[str] = field(default_factory=list,
+                                     help="sources the train and val splits draw from (empty = all of sources); "
+                                          "leave one out to test on it alone")
+    test_sources: list[str] = field(default_factory=list,
+                                    help="sources the test split draws from (empty = all of sources), e.g. "
+                                         "[cvefixes, juliet] with train_sources [pairvul, sven, juliet]: "
+                                         "leave-one-source-out, Juliet by held-out families")
     source_mix: str = field("equal", help="how each split is shared across sources: 'equal' or weights such as "
                                           "'juliet=0.7,sven=0.3'; a source that runs short is topped up by the others")
     max_per_group: int = field(2, help="at most this many samples per class from one group "
                                        "(Juliet family, commit, CVE); 0 = no limit")
+    dedup: str = field("whitespace", help="what makes two functions the same for dedup and the leak check: "
+                                          "whitespace (the code with whitespace collapsed) or tokens (also "
+                                          "ignores comments: catches one fix copied into two datasets)")
     allow_short: bool = field(False, help="write smaller splits instead of failing when the data runs out")
     seed: int = field(42, help="seed for group order, split assignment and sampling")
     cache_dir: str | None = field(None, help="cache for parsed Juliet families (default: $BREACHLAB_CACHE, "
@@ -92,7 +109,29 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be >= 0, got {getattr(self, name)}")
         if not (self.n_train_per_class or self.n_val_per_class or self.n_test_per_class):
             raise ConfigError("data: all split sizes are 0; ask for at least one split")
+        if self.dedup not in ("whitespace", "tokens"):
+            raise ConfigError(f"data.dedup must be whitespace or tokens, got {self.dedup!r}")
+        for name in ("train_sources", "test_sources"):
+            extra = [s for s in getattr(self, name) if s not in self.sources]
+            if extra:
+                raise ConfigError(f"data.{name}: {', '.join(extra)} not in data.sources ({', '.join(self.sources)})")
         self.mix_weights()
+        for split in self.targets():
+            if not any(w > 0 for w in self.split_weights(split).values()):
+                raise ConfigError(f"data.source_mix gives the {split} split's sources "
+                                  f"({', '.join(self.split_sources(split))}) no weight")
+
+    def split_sources(self, split: str) -> list[str]:
+        """The sources ``split`` draws from (``train`` and ``val`` share ``train_sources``)."""
+        chosen = self.test_sources if split == "test" else self.train_sources
+        return [s for s in self.sources if s in chosen] if chosen else list(self.sources)
+
+    def split_weights(self, split: str) -> dict[str, float]:
+        """:meth:`mix_weights` restricted to the split's sources and renormalised."""
+        allowed = self.split_sources(split)
+        weights = {s: w for s, w in self.mix_weights().items() if s in allowed}
+        total = sum(weights.values())
+        return {s: w / total for s, w in weights.items()} if total > 0 else weights
 
     def targets(self) -> dict[str, int]:
         """Per-class size of each requested split, in fill order (test first)."""
@@ -128,7 +167,7 @@ def source_path(cfg: DataConfig, source: str) -> Path | str:
     """The file/folder (or hub id) each source reads; a missing one says where to get it."""
     root = data_root(cfg)
     explicit = {"juliet": cfg.juliet_path, "sven": cfg.sven_path, "pairvul": cfg.pairvul_path,
-                "diversevul": cfg.diversevul_path, "generic": cfg.generic_path}[source]
+                "cvefixes": cfg.cvefixes_path, "diversevul": cfg.diversevul_path, "generic": cfg.generic_path}[source]
     if source == "diversevul" and explicit and not Path(explicit).exists() and "/" in explicit \
             and not explicit.startswith((".", "/")) and explicit.count("/") == 1:
         return explicit  # a hub id
@@ -140,6 +179,8 @@ def source_path(cfg: DataConfig, source: str) -> Path | str:
             path = root / "juliet"
     elif source in ("sven", "pairvul"):
         path = root / source
+    elif source == "cvefixes":
+        path = root / "cvefixes" / "cvefixes_vulllm_test512.jsonl"
     else:
         path = root / "diversevul" / "diversevul_20230702.json"
     if not path.exists():

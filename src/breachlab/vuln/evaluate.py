@@ -46,7 +46,8 @@ class EvalConfig:
                              help="decision modes: logit (one forward pass, P(VULNERABLE) vs P(SAFE)) and/or generate")
     threshold: float = field(0.5, help="logit mode: predict VULNERABLE when P(vulnerable) >= threshold")
     max_new_tokens: int = field(64, help="generate mode: tokens to generate per sample")
-    limit: int | None = field(None, help="evaluate at most this many samples (class balance kept)")
+    limit: int | None = field(None, help="evaluate at most this many samples (class balance kept, vulnerable/fixed "
+                                         "pairs whole)")
     generate_limit: int | None = field(None, help="generate mode on at most this many of the samples (balanced, "
                                                   "every source; generation is slow on CPU); logit mode keeps all")
     sources: list[str] = field(default_factory=list, help="evaluate only samples from these sources (e.g. [sven]); empty = all")
@@ -56,6 +57,10 @@ class EvalConfig:
     n_boot: int = field(1000, help="bootstrap resamples for the 95% confidence intervals")
     seed: int = field(42, help="seed for bootstrap resampling")
     allow_pickle: bool = field(False, help="allow loading pickled (.bin) weights — only for checkpoints you trust")
+    kb: str | None = field(None, help="KB folder (`breachlab vuln kb build`): show the model the kb_k most similar "
+                                      "known vulnerable functions and their fixes before each function; none by default")
+    kb_k: int = field(1, help="with kb: how many known pairs to show per function")
+    kb_chars: int = field(1200, help="with kb: at most this many characters of each known fix's diff")
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, Path):
@@ -79,6 +84,8 @@ class EvalConfig:
             raise ConfigError("generate_limit must be >= 0")
         if self.n_boot < 0:
             raise ConfigError("n_boot must be >= 0")
+        if self.kb_k < 1 or self.kb_chars < 80:
+            raise ConfigError(f"kb_k must be >= 1 and kb_chars >= 80, got {self.kb_k}, {self.kb_chars}")
 
 
 def load_eval_samples(data: str | Path, split: str = "test") -> tuple[list[Sample], Path]:
@@ -112,17 +119,32 @@ def spread_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
     return [s for s in samples if s.id in picked]
 
 
-def balanced_limit(samples: list[Sample], limit: int | None) -> list[Sample]:
-    """At most ``limit`` samples, half of each class where possible, keeping file order."""
+def balanced_limit(samples: list[Sample], limit: int | None, whole_pairs: bool = False) -> list[Sample]:
+    """At most ``limit`` samples, half of each class where possible, keeping file order.
+
+    ``whole_pairs``: take a vulnerable/fixed pair's two halves together or not at all (pairs
+    in order of their first half), so that every pair in the result is complete.
+    """
     if limit is None or limit >= len(samples):
         return samples
     per_class = limit // 2
-    out, counts = [], {0: 0, 1: 0}
+    if not whole_pairs:
+        out, counts = [], {0: 0, 1: 0}
+        for s in samples:
+            if counts[s.label] < per_class:
+                out.append(s)
+                counts[s.label] += 1
+        return out
+    units: dict[str, list[Sample]] = {}
     for s in samples:
-        if counts[s.label] < per_class:
-            out.append(s)
-            counts[s.label] += 1
-    return out
+        units.setdefault(f"pair:{s.pair_id}" if s.pair_id else f"row:{s.id}", []).append(s)
+    picked, counts = set(), {0: 0, 1: 0}
+    for unit in units.values():
+        need = {0: sum(s.label == 0 for s in unit), 1: sum(s.label == 1 for s in unit)}
+        if all(counts[c] + need[c] <= per_class for c in (0, 1)):
+            picked.update(s.id for s in unit)
+            counts = {c: counts[c] + need[c] for c in (0, 1)}
+    return [s for s in samples if s.id in picked]
 
 
 def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, title: str,
@@ -153,6 +175,10 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     if own:
         backend = _load(cfg, load_backend)
     partial = run / "predictions.partial.jsonl"
+    refs = sample_references(cfg, samples)
+    if refs:
+        run.update_manifest(kb=str(cfg.kb), kb_k=cfg.kb_k,
+                            kb_functions_with_references=sum(bool(ids) for _, ids in refs.values()))
     rows_by_mode: dict[str, list[dict]] = {mode: [] for mode in cfg.modes}
     with PredictionLog(partial, resume=resume) as sink, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -169,8 +195,10 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
                     continue
                 row = sink.done.pop((sample.id, mode), None)
                 if row is None:
+                    text, ids = refs.get(sample.id, ("", []))
                     row = predict_one(backend, sample, mode, threshold=cfg.threshold,
-                                      max_new_tokens=cfg.max_new_tokens)
+                                      max_new_tokens=cfg.max_new_tokens, references=text,
+                                      reference_ids=ids if cfg.kb else None)
                     sink.write(row)
                 rows_by_mode[mode].append(row)
                 bar.advance(task)
@@ -199,6 +227,28 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     return summaries
 
 
+def sample_references(cfg: EvalConfig, samples: list[Sample]) -> dict[str, tuple[str, list[str]]]:
+    """``{sample id: (reference block, known pair ids)}`` from ``cfg.kb``; empty without a KB.
+
+    A known pair holding the sample itself is never shown (:mod:`breachlab.vuln.kb.retrieve`).
+    """
+    if not cfg.kb:
+        return {}
+    from breachlab.vuln.kb.retrieve import KnowledgeBase, hits_from_row
+    from breachlab.vuln.prompts import reference_block
+
+    kb = KnowledgeBase.load(cfg.kb)
+    sv, sf = kb.similarities([s.code for s in samples])
+    out = {}
+    for i, s in enumerate(samples):
+        hits = hits_from_row(kb.pairs, sv[i], sf[i], cfg.kb_k)
+        text = reference_block([(h.pair.vulnerable, h.pair.fixed, h.pair.cwe) for h in hits], cfg.kb_chars)
+        out[s.id] = (text, [h.pair.id for h in hits] if text else [])
+    log.info("references from %s (%d known pairs) for %d of %d functions", cfg.kb, len(kb),
+             sum(bool(ids) for _, ids in out.values()), len(samples))
+    return out
+
+
 def samples_digest(samples: list[Sample]) -> str:
     """sha256 of the ordered sample ids: a resumed run must predict the very same list."""
     import hashlib
@@ -223,7 +273,7 @@ def _select_samples(cfg: EvalConfig) -> tuple[list[Sample], Path]:
         from breachlab.vuln.sample import only_sources
 
         samples = only_sources(samples, cfg.sources, where=str(data_file))
-    return balanced_limit(samples, cfg.limit), data_file
+    return balanced_limit(samples, cfg.limit, whole_pairs=True), data_file
 
 
 def _model_name(cfg: EvalConfig) -> str:

@@ -9,7 +9,10 @@ vulnerable/fixed pairs by what the model said about each half:
 * **P-R** (reversed): vulnerable half called SAFE *and* fixed half called VULNERABLE.
 
 Each is a fraction of the complete pairs (exactly one vulnerable and one safe row share a
-``pair_id``); incomplete pairs are ignored and counted. A pair with an unparsable half is
+``pair_id``); incomplete pairs are ignored and counted. **Net** = P-C − P-R, the pair
+discrimination left after chance: a coin that guesses each function independently gets
+P-C = P-R = 0.25 (net 0), and a model that cannot tell a fix from its bug gets as many
+reversed pairs as correct ones. A pair with an unparsable half is
 in none of the four (``unparsable``), so the five fractions add up to 1 and an unparsable
 answer never counts as right. CIs resample whole pairs.
 
@@ -30,6 +33,8 @@ from breachlab.vuln.bootstrap import bootstrap, bootstrap_weights, cluster_codes
 from breachlab.vuln.metrics import CI_LEVEL, grouped_scores
 
 OUTCOMES = ("P-C", "P-V", "P-B", "P-R", "unparsable")
+NET = "net"                # P-C − P-R
+COIN = {"P-C": 0.25, "P-V": 0.25, "P-B": 0.25, "P-R": 0.25, "unparsable": 0.0, NET: 0.0}  # expected, fair coin
 SMALL_PAIRS = 100          # fewer complete pairs than this: CIs of ±0.1 or wider
 VDS_FPR = 0.005            # PrimeVul's VD-S operating point
 LOOSE_FPR = 0.05
@@ -70,13 +75,19 @@ def _onehot(codes: np.ndarray) -> np.ndarray:
     return np.eye(len(OUTCOMES))[codes] if codes.size else np.zeros((0, len(OUTCOMES)))
 
 
+def _with_net(hot: np.ndarray) -> np.ndarray:
+    """One-hot outcomes plus a last column: +1 for P-C, -1 for P-R, 0 otherwise (its mean is the net)."""
+    net = hot[:, OUTCOMES.index("P-C")] - hot[:, OUTCOMES.index("P-R")]
+    return np.concatenate([hot, net[:, None]], axis=1)
+
+
 def pairwise_metrics(pair_ids: Sequence[str | None], y: Sequence[int], pred: Sequence[int],
                      n_boot: int = 1000, seed: int = 0, level: float = CI_LEVEL) -> dict[str, Any] | None:
     """P-C / P-V / P-B / P-R (and unparsable) over the complete pairs, with pair-bootstrap CIs.
 
     Returns ``None`` when no row has a ``pair_id``; otherwise ``{"n_pairs", "n_incomplete",
-    "small_n", OUTCOME: {"count", "value", "ci"}, ...}`` (values 0 and CIs None when no pair is
-    complete).
+    "small_n", OUTCOME: {"count", "value", "ci"}, ..., "net": {"value", "ci"}}`` (values 0 and
+    CIs None when no pair is complete); ``net`` is P-C − P-R, its CI from the same resamples.
     """
     if not any(p not in (None, "") for p in pair_ids):
         return None
@@ -84,14 +95,16 @@ def pairwise_metrics(pair_ids: Sequence[str | None], y: Sequence[int], pred: Seq
     codes = pair_outcomes(pred, vul, fix)
     n = int(codes.size)
     counts = np.bincount(codes, minlength=len(OUTCOMES))
-    boot = np.empty((0, len(OUTCOMES)))
+    boot = np.empty((0, len(OUTCOMES) + 1))
     if n and n_boot > 0:
-        hot = _onehot(codes)
+        hot = _with_net(_onehot(codes))
         boot = np.concatenate([w @ hot / n for w in bootstrap_weights(np.arange(n), n_boot, seed)])
     out: dict[str, Any] = {"n_pairs": n, "n_incomplete": incomplete, "small_n": n < SMALL_PAIRS}
     for j, name in enumerate(OUTCOMES):
         out[name] = {"count": int(counts[j]), "value": float(counts[j] / n) if n else 0.0,
                      "ci": percentile_ci(boot[:, j], level)[0] if boot.size else None}
+    out[NET] = {"value": out["P-C"]["value"] - out["P-R"]["value"],
+                "ci": percentile_ci(boot[:, -1], level)[0] if boot.size else None}
     return out
 
 
@@ -156,12 +169,12 @@ def pairwise_delta(pair_ids: Sequence[str | None], y: Sequence[int], pred_a: Seq
     n = int(vul.size)
     if n == 0:
         return None
-    ha, hb = _onehot(pair_outcomes(pred_a, vul, fix)), _onehot(pair_outcomes(pred_b, vul, fix))
+    ha, hb = _with_net(_onehot(pair_outcomes(pred_a, vul, fix))), _with_net(_onehot(pair_outcomes(pred_b, vul, fix)))
     diff = hb - ha
     boot = (np.concatenate([w @ diff / n for w in bootstrap_weights(np.arange(n), n_boot, seed)])
-            if n_boot > 0 else np.empty((0, len(OUTCOMES))))
+            if n_boot > 0 else np.empty((0, len(OUTCOMES) + 1)))
     out: dict[str, Any] = {"n_pairs": n, "small_n": n < SMALL_PAIRS}
-    for j, name in enumerate(OUTCOMES):
+    for j, name in enumerate((*OUTCOMES, NET)):
         a, b = float(ha[:, j].mean()), float(hb[:, j].mean())
         ci = percentile_ci(boot[:, j], level)[0] if boot.size else None
         out[name] = {"baseline": a, "other": b, "delta": b - a, "ci": ci,

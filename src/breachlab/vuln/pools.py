@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from breachlab.vuln.dataconfig import DataConfig, source_path
+from breachlab.vuln.dataconfig import PAIRED_SOURCES, DataConfig, source_path
 from breachlab.vuln.datasets import ListPool
 from breachlab.vuln.pairwindow import truncate_pair
 from breachlab.vuln.sample import Sample
@@ -89,6 +89,10 @@ def open_pools(cfg: DataConfig, status: Callable[[str], Any] | None = None) -> l
             from breachlab.vuln.datasets.pairvul import load_pairvul
 
             pool = load_pairvul(path, cfg.pairvul_splits, cfg.languages)
+        elif source == "cvefixes":
+            from breachlab.vuln.datasets.cvefixes import load_cvefixes
+
+            pool = load_cvefixes(path, cfg.languages, unpaired=cfg.cvefixes_unpaired)
         elif source == "diversevul":
             from breachlab.vuln.datasets.diversevul import load_diversevul
 
@@ -100,7 +104,7 @@ def open_pools(cfg: DataConfig, status: Callable[[str], Any] | None = None) -> l
                              vulnerable_values=list(cfg.generic_vulnerable_values), cwe=cfg.generic_cwe_column,
                              group=cfg.generic_group_column, id=cfg.generic_id_column)
             pool = load_generic(path, cols, cfg.languages)
-        if cfg.pair_window and source in ("sven", "pairvul"):
+        if cfg.pair_window and source in PAIRED_SOURCES:
             pool = window_pairs(pool, cfg.max_chars - 1)
         pools.append(pool)
     return pools

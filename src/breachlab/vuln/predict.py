@@ -23,6 +23,7 @@ from breachlab.vuln.prompts import (
     VERDICT_SAFE,
     VERDICT_VULNERABLE,
     detect_echo,
+    inference_prompt,
     parse_verdict,
 )
 from breachlab.vuln.sample import Sample
@@ -42,33 +43,47 @@ def strip_template_text(output: str, code: str = "") -> str:
     return text
 
 
-def fit_code(backend: Backend, sample: Sample, reserve: int) -> tuple[str, bool]:
+def build_prompt(backend: Backend, code: str, lang: str | None, references: str = "") -> str:
+    """The backend's inference prompt for ``code``, with a reference block when given."""
+    if not references:
+        return backend.prompt(code, lang)
+    return inference_prompt(code, lang, tokenizer=backend.chat_tokenizer, references=references)
+
+
+def fit_code(backend: Backend, sample: Sample, reserve: int, references: str = "") -> tuple[str, bool]:
     """The sample's code, shortened from the end if the prompt would not fit the context."""
     code = sample.code
     budget = backend.n_ctx - reserve
-    n = len(backend.tokenize(backend.prompt(code, sample.lang)))
+    n = len(backend.tokenize(build_prompt(backend, code, sample.lang, references)))
     truncated = False
     while n > budget and len(code) > 64:
         keep = max(64, int(len(code) * budget / n * 0.95))
         code = code[:keep]
         truncated = True
-        n = len(backend.tokenize(backend.prompt(code, sample.lang)))
+        n = len(backend.tokenize(build_prompt(backend, code, sample.lang, references)))
     return code, truncated
 
 
 def predict_one(backend: Backend, sample: Sample, mode: str, *, threshold: float = 0.5,
-                max_new_tokens: int = 64) -> dict[str, Any]:
-    """One prediction row for ``sample``."""
+                max_new_tokens: int = 64, references: str = "", reference_ids: list[str] | None = None) -> dict[str, Any]:
+    """One prediction row for ``sample``.
+
+    ``references``: a :func:`~breachlab.vuln.prompts.reference_block` put before the question
+    (the only way references reach the model); ``reference_ids`` are recorded in the row.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    code, truncated = fit_code(backend, sample, reserve=(max_new_tokens if mode == "generate" else 8) + 8)
-    prompt = backend.prompt(code, sample.lang)
+    code, truncated = fit_code(backend, sample, reserve=(max_new_tokens if mode == "generate" else 8) + 8,
+                               references=references)
+    prompt = build_prompt(backend, code, sample.lang, references)
     start = time.perf_counter()
     row: dict[str, Any] = {
         "id": sample.id, "label": sample.label, "cwe": sample.cwe, "source": sample.source,
         "pair_id": sample.pair_id, "mode": mode, "model": backend.model_id, "backend": backend.name,
         "truncated": truncated,
     }
+    if reference_ids is not None:
+        row["references"] = list(reference_ids)
     if mode == "logit":
         score = backend.score(prompt)
         p = score.p_vulnerable

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from breachlab.vuln.cwe import cwe_name
+from breachlab.vuln.sample import normalise_ws
 
 VERDICT_VULNERABLE = "VULNERABLE"
 VERDICT_SAFE = "SAFE"
@@ -53,10 +54,62 @@ def lang_name(lang: str | None) -> str:
     return _LANG_NAMES.get((lang or "c").lower(), "C")
 
 
-def _messages(instruction: str, code: str, lang: str | None) -> list[dict[str, str]]:
+def _messages(instruction: str, code: str, lang: str | None, references: str = "") -> list[dict[str, str]]:
     fence = "cpp" if lang_name(lang) == "C++" else "c"
     body = f"{instruction.format(lang=lang_name(lang))}\n\n```{fence}\n{code.strip()}\n```"
+    if references:
+        body = f"{references}\n\n{body}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}]
+
+
+# ---------------------------------------------------------------------------------------
+# References from known fixes
+# ---------------------------------------------------------------------------------------
+REFERENCE_INTRO = ("For reference, a similar known vulnerable function and its fix, as a diff "
+                   "(lines starting with - were removed by the fix, lines starting with + were added):")
+REFERENCE_INTRO_MANY = ("For reference, {n} similar known vulnerable functions and their fixes, as diffs "
+                        "(lines starting with - were removed by the fix, lines starting with + were added):")
+
+
+def fix_diff(vulnerable: str, fixed: str, max_chars: int = 1200, context: int = 3) -> str:
+    """The unified diff of a known fix (no file headers), cut to whole lines within ``max_chars``.
+
+    The diff is both halves at once: its ``-`` and context lines are the vulnerable function
+    around the bug, its ``+`` lines the fix. Empty when the halves differ only in whitespace.
+    """
+    import difflib
+
+    if normalise_ws(vulnerable) == normalise_ws(fixed):
+        return ""
+    lines = list(difflib.unified_diff(vulnerable.strip().splitlines(), fixed.strip().splitlines(),
+                                      n=context, lineterm=""))[2:]
+    out, used = [], 0
+    for line in lines:
+        if used + len(line) + 1 > max_chars:
+            out.append("…")
+            break
+        out.append(line.replace("```", "` ` `"))     # a fence inside the diff cannot close ours
+        used += len(line) + 1
+    return "\n".join(out) if any(l[:1] in "+-" for l in out) else ""
+
+
+def reference_block(references: list[tuple[str, str, str | None]], max_chars: int = 1200) -> str:
+    """The prompt text for known pairs ``(vulnerable, fixed, cwe)``; empty without any.
+
+    Each pair becomes a ```` ```diff ```` block of at most ``max_chars`` characters, headed by its
+    CWE where known. Text from a KB is data, like the code under review: it is fenced, never
+    an instruction.
+    """
+    parts = []
+    for vulnerable, fixed, cwe in references:
+        diff = fix_diff(vulnerable, fixed, max_chars)
+        if diff:
+            head = f"Known fix{f' ({cwe})' if cwe else ''}:\n" if len(references) > 1 else (f"({cwe})\n" if cwe else "")
+            parts.append(f"{head}```diff\n{diff}\n```")
+    if not parts:
+        return ""
+    intro = REFERENCE_INTRO if len(parts) == 1 else REFERENCE_INTRO_MANY.format(n=len(parts))
+    return intro + "\n\n" + "\n\n".join(parts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,9 +205,12 @@ def stop_strings(chat: Any = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def inference_prompt(code: str, lang: str | None = "c", tokenizer: Any = None) -> str:
-    """The text a model sees at evaluation/scan time; the verdict goes right after it."""
-    return render_conversation(_messages(INFERENCE_QUESTION, code, lang), tokenizer)
+def inference_prompt(code: str, lang: str | None = "c", tokenizer: Any = None, references: str = "") -> str:
+    """The text a model sees at evaluation/scan time; the verdict goes right after it.
+
+    ``references``: a :func:`reference_block` shown before the question (empty: none).
+    """
+    return render_conversation(_messages(INFERENCE_QUESTION, code, lang, references), tokenizer)
 
 
 # ---------------------------------------------------------------------------------------
@@ -293,7 +349,7 @@ def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-TEMPLATE_TEXTS = (SYSTEM, TRAIN_INSTRUCTION, INFERENCE_QUESTION)
+TEMPLATE_TEXTS = (SYSTEM, TRAIN_INSTRUCTION, INFERENCE_QUESTION, REFERENCE_INTRO)
 
 
 def detect_echo(output: str, templates: tuple[str, ...] = TEMPLATE_TEXTS, n: int = 5) -> bool:

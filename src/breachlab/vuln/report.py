@@ -28,12 +28,18 @@ METRIC_LABELS = {
 MAX_EXAMPLE_CHARS = 800
 PAIR_LABELS = {"P-C": "P-C (both right)", "P-V": "P-V (both VULNERABLE)", "P-B": "P-B (both SAFE)",
                "P-R": "P-R (reversed)", "unparsable": "unparsable half"}
+NET_LABEL = "net P-C − P-R (coin: 0)"
 __all__ = ["Block", "fmt", "fmt_ci", "render_html", "render_markdown", "slug", "write_documents", "write_report",
            "metrics_table", "summary_blocks", "pair_blocks", "pair_delta_blocks", "undefined_notes",
            "undefined_blocks", "table_notes"]
 
 
 UNDEFINED = "–"
+
+
+def fmt_signed(x: float | None) -> str:
+    """``+0.125`` / ``-0.050``; ``–`` for None (a net or a delta has a sign worth seeing)."""
+    return "–" if x is None else f"{x:+.3f}"
 
 
 def metric_entries(summary: Mapping[str, Any], parsed: bool = False) -> list[tuple[str, str, str]]:
@@ -82,6 +88,8 @@ def metrics_table(summary: Mapping[str, Any], title: str):
         if pw["n_pairs"]:
             table.add_row(f"P-C, {pw['n_pairs']} pairs", fmt(pw["P-C"]["value"]), fmt_ci(pw["P-C"]["ci"]))
             table.add_row("P-V / P-B / P-R", " / ".join(fmt(pw[k]["value"]) for k in ("P-V", "P-B", "P-R")), "")
+            if "net" in pw:
+                table.add_row(NET_LABEL, fmt_signed(pw["net"]["value"]), fmt_ci(pw["net"]["ci"]))
         else:
             table.add_row("P-C, no complete pair", UNDEFINED, "")
     if lf:
@@ -287,7 +295,7 @@ def summary_blocks(summaries: Mapping[str, Mapping[str, Any]],
                       r["n_safe"], r["fp"]] for r in rows])]
     blocks += [("h", 2, "Per source"),
                ("table", ["run", "source", "n", "vulnerable", "accuracy", "balanced acc.", "recall", "specificity",
-                          "MCC", "ROC-AUC", "pairs", "P-C", "P-V", "P-B", "P-R", "VD-S"],
+                          "MCC", "ROC-AUC", "pairs", "P-C", "P-V", "P-B", "P-R", "net", "VD-S"],
                 [[n, r["source"], r["n"], r["n_vulnerable"], fmt(r["accuracy"]), fmt(r["balanced_accuracy"]),
                   fmt(r["recall"]), fmt(r["specificity"]), fmt(r["mcc"]), fmt(r["roc_auc"])] + _source_pairs(r)
                  for n, s in summaries.items() for r in s["per_source"]])]
@@ -302,7 +310,8 @@ def summary_blocks(summaries: Mapping[str, Mapping[str, Any]],
 
 def _source_pairs(row: Mapping[str, Any]) -> list[str]:
     pw, lf = row.get("pairwise"), row.get("low_fpr")
-    cells = ["–"] * 5 if not pw else [str(pw["n_pairs"])] + [fmt(pw[k]["value"]) for k in ("P-C", "P-V", "P-B", "P-R")]
+    cells = ["–"] * 6 if not pw else [str(pw["n_pairs"])] + [fmt(pw[k]["value"]) for k in ("P-C", "P-V", "P-B", "P-R")] \
+        + [fmt_signed((pw.get("net") or {}).get("value"))]
     return cells + [fmt(lf["vd_s"]["value"]) if lf else "–"]
 
 
@@ -313,13 +322,17 @@ def pair_blocks(summaries: Mapping[str, Mapping[str, Any]]) -> list[Block]:
     if pw:
         rows = [[n, f"{p['n_pairs']}" + (" (small n)" if p["small_n"] else ""), p["n_incomplete"]]
                 + [f"{p[k]['count']} ({fmt(p[k]['value'])}) {fmt_ci(p[k]['ci'])}" for k in PAIR_LABELS]
+                + [f"{fmt_signed(p['net']['value'])} {fmt_ci(p['net']['ci'])}" if "net" in p else "–"]
                 for n, p in pw.items()]
         ordered = {n: s["paired"]["ordered"] for n, s in summaries.items() if (s.get("paired") or {}).get("ordered")}
         blocks += [("h", 2, "Vulnerable/fixed pairs (PrimeVul)"),
-                   ("table", ["run", "complete pairs", "incomplete (ignored)"] + list(PAIR_LABELS.values()), rows),
+                   ("table", ["run", "complete pairs", "incomplete (ignored)"] + list(PAIR_LABELS.values())
+                    + [NET_LABEL], rows),
                    ("p", "Fractions of complete pairs, 95% CI from resampling pairs. Only P-C shows the model tells "
                          "a fix apart from the bug; P-V means it recognises the code, not the vulnerability; "
-                         "a pair with an unparsable half is in none of the four.")]
+                         "a pair with an unparsable half is in none of the four. A coin that guesses each "
+                         "function independently gets P-C 0.25 and P-R 0.25: the net P-C − P-R is what is "
+                         "left above chance.")]
         if ordered:
             blocks.append(("table", ["run", "pairs scored", "p(vuln) > p(fixed)", "ties", "rate (ties half)", "95% CI"],
                            [[n, o["n_scored"], o["ordered"], o["ties"], fmt(o["rate"]), fmt_ci(o["ci"])]
@@ -341,8 +354,8 @@ def pair_delta_blocks(delta: Mapping[str, Any]) -> list[Block]:
     """Paired deltas of P-C/P-V/P-B/P-R and VD-S for one compared run (``vuln compare``)."""
     rows = []
     pw, lf = delta.get("pairwise"), delta.get("low_fpr")
-    for key, label in PAIR_LABELS.items():
-        if pw:
+    for key, label in (*PAIR_LABELS.items(), ("net", NET_LABEL)):
+        if pw and key in pw:
             d = pw[key]
             rows.append([label, fmt(d["baseline"]), fmt(d["other"]), f"{d['delta']:+.3f}", fmt_ci(d["ci"]),
                          "yes" if d["excludes_zero"] else ""])

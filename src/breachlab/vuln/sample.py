@@ -52,9 +52,10 @@ class Sample:
         code: the function source as the model sees it (already neutralised for Juliet).
         label: 1 = vulnerable, 0 = safe.
         cwe: ``CWE-<n>`` or None when unknown.
-        source: ``juliet``, ``sven``, ``pairvul``, ``diversevul`` or ``generic``.
+        source: ``juliet``, ``sven``, ``pairvul``, ``cvefixes``, ``diversevul`` or ``generic``.
         group: the split key; samples sharing it never straddle train/val/test
-            (Juliet test-case family, SVEN commit, PairVul CVE, DiverseVul commit).
+            (Juliet test-case family, SVEN commit, PairVul CVE, CVEfixes function name,
+            DiverseVul commit).
         pair_id: set when the sample is one half of a vulnerable/fixed pair.
         lang: ``c`` or ``cpp``.
         meta: free-form provenance (file, project, commit, ...).

@@ -9,7 +9,8 @@ How a split is filled (per source, deterministic from the seed):
    holds enough samples of each class.  Changing ``n_train`` therefore never changes the test
    set.  A group goes to exactly one split.
 3. Each sample passes the length and language filters and the exact dedup (whitespace-
-   normalised hash): a repeat with the same label is dropped; the same code with both labels
+   normalised hash; with ``data.dedup: tokens`` also blind to comments): a repeat with the
+   same label is dropped; the same code with both labels
    is a *conflict* and every copy is dropped.  Pairs (SVEN, PairVul) are units: if one half goes, both go.
 4. At most ``max_per_group`` samples per class come from one group, so that a 100-sample test
    set spans many test-case families instead of 40 flow variants of one.
@@ -23,13 +24,31 @@ sources; :func:`fix_overlap` reports pairs whose *edit* recurs in another split.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 from collections import Counter, defaultdict
 from typing import Any, Callable
 
+from breachlab.vuln.kb.tokens import code_tokens
 from breachlab.vuln.sample import Sample, normalise_ws
 
 SPLIT_ORDER = ("test", "val", "train")
+DEDUP_KEYS = ("whitespace", "tokens")
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def token_hash(code: str) -> str:
+    """Hash of the code's tokens with comments dropped and string literals kept: two copies of a
+    function that differ only in comments or layout (one CVE fix in two datasets) share it."""
+    return hashlib.sha256(" ".join(code_tokens(code, keep_strings=True)).encode("utf-8")).hexdigest()[:16]
+
+
+def dedup_key(kind: str) -> Callable[[Sample], str]:
+    """The sample key exact dedup and the leak check compare: ``whitespace`` (the
+    whitespace-normalised code hash) or ``tokens`` (also blind to comments: :func:`token_hash`)."""
+    if kind not in DEDUP_KEYS:
+        raise ValueError(f"dedup must be one of {', '.join(DEDUP_KEYS)}, got {kind!r}")
+    return (lambda s: s.hash) if kind == "whitespace" else (lambda s: token_hash(s.code))
 
 
 class LeakError(RuntimeError):
@@ -41,11 +60,14 @@ def order_key(seed: int, *parts: str) -> str:
     return hashlib.sha256(":".join([str(seed), *parts]).encode("utf-8")).hexdigest()
 
 
-def check_leaks(splits: dict[str, list[Sample]]) -> None:
-    """Raise :class:`LeakError` if a group, a code hash or an id is shared by two splits."""
+def check_leaks(splits: dict[str, list[Sample]], dedup: str = "whitespace") -> None:
+    """Raise :class:`LeakError` if a group, a code hash or an id is shared by two splits
+    (with ``dedup="tokens"`` also a comment-blind token hash)."""
     problems: list[str] = []
-    for what, key in (("group", lambda s: f"{s.source}:{s.group}"), ("code hash", lambda s: s.hash),
-                      ("id", lambda s: s.id)):
+    keys = [("group", lambda s: f"{s.source}:{s.group}"), ("code hash", lambda s: s.hash), ("id", lambda s: s.id)]
+    if dedup == "tokens":
+        keys.append(("token hash", dedup_key("tokens")))
+    for what, key in keys:
         where: dict[str, set[str]] = defaultdict(set)
         for name, samples in splits.items():
             for s in samples:
@@ -104,11 +126,13 @@ class Allocator:
         keep: the per-sample filter (length, language); returns a reason to drop or None.
         max_per_group: per class and group; 0 = no limit.
         progress: called with the number of groups examined (for a progress bar).
+        key: what exact dedup compares (:func:`dedup_key`; default the whitespace-normalised hash).
     """
 
     def __init__(self, seed: int, keep: Callable[[Sample], str | None], max_per_group: int = 0,
-                 progress: Callable[[int], Any] | None = None):
+                 progress: Callable[[int], Any] | None = None, key: Callable[[Sample], str] | None = None):
         self.seed = seed
+        self.key = key or (lambda s: s.hash)
         self.keep = keep
         self.max_per_group = max_per_group
         self.progress = progress
@@ -195,10 +219,10 @@ class Allocator:
             if self._dedup(key, unit):
                 kept.append((key, unit))
         # a conflict found later in this same group also removes the copy kept earlier in it
-        lost = [(k, u) for k, u in kept if any(s.hash in self.conflicts for s in u)]
+        lost = [(k, u) for k, u in kept if any(self.key(s) in self.conflicts for s in u)]
         for key, unit in lost:
             self.dropped["conflicting label"] += len(unit)
-        kept = [(k, u) for k, u in kept if not any(s.hash in self.conflicts for s in u)]
+        kept = [(k, u) for k, u in kept if not any(self.key(s) in self.conflicts for s in u)]
         if self.max_per_group:
             kept.sort(key=lambda ku: order_key(self.seed, source, ku[0]))
             per_class: Counter[int] = Counter()
@@ -218,7 +242,7 @@ class Allocator:
     def _dedup(self, key: str, unit: list[Sample]) -> bool:
         """Register the unit's hashes; False if it must go (duplicate or conflict)."""
         for s in unit:
-            h = s.hash
+            h = self.key(s)
             if h in self.conflicts:
                 self.dropped["conflicting label"] += len(unit)
                 return False
@@ -235,12 +259,12 @@ class Allocator:
             return False
         seen_here: set[str] = set()
         for s in unit:
-            if s.hash in seen_here:  # both halves equal (after filters): not a pair
+            if self.key(s) in seen_here:  # both halves equal (after filters): not a pair
                 self.dropped["identical pair"] += len(unit)
                 return False
-            seen_here.add(s.hash)
+            seen_here.add(self.key(s))
         for s in unit:
-            self.hash_owner[s.hash] = (s.label, key)
+            self.hash_owner[self.key(s)] = (s.label, key)
         return True
 
     def _remove_unit(self, key: str) -> None:
@@ -252,7 +276,7 @@ class Allocator:
                 if k == key:
                     self.dropped["conflicting label"] += len(unit)
                     for s in unit:
-                        self.hash_owner.pop(s.hash, None)
+                        self.hash_owner.pop(self.key(s), None)
                     del units[i]
                     return
         where = self.unit_split.pop(key, None)
@@ -264,7 +288,7 @@ class Allocator:
             if (unit[0].pair_id or unit[0].id) == key:
                 self.dropped["conflicting label"] += len(unit)
                 for s in unit:
-                    self.hash_owner.pop(s.hash, None)
+                    self.hash_owner.pop(self.key(s), None)
                 del units[i]
                 return
 
