@@ -47,7 +47,7 @@ def one_case(args: argparse.Namespace, padded: bool, impl: str, dropout: float) 
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules=TARGETS))
     if args.lora_cast:  # vuln train's default since the fifth session: LoRA matmuls in the model's dtype
-        from breachlab.vuln.training.patches import lora_in_activation_dtype
+        from breachlab.vuln.training.speed.patches import lora_in_activation_dtype
 
         lora_in_activation_dtype(model)
     model.train()

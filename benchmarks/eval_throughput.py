@@ -31,8 +31,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from breachlab.vuln.backends import load_backend
-    from breachlab.vuln.evaluate import balanced_limit, load_eval_samples
-    from breachlab.vuln.predict import predict_one
+    from breachlab.vuln.eval.evaluate import balanced_limit, load_eval_samples
+    from breachlab.vuln.eval.predict import predict_one
 
     samples, path = load_eval_samples(args.data)
     samples = balanced_limit(samples, args.n)

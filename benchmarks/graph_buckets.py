@@ -14,7 +14,7 @@ the trainer keeps, and ``row_tokens_over_own`` what the padding costs in row len
 ``--plan N`` it counts ``cuda_graph_plan`` instead: N graphs chosen before the first step from
 every batch (:func:`planned`).
 
-The key is :class:`breachlab.vuln.training.graphs.CudaGraphStep`'s at its defaults (rows in
+The key is :class:`breachlab.vuln.training.speed.graphs.CudaGraphStep`'s at its defaults (rows in
 multiples of 512 tokens, supervised positions in multiples of 256, slots of 256) without its
 sliding-window flag: exact for Qwen (no sliding window), a lower bound for Gemma, where whether
 the window binds can split a bucket in two.
@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def needs(shape: str, steps: int, batch_size: int, slots: bool = True, seed: int = 0) -> list:
-    """What each of the run's batches needs (:class:`breachlab.vuln.training.buckets.Need`), in
+    """What each of the run's batches needs (:class:`breachlab.vuln.training.speed.buckets.Need`), in
     order: with per-example slots (the CUDA default) or the row mask."""
-    from breachlab.vuln.training.buckets import Bucket, Need
+    from breachlab.vuln.training.speed.buckets import Bucket, Need
     from breachlab.vuln.training.sft import collate_packed, plain_batches
     from throughput.examples import make_examples
     from throughput.shapes import build_config
@@ -53,10 +53,10 @@ def needs(shape: str, steps: int, batch_size: int, slots: bool = True, seed: int
 def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0, limit: int = 0,
             stats: dict | None = None) -> list[int]:
     """The steps at which a new graph is captured, in order (their number: the graphs captured),
-    under ``cuda_graph_limit`` ``limit`` (:class:`breachlab.vuln.training.buckets.GraphPlan`, the
+    under ``cuda_graph_limit`` ``limit`` (:class:`breachlab.vuln.training.speed.buckets.GraphPlan`, the
     trainer's rule).  ``stats`` (a dict) gets the padded batches and the row tokens replayed
     against the batches' own buckets'."""
-    from breachlab.vuln.training.buckets import GraphPlan
+    from breachlab.vuln.training.speed.buckets import GraphPlan
 
     plan = GraphPlan(limit)
     first: list[int] = []
@@ -75,12 +75,12 @@ def buckets(shape: str, steps: int, batch_size: int, slots: bool, seed: int = 0,
 
 def planned(run: list, graphs: int) -> tuple[float, list]:
     """``cuda_graph_plan`` with ``cuda_graph_limit`` ``graphs``: the graphs the trainer chooses
-    before the first step from every batch (:func:`breachlab.vuln.training.buckets.choose`), and
+    before the first step from every batch (:func:`breachlab.vuln.training.speed.buckets.choose`), and
     the row tokens replayed (each batch in the smallest chosen graph that holds it) over the
     batches' own."""
     from collections import Counter
 
-    from breachlab.vuln.training.buckets import choose, smallest_cover
+    from breachlab.vuln.training.speed.buckets import choose, smallest_cover
 
     chosen = choose(Counter(run), graphs)
     own = sum(n.bucket.tokens for n in run)

@@ -1,6 +1,6 @@
 """Peak memory of the LM head's loss, whole against ``head_chunk`` (on this machine's CPU).
 
-``vuln train``'s ``head_chunk`` (:mod:`breachlab.vuln.training.headloss`) scores the
+``vuln train``'s ``head_chunk`` (:mod:`breachlab.vuln.training.speed.headloss`) scores the
 supervised positions a chunk at a time, each chunk's logits recomputed in the backward pass.
 This measures what that saves where it can be measured without a GPU: the process's
 resident-set peak over one forward + backward of the head's loss, for (N supervised
@@ -33,7 +33,7 @@ def _rss_gib(field: str) -> float:
 def one(positions: int, hidden: int, vocab: int, chunk: int, dtype: str) -> dict:
     import torch
 
-    from breachlab.vuln.training.headloss import chunked_loss
+    from breachlab.vuln.training.speed.headloss import chunked_loss
 
     torch.manual_seed(0)
     dt = getattr(torch, dtype)

@@ -1,6 +1,6 @@
 """Host memory and time of one step's per-layer rows read from the table on disk (``ple_store: disk``).
 
-``DiskTableEmbedding.gather`` (:mod:`breachlab.vuln.training.ple`) is the host work that the
+``DiskTableEmbedding.gather`` (:mod:`breachlab.vuln.training.speed.ple`) is the host work that the
 E4B graphs arm does before each replay; the host peak of a step is where it allocates. This
 measures, on this machine's CPU, over ``--batches`` batches of ``--tokens`` token ids drawn at
 random (as the E4B benchmark's batches are: nearly every row distinct), how far each gather
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--tmp {args.tmp}: no such folder")
     import torch
 
-    from breachlab.vuln.training.ple import DiskTableEmbedding
+    from breachlab.vuln.training.speed.ple import DiskTableEmbedding
 
     if not reset_host_peak():
         print(json.dumps({"error": "cannot reset the resident-set peak here (Linux only)"}))

@@ -65,7 +65,7 @@ def arm_rows(folder: Path) -> dict[str, list[dict]]:
 
 def cell(rows: list[dict], n_boot: int) -> dict:
     """The numbers of one (arm, source) cell."""
-    from breachlab.vuln.summary import summarize
+    from breachlab.vuln.eval.summary import summarize
 
     s = summarize(rows, n_boot=n_boot)
     roc = s["auc"]["roc_auc"] if s.get("auc") else None
@@ -89,7 +89,7 @@ def cell(rows: list[dict], n_boot: int) -> dict:
 
 def coin_cell(n: int, pairs: int) -> dict:
     """What a fair coin is expected to score on a source with ``pairs`` complete pairs."""
-    from breachlab.vuln.pairwise import COIN
+    from breachlab.vuln.eval.pairwise import COIN
 
     return {"n": n, "roc_auc": 0.5, "roc_ci": None, "mcc": 0.0, "pairs": pairs,
             **{k: COIN[k] for k in ("P-C", "P-V", "P-B", "P-R")}, "net": COIN["net"], "net_ci": None,

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
-from breachlab.vuln.datasets.juliet import LEAK_TEXT, is_leaky_name  # noqa: E402
+from breachlab.vuln.data.sources.juliet import LEAK_TEXT, is_leaky_name  # noqa: E402
 from breachlab.vuln.scan.extract import extract_functions  # noqa: E402
 
 CWES = ("CWE121", "CWE122", "CWE124", "CWE126", "CWE127", "CWE134", "CWE190", "CWE191", "CWE415", "CWE416",

@@ -51,8 +51,8 @@ def _rows(arm: str, results: Path) -> list[dict]:
 
 def quickstart_numbers(results: Path = QUICKSTART) -> dict:
     """Per scope: n, zero-shot and fine-tuned ROC-AUC / MCC, the paired deltas; generation parse counts."""
-    from breachlab.vuln import compare
-    from breachlab.vuln.summary import summarize
+    from breachlab.vuln.eval import compare
+    from breachlab.vuln.eval.summary import summarize
 
     out: dict = {"scopes": {}, "run": json.loads((results / "claims.json").read_text())["run"]}
     for scope in SCOPES:

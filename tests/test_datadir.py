@@ -18,7 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _vuln_root() -> Path:
-    from breachlab.vuln.dataconfig import DataConfig, data_root
+    from breachlab.vuln.data.config import DataConfig, data_root
 
     return data_root(DataConfig())
 
@@ -50,7 +50,7 @@ def test_both_parts_follow_the_readme_order(root_of, tmp_path: Path, monkeypatch
 
 
 def test_vuln_explicit_data_root_wins_and_sources_live_under_it(tmp_path: Path, monkeypatch) -> None:
-    from breachlab.vuln.dataconfig import DataConfig, data_root, source_path
+    from breachlab.vuln.data.config import DataConfig, data_root, source_path
 
     monkeypatch.setenv("BREACHLAB_DATA", str(tmp_path / "env"))
     (tmp_path / "mine" / "sven").mkdir(parents=True)

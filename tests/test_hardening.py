@@ -120,7 +120,7 @@ _ROW = '{{"id": "{id}", "code": "int f;", "label": 1, "cwe": null, "source": "s"
                                         ('"text"\n', ":2: not a valid sample (a JSON str, not an object)"),
                                         ("null\n", ":2: not a valid sample (a JSON NoneType, not an object)")])
 def test_a_jsonl_line_that_is_not_an_object_names_its_line(tmp_path: Path, bad: str, where: str) -> None:
-    from breachlab.vuln.evaluate import load_eval_samples
+    from breachlab.vuln.eval.evaluate import load_eval_samples
 
     data = tmp_path / "test.jsonl"
     data.write_text(_ROW.format(id="a") + bad)
@@ -139,7 +139,7 @@ def test_bytes_that_are_not_utf8_name_their_line(tmp_path: Path) -> None:
 
 
 def test_duplicate_sample_ids_are_refused_for_evaluation(tmp_path: Path) -> None:
-    from breachlab.vuln.evaluate import load_eval_samples
+    from breachlab.vuln.eval.evaluate import load_eval_samples
     from breachlab.vuln.sample import read_samples
 
     data = tmp_path / "test.jsonl"
@@ -196,7 +196,7 @@ def test_duplicate_keys_through_the_cli_are_one_line_and_exit_2(tmp_path: Path, 
 def test_a_damaged_named_model_says_how_to_repair_it(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("llama_cpp")
     from breachlab import ladder
-    from breachlab.vuln.backend_llamacpp import LlamaCppBackend
+    from breachlab.vuln.backends.llamacpp import LlamaCppBackend
 
     model = ladder.lookup(models.EMBEDDED)
     target = tmp_path / model.file_name

@@ -20,12 +20,12 @@ T = "breachlab.vuln.training."
 
 # Lowest first.  A module may import modules of lower layers only (not of its own layer).
 TRAINING_LAYERS: list[set[str]] = [
-    {T + "anatomy", T + "pairloss", T + "buckets"},
+    {T + "anatomy", T + "pairloss", T + "speed", T + "speed.buckets"},
     {T + "config", T + "curves"},
-    {T + "shard", T + "ple", T + "patches", T + "regional", T + "headloss"},
-    {T + "ckpt", T + "sft", "breachlab.vuln.plan"},  # the planner sits beside the wing, at this height
-    {T + "budget", T + "objectives", T + "load"},
-    {T + "graphs", T + "setup"},
+    {T + "shard", T + "speed.ple", T + "speed.patches", T + "speed.regional", T + "speed.headloss"},
+    {T + "ckpt", T + "sft", T + "plan"},  # the planner's memory count: vuln plan, and the budget reads it
+    {T + "speed.budget", T + "objectives", T + "load", T + "plan_run"},
+    {T + "speed.graphs", T + "setup"},
     {T + "step", T + "validate", T + "save"},
     {T + "loop"},
     {T + "run"},
@@ -149,6 +149,51 @@ def test_layer_contracts_hold():
 def test_no_import_circles():
     graph, packages = _real_graph()
     assert circles(graph, packages) == []
+
+
+# The wings of breachlab.vuln, lowest first: a wing imports only from lower wings (the modules
+# at vuln/'s root count as wings of their own).  Inside the training wing, TRAINING_LAYERS.
+VULN_WINGS: list[set[str]] = [
+    {"sample"}, {"cwe"}, {"prompts"},
+    {"data", "backends"},
+    {"kb"},
+    {"eval", "training"},
+    {"export", "quantbench", "scan"},
+    {"quickstart"},
+    {"cli"},
+]
+
+
+def wing_breaches(graph: dict[str, set[str]], wings: list[set[str]]) -> list[str]:
+    """Imports between wings of breachlab.vuln that point up or sideways."""
+    level = {w: i for i, ws in enumerate(wings) for w in ws}
+    out = []
+    for src, targets in sorted(graph.items()):
+        a = src.split(".")
+        for dst in sorted(targets):
+            b = dst.split(".")
+            if a[:2] != ["breachlab", "vuln"] or b[:2] != ["breachlab", "vuln"] or len(a) < 3 or len(b) < 3:
+                continue
+            if a[2] != b[2] and level.get(b[2], -1) >= level.get(a[2], len(wings)):
+                out.append(f"{src} -> {dst} (wing {a[2]} may import only lower wings, not {b[2]})")
+    return out
+
+
+def test_every_vuln_module_is_in_a_wing():
+    names = {n.split(".")[2] for n in module_names(SRC) if n.startswith("breachlab.vuln.")}
+    assert names - set().union(*VULN_WINGS) == set(), "a new part of breachlab.vuln needs a place in VULN_WINGS"
+
+
+def test_vuln_wings_import_downwards():
+    graph, _ = _real_graph()
+    assert wing_breaches(graph, VULN_WINGS) == []
+
+
+def test_the_wing_checker_catches_an_upward_import():
+    graph = import_graph({"breachlab.vuln.data.build": "from breachlab.vuln.eval import metrics\n",
+                          "breachlab.vuln.eval.metrics": "from breachlab.vuln.data import build\n"})
+    assert wing_breaches(graph, [{"data"}, {"eval"}]) == [
+        "breachlab.vuln.data.build -> breachlab.vuln.eval.metrics (wing data may import only lower wings, not eval)"]
 
 
 # -- the checker catches what it must ------------------------------------------------------------

@@ -339,7 +339,7 @@ def test_the_bucket_counter_counts_a_plan_made_before_the_first_step() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from graph_buckets import planned
 
-    from breachlab.vuln.training.buckets import Bucket, Need
+    from breachlab.vuln.training.speed.buckets import Bucket, Need
 
     def need(tokens, slot):
         return Need(Bucket(tokens, 256, False, False, (8, slot)), 8, slot)

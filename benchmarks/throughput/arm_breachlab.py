@@ -95,13 +95,13 @@ ARMS: dict[str, tuple[bool, dict]] = {
 
 def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[dict, Any]:
     """Apply the arm's features to a fresh model; (what was applied, activation budget or None)."""
-    from breachlab.vuln.training import budget as budget_mod
-    from breachlab.vuln.training import patches, ple
+    from breachlab.vuln.training.speed import budget as budget_mod
+    from breachlab.vuln.training.speed import patches, ple
 
     applied: dict[str, Any] = {}
     counted = None
     if feats.get("budget") and ckpt:  # before the kernels: Liger patches the classes the CPU copy is built from
-        from breachlab.vuln.plan import saved_bytes_per_token
+        from breachlab.vuln.training.plan import saved_bytes_per_token
 
         counted = saved_bytes_per_token(cfg, "lora", 16, "bfloat16" if args.device == "cuda" else "float32")
     if feats.get("kernels") and args.kernels != "off":
@@ -127,7 +127,7 @@ def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[d
         budget = budget_mod.ActivationBudget(model, counted["per_layer"], args.activation_budget * 2**30)
         applied["activation_budget_gib"] = args.activation_budget
     if feats.get("compile"):  # the trainer's regional compile: each decoder layer, dynamic shapes
-        from breachlab.vuln.training.regional import compile_layers
+        from breachlab.vuln.training.speed.regional import compile_layers
 
         applied["compiled_layers"] = compile_layers(model)
     return applied, budget
@@ -138,8 +138,8 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         unlimited: bool = False, plan: int = 0, pinned: bool = True) -> dict:
     import torch
 
-    from breachlab.vuln.training.graphs import CudaGraphStep
-    from breachlab.vuln.training.patches import context, has_wide_heads
+    from breachlab.vuln.training.speed.graphs import CudaGraphStep
+    from breachlab.vuln.training.speed.patches import context, has_wide_heads
     from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
 
     device = torch.device(args.device)
@@ -262,7 +262,7 @@ def _probe_warm_ups(graph: Any, memory: list[dict], step: Any) -> None:
 
 
 def kept_layers_for(budget: Any, key: tuple) -> set[int]:
-    from breachlab.vuln.training.budget import kept_layers
+    from breachlab.vuln.training.speed.budget import kept_layers
 
     return kept_layers(budget.per_layer, budget.tokens(key[0], key[1]), budget.budget)
 

@@ -40,7 +40,7 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=True,
                     help="gradient checkpointing in the arms that use it (all but breachlab-no-ckpt)")
     ap.add_argument("--kernels", default="auto", choices=["auto", "liger", "off"],
-                    help="fused kernels in the arms that use them (breachlab.vuln.training.patches.fused_kernels)")
+                    help="fused kernels in the arms that use them (breachlab.vuln.training.speed.patches.fused_kernels)")
     ap.add_argument("--sdpa-kernels", default="auto", choices=["auto", "all", "no-cudnn"],
                     help="auto: cuDNN's SDPA kernel off for Qwen shapes (as the trainer), on for Gemma; every arm alike")
     ap.add_argument("--compile", action="store_true", help="add the breachlab-regional-compile arm")

@@ -47,7 +47,7 @@ def real_juliet_run(real_juliet: Path, juliet_cache: Path, tmp_path_factory: pyt
     Cold: one pass over the real archive (index + the families the seed puts first); every
     later real-Juliet test reads the session cache.
     """
-    from breachlab.vuln.data import DataConfig, build
+    from breachlab.vuln.data.build import DataConfig, build
 
     out = tmp_path_factory.mktemp("juliet_run")
     cfg = DataConfig(sources=["juliet"], juliet_path=str(real_juliet), n_train_per_class=0, n_val_per_class=0,

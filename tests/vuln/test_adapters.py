@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from breachlab.errors import UserError
-from breachlab.vuln import adapters
-from breachlab.vuln.adapters import adapter_tag, gguf_lora, peft_dir, resolve_adapter
+from breachlab.vuln.backends import adapters
+from breachlab.vuln.backends.adapters import adapter_tag, gguf_lora, peft_dir, resolve_adapter
 
 
 def test_none_words_mean_zero_shot() -> None:

@@ -214,7 +214,7 @@ def test_eval_cli_with_two_adapters_and_the_base_writes_one_run_each(tiny: dict[
     from typer.testing import CliRunner
 
     from breachlab.cli import app
-    from breachlab.vuln import evaluate
+    from breachlab.vuln.eval import evaluate
 
     import breachlab.vuln.backends as backends
 
@@ -258,7 +258,7 @@ def test_eval_cli_with_two_adapters_and_the_base_writes_one_run_each(tiny: dict[
 
 
 def test_eval_refuses_clashing_labels_and_a_used_out_folder(tiny: dict[str, Path], tmp_path: Path) -> None:
-    from breachlab.vuln import evaluate
+    from breachlab.vuln.eval import evaluate
 
     data = _data(tmp_path)
     cfg = evaluate.EvalConfig(data=str(data), model=str(tiny["base"]), backend="transformers",

@@ -7,7 +7,7 @@ import pytest
 
 from breachlab.errors import UserError
 from breachlab.rundir import atomic_write_json, write_jsonl
-from breachlab.vuln.compare import compare, write_compare_report
+from breachlab.vuln.eval.compare import compare, write_compare_report
 
 
 def _row(i, label, pred, *, mode="generate", p=None, pair=None):

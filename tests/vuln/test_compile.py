@@ -16,7 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from breachlab.vuln.training import regional, sft  # noqa: E402
+from breachlab.vuln.training.speed import regional  # noqa: E402
+from breachlab.vuln.training import sft  # noqa: E402
 from breachlab.vuln.training.anatomy import decoder_layers, lora_targets  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.training.run import run  # noqa: E402

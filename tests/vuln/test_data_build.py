@@ -10,10 +10,10 @@ import pytest
 
 from breachlab.config import ConfigError, from_dict
 from breachlab.errors import UserError
-from breachlab.vuln.data import (DataConfig, build, check_leaks, compute_stats, load_split, render_stats, run,
+from breachlab.vuln.data.build import (DataConfig, build, check_leaks, compute_stats, load_split, render_stats, run,
                                  stats_for, truncate_pair)
 from breachlab.vuln.sample import Sample
-from breachlab.vuln.splits import LeakError
+from breachlab.vuln.data.splits import LeakError
 
 
 def func(i: int, fixed: bool = False) -> str:
@@ -190,8 +190,8 @@ def test_truncate_pair_keeps_the_change() -> None:
 
 def test_window_pairs_on_real_sven_counts_identical(real_sven: Path) -> None:
     """The pool-level windowing a build runs (``data.pair_window``), on the real SVEN pairs."""
-    from breachlab.vuln.datasets.sven import load_sven
-    from breachlab.vuln.pools import window_pairs
+    from breachlab.vuln.data.sources.sven import load_sven
+    from breachlab.vuln.data.pools import window_pairs
 
     pool = load_sven(real_sven)
     samples = pool.fetch(pool.groups())

@@ -11,8 +11,8 @@ import pytest
 
 from breachlab.config import ConfigError
 from breachlab.errors import UserError
-from breachlab.vuln.data import DataConfig, build, load_split, run
-from breachlab.vuln.datasets.cvefixes import load_cvefixes, name_group
+from breachlab.vuln.data.build import DataConfig, build, load_split, run
+from breachlab.vuln.data.sources.cvefixes import load_cvefixes, name_group
 from tests.vuln.conftest import shared_data
 from tests.vuln.test_data_pairvul import kernel_func, record, write_pairvul
 
@@ -171,7 +171,7 @@ def test_real_cvefixes_loads() -> None:
 def test_token_dedup_sees_a_fix_copied_with_other_comments(tmp_path: Path) -> None:
     """One kernel fix in PairVul and, with a comment added, in CVEfixes: whitespace dedup keeps
     both copies (in different splits, a near-leak), ``dedup: tokens`` keeps one."""
-    from breachlab.vuln.splits import token_hash
+    from breachlab.vuln.data.splits import token_hash
 
     pv = write_pairvul(tmp_path / "pv", [record(i, f"CVE-2019-{100 + i}") for i in range(8)], [])
     recs = rows(n_pairs=8)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from breachlab.vuln.data import load_split
-from breachlab.vuln.datasets.juliet import (JulietPool, family_samples, name_parts, neutralise, parse_member,
+from breachlab.vuln.data.build import load_split
+from breachlab.vuln.data.sources.juliet import (JulietPool, family_samples, name_parts, neutralise, parse_member,
                                             strip_comments)
 
 LEAK = re.compile(r"bad|good|g2b|b2g|sink|source|cwe|benign|flaw|fix", re.I)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from breachlab.errors import UserError
-from breachlab.vuln.datasets.diversevul import load_diversevul
-from breachlab.vuln.datasets.generic import ColumnMap, load_generic
-from breachlab.vuln.datasets.sven import load_sven
+from breachlab.vuln.data.sources.diversevul import load_diversevul
+from breachlab.vuln.data.sources.generic import ColumnMap, load_generic
+from breachlab.vuln.data.sources.sven import load_sven
 
 
 def test_sven_fixture_pairs_share_id_and_group(sven_dir: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from breachlab.errors import UserError
-from breachlab.vuln.data import DataConfig, build, load_split, run
-from breachlab.vuln.datasets.pairvul import load_pairvul
+from breachlab.vuln.data.build import DataConfig, build, load_split, run
+from breachlab.vuln.data.sources.pairvul import load_pairvul
 from tests.vuln.conftest import shared_data
 
 
@@ -176,7 +176,7 @@ def test_no_files_says_what_is_expected(tmp_path: Path) -> None:
 
 def test_fix_overlap_sees_the_same_edit_in_two_splits() -> None:
     from breachlab.vuln.sample import Sample
-    from breachlab.vuln.splits import fix_fingerprint, fix_overlap
+    from breachlab.vuln.data.splits import fix_fingerprint, fix_overlap
 
     def pair(pid: str, i: int, source: str) -> list[Sample]:
         return [Sample(id=f"{pid}:v", code=kernel_func(i), label=1, cwe=None, source=source, group=pid, pair_id=pid),

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from breachlab.rundir import write_jsonl
-from breachlab.vuln import evaluate
-from breachlab.vuln.evaluate import EvalConfig
+from breachlab.vuln.eval import evaluate
+from breachlab.vuln.eval.evaluate import EvalConfig
 from breachlab.vuln.sample import Sample
 from tests.vuln.tiny import make_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW_CLI = ("import sys, time; import breachlab.vuln.predict as p; _one = p.predict_one\n"
+SLOW_CLI = ("import sys, time; import breachlab.vuln.eval.predict as p; _one = p.predict_one\n"
             "def slow(*a, **k):\n    time.sleep(0.3); return _one(*a, **k)\n"
             "p.predict_one = slow\nfrom breachlab.cli import main\nsys.argv[0] = 'breachlab'; main()\n")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from breachlab.rundir import write_jsonl
-from breachlab.vuln import evaluate
-from breachlab.vuln.evaluate import EvalConfig
-from breachlab.vuln.predict import strip_template_text
+from breachlab.vuln.eval import evaluate
+from breachlab.vuln.eval.evaluate import EvalConfig
+from breachlab.vuln.eval.predict import strip_template_text
 from breachlab.vuln.prompts import parse_verdict
 from breachlab.vuln.sample import Sample
 from tests.vuln.tiny import make_model_dir
@@ -48,8 +48,8 @@ def test_eval_writes_recomputable_predictions_metrics_and_report(tmp_path: Path,
     assert m["status"] == "finished" and str(data) in m["inputs"]
     assert not (run / "predictions.partial.jsonl").exists()
     # recomputable: the metrics come back, to the digit, from predictions.jsonl alone
-    from breachlab.vuln.rows import split_by_mode
-    from breachlab.vuln.summary import summarize
+    from breachlab.vuln.eval.rows import split_by_mode
+    from breachlab.vuln.eval.summary import summarize
 
     recomputed = {mode: summarize(mode_rows, threshold=cfg.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
                   for mode, mode_rows in split_by_mode(rows).items()}
@@ -131,7 +131,7 @@ def test_generate_limit_runs_generation_on_a_balanced_subset_of_every_source(tmp
 
 
 def test_limit_keeps_pairs_whole() -> None:
-    from breachlab.vuln.evaluate import balanced_limit
+    from breachlab.vuln.eval.evaluate import balanced_limit
 
     pairs = _samples(4)
     scattered = pairs[0::2] + pairs[1::2][::-1]                  # vulnerable halves p0..p3, then fixes p3..p0

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from breachlab.config import ConfigError
-from breachlab.vuln.training.buckets import Bucket, GraphPlan, Need, covers
+from breachlab.vuln.training.speed.buckets import Bucket, GraphPlan, Need, covers
 
 torch = pytest.importorskip("torch")
 
@@ -90,7 +90,7 @@ def test_a_padded_layout_gives_the_same_loss_and_gradients(tmp_path, monkeypatch
     and the gradients of the natural layout, on Gemma 4 with its full-attention layers per slot."""
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.training import patches
+    from breachlab.vuln.training.speed import patches
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
     from tests.vuln.tiny import gemma4_text_dir
 
@@ -120,7 +120,7 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
     bucket's batch is packed in the covering graph's shapes, per-layer rows included."""
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.training import graphs, patches, ple
+    from breachlab.vuln.training.speed import graphs, patches, ple
     from breachlab.vuln.training.sft import Encoded
     from tests.vuln.tiny import gemma4_text_dir
 
@@ -183,7 +183,7 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
 def test_a_plan_holds_every_batch_in_at_most_limit_graphs():
     """cuda_graph_plan: the largest bucket, then the bucket that saves the most row tokens; a
     plan stops early where another graph saves nothing."""
-    from breachlab.vuln.training.buckets import choose, largest
+    from breachlab.vuln.training.speed.buckets import choose, largest
 
     counts = {need(2048, slot=256, slots=(8, 256)): 50, need(2560): 30, need(3072, 512, slot=768, slots=(8, 768)): 1}
     top = largest(counts)
@@ -205,7 +205,7 @@ def test_the_plan_is_made_from_every_batch_of_the_run_before_its_first_step(tmp_
     """The trainer with cuda_graph_plan (CUDA graphs forced on, their capture failing here on the
     CPU): the graph step is planned from every micro-batch of the run before the first step, the
     first batch is prepared in a planned graph's shapes, and the run trains on eagerly."""
-    from breachlab.vuln.training import graphs
+    from breachlab.vuln.training.speed import graphs
     from breachlab.vuln.training.config import TrainConfig
     from breachlab.vuln.training.run import run
     from tests.vuln.tiny import gemma3_dir, samples_jsonl
@@ -242,7 +242,7 @@ def test_a_capture_copies_the_steps_gradients_only_when_there_are_some():
     """A capture's warm-up and capture add to ``.grad``; what was there is put back after.  At
     a step's first micro-batch every gradient is zero: nothing is copied (no second set of
     gradients in GPU memory at the run's allocated peak), they are zeroed again instead."""
-    from breachlab.vuln.training import graphs
+    from breachlab.vuln.training.speed import graphs
 
     params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))]
     for p in params:

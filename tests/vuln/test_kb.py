@@ -11,10 +11,11 @@ import pytest
 
 from breachlab.errors import UserError
 from breachlab.rundir import write_jsonl
-from breachlab.vuln.kb import baseline, build
+from breachlab.vuln.eval import retrieval as baseline
+from breachlab.vuln.kb import build
 from breachlab.vuln.kb.retrieve import KnowledgeBase, references_for, retrieval_score
 from breachlab.vuln.kb.store import KnownPair, read_kb
-from breachlab.vuln.kb.tokens import code_tokens
+from breachlab.vuln.data.tokens import code_tokens
 from breachlab.vuln.prompts import REFERENCE_INTRO, fix_diff, inference_prompt, reference_block
 from breachlab.vuln.sample import Sample
 
@@ -151,7 +152,7 @@ class PromptScored:
         return list(range(len(text) // 4))
 
     def score(self, prompt):
-        from breachlab.vuln.backend_base import Score
+        from breachlab.vuln.backends.base import Score
 
         self.prompts.append(prompt)
         h = (sum(map(ord, prompt)) % 997) / 997
@@ -159,7 +160,7 @@ class PromptScored:
 
 
 def test_references_change_the_score_only_through_the_prompt() -> None:
-    from breachlab.vuln.predict import build_prompt, predict_one
+    from breachlab.vuln.eval.predict import build_prompt, predict_one
 
     backend = PromptScored()
     s = samples(("copy",), tag="q")[0]
@@ -176,7 +177,7 @@ def test_references_change_the_score_only_through_the_prompt() -> None:
 
 def test_eval_with_a_kb_shows_the_nearest_known_fix(tmp_path: Path) -> None:
     from tests.vuln.tiny import make_model_dir
-    from breachlab.vuln import evaluate
+    from breachlab.vuln.eval import evaluate
 
     data = tmp_path / "data"
     data.mkdir()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from breachlab.vuln import pairwise as PW
-from breachlab.vuln.summary import summarize
+from breachlab.vuln.eval import pairwise as PW
+from breachlab.vuln.eval.summary import summarize
 
 
 def _pairs(outcomes: list[tuple[int, int]]) -> tuple[list[str | None], list[int], list[int]]:

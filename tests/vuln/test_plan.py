@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from breachlab.vuln.plan import PRESETS, format_table, plan  # noqa: E402
+from breachlab.vuln.training.plan import PRESETS, format_table, plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -110,7 +110,7 @@ def test_counted_activations_add_up_to_the_whole_model(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from breachlab.vuln.plan import saved_bytes_per_token
+    from breachlab.vuln.training.plan import saved_bytes_per_token
     from breachlab.vuln.training.anatomy import lora_targets
     from tests.vuln.tiny import gemma4_text_dir
 
@@ -174,7 +174,7 @@ def test_head_chunks_count_one_chunk_of_logits():
 
 def test_a_missing_model_is_an_error_at_once_not_a_hub_lookup(no_network):
     from breachlab.errors import UserError
-    from breachlab.vuln.plan import load_config
+    from breachlab.vuln.training.plan import load_config
 
     with pytest.raises(UserError, match="no such model file or directory"):
         load_config("runs/my-finetuned")
@@ -184,7 +184,7 @@ def test_a_missing_model_is_an_error_at_once_not_a_hub_lookup(no_network):
 def test_the_planner_reads_a_training_yaml_with_its_key_names(tmp_path):
     """vuln plan --config TRAIN.yaml: lora_r, max_seq_len, method, batch_size as training reads them."""
     from breachlab.config import ConfigError
-    from breachlab.vuln.plan_run import load_plan_config
+    from breachlab.vuln.training.plan_run import load_plan_config
 
     shipped = load_plan_config(Path(__file__).resolve().parents[2] / "configs/vuln/gemma4-e4b-qlora.yaml")
     assert (shipped.model, shipped.method, shipped.lora_r, shipped.max_seq_len) == (
@@ -202,6 +202,6 @@ def test_the_planner_reads_a_training_yaml_with_its_key_names(tmp_path):
 
 
 def test_a_hub_id_of_a_preset_plans_offline():
-    from breachlab.vuln.plan import load_config
+    from breachlab.vuln.training.plan import load_config
 
     assert load_config("hf:google/gemma-4-E4B-it").to_dict() == load_config("gemma-4-e4b").to_dict()

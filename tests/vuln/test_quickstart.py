@@ -60,7 +60,7 @@ def test_drop_seen_removes_functions_of_the_adapters_splits_and_their_pair(tmp_p
 def test_default_adapter_absent_means_zero_shot_only(monkeypatch, tmp_path: Path) -> None:
     if not (shared_data() / "sven" / "train").is_dir():
         pytest.skip("no ../shared/data")
-    from breachlab.vuln import adapters
+    from breachlab.vuln.backends import adapters
     from tests.vuln.tiny import make_model_dir
 
     monkeypatch.setattr(adapters, "has_shipped", lambda name=None: False)
@@ -112,8 +112,8 @@ def test_the_shipped_adapters_data_rebuilds_to_its_card(tmp_path: Path) -> None:
     off).  A data change that moves the split fails here, not silently in the quickstart."""
     import hashlib
 
-    from breachlab.vuln.adapters import has_shipped, shipped_card
-    from breachlab.vuln.data import build
+    from breachlab.vuln.backends.adapters import has_shipped, shipped_card
+    from breachlab.vuln.data.build import build
 
     if not has_shipped() or not (shared_data() / "juliet").is_dir():
         pytest.skip("no shipped adapter card or no ../shared/data")
@@ -131,7 +131,7 @@ def test_summary_table_fits_an_80_column_terminal() -> None:
 
     from rich.console import Console
 
-    from breachlab.vuln import compare
+    from breachlab.vuln.eval import compare
     from breachlab.vuln.quickstart import summary_table
 
     root = Path(__file__).resolve().parents[2] / "docs" / "results" / "quickstart"

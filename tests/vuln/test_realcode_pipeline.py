@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from breachlab.vuln.data import run as build  # noqa: E402
-from breachlab.vuln.dataconfig import DataConfig  # noqa: E402
-from breachlab.vuln.evaluate import EvalConfig, run as evaluate  # noqa: E402
+from breachlab.vuln.data.build import run as build  # noqa: E402
+from breachlab.vuln.data.config import DataConfig  # noqa: E402
+from breachlab.vuln.eval.evaluate import EvalConfig, run as evaluate  # noqa: E402
 from breachlab.vuln.export import ExportConfig, run as export  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.training.run import run as train  # noqa: E402

@@ -11,8 +11,8 @@ pytest.importorskip("matplotlib")
 
 from rich.console import Console  # noqa: E402
 
-from breachlab.vuln import report as R  # noqa: E402
-from breachlab.vuln.summary import summarize  # noqa: E402
+from breachlab.vuln.eval import report as R  # noqa: E402
+from breachlab.vuln.eval.summary import summarize  # noqa: E402
 
 HOSTILE = "VULNERABLE </pre><script>alert('x')</script> ``` | <img src=x onerror=alert(1)>"
 

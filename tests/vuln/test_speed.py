@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from breachlab.config import ConfigError  # noqa: E402
-from breachlab.vuln.training import budget as budget_mod  # noqa: E402
-from breachlab.vuln.training import graphs, patches, ple  # noqa: E402
+from breachlab.vuln.training.speed import budget as budget_mod  # noqa: E402
+from breachlab.vuln.training.speed import graphs, patches, ple  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.training.run import run  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_text_dir, qwen2_dir, samples_jsonl  # noqa: E402
@@ -519,7 +519,7 @@ def test_cuda_graphs_on_without_a_gpu_is_refused_before_training(tmp_path, data)
 def test_only_models_with_wide_heads_get_the_slot_layout(gemma4, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.plan import meta_model, load_config
+    from breachlab.vuln.training.plan import meta_model, load_config
 
     assert patches.has_wide_heads(meta_model(load_config("gemma-4-e4b")))  # 512-wide full-attention heads
     assert not patches.has_wide_heads(meta_model(load_config("gemma-3-270m")))  # 256
@@ -692,7 +692,7 @@ def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatc
     The warm-up runs in the graphs' pool and on the capture's stream, every capture alike."""
     import contextlib
 
-    from breachlab.vuln.training import graphs
+    from breachlab.vuln.training.speed import graphs
 
     replays, events = [], []
 
@@ -757,7 +757,7 @@ def test_graph_step_control_flow_captures_once_and_replays_every_step(monkeypatc
 
 def test_warm_ups_stay_outside_the_pool_where_torch_cannot_route_them(monkeypatch):
     """Without torch's stream routing (or a pool) the warm-up allocates as before and says so."""
-    from breachlab.vuln.training import graphs
+    from breachlab.vuln.training.speed import graphs
 
     with graphs._pooled(None) as pooled:
         assert pooled is False

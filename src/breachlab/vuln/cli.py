@@ -54,7 +54,7 @@ def data_build(
     """Load, filter, dedup, split by group, balance and leak-check; write train/val/test JSONL."""
     from rich.console import Console
 
-    from breachlab.vuln import data
+    from breachlab.vuln.data import build as data
 
     cfg = load_config(data.DataConfig, config, sets, sources=_csv(sources), n_train_per_class=n_train,
                       n_val_per_class=n_val, n_test_per_class=n_test, seed=seed)
@@ -69,7 +69,7 @@ def data_stats(path: Path = typer.Argument(..., help="A data run directory or a 
     """Class balance, per-source and per-CWE counts, length histogram."""
     from rich.console import Console
 
-    from breachlab.vuln import data
+    from breachlab.vuln.data import build as data
 
     Console().print(data.render_stats(data.stats_for(path)))
 
@@ -108,7 +108,7 @@ def kb_score(
     """The retrieval baseline with no model: an eval-like run directory for the same split."""
     from rich.console import Console
 
-    from breachlab.vuln.kb import baseline
+    from breachlab.vuln.eval import retrieval as baseline
 
     cfg = load_config(baseline.KbScoreConfig, config, sets, kb=kb, data=data, k=k)
     path = baseline.run(cfg, out=out)
@@ -141,7 +141,7 @@ def eval_cmd(
     from rich.console import Console
 
     from breachlab import config as cfgmod
-    from breachlab.vuln import evaluate
+    from breachlab.vuln.eval import evaluate
 
     if resume is not None:
         if any(v is not None for v in (data, model, adapter, backend, mode, limit, threshold, sources, config, out)) \
@@ -180,7 +180,7 @@ def compare_cmd(
     from rich.console import Console
 
     from breachlab.rundir import RunDir
-    from breachlab.vuln import compare
+    from breachlab.vuln.eval import compare
 
     if len(runs) < 2:
         raise typer.BadParameter("give at least two run directories")
@@ -346,8 +346,8 @@ def plan(
     out: Optional[Path] = out_opt("print only; with a folder, plan.json and plan.txt are written there too"),
 ) -> None:
     """Memory table for training MODEL: weights, gradients, optimizer states, activations, logits."""
-    from breachlab.vuln.plan import format_table
-    from breachlab.vuln.plan_run import load_plan_config, make_plan, write_plan
+    from breachlab.vuln.training.plan import format_table
+    from breachlab.vuln.training.plan_run import load_plan_config, make_plan, write_plan
 
     cfg = load_plan_config(config, overrides(sets, model=model, method=method, lora_r=lora_r, batch_size=batch_size,
                                              max_seq_len=max_seq_len, dtype=dtype,

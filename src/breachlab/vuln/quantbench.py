@@ -54,9 +54,9 @@ def run(cfg: QuantBenchConfig, out: str | Path | None = None) -> Path:
     from breachlab.models import resolve
     from breachlab.rundir import atomic_write_json, atomic_write_text
     from breachlab.vuln.backends import LlamaCppBackend
-    from breachlab.vuln.evaluate import balanced_limit, load_eval_samples
-    from breachlab.vuln.summary import summarize
-    from breachlab.vuln.predict import predict
+    from breachlab.vuln.eval.evaluate import balanced_limit, load_eval_samples
+    from breachlab.vuln.eval.summary import summarize
+    from breachlab.vuln.eval.predict import predict
 
     if not cfg.run or not cfg.data:
         raise UserError("name the training run (RUN_DIR) and the eval set (--data or data: in the config)")

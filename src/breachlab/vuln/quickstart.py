@@ -63,7 +63,7 @@ class QuickstartConfig:
 def data_config(cfg: QuickstartConfig, card: dict | None) -> Any:
     """The dataset to build: the adapter's own (so its test split is held out), else a test-only set."""
     from breachlab.config import from_dict
-    from breachlab.vuln.data import DataConfig
+    from breachlab.vuln.data.build import DataConfig
 
     if card is not None:
         recorded = dict(card["data"]["config"])
@@ -78,7 +78,7 @@ def data_config(cfg: QuickstartConfig, card: dict | None) -> Any:
 
 def test_only_config(cfg: QuickstartConfig, sources: list[str]) -> Any:
     """A test-only set drawn from ``sources`` (grouped, leak-checked like any build)."""
-    from breachlab.vuln.data import DataConfig
+    from breachlab.vuln.data.build import DataConfig
 
     return DataConfig(sources=sources, data_root=cfg.data_root, n_train_per_class=0, n_val_per_class=0,
                       n_test_per_class=cfg.n_per_class, seed=cfg.seed)
@@ -127,8 +127,8 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
 
     from breachlab.ladder import is_embedded
     from breachlab.models import embedded_gguf
-    from breachlab.vuln import data as data_mod
-    from breachlab.vuln.adapters import has_shipped, resolve_adapter, shipped_card
+    from breachlab.vuln.data import build as data_mod
+    from breachlab.vuln.backends.adapters import has_shipped, resolve_adapter, shipped_card
     from breachlab.vuln.sample import read_samples
 
     console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
@@ -197,7 +197,7 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
 
 def _evaluate(cfg: QuickstartConfig, folder: Path, samples: list, adapter: Path | None, *, title: str,
               progress: bool) -> None:
-    from breachlab.vuln.evaluate import EvalConfig, evaluate_samples
+    from breachlab.vuln.eval.evaluate import EvalConfig, evaluate_samples
 
     ecfg = EvalConfig(data=str(folder.parent / "data"), model=cfg.model, backend=cfg.backend,
                       adapter=str(adapter) if adapter else None, modes=cfg.modes, generate_limit=cfg.generate_limit,
@@ -213,7 +213,7 @@ def _compare(run_dir: RunDir, runs: list[Path], sources: list[str]) -> None:
     """compare.md/html over all samples, compare-<source>/ per source, and one summary table."""
     from rich.console import Console
 
-    from breachlab.vuln import compare
+    from breachlab.vuln.eval import compare
 
     results = {"all": compare.compare(runs)}
     compare.write_compare_report(results["all"], run_dir.path)

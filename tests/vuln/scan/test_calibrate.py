@@ -108,7 +108,7 @@ def test_calibrate_command_is_mounted() -> None:
 
 def test_shipped_calibration_covers_the_default_scan() -> None:
     """The calibration this version ships was made by `vuln calibrate` for the default scan."""
-    from breachlab.vuln.adapters import adapter_tag, shipped_dir
+    from breachlab.vuln.backends.adapters import adapter_tag, shipped_dir
     from breachlab.vuln.scan.scorers import PROMPT_VERSION
 
     cal = calibration.load(cli.shipped_calibration())

@@ -84,7 +84,7 @@ def test_internal_error_is_not_findings(app, monkeypatch, tmp_path: Path, capsys
 
 
 def test_adapter_default_follows_model(monkeypatch) -> None:
-    from breachlab.vuln import adapters
+    from breachlab.vuln.backends import adapters
 
     monkeypatch.setattr(adapters, "has_shipped", lambda name=None: False)
     assert cli.choose_adapter(None, model="embedded") == "none"

@@ -1,6 +1,6 @@
 """Lexical similarity between code texts: TF-IDF (1–2-grams, cosine) or BM25, as sparse matrices.
 
-Both take documents as token lists (:func:`breachlab.vuln.kb.tokens.code_tokens`) and return a
+Both take documents as token lists (:func:`breachlab.vuln.data.tokens.code_tokens`) and return a
 dense ``(n_queries, n_documents)`` similarity array. TF-IDF cosine lies in [0, 1]; BM25 is
 unbounded, so :func:`breachlab.vuln.kb.retrieve.retrieval_score` normalises the difference.
 """

@@ -16,7 +16,7 @@ import numpy as np
 
 from breachlab.vuln.kb.index import LexicalIndex
 from breachlab.vuln.kb.store import KnownPair, read_kb
-from breachlab.vuln.kb.tokens import code_tokens
+from breachlab.vuln.data.tokens import code_tokens
 from breachlab.vuln.sample import code_hash
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from breachlab.errors import UserError
-from breachlab.vuln.datasets import guess_lang, iter_json_records
+from breachlab.vuln.data.sources import guess_lang, iter_json_records
 from breachlab.vuln.sample import code_hash, normalise_cwe, normalise_ws
 
 SCHEMA = "breachlab.vuln.kb/1"

@@ -6,7 +6,7 @@ to the model, the model id and the scan settings that change a score (prompt ver
 token budget) — so a new model, adapter or prompt never reuses a stale answer.  The model id
 names content, not a file name: a model file or directory the user names is
 ``name@sha12`` of its bytes (:func:`breachlab.models.content_id`), an adapter ``name@sha12``
-of its own (:func:`breachlab.vuln.adapters.adapter_tag`), so a re-exported ``model.gguf`` at
+of its own (:func:`breachlab.vuln.backends.adapters.adapter_tag`), so a re-exported ``model.gguf`` at
 any path gets fresh scores.
 
 Storage is one SQLite file under ``$BREACHLAB_CACHE/scan/``, shared by concurrent scans: WAL

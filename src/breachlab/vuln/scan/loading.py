@@ -33,7 +33,7 @@ def choose_adapter(adapter: Optional[str], *, model: str) -> str:
     if adapter is not None:
         return adapter
     from breachlab.ladder import is_embedded
-    from breachlab.vuln.adapters import has_shipped
+    from breachlab.vuln.backends.adapters import has_shipped
 
     return "default" if is_embedded(model) and has_shipped() else "none"
 

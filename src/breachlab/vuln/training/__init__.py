@@ -10,7 +10,7 @@ test, ``tests/test_layers.py``, so the order cannot quietly change):
 3. ``shard``, ``ple``, ``patches``, ``regional``, ``headloss`` — FSDP2; the per-layer embedding
    table off the GPU; the speed patches; regional ``torch.compile``; the LM head's loss in chunks.
 4. ``ckpt``, ``sft`` — checkpoints that survive ``kill -9``; encoding, batching, the masked
-   forward and its loss.  (``breachlab.vuln.plan``, the memory planner beside the package,
+   forward and its loss.  (``breachlab.vuln.training.plan``, the memory planner beside the package,
    counts at this height: it reads ``anatomy``, ``ple`` and ``patches``; ``budget`` reads it.)
 5. ``budget``, ``objectives``, ``load`` — the activation budget; the loss of a micro-batch by
    ``objective``; model (transformers + peft, or Unsloth) and data.

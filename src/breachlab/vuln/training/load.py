@@ -93,7 +93,7 @@ def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any]:
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lcfg)
     if not cfg.lora_float32:
-        from breachlab.vuln.training.patches import lora_in_activation_dtype
+        from breachlab.vuln.training.speed.patches import lora_in_activation_dtype
 
         lora_in_activation_dtype(model)
     return model, tok
@@ -234,7 +234,7 @@ def _load_unsloth(cfg: TrainConfig, device: str, location: str, dtype: Any) -> t
 
 def _read(path: Path) -> list:
     try:
-        from breachlab.vuln.data import load_split  # the data layer, when present
+        from breachlab.vuln.data.build import load_split  # the data layer, when present
     except ImportError:
         load_split = None
     from breachlab.vuln.sample import read_samples

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from breachlab.rundir import RunDir, package_versions
-from breachlab.vuln.training import ckpt, ple
+from breachlab.vuln.training import ckpt
+from breachlab.vuln.training.speed import ple
 from breachlab.vuln.training.config import TrainConfig
 from breachlab.vuln.training.curves import plot_curves, write_curves
 from breachlab.vuln.training.setup import Parts

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from breachlab.vuln.prompts import prompt_ids, training_example
 from breachlab.vuln.sample import Sample
-from breachlab.vuln.training import headloss, patches
+from breachlab.vuln.training.speed import headloss, patches
 
 IGNORE = -100
 
@@ -159,7 +159,7 @@ def collate_packed(examples: Sequence[Encoded], pad_id: int, multiple: int = 64,
     same loss as a padded batch, with no compute spent on padding.
 
     ``slots`` / ``inverse`` / ``slot_shape`` (unless ``slot_multiple`` is None, and only when
-    it is less work): the layout :func:`breachlab.vuln.training.patches.packed_attention_forward` uses
+    it is less work): the layout :func:`breachlab.vuln.training.speed.patches.packed_attention_forward` uses
     for layers no fused kernel serves (Gemma 4's 512-wide full-attention heads): each
     example in a slot of L positions (L = longest, rounded up to ``slot_multiple``), so
     attention costs examples × L² instead of T² for the whole row.
