@@ -55,7 +55,8 @@ def one_case(args: argparse.Namespace, padded: bool, impl: str, dropout: float) 
     lengths = [args.seq_len] * args.batch_size
     if padded:
         lengths[-1] = args.seq_len // 2
-    enc = [sft.Encoded([rng.randrange(10, cfg.vocab_size) for _ in range(n)], n_prompt=n - args.answer) for n in lengths]
+    enc = [sft.Encoded([rng.randrange(10, cfg.vocab_size) for _ in range(n)], n_prompt=n - args.answer)
+           for n in lengths]
     batch = sft.collate(enc, pad_id=0)
     if dev == "cuda":
         torch.cuda.synchronize()

@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def needs(shape: str, steps: int, batch_size: int, slots: bool = True, seed: int = 0) -> list:
     """What each of the run's batches needs (:class:`breachlab.vuln.training.speed.buckets.Need`), in
     order: with per-example slots (the CUDA default) or the row mask."""
-    from breachlab.vuln.training.speed.buckets import Bucket, Need
-    from breachlab.vuln.training.sft import collate_packed, plain_batches
     from throughput.examples import make_examples
     from throughput.shapes import build_config
+
+    from breachlab.vuln.training.sft import collate_packed, plain_batches
+    from breachlab.vuln.training.speed.buckets import Bucket, Need
 
     examples, _ = make_examples(shape, steps * batch_size, build_config(shape).vocab_size, seed)
     out = []

@@ -170,7 +170,8 @@ def main() -> None:
     ap.add_argument("--backend", default="auto", help="auto, llama.cpp, transformers or none")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--juliet-cases", type=int, default=None,
-                    help="only the first N Juliet test cases per CWE (by name; both files of a case) and all SVEN files")
+                    help="only the first N Juliet test cases per CWE (by name; both files of a case) "
+                         "and all SVEN files")
     ap.add_argument("--deep", action="store_true",
                     help="let the model score every function (records a score for unflagged ones too)")
     ap.add_argument("--records", type=Path, help="evaluate the records of an earlier run (no scan)")
@@ -214,7 +215,8 @@ def write(a: argparse.Namespace, labels: dict, cal: calmod.Calibration | None, r
           model_id: str | None, seconds: float, settings: dict) -> None:
     result = evaluate(labels, records, cal)
     doc = {"root": str(a.root), "calibration": str(a.calibration) if a.calibration else None,
-           "promised_fpr": {k: v.fit.get("at_threshold", {}).get("fpr") for k, v in cal.variants.items()} if cal else None,
+           "promised_fpr": ({k: v.fit.get("at_threshold", {}).get("fpr") for k, v in cal.variants.items()}
+                            if cal else None),
            "target_fpr": cal.target_fpr if cal else None, "model_id": model_id, "settings": settings,
            "seconds": seconds, "scan_stats": stats, "machine": f"{os.cpu_count()} CPU",
            "loadavg": [round(x, 1) for x in os.getloadavg()], "metrics": result, "records": records}
@@ -226,7 +228,8 @@ def write(a: argparse.Namespace, labels: dict, cal: calmod.Calibration | None, r
         print(table(result, "function", subset, promised), end="\n\n")
     if is_deep(records) and cal is not None and "deep" not in cal.variants:
         print(f"note: {a.calibration} has no deep combiner (re-run `breachlab vuln calibrate`): no deep row")
-    print(f"{doc['seconds']} s; calibration promised FPR ≤ {doc['target_fpr']} (calibration split: {doc['promised_fpr']})")
+    print(f"{doc['seconds']} s; calibration promised FPR ≤ {doc['target_fpr']} "
+          f"(calibration split: {doc['promised_fpr']})")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,10 @@ from breachlab.vuln.scan.extract import extract_functions  # noqa: E402
 CWES = ("CWE121", "CWE122", "CWE124", "CWE126", "CWE127", "CWE134", "CWE190", "CWE191", "CWE415", "CWE416",
         "CWE476", "CWE401", "CWE457", "CWE369", "CWE78", "CWE23", "CWE680", "CWE761",
         "CWE129", "CWE590", "CWE690", "CWE467", "CWE194", "CWE195", "CWE197", "CWE675")
-_SINGLE = re.compile(r"testcases/(CWE\d+)_[^/]*/(?:s\d+/)?(?P<stem>(?P<family>CWE\d+_.+?)_(?P<var>\d{2}))\.(?P<ext>c|cpp)$")
-_TOKEN = re.compile(r"""(?P<comment>/\*.*?\*/|//[^\n]*)|(?P<str>(?:u8|[LuU])?"(?:\\.|[^"\\\n])*")|(?P<chr>'(?:\\.|[^'\\\n])*')|(?P<id>[A-Za-z_]\w*)|(?P<other>.)""", re.S)
+_SINGLE = re.compile(r"testcases/(CWE\d+)_[^/]*/(?:s\d+/)?"
+                     r"(?P<stem>(?P<family>CWE\d+_.+?)_(?P<var>\d{2}))\.(?P<ext>c|cpp)$")
+_TOKEN = re.compile(r"""(?P<comment>/\*.*?\*/|//[^\n]*)|(?P<str>(?:u8|[LuU])?"(?:\\.|[^"\\\n])*")|"""
+                    r"""(?P<chr>'(?:\\.|[^'\\\n])*')|(?P<id>[A-Za-z_]\w*)|(?P<other>.)""", re.S)
 _BAD = re.compile(r"(?:^|_)bad$")
 _GOOD_VARIANT = re.compile(r"^good(?:G2B|B2G)?\d*$|_good(?:G2B|B2G)\d*$")
 
@@ -241,7 +243,8 @@ def build_pairvul(out: Path, split: str, max_lines: int, limit: int) -> list[dic
 
 def build_cvefixes(out: Path, split: str, max_lines: int, limit: int) -> list[dict]:
     """CVEfixes functions (VulLLM sample): vulnerable/fixed pairs, split by ``pair_id``."""
-    items = [json.loads(line) for line in (DATA / "cvefixes" / "cvefixes_vulllm_test512.jsonl").read_text().splitlines()]
+    items = [json.loads(line)
+             for line in (DATA / "cvefixes" / "cvefixes_vulllm_test512.jsonl").read_text().splitlines()]
     by_pair: dict[str, dict[int, str]] = {}
     for d in items:
         if d.get("pair_id") is not None:

@@ -77,7 +77,7 @@ def main() -> None:
         tokens.append(len(arms["off"].backend.tokenize(arms["off"]._prompt(fitted[0], lang, fitted[1]))))
         if (i + 1) % 10 == 0:
             print(f"{i + 1}/{len(inputs)}: on {sum(secs['on']):.1f} s, off {sum(secs['off']):.1f} s", flush=True)
-    on, off = arms["on"].backend, arms["off"].backend
+    on = arms["on"].backend
     res.update({
         "model": arms["on"].model_id, "functions_recorded": len(rec.inputs), "functions_scored": len(inputs),
         "prefix_tokens": len(on._prefix[0]) if on._prefix else 0, "prefix_tokens_reused": on.prefix_tokens_reused,

@@ -37,9 +37,11 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from breachlab.vuln.sample import normalise_cwe  # noqa: E402
-from breachlab.vuln.scan import calibration as calmod  # noqa: E402
-from breachlab.vuln.scan import candidates as cands  # noqa: E402
-from breachlab.vuln.scan.hybrid import StaticHit, static_cwe  # noqa: E402
+from breachlab.vuln.scan import (
+    calibration as calmod,  # noqa: E402
+    candidates as cands,  # noqa: E402
+)
+from breachlab.vuln.scan.hybrid import static_cwe  # noqa: E402
 from breachlab.vuln.scan.loso import hits_of  # noqa: E402
 
 Decision = tuple[bool, list[int], "str | None"]  # flagged, lines it points at, CWE

@@ -56,7 +56,8 @@ def _training_summary(train: Path, man: dict, cfg: dict, twin: Path | None = Non
         out["counts_from"] = str(twin)
     import math
 
-    out.update(planned_steps=math.ceil(float(cfg.get("epochs", 1)) * per_epoch) if not cfg.get("max_steps") else cfg["max_steps"],
+    out.update(planned_steps=(math.ceil(float(cfg.get("epochs", 1)) * per_epoch) if not cfg.get("max_steps")
+                              else cfg["max_steps"]),
                steps=int(rows[-1]["step"]), best_step=int(best["step"]), best_val_loss=float(best["val_loss"]),
                best_val_verdict_nll=float(best["val_verdict_nll"] or "nan"), selected_on=cfg.get("select_on", "loss"),
                best_val_verdict_acc=float(best["val_verdict_acc"] or "nan"), train_seconds=float(rows[-1]["seconds"]),
@@ -82,7 +83,8 @@ def main() -> None:
     ap.add_argument("--counts-from", type=Path, default=None,
                     help="for a run cut before its summary: a finished run on the same data/model/LoRA shape "
                          "whose sample and parameter counts are this run's")
-    ap.add_argument("--code", default="", help="git commit of the training code, when the run's manifest cannot know it")
+    ap.add_argument("--code", default="",
+                    help="git commit of the training code, when the run's manifest cannot know it")
     args = ap.parse_args()
 
     import torch
@@ -91,7 +93,8 @@ def main() -> None:
     dest = ROOT / "src" / "breachlab" / "data" / "adapters" / args.name
     dest.mkdir(parents=True, exist_ok=True)
     weights = load_file(str(args.train / "best" / "adapter_model.safetensors"))
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()}, str(dest / "adapter_model.safetensors"))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()},
+              str(dest / "adapter_model.safetensors"))
     peft_cfg = json.loads((args.train / "best" / "adapter_config.json").read_text())
     peft_cfg["base_model_name_or_path"] = "embedded:gemma-3-270m-q4_k_m"
     (dest / "adapter_config.json").write_text(json.dumps(peft_cfg, indent=2) + "\n")

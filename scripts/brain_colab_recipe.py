@@ -33,10 +33,13 @@ def sh(cmd: str, check: bool = True) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--breachlab", default=".", help="breachlab source folder (git checkout) or a wheel")
-    ap.add_argument("--tribev2", default=TRIBEV2, help="pip spec for TRIBE v2 (default: the commit the contract test runs)")
-    ap.add_argument("--hf-token", default=os.environ.get("HF_TOKEN"), help="token of an account that accepted Llama 3.2")
+    ap.add_argument("--tribev2", default=TRIBEV2,
+                    help="pip spec for TRIBE v2 (default: the commit the contract test runs)")
+    ap.add_argument("--hf-token", default=os.environ.get("HF_TOKEN"),
+                    help="token of an account that accepted Llama 3.2")
     ap.add_argument("--runs", default="runs", help="where run directories go")
-    ap.add_argument("--all-variants", action="store_true", help="all 40 seed messages (4 variants) instead of the post's 10")
+    ap.add_argument("--all-variants", action="store_true",
+                    help="all 40 seed messages (4 variants) instead of the post's 10")
     ap.add_argument("--skip-install", action="store_true")
     a = ap.parse_args()
     runs = Path(a.runs)

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from breachlab.cli import app
-
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "breachlab.cli", *args], capture_output=True, text=True, cwd=cwd,
@@ -21,7 +19,8 @@ def test_help_lists_both_parts_without_heavy_imports() -> None:
         assert word in res.stdout
     # heavy libraries must not load for --help
     probe = subprocess.run([sys.executable, "-c", "import sys, breachlab.cli; "
-                            "print(sorted(m for m in ('torch','transformers','llama_cpp','nilearn','matplotlib') if m in sys.modules))"],
+                            "print(sorted(m for m in ('torch','transformers','llama_cpp','nilearn','matplotlib') "
+                            "if m in sys.modules))"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "[]", probe.stdout
 
@@ -60,7 +59,8 @@ def test_errors_are_one_unwrapped_line_even_into_a_file(tmp_path: Path) -> None:
     assert lines[0].startswith("error: ") and str(deep) in lines[0]
     res = _run("vuln", "eval", "--no-such-option")  # a usage error: one line too, and where the help is
     lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1 and "--no-such-option" in lines[0] and "--help" in lines[0], res.stderr
+    assert res.returncode == 2 and len(lines) == 1 and "--no-such-option" in lines[0] and "--help" in lines[0], \
+        res.stderr
 
 
 def test_a_multi_line_message_is_folded_into_one() -> None:

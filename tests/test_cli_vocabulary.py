@@ -135,5 +135,6 @@ def test_export_and_quantbench_take_their_run_from_the_config(tmp_path: Path, mo
     assert "no-such-run" in capsys.readouterr().err  # the run named in the YAML was the one opened
     assert _cli(monkeypatch, "vuln", "export", "--config", y, "--set", "formats=[zip]") == 2
     assert "formats must be" in capsys.readouterr().err
-    assert _cli(monkeypatch, "vuln", "quantbench", tmp_path, "--config", REPO / "configs" / "vuln" / "quantbench.yaml") == 2
+    assert _cli(monkeypatch, "vuln", "quantbench", tmp_path, "--config",
+                REPO / "configs" / "vuln" / "quantbench.yaml") == 2
     assert "--data" in capsys.readouterr().err

@@ -91,7 +91,8 @@ def test_sha_mismatch_is_a_clear_error_and_leaves_nothing(fake, tmp_path: Path) 
     model, _, _ = fake
     wrong = replace(model, sha256="0" * 64)
     target = tmp_path / "out" / "m.gguf"
-    with pytest.raises(UserError, match=r"sha256 of the assembled parts is [0-9a-f]{64}, expected 0{64}.*force-reinstall"):
+    with pytest.raises(UserError,
+                       match=r"sha256 of the assembled parts is [0-9a-f]{64}, expected 0{64}.*force-reinstall"):
         parts.assemble(wrong, target)
     assert list(target.parent.iterdir()) == []
 

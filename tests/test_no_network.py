@@ -17,7 +17,7 @@ import pytest
 from breachlab.cli import app
 from breachlab.errors import run_cli
 from breachlab.rundir import write_jsonl
-from tests.conftest import NetworkBlocked, SHARED_DATA
+from tests.conftest import SHARED_DATA, NetworkBlocked
 
 VULN = "int f{i}(char *s) {{ char b[{n}]; strcpy(b, s); return b[0]; }}"
 SAFE = "int f{i}(const char *s) {{ char b[{n}]; snprintf(b, sizeof b, \"%s\", s); return b[0]; }}"
@@ -97,8 +97,8 @@ def test_a_missing_model_path_is_an_error_not_a_hub_lookup(no_network: list[str]
     assert not tried, f"tried to reach the network: {tried[:3]}"
 
 
-def test_quickstart_on_a_tiny_model_opens_no_socket(no_network: list[str], user_env: None, tiny_model: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quickstart_on_a_tiny_model_opens_no_socket(no_network: list[str], user_env: None, tiny_model: Path,
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not (SHARED_DATA / "sven" / "train").is_dir():
         pytest.skip("no ../shared/data")
     assert _cli(monkeypatch, "quickstart", "--model", tiny_model, "--adapter", "none", "--n-per-class", 2,
@@ -106,7 +106,8 @@ def test_quickstart_on_a_tiny_model_opens_no_socket(no_network: list[str], user_
                 "--out", tmp_path / "qs") == 0
 
 
-def test_brain_commands_open_no_socket(no_network: list[str], user_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_brain_commands_open_no_socket(no_network: list[str], user_env: None, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     if not (SHARED_DATA / "atlases" / "fsaverage5_parcellations.npz").is_file():
         pytest.skip("no ../shared/data")
     from breachlab.brain.corpus import dump_corpus, filter_corpus, seed_corpus

@@ -96,7 +96,8 @@ def test_arms_on_tiny_qwen2_cpu(tmp_path: Path) -> None:
         assert abs(runs[arm]["losses"][0] - base["losses"][0]) < 2e-3, (arm, runs[arm]["losses"], base["losses"])
     # per-example attention in every layer and the head in chunks: the same numbers, step for step
     assert runs["breachlab-packed-lean"]["losses"] == pytest.approx(runs["breachlab-packed"]["losses"], abs=1e-5)
-    assert runs["breachlab-packed-lean"]["slot_attention"] == "all" and runs["breachlab-packed-lean"]["head_chunk"] == 64
+    assert runs["breachlab-packed-lean"]["slot_attention"] == "all" \
+        and runs["breachlab-packed-lean"]["head_chunk"] == 64
     trl = runs["trl"]["trl"]
     assert trl["padding_free"] and trl["completion_only_loss"] and trl["attn_implementation"] == "sdpa"
     assert "liger_not_used" in trl
@@ -122,9 +123,9 @@ def test_a_graph_arms_report_keeps_its_capture_bookkeeping() -> None:
     """What a CUDA-graph arm measured besides speed reaches the report: which steps captured
     (left out of the replay median), how many warm-ups ran in the graphs' pool, and the memory
     after each capture (the GPU run reads its host and reserved-memory growth from it)."""
-    from breachlab.vuln.training.sft import Encoded
-
     from throughput.measure import memory_now, summarize
+
+    from breachlab.vuln.training.sft import Encoded
 
     examples = [Encoded([1, 2, 3, 4], 2) for _ in range(4)]
     memory = [{"step": -1, "host_rss_gib": 1.0}, {"step": 0, "host_rss_gib": 1.2}]
@@ -201,7 +202,6 @@ def test_a_graph_arm_splits_a_capture_steps_memory_into_warm_up_and_capture(monk
     import types
 
     import torch
-
     from throughput import arm_breachlab
     from throughput.measure import trim_host_heap
 
@@ -258,7 +258,6 @@ def test_the_memory_history_is_recorded_around_each_capture_only(monkeypatch) ->
     import types
 
     import torch
-
     from throughput.memory_history import watch_captures
 
     calls: list = []

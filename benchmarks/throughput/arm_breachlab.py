@@ -95,8 +95,7 @@ ARMS: dict[str, tuple[bool, dict]] = {
 
 def prepare(model: Any, feats: dict, args: Any, cfg: Any, ckpt: bool) -> tuple[dict, Any]:
     """Apply the arm's features to a fresh model; (what was applied, activation budget or None)."""
-    from breachlab.vuln.training.speed import budget as budget_mod
-    from breachlab.vuln.training.speed import patches, ple
+    from breachlab.vuln.training.speed import budget as budget_mod, patches, ple
 
     applied: dict[str, Any] = {}
     counted = None
@@ -138,9 +137,9 @@ def run(model: Any, examples: list[Any], batches: list[list[int]], args: Any, pa
         unlimited: bool = False, plan: int = 0, pinned: bool = True) -> dict:
     import torch
 
+    from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
     from breachlab.vuln.training.speed.graphs import CudaGraphStep
     from breachlab.vuln.training.speed.patches import context, has_wide_heads
-    from breachlab.vuln.training.sft import collate, collate_packed, forward_loss
 
     device = torch.device(args.device)
     params = [p for p in model.parameters() if p.requires_grad]

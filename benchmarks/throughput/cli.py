@@ -40,9 +40,11 @@ def parser(doc: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=True,
                     help="gradient checkpointing in the arms that use it (all but breachlab-no-ckpt)")
     ap.add_argument("--kernels", default="auto", choices=["auto", "liger", "off"],
-                    help="fused kernels in the arms that use them (breachlab.vuln.training.speed.patches.fused_kernels)")
+                    help="fused kernels in the arms that use them "
+                         "(breachlab.vuln.training.speed.patches.fused_kernels)")
     ap.add_argument("--sdpa-kernels", default="auto", choices=["auto", "all", "no-cudnn"],
-                    help="auto: cuDNN's SDPA kernel off for Qwen shapes (as the trainer), on for Gemma; every arm alike")
+                    help="auto: cuDNN's SDPA kernel off for Qwen shapes (as the trainer), on for Gemma; "
+                         "every arm alike")
     ap.add_argument("--compile", action="store_true", help="add the breachlab-regional-compile arm")
     ap.add_argument("--activation-budget", type=float, default=4.0, metavar="GIB",
                     help="activation_budget_gib of the breachlab-graphs-budget arm")
@@ -171,7 +173,8 @@ def main(doc: str | None = None, argv: list[str] | None = None) -> None:
     unknown = [a for a in args.arms.split(",") if a not in ARMS]
     if unknown:
         ap.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
-    if args.weights and (family(args.shape) != "qwen" or args.shape == "tiny-qwen2" or not Path(args.weights).is_file()):
+    if args.weights and (family(args.shape) != "qwen" or args.shape == "tiny-qwen2"
+                         or not Path(args.weights).is_file()):
         ap.error("--weights takes an existing Qwen2.5-Coder GGUF, for --shape qwen-0.5b or qwen-1.5b")
     report = run(args)
     text = json.dumps(report, indent=1, default=str)

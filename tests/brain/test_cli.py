@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from breachlab.brain.configs import AnalyzeConfig, RenderConfig, SmsImportConfig, SynthConfig
+from breachlab.brain.encode import EncodeConfig
 from breachlab.brain.synth import JA_OVERRIDES, POST4_ROI_TABLE
 from breachlab.cli import app
-from breachlab.brain.encode import EncodeConfig
 from breachlab.config import load
 from breachlab.errors import run_cli
 
@@ -58,7 +58,8 @@ def test_brain_config_reads_the_command_table(monkeypatch, capsys):
 
 def test_import_sms_takes_config_and_set(tmp_path, monkeypatch, need_data):
     out = tmp_path / "sms.yaml"
-    assert _cli(monkeypatch, "brain", "corpus", "import-sms", "--config", REPO / "configs" / "brain" / "import_sms.yaml",
+    assert _cli(monkeypatch, "brain", "corpus", "import-sms",
+                "--config", REPO / "configs" / "brain" / "import_sms.yaml",
                 "--set", "n_per_class=3", "--out", out) == 0
     import yaml
 
@@ -104,7 +105,8 @@ def test_end_to_end(tmp_path, monkeypatch, need_data, capsys):
     assert "<title>SYNTHETIC" in html and "not predicted" in html and "data:image/png;base64," in html
     assert "src=\"http" not in html  # self-contained
     res = json.loads((an / "results.json").read_text())
-    row = next(r for r in res["roi_table"] if r["path"] == "screenshot" and r["language"] == "en" and r["type"] == "pyramid")
+    row = next(r for r in res["roi_table"]
+               if r["path"] == "screenshot" and r["language"] == "en" and r["type"] == "pyramid")
     planted = POST4_ROI_TABLE["screenshot"]["pyramid"]["insula"]
     assert row["insula"] == pytest.approx(planted, abs=1e-4)  # the planted value, variant noise off
     assert row["amygdala"] == "not predicted"

@@ -1,18 +1,18 @@
-import json
 
 import pytest
-import yaml
 
-from breachlab.brain.corpus import (SCAM_TYPES, corpus_from_dict, dump_corpus, import_sms_spam, load_corpus,
-                                    seed_corpus)
+from breachlab.brain.corpus import SCAM_TYPES, corpus_from_dict, dump_corpus, import_sms_spam, load_corpus, seed_corpus
 from breachlab.errors import UserError
 
 POST3 = {
     "legitimate": "Your package has been shipped. Expected delivery: Thursday.",
-    "phishing": "URGENT: Your Amazon account has been compromised. Verify your identity immediately or your account will be permanently locked.",
-    "investment": "Exclusive crypto opportunity — 500% returns guaranteed in 30 days. Only 12 spots remaining. Act now.",
+    "phishing": "URGENT: Your Amazon account has been compromised. Verify your identity immediately "
+                "or your account will be permanently locked.",
+    "investment": "Exclusive crypto opportunity — 500% returns guaranteed in 30 days. "
+                  "Only 12 spots remaining. Act now.",
     "fake_shop": "FLASH SALE: 90% OFF authentic Ray-Ban sunglasses! Today only. Free worldwide shipping.",
-    "pyramid": "Join our financial freedom network. Earn $5,000/month passive income by helping 3 friends discover the same opportunity.",
+    "pyramid": "Join our financial freedom network. Earn $5,000/month passive income by helping 3 friends "
+               "discover the same opportunity.",
 }
 
 

@@ -41,7 +41,8 @@ def test_doctor_compares_the_installed_tribev2_with_the_contract_tested_commit(m
     src = doctor.upstream_source()
     assert src.status == "warn" and "differs from commit 7239908" in src.detail and "@7239908" in src.fix
     assert "tribev2/demo_utils.py" in src.detail and "tribev2/model.py (absent)" in src.detail
-    same = {rel: hashlib.sha256((fake / rel).read_bytes()).hexdigest() for rel in ("tribev2/demo_utils.py", "tribev2/main.py")}
+    same = {rel: hashlib.sha256((fake / rel).read_bytes()).hexdigest()
+            for rel in ("tribev2/demo_utils.py", "tribev2/main.py")}
     monkeypatch.setattr(doctor, "UPSTREAM_FILES", same)
     assert doctor.upstream_source().status == "ok"
     assert any(c.name == "tribev2 source" for c in doctor._packages())

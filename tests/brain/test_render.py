@@ -43,7 +43,7 @@ def test_japanese_uses_cjk_font_and_wraps_within_width():
 def test_latin_wraps_at_spaces_and_splits_long_words():
     lines = tl.wrap("hello world " + "x" * 80, 16, 200)
     assert lines[0] == "hello world"
-    assert all(tl.text_width(l, 16) <= 200 for l in lines)
+    assert all(tl.text_width(line, 16) <= 200 for line in lines)
 
 
 def test_emoji_fallback_is_a_placeholder_not_a_crash():

@@ -188,7 +188,8 @@ def test_screenshot_path_without_vjepa2_weights_stops_with_one_line(upstream, tm
 
 
 def test_doctor_sees_the_vendored_commit_installed(upstream, tmp_path):
-    res = subprocess.run([str(upstream["py"]), "-m", "breachlab.cli", "brain", "doctor", "--json", "--cache", str(tmp_path)],
+    res = subprocess.run([str(upstream["py"]), "-m", "breachlab.cli", "brain", "doctor", "--json", "--cache",
+                          str(tmp_path)],
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert checks["tribev2 source"]["status"] == "ok", checks["tribev2 source"]

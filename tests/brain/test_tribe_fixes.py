@@ -43,7 +43,6 @@ def ckpt(tmp_path):
 def tone_tts(monkeypatch):
     """Speech without espeak-ng: the stand-in tone engine."""
     from breachlab.brain import tts
-
     from tests.brain.contract.standin_tts import ToneEngine
 
     monkeypatch.setattr(tts, "get_engine", lambda name, **kw: ToneEngine())

@@ -250,7 +250,8 @@ void good()
 def write_mini_juliet(root: Path) -> Path:
     """A tiny Juliet tree: one single-file C case, one two-file case, one C++ namespace case."""
     files = {
-        "testcases/CWE121_Stack_Based_Buffer_Overflow/s01/CWE121_Stack_Based_Buffer_Overflow__char_declare_cpy_01.c": SINGLE,
+        "testcases/CWE121_Stack_Based_Buffer_Overflow/s01/"
+        "CWE121_Stack_Based_Buffer_Overflow__char_declare_cpy_01.c": SINGLE,
         "testcases/CWE190_Integer_Overflow/s01/CWE190_Integer_Overflow__int_rand_add_51a.c": MULTI_A,
         "testcases/CWE190_Integer_Overflow/s01/CWE190_Integer_Overflow__int_rand_add_51b.c": MULTI_B,
         "testcases/CWE476_NULL_Pointer_Dereference/CWE476_NULL_Pointer_Dereference__int_01.cpp": CPP,
@@ -280,7 +281,8 @@ def mini_juliet_tar(mini_juliet: Path, tmp_path: Path) -> Path:
 # -- tiny SVEN / DiverseVul / generic files -----------------------------------------------------
 def func(i: int, fixed: bool = False, body: str = "") -> str:
     check = "    if (n > 16) return -1;\n" if fixed else ""
-    return f"int copy_{i}(char *dst, const char *src, int n)\n{{\n{check}    memcpy(dst, src, n);{body}\n    return n + {i};\n}}\n"
+    return (f"int copy_{i}(char *dst, const char *src, int n)\n{{\n{check}    memcpy(dst, src, n);{body}\n"
+            f"    return n + {i};\n}}\n")
 
 
 def write_sven(root: Path, n_pairs: int = 6, identical: int = 1, python: int = 1) -> Path:

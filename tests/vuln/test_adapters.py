@@ -85,7 +85,8 @@ def test_the_shipped_adapter_matches_its_card() -> None:
     for name, digest in card["files"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, f"{name} differs from card.json"
     cfg = json.loads((folder / "adapter_config.json").read_text())
-    assert cfg["r"] == card["training"]["config"]["lora_r"] and cfg["lora_alpha"] == card["training"]["config"]["lora_alpha"]
+    assert cfg["r"] == card["training"]["config"]["lora_r"] \
+        and cfg["lora_alpha"] == card["training"]["config"]["lora_alpha"]
     assert set(cfg["target_modules"]) <= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     reader = gguf.GGUFReader(str(folder / "adapter.gguf"))
     fields = {k: f.contents() for k, f in reader.fields.items() if k.startswith(("general.type", "adapter."))}

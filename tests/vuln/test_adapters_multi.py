@@ -213,10 +213,9 @@ def test_eval_cli_with_two_adapters_and_the_base_writes_one_run_each(tiny: dict[
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
+    import breachlab.vuln.backends as backends
     from breachlab.cli import app
     from breachlab.vuln.eval import evaluate
-
-    import breachlab.vuln.backends as backends
 
     loads = []
     orig = backends.load_backend

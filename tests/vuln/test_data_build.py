@@ -10,15 +10,25 @@ import pytest
 
 from breachlab.config import ConfigError, from_dict
 from breachlab.errors import UserError
-from breachlab.vuln.data.build import (DataConfig, build, check_leaks, compute_stats, load_split, render_stats, run,
-                                 stats_for, truncate_pair)
-from breachlab.vuln.sample import Sample
+from breachlab.vuln.data.build import (
+    DataConfig,
+    build,
+    check_leaks,
+    compute_stats,
+    load_split,
+    render_stats,
+    run,
+    stats_for,
+    truncate_pair,
+)
 from breachlab.vuln.data.splits import LeakError
+from breachlab.vuln.sample import Sample
 
 
 def func(i: int, fixed: bool = False) -> str:
     check = "    if (n > 16) return -1;\n" if fixed else ""
-    return f"int gen_{i}(char *dst, const char *src, int n)\n{{\n{check}    memcpy(dst, src, n);\n    return n + {i};\n}}\n"
+    return (f"int gen_{i}(char *dst, const char *src, int n)\n{{\n{check}    memcpy(dst, src, n);\n"
+            f"    return n + {i};\n}}\n")
 
 
 def write_generic(path: Path, n_groups: int = 30) -> Path:
@@ -190,8 +200,8 @@ def test_truncate_pair_keeps_the_change() -> None:
 
 def test_window_pairs_on_real_sven_counts_identical(real_sven: Path) -> None:
     """The pool-level windowing a build runs (``data.pair_window``), on the real SVEN pairs."""
-    from breachlab.vuln.data.sources.sven import load_sven
     from breachlab.vuln.data.pools import window_pairs
+    from breachlab.vuln.data.sources.sven import load_sven
 
     pool = load_sven(real_sven)
     samples = pool.fetch(pool.groups())
@@ -236,7 +246,8 @@ def test_quickstart_cold_and_warm_builds_agree(real_juliet: Path, real_sven: Pat
     assert any((tmp_path / "fresh-cache").rglob("*"))
     build(cfg, tmp_path / "warm", progress=False)
     for split in ("train", "val", "test"):
-        assert (tmp_path / "cold" / f"{split}.jsonl").read_bytes() == (tmp_path / "warm" / f"{split}.jsonl").read_bytes()
+        assert (tmp_path / "cold" / f"{split}.jsonl").read_bytes() == \
+            (tmp_path / "warm" / f"{split}.jsonl").read_bytes()
 
 
 def test_top_up_reaches_the_last_source_when_two_run_short(tmp_path: Path, sven_dir: Path,

@@ -78,7 +78,8 @@ def test_build_keeps_a_function_name_in_one_split(tmp_path: Path) -> None:
     ("mutate", "match"),
     [
         (lambda recs: recs[:3] + ["{not json"] + recs[3:], r"c\.jsonl:4: malformed JSON"),
-        (lambda recs: recs[:2] + [json.dumps({"id": "x", "label": 1})] + recs[2:], r"c\.jsonl:3: missing field\(s\) code"),
+        (lambda recs: recs[:2] + [json.dumps({"id": "x", "label": 1})] + recs[2:],
+         r"c\.jsonl:3: missing field\(s\) code"),
         (lambda recs: recs[:1] + [recs[1].replace('"label": 0', '"label": 7')] + recs[2:],
          r"c\.jsonl:2: label must be 0 or 1"),
         (lambda recs: recs + [recs[0]], r"c\.jsonl:17: id 'cvefixes:0' repeats line 1"),
@@ -105,7 +106,8 @@ def test_dedup_against_other_sources(tmp_path: Path) -> None:
     pv = write_pairvul(tmp_path / "pv", [record(i, f"CVE-2019-{100 + i}") for i in range(8)], [])
     recs = rows(n_pairs=8)
     recs += [{"id": "cvefixes:dup", "code": kernel_func(3), "label": 1, "pair_id": None, "func_name": "drv_ioctl_3"}]
-    cfg = DataConfig(sources=["pairvul", "cvefixes"], pairvul_path=str(pv), cvefixes_path=str(write(tmp_path / "c.jsonl", recs)),
+    cfg = DataConfig(sources=["pairvul", "cvefixes"], pairvul_path=str(pv),
+                     cvefixes_path=str(write(tmp_path / "c.jsonl", recs)),
                      n_train_per_class=6, n_val_per_class=2, n_test_per_class=3, allow_short=True, cache_dir="none")
     stats = build(cfg, tmp_path / "d", progress=False)
     assert stats["dropped"].get("duplicate", 0) >= 1

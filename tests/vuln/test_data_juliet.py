@@ -21,8 +21,13 @@ import numpy as np
 import pytest
 
 from breachlab.vuln.data.build import load_split
-from breachlab.vuln.data.sources.juliet import (JulietPool, family_samples, name_parts, neutralise, parse_member,
-                                            strip_comments)
+from breachlab.vuln.data.sources.juliet import (
+    JulietPool,
+    name_parts,
+    neutralise,
+    parse_member,
+    strip_comments,
+)
 
 LEAK = re.compile(r"bad|good|g2b|b2g|sink|source|cwe|benign|flaw|fix", re.I)
 
@@ -52,8 +57,10 @@ def test_strip_comments_keeps_strings() -> None:
 
 
 def test_neutralise_renames_consistently() -> None:
-    bad = "void CWE1_x_01_bad()\n{\n    char dataBadBuffer[5];\n    char dataGoodBuffer[9];\n    data = dataBadBuffer;\n}\n"
-    good = "static void goodG2B()\n{\n    char dataBadBuffer[5];\n    char dataGoodBuffer[9];\n    data = dataGoodBuffer;\n}\n"
+    bad = ("void CWE1_x_01_bad()\n{\n    char dataBadBuffer[5];\n    char dataGoodBuffer[9];\n"
+           "    data = dataBadBuffer;\n}\n")
+    good = ("static void goodG2B()\n{\n    char dataBadBuffer[5];\n    char dataGoodBuffer[9];\n"
+            "    data = dataGoodBuffer;\n}\n")
     nb, ng = neutralise(bad), neutralise(good)
     assert nb.splitlines()[0] == ng.splitlines()[0] == "void func_1()"
     assert "data = var_1;" in nb and "data = var_2;" in ng

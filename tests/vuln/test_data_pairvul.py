@@ -175,8 +175,8 @@ def test_no_files_says_what_is_expected(tmp_path: Path) -> None:
 
 
 def test_fix_overlap_sees_the_same_edit_in_two_splits() -> None:
-    from breachlab.vuln.sample import Sample
     from breachlab.vuln.data.splits import fix_fingerprint, fix_overlap
+    from breachlab.vuln.sample import Sample
 
     def pair(pid: str, i: int, source: str) -> list[Sample]:
         return [Sample(id=f"{pid}:v", code=kernel_func(i), label=1, cwe=None, source=source, group=pid, pair_id=pid),

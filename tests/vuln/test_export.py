@@ -12,14 +12,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from breachlab.llama_open import open_llama  # noqa: E402
 from breachlab.config import ConfigError  # noqa: E402
+from breachlab.llama_open import open_llama  # noqa: E402
 from breachlab.vuln.export import ExportConfig, run as export  # noqa: E402
 from breachlab.vuln.prompts import inference_prompt  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
@@ -179,7 +178,8 @@ def test_export_never_runs_a_converter_found_lying_around(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="offline"):
         ex.convert_hf(work, work / "out.gguf", allow_network=True)
     assert not canary.exists()
-    assert not (tmp_path / "cache" / "llama.cpp-src").exists() or not any((tmp_path / "cache" / "llama.cpp-src").rglob("*.py"))
+    assert not (tmp_path / "cache" / "llama.cpp-src").exists() \
+        or not any((tmp_path / "cache" / "llama.cpp-src").rglob("*.py"))
 
 
 def test_an_sdist_with_another_hash_is_refused_before_extraction(tmp_path, monkeypatch):

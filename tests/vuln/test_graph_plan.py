@@ -90,14 +90,15 @@ def test_a_padded_layout_gives_the_same_loss_and_gradients(tmp_path, monkeypatch
     and the gradients of the natural layout, on Gemma 4 with its full-attention layers per slot."""
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.training.speed import patches
     from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss
+    from breachlab.vuln.training.speed import patches
     from tests.vuln.tiny import gemma4_text_dir
 
     path = gemma4_text_dir(tmp_path / "m")
     monkeypatch.setattr(patches, "WIDE_HEAD", 0)
     g = torch.Generator().manual_seed(5)
-    examples = [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a) for n, a in ((30, 7), (12, 4), (21, 9))]
+    examples = [Encoded(torch.randint(3, 100, (n,), generator=g).tolist(), n - a)
+                for n, a in ((30, 7), (12, 4), (21, 9))]
 
     def run_once(**layout):
         torch.manual_seed(0)
@@ -120,8 +121,8 @@ def test_the_graph_step_prepares_a_batch_in_the_layout_of_the_graph_that_replays
     bucket's batch is packed in the covering graph's shapes, per-layer rows included."""
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.training.speed import graphs, patches, ple
     from breachlab.vuln.training.sft import Encoded
+    from breachlab.vuln.training.speed import graphs, patches, ple
     from tests.vuln.tiny import gemma4_text_dir
 
     monkeypatch.setattr(patches, "WIDE_HEAD", 0)
@@ -205,9 +206,9 @@ def test_the_plan_is_made_from_every_batch_of_the_run_before_its_first_step(tmp_
     """The trainer with cuda_graph_plan (CUDA graphs forced on, their capture failing here on the
     CPU): the graph step is planned from every micro-batch of the run before the first step, the
     first batch is prepared in a planned graph's shapes, and the run trains on eagerly."""
-    from breachlab.vuln.training.speed import graphs
     from breachlab.vuln.training.config import TrainConfig
     from breachlab.vuln.training.run import run
+    from breachlab.vuln.training.speed import graphs
     from tests.vuln.tiny import gemma3_dir, samples_jsonl
 
     seen: dict = {}

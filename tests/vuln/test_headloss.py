@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from breachlab.vuln.training.speed import headloss, patches  # noqa: E402
 from breachlab.vuln.training.sft import Encoded, collate_packed, forward_loss  # noqa: E402
+from breachlab.vuln.training.speed import headloss, patches  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_text_dir, qwen2_dir  # noqa: E402
 
 

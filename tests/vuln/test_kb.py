@@ -11,11 +11,11 @@ import pytest
 
 from breachlab.errors import UserError
 from breachlab.rundir import write_jsonl
+from breachlab.vuln.data.tokens import code_tokens
 from breachlab.vuln.eval import retrieval as baseline
 from breachlab.vuln.kb import build
 from breachlab.vuln.kb.retrieve import KnowledgeBase, references_for, retrieval_score
 from breachlab.vuln.kb.store import KnownPair, read_kb
-from breachlab.vuln.data.tokens import code_tokens
 from breachlab.vuln.prompts import REFERENCE_INTRO, fix_diff, inference_prompt, reference_block
 from breachlab.vuln.sample import Sample
 
@@ -176,8 +176,8 @@ def test_references_change_the_score_only_through_the_prompt() -> None:
 
 
 def test_eval_with_a_kb_shows_the_nearest_known_fix(tmp_path: Path) -> None:
-    from tests.vuln.tiny import make_model_dir
     from breachlab.vuln.eval import evaluate
+    from tests.vuln.tiny import make_model_dir
 
     data = tmp_path / "data"
     data.mkdir()
@@ -205,8 +205,10 @@ def test_cli_bad_kb_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) 
     bad = tmp_path / "fixes.jsonl"
     bad.write_text(json.dumps({"vulnerable": "int f(void);", "fixed": 3}) + "\n")
     env = {**os.environ, "COLUMNS": "1000", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    for args in (["build", str(bad)], ["build", str(tmp_path / "missing")], ["score", str(tmp_path), "--data", str(bad)]):
-        res = subprocess.run([sys.executable, "-m", "breachlab.cli", "vuln", "kb", *args, "--out", str(tmp_path / "out")],
+    for args in (["build", str(bad)], ["build", str(tmp_path / "missing")],
+                 ["score", str(tmp_path), "--data", str(bad)]):
+        res = subprocess.run([sys.executable, "-m", "breachlab.cli", "vuln", "kb", *args,
+                              "--out", str(tmp_path / "out")],
                              capture_output=True, text=True, cwd=tmp_path, env=env)
         assert res.returncode == 2, res.stderr
         lines = res.stderr.strip().splitlines()

@@ -9,10 +9,7 @@ import numpy as np
 import pytest
 
 from breachlab.errors import UserError
-from breachlab.vuln.eval import bootstrap as B
-from breachlab.vuln.eval import metrics as M
-from breachlab.vuln.eval import rows as RW
-from breachlab.vuln.eval import summary as SUM
+from breachlab.vuln.eval import bootstrap as B, metrics as M, rows as RW, summary as SUM
 
 
 def row(i, label, *, verdict=None, p=None, mode="generate", cwe=None, source="juliet", pair=None, echo=False):

@@ -159,8 +159,7 @@ def encoded():
     """Two real training examples (a vulnerable function and its fix) through the tiny tokenizer."""
     from breachlab.vuln.sample import Sample
     from breachlab.vuln.training.sft import encode
-    from tests.vuln.tiny import SAFE_SNIPPETS, VULN_SNIPPETS
-    from tests.vuln.tiny import make_tokenizer
+    from tests.vuln.tiny import SAFE_SNIPPETS, VULN_SNIPPETS, make_tokenizer
 
     tok = make_tokenizer()
     vuln = Sample(id="v", code=VULN_SNIPPETS[0], label=1, cwe="CWE-787", source="generic", group="g", pair_id="p")

@@ -110,8 +110,8 @@ def test_counted_activations_add_up_to_the_whole_model(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from breachlab.vuln.training.plan import saved_bytes_per_token
     from breachlab.vuln.training.anatomy import lora_targets
+    from breachlab.vuln.training.plan import saved_bytes_per_token
     from tests.vuln.tiny import gemma4_text_dir
 
     path = gemma4_text_dir(tmp_path / "g4")

@@ -38,7 +38,8 @@ class _Tok:
     eos_token = "</s>"
 
     def apply_chat_template(self, messages, tokenize, add_generation_prompt):
-        return "|".join(f"{m['role']}:{m['content'][:5]}" for m in messages) + ("|assistant:" if add_generation_prompt else "")
+        return "|".join(f"{m['role']}:{m['content'][:5]}" for m in messages) \
+            + ("|assistant:" if add_generation_prompt else "")
 
 
 def test_uses_tokenizer_chat_template_when_present() -> None:
@@ -48,7 +49,8 @@ def test_uses_tokenizer_chat_template_when_present() -> None:
 
 
 def test_training_target_leads_with_verdict_and_cwe_name() -> None:
-    assert training_target(1, "CWE-787", "writes past the end.") == "VULNERABLE — CWE-787 (Out-of-bounds Write): writes past the end."
+    assert training_target(1, "CWE-787", "writes past the end.") == \
+        "VULNERABLE — CWE-787 (Out-of-bounds Write): writes past the end."
     assert training_target(0).startswith("SAFE: ")
     assert cwe_name("cwe-416") == "Use After Free" and cwe_name(None) is None and cwe_name("CWE-999999") is None
 

@@ -49,10 +49,11 @@ def test_drop_seen_removes_functions_of_the_adapters_splits_and_their_pair(tmp_p
 
     seen = Sample(id="s:vul", code="int f(){  return 1; }", label=1, cwe=None, source="sven", group="g", pair_id="s")
     write_jsonl(tmp_path / "train.jsonl", [seen.to_dict()])
-    extra = [Sample(id="p:vul", code="int f(){ return 1; }", label=1, cwe=None, source="pairvul", group="c", pair_id="p"),
-             Sample(id="p:fix", code="int f(){ return 0; }", label=0, cwe=None, source="pairvul", group="c", pair_id="p"),
-             Sample(id="q:vul", code="int g(){ return 2; }", label=1, cwe=None, source="pairvul", group="d", pair_id="q"),
-             Sample(id="q:fix", code="int g(){ return 3; }", label=0, cwe=None, source="pairvul", group="d", pair_id="q")]
+    extra = [
+        Sample(id="p:vul", code="int f(){ return 1; }", label=1, cwe=None, source="pairvul", group="c", pair_id="p"),
+        Sample(id="p:fix", code="int f(){ return 0; }", label=0, cwe=None, source="pairvul", group="c", pair_id="p"),
+        Sample(id="q:vul", code="int g(){ return 2; }", label=1, cwe=None, source="pairvul", group="d", pair_id="q"),
+        Sample(id="q:fix", code="int g(){ return 3; }", label=0, cwe=None, source="pairvul", group="d", pair_id="q")]
     kept, dropped = drop_seen(extra, [tmp_path])
     assert [s.id for s in kept] == ["q:vul", "q:fix"] and dropped == 2  # whitespace-normalised match, whole pair
 
@@ -89,7 +90,8 @@ def test_quickstart_zero_shot_then_fine_tuned_on_a_tiny_model(tmp_path: Path) ->
                 p.normal_(0, 0.5)
     peft.save_pretrained(tmp_path / "adapter")
 
-    cfg = QuickstartConfig(n_per_class=4, model=str(model_dir), backend="transformers", adapter=str(tmp_path / "adapter"),
+    cfg = QuickstartConfig(n_per_class=4, model=str(model_dir), backend="transformers",
+                           adapter=str(tmp_path / "adapter"),
                            data_root=str(shared_data()), generate_limit=2, max_new_tokens=4, threads=1)
     out = run(cfg, out=tmp_path / "qs", progress=False)
     for arm in ("zero-shot", "fine-tuned"):

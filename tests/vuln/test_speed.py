@@ -11,10 +11,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from breachlab.config import ConfigError  # noqa: E402
-from breachlab.vuln.training.speed import budget as budget_mod  # noqa: E402
-from breachlab.vuln.training.speed import graphs, patches, ple  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
 from breachlab.vuln.training.run import run  # noqa: E402
+from breachlab.vuln.training.speed import (  # noqa: E402
+    budget as budget_mod,  # noqa: E402
+    graphs,
+    patches,
+    ple,
+)
 from tests.vuln.tiny import gemma3_dir, gemma4_text_dir, qwen2_dir, samples_jsonl  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -373,7 +377,8 @@ def test_slot_attention_equals_the_block_diagonal_mask(arch, gemma4, monkeypatch
     masks = []
 
     def spy(module, query, *a, **k):
-        calls.append(getattr(getattr(module, patches.CONTEXT, None), "layout", None) is not None and k.get("sliding_window") is None and query.shape[-1] > 0)
+        calls.append(getattr(getattr(module, patches.CONTEXT, None), "layout", None) is not None
+                     and k.get("sliding_window") is None and query.shape[-1] > 0)
         masks.append(tuple(a[2].shape) if len(a) > 2 and a[2] is not None else None)
         return real(module, query, *a, **k)
 
@@ -519,7 +524,7 @@ def test_cuda_graphs_on_without_a_gpu_is_refused_before_training(tmp_path, data)
 def test_only_models_with_wide_heads_get_the_slot_layout(gemma4, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from breachlab.vuln.training.plan import meta_model, load_config
+    from breachlab.vuln.training.plan import load_config, meta_model
 
     assert patches.has_wide_heads(meta_model(load_config("gemma-4-e4b")))  # 512-wide full-attention heads
     assert not patches.has_wide_heads(meta_model(load_config("gemma-3-270m")))  # 256

@@ -19,10 +19,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from breachlab.config import ConfigError, load  # noqa: E402
+from breachlab.vuln.sample import Sample  # noqa: E402
 from breachlab.vuln.training import sft  # noqa: E402
 from breachlab.vuln.training.anatomy import lora_targets  # noqa: E402
 from breachlab.vuln.training.config import TrainConfig  # noqa: E402
-from breachlab.vuln.sample import Sample  # noqa: E402
 from breachlab.vuln.training.run import run  # noqa: E402
 from tests.vuln.tiny import gemma3_dir, gemma4_multimodal, samples_jsonl  # noqa: E402
 

@@ -61,8 +61,8 @@ def test_unsloth_trains_a_tiny_gemma3(tmp_path, method, packing):
 
 
 def test_unsloth_gets_a_pad_token_it_accepts_without_touching_the_converted_dir(tmp_path: Path) -> None:
-    """Unsloth refuses Qwen's ``<|endoftext|>`` pad: ``backend: unsloth`` (and the benchmark's arm) load a sibling directory whose
-    tokenizer config names ``<|fim_pad|>``; the converted directory stays as it was."""
+    """Unsloth refuses Qwen's ``<|endoftext|>`` pad: ``backend: unsloth`` (and the benchmark's arm) load a sibling
+    directory whose tokenizer config names ``<|fim_pad|>``; the converted directory stays as it was."""
     from breachlab.vuln.training.load import unsloth_pad_dir
 
     d = tmp_path / "hf-q"

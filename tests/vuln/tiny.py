@@ -65,7 +65,8 @@ def make_model_dir(path: Path, seed: int = 0) -> Path:
     return path
 
 
-CHATML = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{%- endfor %}"
+CHATML = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+          "{%- endfor %}"
           "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}")
 
 
@@ -85,7 +86,8 @@ def make_chatml_tokenizer(vocab_size: int = 320):
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                       show_progress=False,
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|endoftext|>", eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", chat_template=CHATML)
@@ -164,7 +166,8 @@ def gemma3_dir(path: Path, *, hidden: int = 64, real_tokenizer: bool = False, se
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1, head_dim=head_dim,
         # llama.cpp scales queries by 1/sqrt(head_dim): make HF do the same (its default is 256)
-        query_pre_attn_scalar=head_dim, sliding_window=sliding_window, max_position_embeddings=2048, pad_token_id=tok.pad_token_id,
+        query_pre_attn_scalar=head_dim, sliding_window=sliding_window, max_position_embeddings=2048,
+        pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=init_std,
         layer_types=["sliding_attention" if (i + 1) % 6 else "full_attention" for i in range(layers)],
     )

@@ -126,7 +126,8 @@ def analyze_cmd(pred_dir: Path = typer.Argument(..., help="predictions directory
     import json
 
     run = run_analyze(pred_dir, cfg, out=out, progress=_say)
-    tag = " (SYNTHETIC predictions)" if json.loads((run / "results.json").read_text(encoding="utf-8"))["synthetic"] else ""
+    tag = (" (SYNTHETIC predictions)" if json.loads((run / "results.json").read_text(encoding="utf-8"))["synthetic"]
+           else "")
     typer.echo(f"{run}\nreport: {run / 'report.html'}{tag}")
 
 

@@ -15,7 +15,8 @@ class RenderConfig:
     fit_height: bool = field(True, help="crop each screen to the height its content needs (false: every screenshot "
                                         "is width x height, mostly empty for short messages)")
     scale: float = field(1.0, help="pixel scale factor (2.0 = 1080x1920 for the defaults)")
-    presentation: str | None = field(None, help="render every message in this frame (whatsapp, sms, social_post, email, plain) instead of its own")
+    presentation: str | None = field(None, help="render every message in this frame (whatsapp, sms, social_post, "
+                                                "email, plain) instead of its own")
     n_frames: int = field(16, help="frames in the still video for a video encoder (post 3 used 16)")
     fps: float = field(8.0, help="frame rate of the still video")
     materialize_frames: bool = field(False, help="also write the N frame PNGs (else the manifest repeats one PNG)")
@@ -35,8 +36,10 @@ class RenderConfig:
 @dataclass
 class SynthConfig:
     seed: int = field(0, help="random seed: same seed, same predictions")
-    paths: list[str] = field(default_factory=lambda: ["text", "screenshot"], help="paths to synthesise (text, screenshot)")
-    variant_noise: float = field(0.01, help="SD of the smooth per-variant noise (0 = ROI table equals the planted values)")
+    paths: list[str] = field(default_factory=lambda: ["text", "screenshot"],
+                             help="paths to synthesise (text, screenshot)")
+    variant_noise: float = field(0.01, help="SD of the smooth per-variant noise "
+                                            "(0 = ROI table equals the planted values)")
     pattern_sd: float = field(0.1, help="SD of the shared smooth response patterns")
     atlas: str = field("destrieux", help="atlas whose ROIs receive the planted effects")
 

@@ -76,7 +76,8 @@ class Corpus:
         for m in self.messages:
             counts[(m.type, m.language)] = counts.get((m.type, m.language), 0) + 1
         order = {t: i for i, t in enumerate(TYPES)}
-        return [(t, lang, n) for (t, lang), n in sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0]))]
+        return [(t, lang, n)
+                for (t, lang), n in sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0]))]
 
 
 def _message(raw: Any, where: str) -> Message:
@@ -152,7 +153,8 @@ def dump_corpus(corpus: Corpus, path: str | Path) -> Path:
 
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):
-        return atomic_write_text(path, yaml.safe_dump(corpus.to_dict(), sort_keys=False, allow_unicode=True, width=1000))
+        return atomic_write_text(path, yaml.safe_dump(corpus.to_dict(), sort_keys=False, allow_unicode=True,
+                                                      width=1000))
     return atomic_write_json(path, corpus.to_dict())
 
 

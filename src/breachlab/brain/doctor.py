@@ -20,8 +20,16 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from breachlab.brain.tribe import (EXCA_MAX, EXTRACTOR_IDS, GIT_URL, LLAMA_ID, MODEL_ID, UPSTREAM_COMMIT, UPSTREAM_FILES,
-                                   _version_tuple)
+from breachlab.brain.tribe import (
+    EXCA_MAX,
+    EXTRACTOR_IDS,
+    GIT_URL,
+    LLAMA_ID,
+    MODEL_ID,
+    UPSTREAM_COMMIT,
+    UPSTREAM_FILES,
+    _version_tuple,
+)
 
 #: feature extractors TRIBE v2's config loads from the hub (names as in its paper/README)
 EXTRACTORS = {EXTRACTOR_IDS["Word"]: "text (gated: accept the licence on the hub, then log in)",
@@ -56,13 +64,15 @@ def _packages() -> list[Check]:
              ("spacy", None, "pip install spacy", True),
              ("pandas", None, "pip install pandas", True),
              ("gtts", None, "pip install gtts (online TTS, as upstream)", False),
-             ("whisperx", None, "pip install uv (upstream runs `uvx whisperx` in its own env; whisperx's torch pin clashes with TRIBE v2's)", False),
+             ("whisperx", None, "pip install uv (upstream runs `uvx whisperx` in its own env; "
+                                "whisperx's torch pin clashes with TRIBE v2's)", False),
              ("sudachipy", None, "pip install sudachipy sudachidict_core (Japanese word segmentation)", False)]
     for dist, want, fix, required in specs:
         v = _ver(dist)
         if v is None:
             if dist == "whisperx" and shutil.which("uvx"):
-                out.append(Check(dist, "ok", "not installed, but `uvx whisperx` is available (as upstream)", required=False))
+                out.append(Check(dist, "ok", "not installed, but `uvx whisperx` is available (as upstream)",
+                                 required=False))
                 continue
             out.append(Check(dist, "missing" if required else "warn", "not installed", fix, required))
         elif want and v != want:
@@ -117,7 +127,8 @@ def upstream_source() -> Check | None:
             differ.append(rel)
     fix = f"pip install --no-deps --force-reinstall 'tribev2 @ {GIT_URL}@{UPSTREAM_COMMIT}'"
     if not differ and not missing:
-        return Check("tribev2 source", "ok", f"{source}; files match commit {UPSTREAM_COMMIT} (the contract-tested one)",
+        return Check("tribev2 source", "ok",
+                     f"{source}; files match commit {UPSTREAM_COMMIT} (the contract-tested one)",
                      required=False)
     what = ", ".join(differ + [f"{m} (absent)" for m in missing])
     return Check("tribev2 source", "warn", f"{source}; differs from commit {UPSTREAM_COMMIT}, the one breachlab's "
@@ -133,7 +144,8 @@ def _gpu() -> list[Check]:
         return [Check("GPU", "missing", f"torch does not import: {exc}", "reinstall torch")]
     if not torch.cuda.is_available():
         return [Check("GPU", "missing", f"no CUDA device (torch {torch.__version__}, CUDA build: {torch.version.cuda})",
-                      "run on a CUDA GPU (Colab A100/H100: docs/brain-gpu-recipe.md); the extractors are pinned to CUDA")]
+                      "run on a CUDA GPU (Colab A100/H100: docs/brain-gpu-recipe.md); "
+                      "the extractors are pinned to CUDA")]
     props = torch.cuda.get_device_properties(0)
     gib = props.total_memory / 2**30
     status = "ok" if gib >= NEED_GPU_GIB else "warn"
@@ -142,7 +154,8 @@ def _gpu() -> list[Check]:
 
 
 def _hf_cached(repo: str) -> bool:
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    hub = Path(os.environ.get("HF_HUB_CACHE")
+               or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
     return (hub / f"models--{repo.replace('/', '--')}" / "snapshots").is_dir()
 
 
@@ -157,7 +170,8 @@ def _weights(checkpoint: str) -> list[Check]:
     else:
         ok = _hf_cached(checkpoint)
         out.append(Check("TRIBE v2 weights", "ok" if ok else "missing",
-                         f"{checkpoint} {'in the HF cache' if ok else 'not in the HF cache (downloaded on first use, needs the internet)'}",
+                         f"{checkpoint} " + ("in the HF cache" if ok else
+                                             "not in the HF cache (downloaded on first use, needs the internet)"),
                          "" if ok else f"huggingface-cli download {checkpoint}", required=False))
     token = os.environ.get("HF_TOKEN") or (Path.home() / ".cache" / "huggingface" / "token").is_file()
     for repo, what in EXTRACTORS.items():
@@ -167,8 +181,8 @@ def _weights(checkpoint: str) -> list[Check]:
             fix = f"huggingface-cli download {repo}"
             if repo == LLAMA_ID and not token:
                 fix = f"accept the licence of {repo} on the hub, `huggingface-cli login` (or set HF_TOKEN), then {fix}"
-        out.append(Check(f"extractor {repo}", "ok" if ok else "warn", f"{what}: {'cached' if ok else 'not cached'}", fix,
-                         required=False))
+        out.append(Check(f"extractor {repo}", "ok" if ok else "warn", f"{what}: {'cached' if ok else 'not cached'}",
+                         fix, required=False))
     return out
 
 
@@ -181,7 +195,8 @@ def _tools() -> list[Check]:
         out.append(Check("espeak-ng", "ok" if ja else "warn", f"{esp} ({'with' if ja else 'without'} a Japanese voice)",
                          "" if ja else "apt-get install espeak-ng-data", required=False))
     else:
-        out.append(Check("espeak-ng", "warn", "not installed (offline TTS)", "apt-get install espeak-ng", required=False))
+        out.append(Check("espeak-ng", "warn", "not installed (offline TTS)", "apt-get install espeak-ng",
+                         required=False))
     vid = [d for d in ("av", "imageio-ffmpeg", "moviepy") if _ver(d)]
     out.append(Check("video writer", "ok" if vid else "warn",
                      ", ".join(vid) + " (MP4)" if vid else "none: screenshots become MJPEG AVI (FFmpeg reads it)",
@@ -197,7 +212,8 @@ def _disk(cache: str) -> Check:
     while not p.exists() and p != p.parent:
         p = p.parent
     free = shutil.disk_usage(p).free / 2**30
-    return Check("disk", "ok" if free >= NEED_DISK_GIB else "warn", f"{free:.0f} GiB free at {p} (weights + features ~{NEED_DISK_GIB:.0f} GiB)",
+    return Check("disk", "ok" if free >= NEED_DISK_GIB else "warn",
+                 f"{free:.0f} GiB free at {p} (weights + features ~{NEED_DISK_GIB:.0f} GiB)",
                  "" if free >= NEED_DISK_GIB else "free space or pass --cache on a larger disk", required=False)
 
 
@@ -217,13 +233,15 @@ def report(checks: list[Check]) -> tuple[str, int]:
     lines = []
     for c in checks:
         mark = {"ok": "ok     ", "warn": "warn   "}.get(c.status) or ("MISSING" if c.required else "absent ")
-        lines.append(f"{mark} {c.name}: {c.detail}" + (f"\n          fix: {c.fix}" if c.fix and c.status != "ok" else ""))
+        lines.append(f"{mark} {c.name}: {c.detail}"
+                     + (f"\n          fix: {c.fix}" if c.fix and c.status != "ok" else ""))
     bad = [c for c in checks if c.status == "missing" and c.required]
     optional = [c for c in checks if c.status == "missing" and not c.required]
     lines.append("")
     extra = f"; {len(optional)} optional piece(s) absent" if optional else ""
     lines.append("ready for --backend tribev2" + extra if not bad else
-                 f"not ready for --backend tribev2: {len(bad)} required piece(s) MISSING ({', '.join(c.name for c in bad)})"
+                 f"not ready for --backend tribev2: {len(bad)} required piece(s) MISSING "
+                 f"({', '.join(c.name for c in bad)})"
                  f"{extra}; --backend fake still works")
     return "\n".join(lines), 1 if bad else 0
 

@@ -51,24 +51,32 @@ RESUME_KEYS = ("backend", "checkpoint", "tts", "aligner", "text_mode", "n_frames
 @dataclass
 class EncodeConfig:
     backend: str = field("tribev2", help="tribev2 (the real model, GPU) | fake (deterministic noise, SYNTHETIC)")
-    paths: list[str] = field(default_factory=lambda: ["text", "screenshot"], help="paths to predict: text, screenshot, audio")
+    paths: list[str] = field(default_factory=lambda: ["text", "screenshot"],
+                             help="paths to predict: text, screenshot, audio")
     device: str = field("cuda", help="torch device for TRIBE v2 (its extractors are pinned to CUDA)")
     allow_cpu: bool = field(False, help="let --device cpu through (untested upstream; very slow)")
-    cache: str | None = field(None, help="TRIBE v2 feature cache (default: <run>/cache); reuse across runs to save GPU time")
+    cache: str | None = field(None, help="TRIBE v2 feature cache (default: <run>/cache); "
+                                         "reuse across runs to save GPU time")
     checkpoint: str = field("facebook/tribev2", help="hub id or local folder with config.yaml + best.ckpt")
-    tts: str = field("espeak-ng", help="speech engine for text/audio paths: espeak-ng (offline, default) | gtts (online, "
-                                        "upstream; needs allow_network) | auto (gTTS when allow_network, else espeak-ng)")
+    tts: str = field("espeak-ng", help="speech engine for text/audio paths: espeak-ng (offline, default) | "
+                                        "gtts (online, upstream; needs allow_network) | "
+                                        "auto (gTTS when allow_network, else espeak-ng)")
     tts_rate_wpm: int = field(150, help="espeak-ng speaking rate, words per minute")
-    aligner: str = field("auto", help="word timings: even (offline, proportional) | whisperx (upstream; downloads models and, "
-                                      "via uvx, unpinned code: needs allow_network) | auto (whisperx only with allow_network)")
-    allow_network: bool = field(False, help="let network helpers run (gTTS, uvx whisperx); off: nothing leaves the machine")
+    aligner: str = field("auto", help="word timings: even (offline, proportional) | "
+                                      "whisperx (upstream; downloads models and, via uvx, unpinned code: "
+                                      "needs allow_network) | auto (whisperx only with allow_network)")
+    allow_network: bool = field(False, help="let network helpers run (gTTS, uvx whisperx); "
+                                            "off: nothing leaves the machine")
     whisper_model: str = field("large-v3", help="WhisperX ASR model, as upstream (large-v3; e.g. base or small "
                                                 "for a quicker, rougher alignment); runs on CUDA when available, "
                                                 "float16 and batch 16 as upstream, int8 on the CPU (no float16 there)")
-    text_mode: str = field("speech", help="text path: speech (audio+words, as upstream/post) | words (words at speech timings, no audio) | reading (reading pace, no TTS)")
+    text_mode: str = field("speech", help="text path: speech (audio+words, as upstream/post) | "
+                                          "words (words at speech timings, no audio) | "
+                                          "reading (reading pace, no TTS)")
     n_frames: int = field(16, help="frames of the still video for the screenshot path (post 3: 16)")
     fps: float | None = field(None, help="frame rate of the still video (default: the render run's, else 8)")
-    subcortical_head: str | None = field(None, help="user-supplied subcortical head (.pt/.npz: weight (2048, V), bias, labels)")
+    subcortical_head: str | None = field(None, help="user-supplied subcortical head "
+                                                    "(.pt/.npz: weight (2048, V), bias, labels)")
     keep_extractors: bool = field(True, help="keep TRIBE v2's feature extractors loaded between stimuli: one load per "
                                              "run, all three in GPU memory together (false: upstream's free and "
                                              "reload after every prediction)")
@@ -198,7 +206,8 @@ def prepare_events(backend, stim: Stimulus, path: str, cfg: EncodeConfig, work: 
                                               allow_network=network_allowed(cfg))
     else:
         if speech.path.suffix != ".wav":
-            raise UserError("--aligner even needs WAV speech (espeak-ng); with gTTS use --aligner whisperx --allow-network")
+            raise UserError("--aligner even needs WAV speech (espeak-ng); "
+                            "with gTTS use --aligner whisperx --allow-network")
         start, end = words.speech_bounds(speech.path)
         ws = words.even_words(m.text, m.language, start, end)
         transcript = " ".join(m.text.split())
@@ -303,7 +312,8 @@ def _open_or_create(cfg: EncodeConfig, source: Path, out: str | Path | None, roo
         old, new = run.config_dict(), to_dict(cfg)
         diff = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
         if diff:
-            raise UserError(f"cannot resume {out}: {', '.join(f'{k} was {old.get(k)!r}, now {new.get(k)!r}' for k in diff)}; "
+            raise UserError(f"cannot resume {out}: "
+                            f"{', '.join(f'{k} was {old.get(k)!r}, now {new.get(k)!r}' for k in diff)}; "
                             "use a new --out")
         return run, True
     return RunDir.create("brain-encode", cfg, root=root, out=out, seed=cfg.seed, inputs=[source]), False
@@ -331,7 +341,8 @@ def run_encode(source: str | Path, cfg: EncodeConfig, *, out: str | Path | None 
         notes = {"backend": cfg.backend, "corpus_run": str(source.resolve()),
                  "render_run": str(render_run.resolve()) if render_run else None, "paths": list(cfg.paths),
                  "text_mode": cfg.text_mode, "tts": cfg.tts, "aligner": cfg.aligner, "n_frames": cfg.n_frames,
-                 "subcortical": ({"status": "predicted by a user-supplied head; arrays in predictions/<id>.<path>.subcortical.npy",
+                 "subcortical": ({"status": "predicted by a user-supplied head; "
+                                            "arrays in predictions/<id>.<path>.subcortical.npy",
                                   "head": cfg.subcortical_head,
                                   "labels": list(getattr(getattr(backend, "head", None), "labels", None) or [])}
                                  if cfg.subcortical_head else SUBCORTICAL_NOT_PREDICTED),

@@ -24,12 +24,14 @@ from breachlab.cli_options import CONFIG_OPT, OUT_OPT, SET_OPT
 
 
 def encode(
-    corpus_run: Path = typer.Argument(..., help="render run directory (screenshots) or a corpus file / run with corpus.json"),
+    corpus_run: Path = typer.Argument(..., help="render run directory (screenshots) "
+                                                "or a corpus file / run with corpus.json"),
     backend: Optional[str] = typer.Option(None, help="tribev2 (real model, CUDA) | fake (deterministic, SYNTHETIC)"),
     paths: Optional[str] = typer.Option(None, help="comma list of text, screenshot, audio (default text,screenshot)"),
     device: Optional[str] = typer.Option(None, help="torch device (default cuda)"),
     cache: Optional[Path] = typer.Option(None, help="feature/model cache folder (default <run>/cache)"),
-    checkpoint: Optional[str] = typer.Option(None, help="facebook/tribev2 or a local folder with config.yaml + best.ckpt"),
+    checkpoint: Optional[str] = typer.Option(None,
+                                             help="facebook/tribev2 or a local folder with config.yaml + best.ckpt"),
     tts: Optional[str] = typer.Option(None, help="espeak-ng (offline, default) | gtts (online) | auto"),
     aligner: Optional[str] = typer.Option(None, help="auto | even (offline) | whisperx (online)"),
     allow_network: bool = typer.Option(False, "--allow-network",
@@ -37,7 +39,8 @@ def encode(
     text_mode: Optional[str] = typer.Option(None, "--text-mode", help="speech | words | reading"),
     n_frames: Optional[int] = typer.Option(None, "--frames", help="still-video frames for screenshots (default 16)"),
     fps: Optional[float] = typer.Option(None, help="still-video frame rate (default: the render run's)"),
-    subcortical_head: Optional[Path] = typer.Option(None, "--subcortical-head", help="user-supplied subcortical head (.pt/.npz)"),
+    subcortical_head: Optional[Path] = typer.Option(None, "--subcortical-head",
+                                                    help="user-supplied subcortical head (.pt/.npz)"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="let a non-CUDA device through (untested upstream)"),
     out: Optional[Path] = OUT_OPT,
     config: Optional[Path] = CONFIG_OPT,

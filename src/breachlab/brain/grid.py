@@ -41,7 +41,8 @@ def corpus_grid(images: dict[str, Any], corpus: Corpus, *, thumb_width: int = 18
         for k, m in enumerate(msgs[:ncol]):
             x = label_w + k * (thumb_width + pad)
             im = images[m.id]
-            grid.paste(im.resize((thumb_width, max(1, int(im.height * thumb_width / im.width))), Image.LANCZOS), (x, y + 16))
+            grid.paste(im.resize((thumb_width, max(1, int(im.height * thumb_width / im.width))), Image.LANCZOS),
+                       (x, y + 16))
             tl.draw_text(draw, (x, y), f"v{m.variant}", 12, GREY)
         y += th + pad + 18
     return grid

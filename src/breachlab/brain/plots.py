@@ -2,7 +2,8 @@
 
 Every function takes ``output_file=None`` (and, where it draws one panel set, ``axes=None``)
 like nilearn's plotting functions and returns the matplotlib figure.  Figures come from the
-shared :func:`breachlab.figures.new_figure` (a bare ``Figure``: no pyplot, no backend switch).  Titles of figures built from synthetic predictions start with "SYNTHETIC".
+shared :func:`breachlab.figures.new_figure` (a bare ``Figure``: no pyplot, no backend switch).  Titles of
+figures built from synthetic predictions start with "SYNTHETIC".
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def plot_roi_bars(rows: list[dict[str, Any]], title: str = "", *, rois: Sequence
     import matplotlib
 
     panels = sorted({(r["path"], r["language"]) for r in rows}, key=lambda k: (k[0] != "text", k))
-    rois = list(rois or dict.fromkeys(r["roi"] for r in rows if r["diff"] is not None and not r["roi"].endswith(("_lh", "_rh"))))
+    rois = list(rois or dict.fromkeys(r["roi"] for r in rows
+                                      if r["diff"] is not None and not r["roi"].endswith(("_lh", "_rh"))))
     missing = list(dict.fromkeys(r["roi"] for r in rows if r["diff"] is None))
     types = list(dict.fromkeys(r["type"] for r in rows))
     if axes is None:

@@ -201,6 +201,7 @@ def load_store(root: str | Path) -> Store:
             if f.is_file():
                 sub = np.load(f, allow_pickle=False)
                 if sub.ndim != 2 or sub.shape[0] != e.n_tr or not np.isfinite(sub).all():
-                    raise PredictionStoreError(f"{f}: expected finite (n_TR={e.n_tr}, n_labels) values, got {sub.shape}")
+                    raise PredictionStoreError(f"{f}: expected finite (n_TR={e.n_tr}, n_labels) values, "
+                                               f"got {sub.shape}")
                 subcortical[e.key] = sub.astype(np.float32, copy=False)
     return Store(root=root, meta=meta, entries=entries, arrays=arrays, subcortical=subcortical)

@@ -93,7 +93,8 @@ def _clock(msg: Message) -> str:
 
 
 def _avatar_color(name: str) -> tuple[int, int, int]:
-    palette = [(0, 150, 136), (63, 81, 181), (233, 30, 99), (255, 152, 0), (121, 85, 72), (96, 125, 139), (156, 39, 176)]
+    palette = [(0, 150, 136), (63, 81, 181), (233, 30, 99), (255, 152, 0), (121, 85, 72), (96, 125, 139),
+               (156, 39, 176)]
     return palette[_h(name) % len(palette)]
 
 
@@ -238,7 +239,8 @@ def _sms(img, draw, msg: Message, o: RenderOptions) -> float:
     lines = tl.clip_lines(lines, int((o.max_h - below - y0 - o.px(68)) // line_h), size, x1 - x0 - o.px(28))
     ch = o.px(68) + len(lines) * line_h
     draw.rounded_rectangle([x0, y0, x1, y0 + ch], radius=o.px(18), fill=(238, 238, 244))
-    draw.rounded_rectangle([x0 + o.px(14), y0 + o.px(12), x0 + o.px(36), y0 + o.px(34)], radius=o.px(6), fill=(52, 199, 89))
+    draw.rounded_rectangle([x0 + o.px(14), y0 + o.px(12), x0 + o.px(36), y0 + o.px(34)], radius=o.px(6),
+                           fill=(52, 199, 89))
     draw.ellipse([x0 + o.px(18), y0 + o.px(16), x0 + o.px(32), y0 + o.px(28)], fill=(255, 255, 255))
     tl.draw_text(draw, (x0 + o.px(44), y0 + o.px(13)), ui["messages"], o.px(13), GREY)
     tl.draw_text(draw, (x1 - o.px(16) - tl.text_width(ui["now"], o.px(13)), y0 + o.px(13)), ui["now"], o.px(13), GREY)
@@ -255,7 +257,8 @@ def _sms(img, draw, msg: Message, o: RenderOptions) -> float:
             draw.ellipse([cx - o.px(24), H - o.px(90), cx + o.px(24), H - o.px(42)], fill=(60, 60, 80))
         sw = tl.text_width(ui["slide"], o.px(13))
         tl.draw_text(draw, ((W - sw) / 2, H - o.px(34)), ui["slide"], o.px(13), (230, 230, 240))
-    draw.rounded_rectangle([(W - o.px(130)) / 2, H - o.px(14), (W + o.px(130)) / 2, H - o.px(9)], radius=o.px(3), fill=(255, 255, 255))
+    draw.rounded_rectangle([(W - o.px(130)) / 2, H - o.px(14), (W + o.px(130)) / 2, H - o.px(9)], radius=o.px(3),
+                           fill=(255, 255, 255))
     return y0 + ch + below
 
 
@@ -301,7 +304,8 @@ def _social(img, draw, msg: Message, o: RenderOptions) -> float:
         draw.rectangle([0, y2, W, y2 + o.px(40)], fill=(242, 243, 245))
         tl.draw_text(draw, (o.px(16), y2 + o.px(10)), (msg.sender or "")[:24], o.px(13), GREY)
         bw = tl.text_width(ui["learn"], o.px(13), bold=True) + o.px(20)
-        draw.rounded_rectangle([W - bw - o.px(12), y2 + o.px(6), W - o.px(12), y2 + o.px(34)], radius=o.px(5), fill=(228, 230, 235))
+        draw.rounded_rectangle([W - bw - o.px(12), y2 + o.px(6), W - o.px(12), y2 + o.px(34)], radius=o.px(5),
+                               fill=(228, 230, 235))
         tl.draw_text(draw, (W - bw - o.px(2), y2 + o.px(10)), ui["learn"], o.px(13), INK, bold=True)
         y2 += o.px(40)
         likes = f"👍❤ {1 + _h(pair_key(msg)) % 9}.{_h(pair_key(msg) + '#likes') % 10}K"

@@ -14,13 +14,14 @@ from typing import Any, Sequence
 
 from breachlab.brain.analysis import AnalysisResult, fmt_signed, roi_table
 
-CSS = """body{font-family:system-ui,-apple-system,'Noto Sans CJK JP',sans-serif;margin:24px auto;max-width:1150px;color:#222}
+CSS = ("body{font-family:system-ui,-apple-system,'Noto Sans CJK JP',sans-serif;margin:24px auto;"
+       """max-width:1150px;color:#222}
 h1{font-size:24px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right} th{background:#f3f3f3} td.l,th.l{text-align:left}
 .banner{background:#b00000;color:#fff;padding:10px 14px;font-weight:bold;border-radius:4px}
 .np{color:#777;font-style:italic} .sig{font-weight:bold} img{max-width:100%;border:1px solid #eee;margin:6px 0}
-.meta{font-size:12px;color:#555} figure{margin:0 0 18px 0} figcaption{font-size:12px;color:#444}"""
+.meta{font-size:12px;color:#555} figure{margin:0 0 18px 0} figcaption{font-size:12px;color:#444}""")
 
 
 def _img(path: Path) -> str:
@@ -67,7 +68,8 @@ def render_html(res: AnalysisResult, figures: Sequence[tuple[str, Path]], *, pro
     if table:
         rois = [k for k in table[0] if k not in ("path", "language", "type")]
         parts.append("<h2>ROI means of type − baseline (post 4's table)</h2>")
-        rows = [[f"{r['type']} ({r['path']}, {r['language'].upper()})"] + [fmt_signed(r[k]) for k in rois] for r in table]
+        rows = [[f"{r['type']} ({r['path']}, {r['language'].upper()})"] + [fmt_signed(r[k]) for k in rois]
+                for r in table]
         parts.append(_table(["Message type"] + rois, rows))
     # statistics
     st = [r for r in res.roi_stats if r["diff"] is not None and not r["roi"].endswith(("_lh", "_rh"))]
@@ -94,7 +96,8 @@ def render_html(res: AnalysisResult, figures: Sequence[tuple[str, Path]], *, pro
         rows = [[c["comparison"], c["type"], c["within"], f"{c['r']:.3f}", _p(c.get("p_spin")),
                  f"{c['r_diff']:.3f}" if c.get("r_diff") is not None else "—", _p(c.get("p_spin_diff"))]
                 for c in res.correlations]
-        parts.append(_table(["comparison", "type", "within", "r", "p spin", "r (diff maps)", "p spin (diff)"], rows, left=3))
+        parts.append(_table(["comparison", "type", "within", "r", "p spin", "r (diff maps)", "p spin (diff)"], rows,
+                            left=3))
     parts.append("<h2>Figures</h2>")
     for caption, path in figures:
         parts.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")

@@ -60,7 +60,8 @@ def run_render(corpus_path: str | Path, cfg: RenderConfig, *, out: str | Path | 
     return run.path
 
 
-def run_synth(source: str | Path, cfg: SynthConfig, *, out: str | Path | None = None, root: str | Path = "runs") -> Path:
+def run_synth(source: str | Path, cfg: SynthConfig, *, out: str | Path | None = None,
+              root: str | Path = "runs") -> Path:
     """Write a SYNTHETIC predictions store for a corpus file or a render run directory."""
     from breachlab.brain import rois as rois_mod
     from breachlab.brain.predictions import SYNTHETIC_MODEL, StoreMeta, StoreWriter
@@ -133,9 +134,7 @@ def run_analyze(pred_dir: str | Path, cfg: AnalyzeConfig, *, out: str | Path | N
     """
     import numpy as np
 
-    from breachlab.brain import analysis, report
-    from breachlab.brain import rois as rois_mod
-    from breachlab.brain import stats
+    from breachlab.brain import analysis, report, rois as rois_mod, stats
     from breachlab.brain.predictions import load_store
 
     say = progress or (lambda line: log.info("%s", line))
@@ -161,7 +160,8 @@ def run_analyze(pred_dir: str | Path, cfg: AnalyzeConfig, *, out: str | Path | N
     source = SYNTHETIC_LABEL if synthetic else store.meta.model
     with run.running("breachlab"):
         run.update_manifest(synthetic=synthetic, model=store.meta.model,
-                            **({"label": "SYNTHETIC predictions: planted effects, not brain responses"} if synthetic else {}))
+                            **({"label": "SYNTHETIC predictions: planted effects, not brain responses"}
+                               if synthetic else {}))
         step(f"ROI statistics ({cfg.n_boot} bootstrap, {cfg.n_perm} permutations) and map correlations")
         res = analysis.analyze(store, roiset, start_s=cfg.window_start_s, end_s=cfg.window_end_s,
                                n_boot=cfg.n_boot, n_perm=cfg.n_perm, ci=cfg.ci, seed=cfg.seed,
@@ -185,7 +185,8 @@ def run_analyze(pred_dir: str | Path, cfg: AnalyzeConfig, *, out: str | Path | N
         figures = _figures(res, store, cfg, run.path / "figures", tag, step) if cfg.figures != "none" else []
         provenance = {"predictions": str(Path(pred_dir).resolve()), "model": store.meta.model,
                       "TR / offset": f"{store.meta.tr_s} s / {store.meta.offset_s} s", "atlas": roiset.atlas,
-                      "stimuli": len({e.stimulus_id for e in store}), "predictions (stimulus × path)": len(store.entries),
+                      "stimuli": len({e.stimulus_id for e in store}),
+                      "predictions (stimulus × path)": len(store.entries),
                       "window": f"{cfg.window_start_s}–{cfg.window_end_s or 'end'} s",
                       "bootstrap / permutations / spins": f"{cfg.n_boot} / {cfg.n_perm} / {cfg.n_spin}"}
         step("report.html")
@@ -202,8 +203,8 @@ def run_analyze(pred_dir: str | Path, cfg: AnalyzeConfig, *, out: str | Path | N
 def _figures(res, store, cfg: AnalyzeConfig, fig_dir: Path, tag: str,
              step: Callable[[str], None]) -> list[tuple[str, Path]]:
     from breachlab.brain import plots, render
-    from breachlab.brain.grid import corpus_grid
     from breachlab.brain.corpus import load_corpus
+    from breachlab.brain.grid import corpus_grid
     from breachlab.brain.plots import symmetric_vmax
 
     figs: list[tuple[str, Path]] = []
@@ -233,7 +234,8 @@ def _figures(res, store, cfg: AnalyzeConfig, fig_dir: Path, tag: str,
             if rows:
                 f = fig_dir / f"text_vs_screenshot_{lang}.png"
                 step(f"figure {f.name}")
-                plots.plot_maps_grid(rows, f"{tag}Text vs screenshot, type − baseline ({lang.upper()})", vmax=diff_vmax, output_file=f)
+                plots.plot_maps_grid(rows, f"{tag}Text vs screenshot, type − baseline ({lang.upper()})", vmax=diff_vmax,
+                                     output_file=f)
                 figs.append((f"Text path vs screenshot path side by side ({lang.upper()})", f))
     if "en" in res.languages and "ja" in res.languages:
         for p in res.paths if full else res.paths[:1]:
@@ -247,11 +249,13 @@ def _figures(res, store, cfg: AnalyzeConfig, fig_dir: Path, tag: str,
     if full:
         for p in res.paths:
             for lang in res.languages:
-                rows = [(t, res.differential_maps[(p, lang, t)]) for t in scams if (p, lang, t) in res.differential_maps]
+                rows = [(t, res.differential_maps[(p, lang, t)]) for t in scams
+                        if (p, lang, t) in res.differential_maps]
                 if rows:
                     f = fig_dir / f"differential_{p}_{lang}.png"
                     step(f"figure {f.name}")
-                    plots.plot_maps_grid(rows, f"{tag}Differential maps, type − baseline ({p}, {lang.upper()})", vmax=diff_vmax, output_file=f)
+                    plots.plot_maps_grid(rows, f"{tag}Differential maps, type − baseline ({p}, {lang.upper()})",
+                                         vmax=diff_vmax, output_file=f)
                     figs.append((f"Differential maps ({p} path, {lang.upper()})", f))
                 rows = [(t, res.condition_maps[(p, lang, t)]) for t in res.types if (p, lang, t) in res.condition_maps]
                 f = fig_dir / f"condition_{p}_{lang}.png"

@@ -46,8 +46,9 @@ def write_still_video(png: str | Path, out_stem: str | Path, *, n_frames: int = 
 
 
 def _write_mp4_av(img, out: Path, n_frames: int, fps: float) -> Path:
-    import av
     from fractions import Fraction
+
+    import av
 
     with av.open(str(out), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))

@@ -84,7 +84,8 @@ class HeadCapture:
         self.hooks: list[Any] = []
 
     def __enter__(self):
-        self.hooks = [self.net.register_forward_pre_hook(self._batch), self.predictor.register_forward_hook(self._input)]
+        self.hooks = [self.net.register_forward_pre_hook(self._batch),
+                      self.predictor.register_forward_hook(self._input)]
         return self
 
     def __exit__(self, *exc):

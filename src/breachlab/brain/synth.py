@@ -101,7 +101,8 @@ def planted_value(path: str, typ: str, roi: str, language: str) -> float:
     return POST4_ROI_TABLE.get(path, {}).get(typ, {}).get(roi, 0.0)
 
 
-def synthesize_maps(corpus: Corpus, rois: RoiSet, faces: np.ndarray, opts: SynthOptions) -> dict[tuple[str, str], np.ndarray]:
+def synthesize_maps(corpus: Corpus, rois: RoiSet, faces: np.ndarray,
+                    opts: SynthOptions) -> dict[tuple[str, str], np.ndarray]:
     """{(message id, path): spatial map (20484,)} — the mean response each prediction will have."""
     rng = np.random.default_rng(opts.seed)
     op = mesh_adjacency(faces)

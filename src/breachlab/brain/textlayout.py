@@ -24,7 +24,8 @@ from pathlib import Path
 
 from breachlab.errors import UserError
 
-NO_LINE_START = set("、。，．,.:;!?！？：；・ー〜)]}）」』】〕〉》〙〗ゝゞ々ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮヵヶ%％")
+NO_LINE_START = set("、。，．,.:;!?！？：；・ー〜)]}）」』】〕〉》〙〗ゝゞ々"
+                    "ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮヵヶ%％")
 NO_LINE_END = set("([{（「『【〔〈《〘〖$＄")
 _DROP = {"\ufe0f", "\ufe0e", "\u200d", "\u200b"}
 _DEBIAN_CJK = (

@@ -131,7 +131,8 @@ def build_text_events(words, language: str, *, audio: Path | None, transcript: s
     ns_lang = language_codes(language)[3]
     rows: list[dict[str, Any]] = []
     if audio is not None:
-        rows.append({"type": "Audio", "filepath": str(audio), "start": 0.0, "timeline": "default", "subject": "default"})
+        rows.append({"type": "Audio", "filepath": str(audio), "start": 0.0, "timeline": "default",
+                     "subject": "default"})
     for w in words:
         rows.append({"type": "Word", "text": w.text, "start": w.start, "duration": w.duration, "timeline": "default",
                      "subject": "default", "language": ns_lang, "sequence_id": w.sequence_id, "sentence": transcript})
@@ -216,7 +217,8 @@ class TribeBackend:
 
     def describe(self) -> dict[str, Any]:
         versions = {}
-        for dist in ("tribev2", "neuralset", "neuraltrain", "exca", "torch", "transformers", "spacy", "whisperx", "gtts"):
+        for dist in ("tribev2", "neuralset", "neuraltrain", "exca", "torch", "transformers", "spacy", "whisperx",
+                     "gtts"):
             try:
                 versions[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
@@ -326,7 +328,8 @@ def _explain(exc: Exception, event_types: set[str] = frozenset()) -> Exception:
             "llama" in low and ("access" in low or "token" in low)):
         return TribeUnavailable(f"the text extractor {LLAMA_ID} is a gated model: accept its licence on the "
                                 "Hugging Face hub, then `huggingface-cli login` (or set HF_TOKEN), or pre-download "
-                                f"it and set HF_HUB_OFFLINE=1 ({type(exc).__name__}: {msg.splitlines()[0] if msg else ''})")
+                                f"it and set HF_HUB_OFFLINE=1 "
+                                f"({type(exc).__name__}: {msg.splitlines()[0] if msg else ''})")
     if isinstance(exc, OSError) and ("couldn't connect" in low or "cached files" in low or "offline" in low):
         repos = [EXTRACTOR_IDS[t] for t in ("Word", "Audio", "Video") if t in event_types]
         return TribeUnavailable(f"the weights of {' / '.join(repos) or 'a feature extractor'} are not on this machine "
@@ -334,7 +337,8 @@ def _explain(exc: Exception, event_types: set[str] = frozenset()) -> Exception:
                                 f"machine: huggingface-cli download {' '.join(repos) or 'REPO'}, then set "
                                 "HF_HUB_OFFLINE=1 (`breachlab brain doctor` lists what is cached)")
     if "out of memory" in low:
-        return TribeUnavailable(f"CUDA out of memory: TRIBE v2's extractors need ~25 GB; use an A100/H100 ({msg.splitlines()[0]})")
+        return TribeUnavailable(f"CUDA out of memory: TRIBE v2's extractors need ~25 GB; use an A100/H100 "
+                                f"({msg.splitlines()[0]})")
     if "cuda" in low and ("not available" in low or "no cuda" in low or "driver" in low):
         return TribeUnavailable(f"CUDA problem in a feature extractor: {msg.splitlines()[0]}")
     return exc

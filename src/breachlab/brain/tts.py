@@ -111,7 +111,8 @@ class EspeakEngine:
                                  capture_output=True, text=True)
             if res.returncode != 0 or not tmp.is_file() or tmp.stat().st_size <= 44:
                 tmp.unlink(missing_ok=True)
-                raise TTSUnavailable(f"espeak-ng failed for voice {voice!r}: {res.stderr.strip() or 'no audio written'}")
+                raise TTSUnavailable(f"espeak-ng failed for voice {voice!r}: "
+                                     f"{res.stderr.strip() or 'no audio written'}")
             tmp.replace(out)
         return Speech(out, self.name, voice, language, wav_duration(out))
 

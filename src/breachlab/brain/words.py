@@ -7,8 +7,8 @@ english/french/spanish/dutch/chinese, and then splits sentences with
 chinese (``*_core_*_lg`` models).  Japanese fails at both steps.  This module holds the
 pieces we use instead (see ``docs/brain-gpu-recipe.md`` § "Japanese"):
 
-* :func:`whisperx_words` — (only with ``allow_network``) the same WhisperX call with the corpus' ISO code (``ja``), WhisperX's
-  own Japanese alignment model, and, because WhisperX aligns Japanese per *character*, the
+* :func:`whisperx_words` — (only with ``allow_network``) the same WhisperX call with the corpus' ISO code
+  (``ja``), WhisperX's own Japanese alignment model, and, because WhisperX aligns Japanese per *character*, the
   characters regrouped into words with :func:`segment_ja`.
 * :func:`even_words` — an offline fallback with no ASR: the known text's words spread over
   the speech (energy-trimmed WAV) in proportion to their length.  Approximate; recorded.
@@ -253,7 +253,8 @@ def words_from_whisperx_json(transcript: dict[str, Any], language: str) -> tuple
         if language != "ja":
             for w in items:
                 if "start" in w and "end" in w:
-                    words.append(Word(w["word"].replace('"', ""), float(w["start"]), float(w["end"]) - float(w["start"]), sid))
+                    words.append(Word(w["word"].replace('"', ""), float(w["start"]),
+                                      float(w["end"]) - float(w["start"]), sid))
             continue
         chars: list[tuple[str, float | None, float | None]] = []
         for w in items:

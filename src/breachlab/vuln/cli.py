@@ -26,7 +26,8 @@ import typer
 from breachlab.cli_options import CONFIG_OPT, OUT_OPT, SET_OPT, load_config, out_opt, overrides
 
 app = typer.Typer(help="Fine-tune, evaluate and scan with a local vulnerability classifier.", no_args_is_help=True)
-data_app = typer.Typer(help="Build leak-free, balanced datasets (Juliet, SVEN, PairVul, CVEfixes, DiverseVul, JSONL/CSV).",
+data_app = typer.Typer(help="Build leak-free, balanced datasets (Juliet, SVEN, PairVul, CVEfixes, DiverseVul, "
+                            "JSONL/CSV).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 kb_app = typer.Typer(help="Known vulnerable/fixed pairs: references for eval prompts and a retrieval baseline.",
@@ -43,7 +44,8 @@ def _csv(value: str | None) -> list[str] | None:
 @data_app.command("build")
 def data_build(
     config: Optional[Path] = CONFIG_OPT,
-    sources: Optional[str] = typer.Option(None, help="Comma-separated: juliet,sven,pairvul,cvefixes,diversevul,generic."),
+    sources: Optional[str] = typer.Option(None,
+                                          help="Comma-separated: juliet,sven,pairvul,cvefixes,diversevul,generic."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Training samples per class."),
     n_val: Optional[int] = typer.Option(None, "--n-val", help="Validation samples per class."),
     n_test: Optional[int] = typer.Option(None, "--n-test", help="Test samples per class."),
@@ -121,7 +123,8 @@ def kb_score(
 @app.command("eval")
 def eval_cmd(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Data run directory or samples .jsonl."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="A named model (breachlab models list; default embedded), a .gguf, a model dir or hf:org/name."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A named model (breachlab models list; default "
+                                        "embedded), a .gguf, a model dir or hf:org/name."),
     adapter: Optional[str] = typer.Option(
         None, help="LoRA adapter: a PEFT dir, a .gguf LoRA (llama.cpp) or 'default'. Several, comma-separated "
         "(a,b; 'none' = the base model; LABEL=PATH names one): the base is loaded once and each adapter "
@@ -224,9 +227,12 @@ def config_show(
 # quickstart (mounted at the top level: `breachlab quickstart`)
 # ---------------------------------------------------------------------------------------
 def quickstart(
-    n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Test samples per class, split over the sources (default 50)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="logit, generate, or both (default; generation on 16 samples)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to evaluate: a named model (breachlab models list; default embedded), a .gguf or a model dir."),
+    n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Test samples per class, split over the "
+                                              "sources (default 50)."),
+    mode: Optional[str] = typer.Option(None, "--mode",
+                                       help="logit, generate, or both (default; generation on 16 samples)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to evaluate: a named model (breachlab "
+                                        "models list; default embedded), a .gguf or a model dir."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter for the fine-tuned half: default "
                                           "(shipped, when one ships), none, or a .gguf LoRA / PEFT dir."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding juliet/, sven/ and pairvul/ "
@@ -254,7 +260,8 @@ def quickstart(
 def train(
     config: Optional[Path] = CONFIG_OPT,
     set_: Optional[list[str]] = SET_OPT,
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run directory from its newest checkpoint"),
+    resume: Optional[Path] = typer.Option(None, "--resume",
+                                          help="continue this run directory from its newest checkpoint"),
     out: Optional[Path] = OUT_OPT,
     root: Path = typer.Option(Path("runs"), "--root", help="parent folder for new run directories"),
 ) -> None:
@@ -285,12 +292,13 @@ def _print_train_summary(path: Path) -> None:
     typer.echo(f"steps {man['steps']}  {man['tokens_per_second']} tok/s  {man['samples_per_second']} samples/s  "
                f"peak {man['peak_memory_bytes'] / 2**30:.2f} GiB ({man['peak_memory_kind']})")
     if man.get("best_val_loss") is not None:
-        verdict = (f", verdict-token NLL {man['best_val_verdict_nll']}" if man.get("best_val_verdict_nll") not in (None, "")
-                   else "")
+        verdict = (f", verdict-token NLL {man['best_val_verdict_nll']}"
+                   if man.get("best_val_verdict_nll") not in (None, "") else "")
         acc = (f", verdict accuracy {man['best_val_verdict_acc']}" if man.get("best_val_verdict_acc") not in (None, "")
                else "")
-        typer.echo(f"best (by {man.get('selected_on', 'loss')}) at step {man['best_step']}: val loss {man['best_val_loss']}"
-                   f"{verdict}{acc}" + ("  (stopped early)" if man.get("stopped_early") else ""))
+        typer.echo(f"best (by {man.get('selected_on', 'loss')}) at step {man['best_step']}: "
+                   f"val loss {man['best_val_loss']}{verdict}{acc}"
+                   + ("  (stopped early)" if man.get("stopped_early") else ""))
 
 
 @app.command("export")

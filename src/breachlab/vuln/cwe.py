@@ -200,7 +200,8 @@ def cwe_label(cwe: str | int | None) -> str | None:
     return f"{norm} ({name})" if name else norm
 
 
-_CWE_MENTION = re.compile(r"\bCWE[-_ ]?(\d+)(?:\s*\((?:[^()]|\([^()]*\))*\)|\s*[:\-—]\s*[A-Z][\w ,'/-]{0,60}(?=[.;]|$))?", re.I)
+_CWE_MENTION = re.compile(r"\bCWE[-_ ]?(\d+)(?:\s*\((?:[^()]|\([^()]*\))*\)"
+                          r"|\s*[:\-—]\s*[A-Z][\w ,'/-]{0,60}(?=[.;]|$))?", re.I)
 
 
 def fix_cwe_names(text: str) -> str:

@@ -31,7 +31,6 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from breachlab.config import ConfigError, field
 from breachlab.errors import UserError
@@ -60,8 +59,8 @@ class ExportConfig:
                                help="any of adapter, merged, gguf, gguf-lora")
     quants: list[str] = field(default_factory=lambda: ["f16", "q8_0", "q5_k_m", "q4_k_m"],
                               help="GGUF types: f32, f16, bf16 (converter), q8_0, q5_k_m, q4_k_m (quantiser)")
-    weights: str = field("best", help="best (best validation number, see the run's select_on), final, or checkpoint (the newest "
-                                      "checkpoint of a run that is still going or was killed)")
+    weights: str = field("best", help="best (best validation number, see the run's select_on), final, or checkpoint "
+                                      "(the newest checkpoint of a run that is still going or was killed)")
     dtype: str = field("bfloat16", help="merged safetensors dtype: bfloat16, float16 or float32")
     threads: int = field(0, help="quantiser threads (0 = all cores)")
     allow_network: bool = field(False, help="GGUF formats: let export fetch llama.cpp's converters once (the "

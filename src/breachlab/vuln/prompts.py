@@ -90,7 +90,7 @@ def fix_diff(vulnerable: str, fixed: str, max_chars: int = 1200, context: int = 
             break
         out.append(line.replace("```", "` ` `"))     # a fence inside the diff cannot close ours
         used += len(line) + 1
-    return "\n".join(out) if any(l[:1] in "+-" for l in out) else ""
+    return "\n".join(out) if any(line[:1] in "+-" for line in out) else ""
 
 
 def reference_block(references: list[tuple[str, str, str | None]], max_chars: int = 1200) -> str:
@@ -281,7 +281,8 @@ def training_target(label: int, cwe: str | None = None, reason: str | None = Non
         if cwe:
             name = cwe_name(cwe)
             head += f" — {cwe}" + (f" ({name})" if name else "")
-        why = reason or (f"the code is exposed to {cwe_name(cwe) or cwe}." if cwe else "the code mishandles untrusted data.")
+        why = reason or (f"the code is exposed to {cwe_name(cwe) or cwe}." if cwe
+                         else "the code mishandles untrusted data.")
         return f"{head}: {why}"
     why = reason or "inputs are validated and memory accesses stay within bounds."
     return f"{VERDICT_SAFE}: {why}"
@@ -309,7 +310,8 @@ _VERDICT_RE = re.compile(
     r"(?P<word>vulnerable|vulnerability|vulnerabilities|unsafe|insecure|safe|secure|benign|exploitable)\b",
     re.IGNORECASE,
 )
-_NO_VULN_RE = re.compile(r"\bno\s+(?:known\s+|obvious\s+|apparent\s+)?(?:vulnerabilit(?:y|ies)|security\s+(?:issues?|flaws?|bugs?))\b", re.IGNORECASE)
+_NO_VULN_RE = re.compile(r"\bno\s+(?:known\s+|obvious\s+|apparent\s+)?"
+                         r"(?:vulnerabilit(?:y|ies)|security\s+(?:issues?|flaws?|bugs?))\b", re.IGNORECASE)
 
 _POSITIVE = {"vulnerable", "vulnerability", "vulnerabilities", "unsafe", "insecure", "exploitable"}
 _NEGATIVE = {"safe", "secure", "benign"}

@@ -55,8 +55,8 @@ def run(cfg: QuantBenchConfig, out: str | Path | None = None) -> Path:
     from breachlab.rundir import atomic_write_json, atomic_write_text
     from breachlab.vuln.backends import LlamaCppBackend
     from breachlab.vuln.eval.evaluate import balanced_limit, load_eval_samples
-    from breachlab.vuln.eval.summary import summarize
     from breachlab.vuln.eval.predict import predict
+    from breachlab.vuln.eval.summary import summarize
 
     if not cfg.run or not cfg.data:
         raise UserError("name the training run (RUN_DIR) and the eval set (--data or data: in the config)")
@@ -116,7 +116,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def table(results: list[dict], reference: str, n: int) -> str:
     lines = [f"Quantisation benchmark on {n} samples (reference: {reference})", "",
-             "| quant | MiB | load s | samples/s | F1 [95% CI] | ROC-AUC | agreement | mean abs dP | worst CWE recall delta |",
+             "| quant | MiB | load s | samples/s | F1 [95% CI] | ROC-AUC | agreement | mean abs dP | "
+             "worst CWE recall delta |",
              "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in results:
         ci = r["f1_ci"]

@@ -41,13 +41,16 @@ class QuickstartConfig:
     sources: list[str] = field(default_factory=lambda: ["juliet", "sven", "pairvul"],
                                help="datasets the test set is drawn from (Juliet-style code, and real code: SVEN "
                                     "and PairVul vulnerable/fixed pairs)")
-    data_root: str | None = field(None, help="folder with juliet/, sven/ and pairvul/ (default: $BREACHLAB_DATA, ../shared/data, ./data)")
-    model: str = field("embedded", help="model to evaluate: a ladder name (default embedded), a .gguf, a transformers dir or hf:org/name")
+    data_root: str | None = field(None, help="folder with juliet/, sven/ and pairvul/ (default: $BREACHLAB_DATA, "
+                                             "../shared/data, ./data)")
+    model: str = field("embedded", help="model to evaluate: a ladder name (default embedded), a .gguf, a transformers "
+                                        "dir or hf:org/name")
     backend: str = field("auto", help="auto | llama.cpp | transformers")
     adapter: str = field("default", help="LoRA adapter for the fine-tuned half: default (the shipped one, when this "
                                          "version ships one), none (zero-shot only) or a path")
     modes: list[str] = field(default_factory=lambda: ["logit", "generate"], help="decision modes to run")
-    generate_limit: int = field(16, help="generate mode on at most this many of the samples (generation is slow on CPU)")
+    generate_limit: int = field(16, help="generate mode on at most this many of the samples (generation is slow "
+                                         "on CPU)")
     max_new_tokens: int = field(48, help="generate mode: tokens per answer")
     n_ctx: int = field(2048, help="context window; longer functions are shortened and flagged")
     threads: int | None = field(None, help="CPU threads (default: all cores)")
@@ -127,8 +130,8 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
 
     from breachlab.ladder import is_embedded
     from breachlab.models import embedded_gguf
-    from breachlab.vuln.data import build as data_mod
     from breachlab.vuln.backends.adapters import has_shipped, resolve_adapter, shipped_card
+    from breachlab.vuln.data import build as data_mod
     from breachlab.vuln.sample import read_samples
 
     console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
@@ -143,14 +146,16 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
     if adapter is not None and card is None:
         console.print("[yellow]note:[/yellow] your adapter's training data is unknown here: the test set is the first "
                       "groups of the seeded order (seed {}), the same ones `breachlab vuln data build` puts in test "
-                      "first — held out only if the adapter was trained on a train split built that way".format(cfg.seed))
+                      "first — held out only if the adapter was trained on a train split "
+                      "built that way".format(cfg.seed))
     steps = 5 if adapter is not None else 3
     run_dir = RunDir.create("quickstart", cfg, root=root, out=out, seed=cfg.seed)
     timings: dict[str, float] = {}
     with run_dir.running():
         t0 = time.perf_counter()
         if is_embedded(cfg.model):
-            console.print(f"[bold]1/{steps}[/bold] embedded model: assembling Gemma 3 270M Q4_K_M (sha256-checked, cached)")
+            console.print(f"[bold]1/{steps}[/bold] embedded model: assembling Gemma 3 270M Q4_K_M "
+                          "(sha256-checked, cached)")
             embedded_gguf()
         timings["model_s"] = round(time.perf_counter() - t0, 2)
 
@@ -163,7 +168,8 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
             digest = hashlib.sha256((run_dir / "data" / "test.jsonl").read_bytes()).hexdigest()
             if digest != card["data"]["test_sha256"]:
                 console.print("[yellow]warning:[/yellow] the rebuilt test split differs from the one the adapter was "
-                              "evaluated on (different data files?); its samples may overlap the adapter's training data")
+                              "evaluated on (different data files?); its samples may overlap the adapter's "
+                              "training data")
             run_dir.update_manifest(test_split_matches_adapter_card=digest == card["data"]["test_sha256"])
         pool = read_samples(run_dir / "data" / "test.jsonl")
         unseen = unseen_sources(cfg, card)
@@ -182,7 +188,8 @@ def run(cfg: QuickstartConfig, out: str | Path | None = None, root: str | Path =
             t0 = time.perf_counter()
             label = "zero-shot (base model)" if arm_adapter is None else f"fine-tuned (adapter {arm_adapter.name})"
             console.print(f"[bold]{3 + i}/{steps}[/bold] {label}: {', '.join(cfg.modes)} on {len(samples)} samples"
-                          + (f" (generate on {min(cfg.generate_limit, len(samples))})" if "generate" in cfg.modes else ""))
+                          + (f" (generate on {min(cfg.generate_limit, len(samples))})"
+                             if "generate" in cfg.modes else ""))
             _evaluate(cfg, run_dir / name, samples, arm_adapter, title=name, progress=progress)
             timings[f"{name}_s"] = round(time.perf_counter() - t0, 2)
 
@@ -222,7 +229,8 @@ def _compare(run_dir: RunDir, runs: list[Path], sources: list[str]) -> None:
         (run_dir / f"compare-{source}").mkdir(exist_ok=True)
         compare.write_compare_report(results[source], run_dir / f"compare-{source}")
     Console().print(summary_table(results))
-    Console(soft_wrap=True).print(f"[green]reports:[/green] {run_dir / 'compare.html'} (per source: compare-*/compare.html)")
+    Console(soft_wrap=True).print(f"[green]reports:[/green] {run_dir / 'compare.html'} "
+                                  "(per source: compare-*/compare.html)")
 
 
 SUMMARY_METRICS = (("roc_auc", "ROC-AUC"), ("mcc", "MCC"), ("balanced_accuracy", "bal. acc."))

@@ -46,10 +46,9 @@ def _defaults(tmp: Path) -> dict:
 def build_checkpoint(out: Path, seed: int = 0) -> Path:
     import pydantic
     import torch
+    import tribev2.model  # noqa: F401  (registers FmriEncoder)
     import yaml
     from neuraltrain.models import BaseModelConfig
-
-    import tribev2.model  # noqa: F401  (registers FmriEncoder)
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +60,8 @@ def build_checkpoint(out: Path, seed: int = 0) -> Path:
     model_cfg.subject_layers.average_subjects = True
     model_cfg.subject_layers.n_subjects = 0
     torch.manual_seed(seed)
-    build_args = {"feature_dims": FEATURE_DIMS, "n_outputs": N_VERTICES, "n_output_timesteps": cfg["data"]["duration_trs"]}
+    build_args = {"feature_dims": FEATURE_DIMS, "n_outputs": N_VERTICES,
+                  "n_output_timesteps": cfg["data"]["duration_trs"]}
     model = model_cfg.build(**build_args)
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     torch.save({"model_build_args": build_args, "state_dict": state}, out / "best.ckpt")
@@ -71,8 +71,9 @@ def build_checkpoint(out: Path, seed: int = 0) -> Path:
 def _standin_tts() -> str:
     if shutil.which("espeak-ng"):
         return "espeak-ng"
-    from breachlab.brain import tts
     from standin_tts import ToneEngine
+
+    from breachlab.brain import tts
 
     tts.get_engine = lambda name, **kw: ToneEngine()
     return "standin-tone"

@@ -60,7 +60,8 @@ def test_missing_gcc_is_a_one_line_note(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert hits == [] and len(notes) == 1 and "gcc not installed" in notes[0]
 
 
-def test_the_event_path_reaches_the_finding_and_sarif_code_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_event_path_reaches_the_finding_and_sarif_code_flows(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     from breachlab.vuln.scan.formats import render

@@ -14,7 +14,8 @@ import pytest
 from breachlab.vuln.scan import gitdiff
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
-GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null"]
+GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-c", "commit.gpgsign=false", "-c",
+       "core.hooksPath=/dev/null"]
 
 
 def _hostile_repo(tmp_path: Path) -> tuple[Path, Path]:
@@ -125,7 +126,8 @@ def hostile_names(tmp_path: Path) -> Path:
     root = tmp_path / "names"
     root.mkdir()
     for i, name in enumerate(NAMES.values()):
-        (root / os.fsdecode(name)).write_text(f"int f{i}(char *s)\n{{\n    char b[8];\n    strcpy(b, s);\n    return 0;\n}}\n")
+        (root / os.fsdecode(name)).write_text(f"int f{i}(char *s)\n{{\n    char b[8];\n"
+                                              f"    strcpy(b, s);\n    return 0;\n}}\n")
     return root
 
 
@@ -156,7 +158,8 @@ def test_hostile_file_names_are_escaped_in_every_format(hostile_names: Path, fak
         paths = {f["path"] for f in json.loads(text)["findings"]}
         assert paths == {os.fsdecode(n) for n in NAMES.values()}  # exact, for --baseline
     elif fmt == "sarif":
-        uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in json.loads(text)["runs"][0]["results"]}
+        uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                for r in json.loads(text)["runs"][0]["results"]}
         assert "bad%FF.c" in uris and len(uris) == 5
     else:
         assert "bad\\xff.c" in text and "x\\x1b[2Jred" in text and "rev\\u202eelif.c" in text

@@ -58,5 +58,6 @@ def test_cli_scan_writes_progress_to_a_piped_stderr(tmp_path: Path) -> None:
             f"sys.argv = ['breachlab', 'vuln', 'scan', '--no-model', '--tools', '', '--no-cache', {str(tmp_path)!r}]\n"
             "app()\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src")})
+                         env={**__import__("os").environ,
+                              "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src")})
     assert "scan: 3/3 files, 3 functions" in res.stderr, res.stderr

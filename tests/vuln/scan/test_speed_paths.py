@@ -46,7 +46,8 @@ def test_changed_since_judges_only_touched_functions(project: Path, fake, monkey
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
         subprocess.run(git + cmd, cwd=project, check=True, capture_output=True)
     f = project / "src" / "copy.c"
-    f.write_text(f.read_text().replace("    char line[64];\n    gets(line);", "    char line[64];\n    gets(line);\n    puts(line);"))
+    f.write_text(f.read_text().replace("    char line[64];\n    gets(line);",
+                                       "    char line[64];\n    gets(line);\n    puts(line);"))
     monkeypatch.chdir(project)
     changed = gitdiff.changed_lines("HEAD", [str(project)])
     report = scan(ScanConfig(paths=[str(project)], tools=[], deep=True, explain=False, changed=changed), fake)

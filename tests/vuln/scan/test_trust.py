@@ -144,7 +144,8 @@ def test_a_clang_array_bound_report_is_never_labelled_with_the_models_cwe(tmp_pa
     from breachlab.vuln.scan.scorers import Explanation
 
     (tmp_path / "a.c").write_text("int len(const char *s)\n{\n  return s[40];\n}\n")
-    hit = StaticHit("clang-tidy", 3, "security.ArrayBound", clangtidy.check_cwe("clang-analyzer-security.ArrayBound", ""),
+    hit = StaticHit("clang-tidy", 3, "security.ArrayBound",
+                    clangtidy.check_cwe("clang-analyzer-security.ArrayBound", ""),
                     4, "Out of bound access to memory")
     monkeypatch.setattr(statictools, "run", lambda tools, files, **kw: ({p: [hit] for p, _ in files}, [], 0))
 

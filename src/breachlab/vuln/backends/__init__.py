@@ -27,11 +27,10 @@ from pathlib import Path
 
 from breachlab.errors import UserError
 from breachlab.models import resolve
-from breachlab.vuln.backends.adapters import (  # noqa: F401 - re-exported: the adapter-spec API lives there
-    BASE_LABEL, AdapterSpec, adapter_label, adapter_specs, gguf_lora, peft_dir)
+from breachlab.vuln.backends.adapters import BASE_LABEL, AdapterSpec, adapter_label, adapter_specs, gguf_lora, peft_dir  # noqa: F401 - re-exported: the adapter-spec API lives there
 from breachlab.vuln.backends.base import Backend, Score  # noqa: F401 - re-exported
-from breachlab.vuln.backends.llamacpp import LlamaCppBackend
 from breachlab.vuln.backends.hf import TransformersBackend
+from breachlab.vuln.backends.llamacpp import LlamaCppBackend
 
 
 def load_backend(model: str | None = "embedded", *, backend: str = "auto",

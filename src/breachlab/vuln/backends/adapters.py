@@ -87,7 +87,8 @@ def adapter_tag(path: str | Path) -> str:
     import hashlib
 
     path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".gguf", ".json"))
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir()
+                                                 if p.suffix in (".safetensors", ".gguf", ".json"))
     h = hashlib.sha256()
     for f in files:
         with f.open("rb") as fh:

@@ -107,7 +107,8 @@ class TransformersBackend(Backend):
         torch = self.torch
         results: list[dict[str, float]] = [{} for _ in batch_ids]
         longest = max(verdicts.values(), key=len)
-        passes = [longest] + [t for t in verdicts.values() if len(t) > 1 and t is not longest and t[:-1] != longest[: len(t) - 1]]
+        passes = [longest] + [t for t in verdicts.values()
+                              if len(t) > 1 and t is not longest and t[:-1] != longest[: len(t) - 1]]
         for cont in passes:
             extra = cont[:-1]
             k = len(cont)

@@ -25,11 +25,11 @@ from typing import Any
 
 from breachlab.errors import UserError
 from breachlab.vuln.data.config import SOURCES, DataConfig, data_root, source_path
-from breachlab.vuln.data.stats import compute_stats, render_stats, stats_for
 from breachlab.vuln.data.pairwindow import PairWindow, truncate_pair
 from breachlab.vuln.data.pools import open_pools
-from breachlab.vuln.sample import Sample, load_split
 from breachlab.vuln.data.splits import SPLIT_ORDER, Allocator, LeakError, check_leaks, dedup_key, fix_overlap
+from breachlab.vuln.data.stats import compute_stats, render_stats, stats_for
+from breachlab.vuln.sample import Sample, load_split
 
 __all__ = ["DataConfig", "SOURCES", "LeakError", "build", "run", "select", "open_pools", "load_split",
            "compute_stats", "render_stats", "stats_for", "check_leaks", "data_root", "source_path",

@@ -36,8 +36,8 @@ class DataConfig:
 
     sources: list[str] = field(default_factory=lambda: ["juliet", "sven"],
                                help="datasets to draw from: juliet, sven, pairvul, cvefixes, diversevul, generic")
-    data_root: str | None = field(None, help="folder with juliet/, sven/, pairvul/, cvefixes/, diversevul/ (default: $BREACHLAB_DATA, "
-                                             "else ../shared/data, else ./data)")
+    data_root: str | None = field(None, help="folder with juliet/, sven/, pairvul/, cvefixes/, diversevul/ "
+                                             "(default: $BREACHLAB_DATA, else ../shared/data, else ./data)")
     juliet_path: str | None = field(None, help="Juliet .tar.xz or unpacked folder (default: <data_root>/juliet/"
                                                "juliet-c-cpp-1.3.tar.xz)")
     sven_path: str | None = field(None, help="SVEN folder with train/ and val/ (default: <data_root>/sven)")
@@ -47,11 +47,12 @@ class DataConfig:
     pairvul_splits: list[str] = field(default_factory=lambda: ["train", "test"],
                                       help="PairVul sub-folders to read (re-split by CVE ourselves; the upstream "
                                            "split is kept in each sample's meta)")
-    pair_window: bool = field(True, help="pairs (SVEN, PairVul, CVEfixes) with a half longer than max_chars are cut to the "
-                                         "same window of lines around the change instead of dropped; pairs that "
-                                         "become identical are dropped and counted")
+    pair_window: bool = field(True, help="pairs (SVEN, PairVul, CVEfixes) with a half longer than max_chars are "
+                                         "cut to the same window of lines around the change instead of dropped; "
+                                         "pairs that become identical are dropped and counted")
     cvefixes_path: str | None = field(None, help="CVEfixes JSONL file (fields id, code, label, pair_id, func_name) or "
-                                                 "its folder (default: <data_root>/cvefixes/cvefixes_vulllm_test512.jsonl)")
+                                                 "its folder (default: "
+                                                 "<data_root>/cvefixes/cvefixes_vulllm_test512.jsonl)")
     cvefixes_unpaired: bool = field(True, help="cvefixes: keep the functions without a vulnerable/fixed partner "
                                                "(false: pairs only)")
     diversevul_path: str | None = field(None, help="DiverseVul JSON/JSONL file or the hub id bstee615/diversevul "

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from breachlab.vuln.data.config import PAIRED_SOURCES, DataConfig, source_path
-from breachlab.vuln.data.sources import ListPool
 from breachlab.vuln.data.pairwindow import truncate_pair
-from breachlab.vuln.sample import Sample
+from breachlab.vuln.data.sources import ListPool
 from breachlab.vuln.data.splits import order_key
+from breachlab.vuln.sample import Sample
 
 
 def _cache_dir(cfg: DataConfig) -> Path | None:

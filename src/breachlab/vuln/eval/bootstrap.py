@@ -13,6 +13,7 @@ import numpy as np
 
 from breachlab.vuln.eval.metrics import CI_LEVEL, METRICS, metrics_from_counts
 
+
 def cluster_codes(ids: Sequence[str], pair_ids: Sequence[str | None]) -> np.ndarray:
     """Integer cluster per row: both halves of a pair share one, other rows are their own."""
     codes: dict[str, int] = {}

@@ -21,10 +21,7 @@ import numpy as np
 from breachlab.config import ConfigError, field
 from breachlab.errors import UserError
 from breachlab.rundir import RunDir
-from breachlab.vuln.eval import bootstrap as B
-from breachlab.vuln.eval import metrics as M
-from breachlab.vuln.eval import pairwise as PW
-from breachlab.vuln.eval import report as R
+from breachlab.vuln.eval import bootstrap as B, metrics as M, pairwise as PW, report as R
 from breachlab.vuln.eval.rows import NO_PARSED_NOTE, policy_predictions, row_prediction
 from breachlab.vuln.eval.summary import summarize
 
@@ -191,10 +188,12 @@ def compare(run_dirs: list[Path], *, threshold: float = 0.5, n_boot: int = 1000,
     shared = sorted(set.intersection(*mode_sets))
     skipped = sorted(set().union(*mode_sets) - set(shared))
     if not shared:
-        raise UserError(f"the runs share no decision mode ({', '.join(f'{n}: {sorted(s)}' for n, s in zip(names, mode_sets))})")
+        raise UserError("the runs share no decision mode "
+                        f"({', '.join(f'{n}: {sorted(s)}' for n, s in zip(names, mode_sets))})")
     result: dict[str, Any] = {
         "schema": "breachlab.vuln.eval.compare/1", "baseline": names[0],
-        "runs": [{"name": n, "path": str(p), **{k: man.get(k) for k in ("kind", "command", "git_sha", "started", "model_id", "backend")
+        "runs": [{"name": n, "path": str(p), **{k: man.get(k)
+                                               for k in ("kind", "command", "git_sha", "started", "model_id", "backend")
                                                if k in man}} for n, p, (_, man) in zip(names, run_dirs, loaded)],
         "threshold": threshold, "n_boot": n_boot, "seed": seed, "max_missing": max_missing,
         "coverage": {}, "modes_skipped": skipped, "modes": {}, "warnings": [], "source": source,
@@ -252,8 +251,9 @@ def write_compare_report(result: dict, out_dir: Path) -> tuple[Path, Path]:
     paired deltas and McNemar per decision mode.
     """
     blocks: list[R.Block] = []
-    warn = [w["message"] for w in result["warnings"]] + [f"{mode} · {n}: {w['message']}" for mode, m in result["modes"].items()
-                                        for n, s in m["summaries"].items() for w in s["warnings"]]
+    warn = [w["message"] for w in result["warnings"]] + [f"{mode} · {n}: {w['message']}"
+                                                         for mode, m in result["modes"].items()
+                                                         for n, s in m["summaries"].items() for w in s["warnings"]]
     if warn:
         blocks.append(("warn", warn))
     blocks += [("h", 2, "Runs"),

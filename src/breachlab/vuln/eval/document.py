@@ -70,9 +70,11 @@ def render_markdown(title: str, blocks: Sequence[Block], fig_dir: str = "figures
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}\
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}.warn{background:#fff0f0;border-left:6px solid #c00;
-padding:.5em 1em;font-weight:600;color:#900}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}
+padding:.5em 1em;font-weight:600;color:#900}\
+pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}
 figure{display:inline-block;margin:.5em}figcaption{font-size:.8em;color:#555}"""
 
 

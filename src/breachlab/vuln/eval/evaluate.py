@@ -37,7 +37,8 @@ class EvalConfig:
 
     data: str = field("", help="data run directory (from `breachlab vuln data build`) or a samples .jsonl file")
     split: str = field("test", help="which split of a data run directory to evaluate")
-    model: str = field("embedded", help="a ladder name (embedded, qwen2.5-coder-0.5b, …: breachlab models list), a .gguf file, a transformers directory or hf:org/name")
+    model: str = field("embedded", help="a ladder name (embedded, qwen2.5-coder-0.5b, …: breachlab models list), "
+                                        "a .gguf file, a transformers directory or hf:org/name")
     backend: str = field("auto", help="auto | llama.cpp | transformers (auto: GGUF → llama.cpp)")
     adapter: Any | None = field(None, help="LoRA adapter: a PEFT directory (transformers), a GGUF LoRA (llama.cpp) or "
                                 "'default'; several as a comma list or a list (none/base = the base model, "
@@ -50,7 +51,8 @@ class EvalConfig:
                                          "pairs whole)")
     generate_limit: int | None = field(None, help="generate mode on at most this many of the samples (balanced, "
                                                   "every source; generation is slow on CPU); logit mode keeps all")
-    sources: list[str] = field(default_factory=list, help="evaluate only samples from these sources (e.g. [sven]); empty = all")
+    sources: list[str] = field(default_factory=list,
+                               help="evaluate only samples from these sources (e.g. [sven]); empty = all")
     n_ctx: int = field(2048, help="context window; longer functions are shortened from the end and flagged")
     threads: int | None = field(None, help="CPU threads (default: all cores)")
     device: str = field("cpu", help="transformers device: cpu or cuda")
@@ -58,7 +60,8 @@ class EvalConfig:
     seed: int = field(42, help="seed for bootstrap resampling")
     allow_pickle: bool = field(False, help="allow loading pickled (.bin) weights — only for checkpoints you trust")
     kb: str | None = field(None, help="KB folder (`breachlab vuln kb build`): show the model the kb_k most similar "
-                                      "known vulnerable functions and their fixes before each function; none by default")
+                                      "known vulnerable functions and their fixes before each function; "
+                                      "none by default")
     kb_k: int = field(1, help="with kb: how many known pairs to show per function")
     kb_chars: int = field(1200, help="with kb: at most this many characters of each known fix's diff")
 
@@ -161,9 +164,9 @@ def evaluate_samples(run: RunDir, cfg: EvalConfig, samples: list[Sample], *, tit
     from rich.text import Text
 
     from breachlab.vuln.backends import load_backend
-    from breachlab.vuln.eval.summary import summarize
     from breachlab.vuln.eval.predict import PredictionLog, predict_one
     from breachlab.vuln.eval.report import metrics_table, table_notes, write_report
+    from breachlab.vuln.eval.summary import summarize
 
     console = Console(stderr=True, soft_wrap=True)  # step lines stay whole in logs
     digest = samples_digest(samples)

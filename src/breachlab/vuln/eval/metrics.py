@@ -154,7 +154,8 @@ def ranking_from_weights(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> tu
 
 
 def _thin(n: int) -> np.ndarray:
-    return np.arange(n) if n <= MAX_CURVE_POINTS else np.unique(np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(int))
+    return np.arange(n) if n <= MAX_CURVE_POINTS else np.unique(
+        np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(int))
 
 
 def curves(scores: Sequence[float], y_true: Sequence[int]) -> dict[str, Any]:

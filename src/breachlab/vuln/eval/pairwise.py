@@ -195,7 +195,8 @@ def low_fpr_delta(scores_a: np.ndarray, scores_b: np.ndarray, y: np.ndarray, clu
         ci = None
         if n_boot > 0:
             boot = bootstrap(lambda w, r=rate: (fnr_at_fpr(scores_b, y, r, w)["fnr"]
-                                                - fnr_at_fpr(scores_a, y, r, w)["fnr"])[:, None], clusters, n_boot, seed)
+                                                - fnr_at_fpr(scores_a, y, r, w)["fnr"])[:, None],
+                             clusters, n_boot, seed)
             ci = percentile_ci(boot[:, 0], level)[0]
         out[key] = {"baseline": a, "other": b, "delta": b - a, "ci": ci,
                     "excludes_zero": bool(ci and (ci[0] > 0 or ci[1] < 0))}

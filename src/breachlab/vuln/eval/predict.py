@@ -65,7 +65,8 @@ def fit_code(backend: Backend, sample: Sample, reserve: int, references: str = "
 
 
 def predict_one(backend: Backend, sample: Sample, mode: str, *, threshold: float = 0.5,
-                max_new_tokens: int = 64, references: str = "", reference_ids: list[str] | None = None) -> dict[str, Any]:
+                max_new_tokens: int = 64, references: str = "",
+                reference_ids: list[str] | None = None) -> dict[str, Any]:
     """One prediction row for ``sample``.
 
     ``references``: a :func:`~breachlab.vuln.prompts.reference_block` put before the question
@@ -100,7 +101,8 @@ def predict_one(backend: Backend, sample: Sample, mode: str, *, threshold: float
 
 
 def predict(backend: Backend, samples: Iterable[Sample], mode: str, *, threshold: float = 0.5,
-            max_new_tokens: int = 64, on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
+            max_new_tokens: int = 64,
+            on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
     """Yield a prediction row per sample (``on_row`` sees each, e.g. to append to a file)."""
     for sample in samples:
         row = predict_one(backend, sample, mode, threshold=threshold, max_new_tokens=max_new_tokens)

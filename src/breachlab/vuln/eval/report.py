@@ -223,7 +223,8 @@ def curve_blocks(summaries: Mapping[str, Mapping[str, Any]], key: str = "all") -
     pr = {n: {**s["curves"]["pr"], "ap": s["auc"]["pr_auc"]["value"], "prevalence": s["auc"]["prevalence"]}
           for n, s in scored.items()}
     blocks: list[Block] = [("fig", f"roc-{key}", figure_png(plot_roc, roc), "ROC curves"),
-                           ("fig", f"pr-{key}", figure_png(plot_pr, pr), "Precision-recall curves (dotted: prevalence)")]
+                           ("fig", f"pr-{key}", figure_png(plot_pr, pr),
+                            "Precision-recall curves (dotted: prevalence)")]
     rows = [[n, fmt(s["auc"]["best_threshold"]["threshold"]), fmt(s["auc"]["best_threshold"]["balanced_accuracy"]),
              fmt(s["threshold"]), fmt(s["metrics"]["balanced_accuracy"]["value"])] for n, s in scored.items()]
     blocks += [("table", ["run", "best threshold (optimistic)", "its balanced acc.", "threshold used",
@@ -278,7 +279,8 @@ def summary_blocks(summaries: Mapping[str, Mapping[str, Any]],
                  for n, c in ((n, s["counts"]) for n, s in summaries.items())]),
                ("h", 2, "Confusion matrices")]
     blocks += [("fig", f"confusion-{key}-{i}-{slug(n)}", figure_png(plot_confusion, s["confusion"], title=n,
-                                                                    figsize=(3.4, 3.0)), f"{n}: confusion (unparsable counted as wrong)")
+                                                                    figsize=(3.4, 3.0)),
+                f"{n}: confusion (unparsable counted as wrong)")
                for i, (n, s) in enumerate(summaries.items())]
     blocks += [("h", 2, "ROC and precision-recall")] + curve_blocks(summaries, key)
     blocks.append(("h", 2, "Recall per CWE"))
@@ -310,7 +312,8 @@ def summary_blocks(summaries: Mapping[str, Mapping[str, Any]],
 
 def _source_pairs(row: Mapping[str, Any]) -> list[str]:
     pw, lf = row.get("pairwise"), row.get("low_fpr")
-    cells = ["–"] * 6 if not pw else [str(pw["n_pairs"])] + [fmt(pw[k]["value"]) for k in ("P-C", "P-V", "P-B", "P-R")] \
+    cells = ["–"] * 6 if not pw else [str(pw["n_pairs"])] \
+        + [fmt(pw[k]["value"]) for k in ("P-C", "P-V", "P-B", "P-R")] \
         + [fmt_signed((pw.get("net") or {}).get("value"))]
     return cells + [fmt(lf["vd_s"]["value"]) if lf else "–"]
 
@@ -342,7 +345,8 @@ def pair_blocks(summaries: Mapping[str, Mapping[str, Any]]) -> list[Block]:
         blocks += [("h", 2, "Detection at a low false-alarm rate"),
                    ("table", ["run", "scored (safe)", "VD-S: FNR at FPR ≤ 0.5%", "95% CI", "false alarms allowed",
                               "FNR at FPR ≤ 5%", "95% CI"],
-                    [[n, f"{d['n_scored']} ({d['n_safe']})", fmt(d["vd_s"]["value"]) + (" (small n)" if d["vd_s"]["small_n"] else ""),
+                    [[n, f"{d['n_scored']} ({d['n_safe']})",
+                      fmt(d["vd_s"]["value"]) + (" (small n)" if d["vd_s"]["small_n"] else ""),
                       fmt_ci(d["vd_s"]["ci"]), d["vd_s"]["allowed_fp"], fmt(d["fnr_at_fpr_5"]["value"]),
                       fmt_ci(d["fnr_at_fpr_5"]["ci"])] for n, d in lf.items()]),
                    ("p", "VD-S: share of vulnerable functions missed at the lowest threshold that keeps false alarms "
@@ -368,7 +372,8 @@ def pair_delta_blocks(delta: Mapping[str, Any]) -> list[Block]:
         return []
     note = f"{pw['n_pairs']} complete pairs common to both runs" + (" (small n)" if pw["small_n"] else "") if pw \
         else "no complete pairs in common"
-    return [("table", ["pairwise / low-FPR", delta["baseline"], delta["other"], "delta", "95% CI", "CI excludes 0"], rows),
+    return [("table", ["pairwise / low-FPR", delta["baseline"], delta["other"], "delta", "95% CI", "CI excludes 0"],
+             rows),
             ("p", f"{note}; CIs from one paired bootstrap of pairs (rows for VD-S).")]
 
 

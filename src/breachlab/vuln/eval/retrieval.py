@@ -66,10 +66,10 @@ def run(cfg: KbScoreConfig, out: str | Path | None = None, root: str | Path = "r
     from breachlab.errors import UserError
     from breachlab.rundir import RunDir, atomic_write_json, write_jsonl
     from breachlab.vuln.eval.evaluate import load_eval_samples
-    from breachlab.vuln.kb.retrieve import KnowledgeBase
     from breachlab.vuln.eval.report import metrics_table, write_report
-    from breachlab.vuln.sample import only_sources
     from breachlab.vuln.eval.summary import summarize
+    from breachlab.vuln.kb.retrieve import KnowledgeBase
+    from breachlab.vuln.sample import only_sources
 
     if not cfg.kb:
         raise UserError("no KB: pass KB (a folder from `breachlab vuln kb build`)")
@@ -77,7 +77,8 @@ def run(cfg: KbScoreConfig, out: str | Path | None = None, root: str | Path = "r
     samples, data_file = load_eval_samples(cfg.data, cfg.split)
     if cfg.sources:
         samples = only_sources(samples, cfg.sources, where=str(data_file))
-    rd = RunDir.create("vuln-eval", cfg, root=root, out=out, seed=cfg.seed, inputs=[data_file, Path(cfg.kb) / "pairs.jsonl"])
+    rd = RunDir.create("vuln-eval", cfg, root=root, out=out, seed=cfg.seed,
+                       inputs=[data_file, Path(cfg.kb) / "pairs.jsonl"])
     with rd.running():
         rows = score_rows(kb, samples, cfg.k, cfg.threshold)
         write_jsonl(rd / "predictions.jsonl", rows)

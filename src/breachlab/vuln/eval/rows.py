@@ -14,6 +14,7 @@ import numpy as np
 
 from breachlab.errors import UserError
 
+
 def split_by_mode(rows: Sequence[dict]) -> dict[str, list[dict]]:
     """Group prediction rows by decision mode; each group is summarised on its own."""
     out: dict[str, list[dict]] = defaultdict(list)

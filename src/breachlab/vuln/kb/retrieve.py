@@ -14,9 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
+from breachlab.vuln.data.tokens import code_tokens
 from breachlab.vuln.kb.index import LexicalIndex
 from breachlab.vuln.kb.store import KnownPair, read_kb
-from breachlab.vuln.data.tokens import code_tokens
 from breachlab.vuln.sample import code_hash
 
 

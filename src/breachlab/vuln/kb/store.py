@@ -87,7 +87,8 @@ def read_user_fixes(path: Path) -> list[KnownPair]:
         if lang not in ("c", "cpp"):
             raise UserError(f"{where}: lang must be c or cpp, got {rec.get('lang')!r}")
         ident = str(rec.get("id") or "user-" + hashlib.sha1(f"{lineno}:{rec['vulnerable']}".encode()).hexdigest()[:12])
-        out.append(KnownPair(id=ident, vulnerable=rec["vulnerable"], fixed=rec["fixed"], cwe=normalise_cwe(rec.get("cwe")),
+        out.append(KnownPair(id=ident, vulnerable=rec["vulnerable"], fixed=rec["fixed"],
+                             cwe=normalise_cwe(rec.get("cwe")),
                              source=str(rec.get("source") or "user"), group=rec.get("group"), lang=lang))
     return out
 
@@ -147,7 +148,8 @@ def read_kb(path: str | Path) -> tuple[list[KnownPair], dict[str, Any]]:
     path = Path(path)
     meta_file, pairs_file = path / META, path / PAIRS
     if not meta_file.is_file() or not pairs_file.is_file():
-        raise UserError(f"{path} is not a KB folder (needs {META} and {PAIRS}: build one with `breachlab vuln kb build`)")
+        raise UserError(f"{path} is not a KB folder (needs {META} and {PAIRS}: "
+                        "build one with `breachlab vuln kb build`)")
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     if meta.get("schema") != SCHEMA:
         raise UserError(f"{meta_file}: schema {meta.get('schema')!r}, expected {SCHEMA!r}")

@@ -32,9 +32,7 @@ from typing import Any
 
 from breachlab.config import field
 from breachlab.errors import UserError
-from breachlab.vuln.scan import calibration as calmod
-from breachlab.vuln.scan import loso, statictools
-from breachlab.vuln.scan import trust as trust_mod
+from breachlab.vuln.scan import calibration as calmod, loso, statictools, trust as trust_mod
 from breachlab.vuln.scan.candidates import FEATURES
 from breachlab.vuln.scan.scanner import ScanConfig, scan, scan_settings
 

@@ -1,4 +1,5 @@
-"""``breachlab vuln calibrate DATA_DIR [--target-fpr 0.10] [--no-deep] [--config FILE.yaml] [--set key=value] [--out DIR]``.
+"""``breachlab vuln calibrate DATA_DIR [--target-fpr 0.10] [--no-deep] [--config FILE.yaml] [--set key=value]
+[--out DIR]``.
 
 The command's shell: parse, resolve a :class:`~.calibrate.CalibrateConfig` the way every
 command does (defaults ← ``--config`` ← named flags ← ``--set``, see

@@ -119,7 +119,8 @@ def check(cal: Calibration, settings: dict[str, Any], variant: str) -> Variant:
 # ---------------------------------------------------------------------------------------
 # fitting (pure)
 # ---------------------------------------------------------------------------------------
-def fit_logistic(X: Sequence[Sequence[float]], y: Sequence[int], l2: float = 1.0, iters: int = 50) -> tuple[float, list[float]]:
+def fit_logistic(X: Sequence[Sequence[float]], y: Sequence[int], l2: float = 1.0,
+                 iters: int = 50) -> tuple[float, list[float]]:
     """L2-regularised logistic regression by Newton's method; (bias, weights).
 
     Small and dependency-free on purpose: the calibration sets are a few hundred rows and

@@ -140,7 +140,8 @@ def run_files(paths: Sequence[Path], include_dirs: Sequence[Path] = (),
     return out, notes
 
 
-def run_file(path: Path, include_dirs: Sequence[Path] = (), timeout: float = 60.0) -> tuple[list[StaticHit], str | None]:
+def run_file(path: Path, include_dirs: Sequence[Path] = (),
+             timeout: float = 60.0) -> tuple[list[StaticHit], str | None]:
     """Analyse one file; (hits, note)."""
     hits, notes = run_files([path], include_dirs, timeout)
     return hits[path], (notes[0] if notes else None)

@@ -71,7 +71,8 @@ def scan(
     min_confidence: Optional[float] = typer.Option(None, help="Report at or above this confidence "
                                                               "(default: the calibration's threshold)."),
     baseline: Optional[Path] = typer.Option(None, help="JSON report of an earlier scan: its findings are suppressed."),
-    changed_since: Optional[str] = typer.Option(None, help="Only functions a `git diff GIT_REF` touches (tracked files)."),
+    changed_since: Optional[str] = typer.Option(None, help="Only functions a `git diff GIT_REF` touches "
+                                                           "(tracked files)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel static-tool processes and parser threads "
                                                                   "(default 2)."),
     threads: Optional[int] = typer.Option(None, help="Model CPU threads (default: all cores)."),
@@ -108,9 +109,7 @@ def scan(
     if out is None:
         report = run_command(cfg)
     else:
-        from breachlab.rundir import RunDir
-
-        from breachlab.rundir import check_run_dir
+        from breachlab.rundir import RunDir, check_run_dir
 
         check_inputs(cfg)  # bad input makes no run directory
         check_run_dir(out)
@@ -187,8 +186,7 @@ def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> An
     from breachlab.vuln.scan.cache import ScoreCache, default_path
     from breachlab.vuln.scan.formats import render
     from breachlab.vuln.scan.formats.text import summary_line
-    from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline
-    from breachlab.vuln.scan.scanner import scan as run_scan
+    from breachlab.vuln.scan.scanner import ScanConfig, apply_baseline, scan as run_scan
 
     check_inputs(cfg)
     paths = [Path(p) for p in cfg.paths]

@@ -115,7 +115,8 @@ def parse_cppcheck_xml(text: str) -> list[tuple[str, StaticHit]]:
     return out
 
 
-def run_flawfinder(files: Sequence[Path], timeout: float = 300.0, minlevel: int = 1) -> tuple[list[tuple[str, StaticHit]], str | None]:
+def run_flawfinder(files: Sequence[Path], timeout: float = 300.0,
+                   minlevel: int = 1) -> tuple[list[tuple[str, StaticHit]], str | None]:
     """flawfinder on ``files`` (CSV output): (file, hit) pairs at or above ``minlevel``."""
     exe = available("flawfinder")
     if exe is None:

@@ -27,8 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from breachlab.vuln.scan import calibration as calmod
-from breachlab.vuln.scan import candidates as cands
+from breachlab.vuln.scan import calibration as calmod, candidates as cands
 from breachlab.vuln.scan.hybrid import StaticHit
 from breachlab.vuln.scan.trust import MIN_N, Trust, measure, pool_key
 

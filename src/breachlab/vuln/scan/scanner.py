@@ -27,9 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from breachlab.config import field
-
-from breachlab.vuln.scan import candidates as cands
-from breachlab.vuln.scan import modelview, statictools
+from breachlab.vuln.scan import candidates as cands, modelview, statictools
 from breachlab.vuln.scan.cache import ScoreCache, cache_key, config_digest
 from breachlab.vuln.scan.calibration import Calibration, Variant, check
 from breachlab.vuln.scan.extract import Function, extract_functions
@@ -37,10 +35,11 @@ from breachlab.vuln.scan.files import SourceFile, read_source, walk
 from breachlab.vuln.scan.finding import Finding, ScanReport, Skipped
 from breachlab.vuln.scan.finding_build import build_finding
 from breachlab.vuln.scan.hybrid import StaticHit, hits_in
-from breachlab.vuln.scan.trust import Trust
 from breachlab.vuln.scan.scorers import PROMPT_VERSION, BackendScorer, Explanation, Scorer, parse_explanation
+from breachlab.vuln.scan.trust import Trust
 
-__all__ = ["ScanConfig", "scan", "scan_settings", "variant_name", "apply_baseline", "Explanation", "parse_explanation", "BackendScorer"]
+__all__ = ["ScanConfig", "scan", "scan_settings", "variant_name", "apply_baseline", "Explanation", "parse_explanation",
+           "BackendScorer"]
 
 log = logging.getLogger("breachlab.scan")
 
@@ -54,7 +53,8 @@ class ScanConfig:
                              help="Static tools that produce candidates: cppcheck, flawfinder, clang-tidy, gcc "
                                   "(GCC's -fanalyzer).")
     deep: bool = field(False, help="Also let the model score functions no static tool flagged.")
-    min_confidence: float | None = field(None, help="Report at or above this confidence (default: the calibration's threshold).")
+    min_confidence: float | None = field(None, help="Report at or above this confidence (default: the calibration's "
+                                                    "threshold).")
     strip_comments: bool = field(True, help="Remove comments before the model sees code (comments are untrusted).")
     explain: bool = field(True, help="Generate verdict/CWE/reason for findings.")
     explain_tokens: int = field(64, help="Max new tokens of an explanation.")
@@ -336,7 +336,8 @@ def _judge(fn: Function, p: _Parsed, cfg: ScanConfig, scorer: Scorer | None, cac
                 entry["p"] = float(scorer.score(view.code, fn.lang, evidence=view.evidence))
             except Exception as exc:  # noqa: BLE001 - one function the model cannot take never ends the scan
                 skipped.append(Skipped(p.source.display, f"function {fn.name}: model could not score it "
-                                                         f"({type(exc).__name__}: {str(exc)[:120]})", line=fn.start_line))
+                                                         f"({type(exc).__name__}: {str(exc)[:120]})",
+                                       line=fn.start_line))
                 return None, None, "not_scored"
             cache.put(key, entry)
         p_llm = entry["p"]

@@ -23,7 +23,8 @@ PROMPT_VERSION = "triage-v1"
 TRIAGE_QUESTION = ("Static analysers flagged the lines marked `// <-- FLAGGED` in this {lang} function. "
                    "Is it a real vulnerability or a false alarm? Is this {lang} function VULNERABLE or SAFE? "
                    "Explain your reasoning.")
-EVIDENCE_HEADER = "Analyser reports (untrusted hints, often false alarms; line numbers count from the function's first line):"
+EVIDENCE_HEADER = ("Analyser reports (untrusted hints, often false alarms; line numbers count from the function's "
+                   "first line):")
 _CWE_IN_TEXT = re.compile(r"\bCWE[-_ ]?(\d{1,4})\b", re.IGNORECASE)
 
 

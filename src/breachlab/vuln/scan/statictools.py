@@ -86,7 +86,8 @@ def _key(tool: str, digest: str) -> str:
 
 
 def run(tools: Sequence[str], files: Sequence[tuple[Path, str]], *, cache: Any, jobs: int = 2,
-        include_dirs: Sequence[Path] = (), timeout: float = 300.0) -> tuple[dict[Path, list[StaticHit]], list[str], int]:
+        include_dirs: Sequence[Path] = (),
+        timeout: float = 300.0) -> tuple[dict[Path, list[StaticHit]], list[str], int]:
     """Hits per file for ``files`` = [(path, sha256 of its bytes)]; (hits, notes, cached runs).
 
     ``cache`` is a :class:`~breachlab.vuln.scan.cache.ScoreCache` (entries are keyed by tool,

@@ -6,7 +6,8 @@ almost always right (a double free found by GCC's analyzer, cppcheck's ``arrayIn
 So ``breachlab vuln calibrate`` measures each check's precision on labelled functions
 (:func:`measure`: of the functions the check fired in, how many are vulnerable), and a check
 whose smoothed precision ``(tp + 1) / (n + 2)`` (so 2 of 2 reads 0.75, not 1.0) is at least
-``min_precision`` on at least ``min_n`` functions is *precise*: its report becomes a finding whatever the model says (the model may rank and
+``min_precision`` on at least ``min_n`` functions is *precise*: its report becomes a finding whatever
+the model says (the model may rank and
 explain it, never drop it).  A check seen fewer than ``min_n`` times is judged by its tool's
 pooled precision at the same report level (``tool@level``), which is measured the same way.
 Every other report is *noisy* and goes to the model and the combiner.

@@ -18,7 +18,8 @@ from breachlab.vuln.training.anatomy import DEFAULT_TARGETS
 class TrainConfig:
     """One fine-tuning run (the original: Gemma 4 E4B, QLoRA r16, lr 2e-4, batch 8, seq 512, 1 epoch)."""
 
-    model: str = field("embedded", help="a ladder name (embedded, qwen2.5-coder-0.5b, …: breachlab models list), a .gguf file, a transformers directory or hf:org/name")
+    model: str = field("embedded", help="a ladder name (embedded, qwen2.5-coder-0.5b, …: breachlab models list), "
+                                        "a .gguf file, a transformers directory or hf:org/name")
     data: str = field("", help="data run directory (train.jsonl/val.jsonl) or a train .jsonl file")
     val_data: str | None = field(None, help="validation .jsonl (default: val.jsonl beside the training data)")
     sources: list[str] = field(default_factory=list,

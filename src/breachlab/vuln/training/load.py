@@ -53,8 +53,8 @@ def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any]:
         if not device.startswith("cuda"):
             raise UserError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use method: lora on CPU")
         try:
-            from transformers import BitsAndBytesConfig
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError:
             raise UserError("QLoRA needs bitsandbytes: pip install 'breachlab[gpu]'") from None
         compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

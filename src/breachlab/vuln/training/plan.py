@@ -93,7 +93,7 @@ HUB_PRESETS = {"google/gemma-3-270m": "gemma-3-270m", "google/gemma-3-270m-it": 
 
 def load_config(model: str) -> Any:
     """A transformers config from a preset, a config.json, a model directory or a hub id."""
-    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     if model.startswith("hf:") and model[3:].lower() in HUB_PRESETS:
         model = HUB_PRESETS[model[3:].lower()]
@@ -180,7 +180,8 @@ def plan(model: str | Any, method: str = "lora", rank: int = 16, *, batch_size: 
         if ple_on_cpu:  # as vuln train does on CUDA (ple_on_cpu: auto): Gemma 3n/4's per-layer table
             from breachlab.vuln.training.speed.ple import PER_LAYER_TABLE
 
-            cpu_weights = sum(p.numel() for n, p in net.named_parameters() if n.endswith(f"{PER_LAYER_TABLE}.weight")) * b
+            cpu_weights = sum(p.numel() for n, p in net.named_parameters()
+                              if n.endswith(f"{PER_LAYER_TABLE}.weight")) * b
             weights -= cpu_weights
         grads, optim = trainable * 4, trainable * 8
     tc = config.get_text_config()
@@ -218,7 +219,8 @@ def _attr(cfg: Any, name: str, default: Any) -> Any:
 
 def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str, answer: int,
                  attention: str, measured: dict | None = None, head_chunk: int = 0) -> tuple[float, float]:
-    """Bytes autograd keeps (and the logits' bytes: of ``head_chunk`` positions at most, when set).  ``measured`` (:func:`saved_bytes_per_token`): per token, the
+    """Bytes autograd keeps (and the logits' bytes: of ``head_chunk`` positions at most, when set).
+    ``measured`` (:func:`saved_bytes_per_token`): per token, the
     layers' saved tensors and those outside the layers, counted.  Otherwise per token and
     layer ~ norms/residuals 8h, q/k/v and their normed/rotated copies 3q + 4kv, the gated
     MLP 4I.  Eager attention adds 2·heads·seq (its probabilities) either way."""
@@ -263,7 +265,8 @@ def _activations(tc: Any, batch: int, seq: int, b: int, ckpt: bool, logits: str,
 
 def answer_only_shared_layers(tc: Any) -> int:
     """How many of the text model's last layers ``vuln train`` (packing on) runs at the answer
-    positions only: Gemma 4's KV-shared layers (:func:`breachlab.vuln.training.speed.patches.use_shared_layers_at_answers`)."""
+    positions only: Gemma 4's KV-shared layers
+    (:func:`breachlab.vuln.training.speed.patches.use_shared_layers_at_answers`)."""
     if not str(getattr(tc, "model_type", "")).startswith("gemma4"):
         return 0
     return min(int(getattr(tc, "num_kv_shared_layers", 0) or 0), tc.num_hidden_layers - 1)
@@ -403,7 +406,8 @@ def _count_saved(config_json: str, method: str, rank: int, dtype: str, attention
 
 def format_table(p: MemoryPlan) -> str:
     lines = [f"{p.model} · {p.method}" + (f" r{p.rank}" if p.method != "full" else ""),
-             f"trainable {p.trainable_params:,} / {p.total_params:,} ({100 * p.trainable_params / p.total_params:.2f}%)"]
+             f"trainable {p.trainable_params:,} / {p.total_params:,} "
+             f"({100 * p.trainable_params / p.total_params:.2f}%)"]
     for name, val in p.rows():
         lines.append(f"  {name:<17} {val / GIB:9.2f} GiB")
     if p.cpu_weights and p.cpu_store == "disk":

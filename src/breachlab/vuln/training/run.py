@@ -3,7 +3,8 @@
 LoRA, QLoRA (bitsandbytes NF4 + double quantisation, GPU only) or full fine-tuning of a
 causal LM on (prompt, answer) pairs from :mod:`breachlab.vuln.prompts`, loss on the model
 turn only, logits only where the loss needs them (:mod:`breachlab.vuln.training.sft`).  The run
-directory gets ``best/`` (lowest validation loss, or verdict-token NLL with ``select_on: verdict``) and ``final/`` weights, ``metrics.csv`` +
+directory gets ``best/`` (lowest validation loss, or verdict-token NLL with ``select_on: verdict``)
+and ``final/`` weights, ``metrics.csv`` +
 ``curves.png``, ``checkpoints/`` every ``save_every`` steps and a manifest with trainable
 parameters, peak memory and tokens/s.  ``--resume RUN_DIR`` continues after a crash or
 ``kill -9`` from the newest checkpoint, losing at most one interval.

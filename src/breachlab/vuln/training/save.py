@@ -14,10 +14,10 @@ from typing import Any
 
 from breachlab.rundir import RunDir, package_versions
 from breachlab.vuln.training import ckpt
-from breachlab.vuln.training.speed import ple
 from breachlab.vuln.training.config import TrainConfig
 from breachlab.vuln.training.curves import plot_curves, write_curves
 from breachlab.vuln.training.setup import Parts
+from breachlab.vuln.training.speed import ple
 
 
 def save_weights(acc: Any, parts: Parts, path: Path) -> None:

@@ -14,12 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from breachlab.vuln.training.speed import budget as budget_mod
-from breachlab.vuln.training.speed import patches, ple
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import count_params
 from breachlab.vuln.training.config import TrainConfig
 from breachlab.vuln.training.load import load_for_training
+from breachlab.vuln.training.speed import budget as budget_mod, patches, ple
 
 log = logging.getLogger("breachlab.vuln.train")
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable
 
-from breachlab.vuln.training.speed import graphs, patches, regional
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import decoder_layers
 from breachlab.vuln.training.config import TrainConfig
 from breachlab.vuln.training.setup import Parts
+from breachlab.vuln.training.speed import graphs, patches, regional
 
 log = logging.getLogger("breachlab.vuln.train")
 

@@ -2,7 +2,8 @@
 import re
 
 _ISO = {"en": "english", "fr": "french", "es": "spanish", "zh": "chinese"}
-_DEFAULTS = dict(english="en_core_web_lg", french="fr_core_news_lg", spanish="es_core_news_lg", chinese="zh_core_web_lg")
+_DEFAULTS = dict(english="en_core_web_lg", french="fr_core_news_lg", spanish="es_core_news_lg",
+                 chinese="zh_core_web_lg")
 
 
 class _Tok:

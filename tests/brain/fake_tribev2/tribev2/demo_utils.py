@@ -5,10 +5,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-
-from neuralset.events.transforms import (AddContextToWords, AddSentenceToWords, AddText, ChunkEvents,
-                                         ExtractAudioFromVideo, RemoveMissing)
+from neuralset.events.transforms import (
+    AddContextToWords,
+    AddSentenceToWords,
+    AddText,
+    ChunkEvents,
+    ExtractAudioFromVideo,
+    RemoveMissing,
+)
 from neuralset.events.utils import standardize_events
+
 from tribev2 import main as _main
 from tribev2.eventstransforms import ExtractWordsFromAudio
 
@@ -132,7 +138,8 @@ class TribeModel:
         provided = {k: v for k, v in (("text_path", text_path), ("audio_path", audio_path),
                                       ("video_path", video_path)) if v is not None}
         if len(provided) != 1:
-            raise ValueError(f"Exactly one of text_path, audio_path, video_path must be provided, got: {list(provided) or 'none'}")
+            raise ValueError(f"Exactly one of text_path, audio_path, video_path must be provided, "
+                             f"got: {list(provided) or 'none'}")
         name, value = next(iter(provided.items()))
         path = Path(value)
         if path.suffix.lower() not in VALID_SUFFIXES[name]:

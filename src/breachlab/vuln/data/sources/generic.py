@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Iterable
 
 from breachlab.errors import UserError
-from breachlab.vuln.data.sources import ListPool, guess_lang, iter_csv_records, iter_json_records, lang_of_filename, require
+from breachlab.vuln.data.sources import (
+    ListPool,
+    guess_lang,
+    iter_csv_records,
+    iter_json_records,
+    lang_of_filename,
+    require,
+)
 from breachlab.vuln.sample import SAFE, VULNERABLE, Sample, normalise_cwe
 
 

@@ -59,7 +59,13 @@ from typing import Any, Callable
 
 from breachlab.errors import UserError
 from breachlab.vuln.data.sources.neutralise import (  # LEAK_TEXT, strip_comments: re-exported for tests and benchmarks
-    DEAD_BRANCH_MARKER, LEAK_PART, LEAK_TEXT, TOKEN, is_leaky_name, name_parts, neutralise, strip_comments)
+    DEAD_BRANCH_MARKER,
+    LEAK_PART,
+    TOKEN,
+    is_leaky_name,
+    name_parts,
+    neutralise,
+)
 from breachlab.vuln.sample import Sample
 
 LOADER_VERSION = 4
@@ -371,5 +377,6 @@ class JulietPool:
             ordered = sorted(self.index, key=self.order_key)
             last = max(ordered.index(g) for g in missing if g in self.index) if wanted & set(self.index) else 0
             wanted.update(ordered[last + 1: last + 1 + 4 * len(missing)])
-        wanted = {g for g in wanted if g not in self._raw and not (self._cache_file(g) or Path("/nonexistent")).is_file()}
+        wanted = {g for g in wanted
+                  if g not in self._raw and not (self._cache_file(g) or Path("/nonexistent")).is_file()}
         self._scan(lambda group: group in wanted)

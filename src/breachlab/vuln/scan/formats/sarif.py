@@ -101,7 +101,8 @@ def to_sarif(report: ScanReport) -> dict:
                            "precise": f.precise},
         })
     notifications = [{"level": "note", "message": {"text": printable(f"skipped {s.path}: {s.reason}")},
-                      "locations": [{"physicalLocation": {"artifactLocation": {"uri": quote(s.path), "uriBaseId": "%SRCROOT%"}}}]}
+                      "locations": [{"physicalLocation": {"artifactLocation": {"uri": quote(s.path),
+                                                                               "uriBaseId": "%SRCROOT%"}}}]}
                      for s in report.skipped]
     invocation = {"executionSuccessful": True, "toolExecutionNotifications": notifications}
     return {

@@ -17,7 +17,8 @@ _STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: 
 
 def summary_line(report: ScanReport) -> str:
     s = report.stats
-    parts = [f"{len(report.findings)} finding(s)", f"{s.get('files', 0)} file(s)", f"{s.get('functions', 0)} function(s)",
+    parts = [f"{len(report.findings)} finding(s)", f"{s.get('files', 0)} file(s)",
+             f"{s.get('functions', 0)} function(s)",
              f"{s.get('lines', 0)} line(s)", f"{len(report.skipped)} skipped",
              f"{s.get('candidates', 0)} flagged by tools", f"{s.get('scored', 0)} scored by the model",
              f"{s.get('cached', 0)} scores and {s.get('static_cached', 0)} tool runs from the cache",

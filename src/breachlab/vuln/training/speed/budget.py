@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from breachlab.vuln.training.anatomy import base as _base
-from breachlab.vuln.training.anatomy import decoder_layers, text_config
+from breachlab.vuln.training.anatomy import base as _base, decoder_layers, text_config
 from breachlab.vuln.training.config import TrainConfig
 from breachlab.vuln.training.speed.patches import SHARED_SLICE
 

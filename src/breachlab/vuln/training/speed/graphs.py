@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from breachlab.vuln.training import sft
 from breachlab.vuln.training.anatomy import text_config
-from breachlab.vuln.training.speed.budget import ActivationBudget
 from breachlab.vuln.training.speed.buckets import Bucket, GraphPlan, Need, choose, smallest_cover
+from breachlab.vuln.training.speed.budget import ActivationBudget
 from breachlab.vuln.training.speed.patches import context, has_wide_heads
 from breachlab.vuln.training.speed.ple import cpu_tables
 
@@ -92,7 +92,8 @@ class CudaGraphStep:
         replay the smallest planned graph that holds them from then on."""
         counts: Counter = Counter()
         for examples in batches:
-            batch = sft.collate_packed(examples, self.pad_id, multiple=self.t_multiple, slot_multiple=self.slot_multiple)
+            batch = sft.collate_packed(examples, self.pad_id, multiple=self.t_multiple,
+                                       slot_multiple=self.slot_multiple)
             counts[self._need(batch, [len(e.ids) for e in examples])] += 1
         if not counts:
             return []

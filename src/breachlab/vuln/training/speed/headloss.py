@@ -23,8 +23,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from breachlab.vuln.training.anatomy import base as _base
-from breachlab.vuln.training.anatomy import text_config
+from breachlab.vuln.training.anatomy import base as _base, text_config
 
 # causal-LM classes of the model ladder whose logits are lm_head(hidden), then the config's
 # soft-capping if set (read in transformers 5.17); Gemma3ForConditionalGeneration never

@@ -31,8 +31,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from breachlab.vuln.training.anatomy import base as _base
-from breachlab.vuln.training.anatomy import decoder_layers, text_config
+from breachlab.vuln.training.anatomy import base as _base, decoder_layers, text_config
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,8 @@ def packed_attention_forward(module: Any, query: Any, key: Any, value: Any, atte
 def row_mask_unused(model: Any) -> bool:
     """Whether a packed row with a slot layout can go without its (T, T) row mask: every
     layer attends per slot (``slot_attention: all``, no sliding-window layers, no KV-shared
-    layers hooked to the answers).  The caller passes a (1, 1, 1, 1) placeholder, which :func:`packed_attention_forward` refuses."""
+    layers hooked to the answers).  The caller passes a (1, 1, 1, 1) placeholder, which
+    :func:`packed_attention_forward` refuses."""
     cfg = text_config(model)
     sliding = "sliding_attention" in set(getattr(cfg, "layer_types", None) or []) and getattr(cfg, "sliding_window",
                                                                                               None)

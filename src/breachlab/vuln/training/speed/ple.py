@@ -33,7 +33,8 @@ class CpuTableEmbedding:
     start-up broadcast and optimizer construction never see the table, so it stays where
     it is.  Call it like the embedding it replaces: ids on any device in, rows on the ids'
     device out (scaled as the original module scales them).  While ``staged`` holds a
-    device tensor (rows gathered ahead of a CUDA-graph replay, see :class:`~breachlab.vuln.training.speed.graphs.CudaGraphStep`),
+    device tensor (rows gathered ahead of a CUDA-graph replay, see
+    :class:`~breachlab.vuln.training.speed.graphs.CudaGraphStep`),
     a call returns that tensor, scaled, whatever the ids: a captured graph cannot reach
     CPU memory.
     """
