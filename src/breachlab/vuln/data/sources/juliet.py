@@ -58,13 +58,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from breachlab.errors import UserError
-from breachlab.vuln.data.sources.neutralise import (  # LEAK_TEXT, strip_comments: re-exported for tests and benchmarks
+from breachlab.vuln.data.sources.neutralise import (  # noqa: F401 - LEAK_TEXT, strip_comments re-exported
     DEAD_BRANCH_MARKER,
     LEAK_PART,
+    LEAK_TEXT,
     TOKEN,
     is_leaky_name,
     name_parts,
     neutralise,
+    strip_comments,
 )
 from breachlab.vuln.sample import Sample
 
