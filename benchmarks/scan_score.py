@@ -169,7 +169,7 @@ def main() -> None:
 
         t = time.perf_counter()
         report = scan(ScanConfig(paths=[str(a.root)], explain=False, keep_records=True, respect_gitignore=False,
-                                 min_confidence=1.0, use_cache=False), None)
+                                 min_confidence=1.0), None)
         seconds = round(time.perf_counter() - t, 1)
         records = report.records
     sources = sorted({f["source"] for f in labels["files"]})

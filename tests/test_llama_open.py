@@ -30,7 +30,9 @@ def test_open_llama_passes_the_parameter_and_restores_the_default(monkeypatch):
     monkeypatch.setattr(llama_cpp, "Llama", Probe)
     monkeypatch.setenv("BREACHLAB_LLAMA_EXTRA_BUFTS", "off")
     original = llama_module.llama_cpp.llama_model_default_params
+    monkeypatch.delenv("BREACHLAB_VERBOSE", raising=False)
     llama_open.open_llama(model_path="m.gguf", n_ctx=8)
-    assert seen == {"extra": False, "kwargs": {"model_path": "m.gguf", "n_ctx": 8}}
+    # verbose=False: llama.cpp's own log stays out of stderr unless breachlab --verbose
+    assert seen == {"extra": False, "kwargs": {"verbose": False, "model_path": "m.gguf", "n_ctx": 8}}
     assert llama_module.llama_cpp.llama_model_default_params is original
     assert original().use_extra_bufts is True

@@ -70,7 +70,7 @@ def test_round_trip_deep_fit_file_scan_same_decisions(project: Path, fake_model,
     expected = {(r["path"], r["function"]) for r in rows if deep.confidence(r["features"]) >= deep.threshold}
     assert expected, "the fit flags something"
     fake_model.scored.clear()
-    got = scan(ScanConfig(paths=[str(project)], tools=["flawfinder"], explain=False, deep=True, use_cache=False),
+    got = scan(ScanConfig(paths=[str(project)], tools=["flawfinder"], explain=False, deep=True),
                fake_model, calibration=cal)
     labelled = {(r["path"], r["function"]) for r in rows}
     assert {(f.path, f.function) for f in got.findings if (f.path, f.function) in labelled} == expected

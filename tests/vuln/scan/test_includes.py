@@ -69,7 +69,7 @@ def test_scan_notes_the_refusal_and_gives_the_file_to_no_tool(tmp_path: Path, mo
         return {p: [] for p in paths}, []
 
     monkeypatch.setattr(statictools, "_run_batch", fake_batch)
-    report = scan(ScanConfig(paths=[str(root)], tools=["cppcheck", "flawfinder"], use_cache=False), None)
+    report = scan(ScanConfig(paths=[str(root)], tools=["cppcheck", "flawfinder"]), None)
     assert {p.name for p in ran} == {"g.c"}
     assert any("f.c: static tools not run: #include \"pipe.h\" names a special file (FIFO)" in n
                for n in report.stats["static_notes"])

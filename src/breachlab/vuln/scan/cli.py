@@ -201,7 +201,7 @@ def run_command(cfg: ScanCommandConfig, report_dir: Optional[Path] = None) -> An
                           strip_comments=cfg.strip_comments, respect_gitignore=cfg.gitignore,
                           include_vendored=cfg.include_vendored, exclude=list(cfg.exclude),
                           max_file_bytes=cfg.max_file_bytes, max_line_chars=cfg.max_line_chars,
-                          use_cache=cfg.cache, changed=changed, static_timeout=cfg.static_timeout)
+                          changed=changed, static_timeout=cfg.static_timeout)
     scorer = None
     if cfg.use_model:
         from types import SimpleNamespace

@@ -67,7 +67,6 @@ class ScanConfig:
     max_line_chars: int = field(500, help="Cut longer lines (minified or generated code) before the model.")
     whole_file_chars: int = field(6000, help="A file of at most this many bytes is shown to the model whole (callers, "
                                              "globals, main), the judged function marked; 0: always one function.")
-    use_cache: bool = field(True, help="Reuse tool results and scores of unchanged code ($BREACHLAB_CACHE/scan).")
     chunk_files: int = field(32, help="Files parsed ahead of the model (bounds memory).")
     static_timeout: float = field(60.0, help="Seconds before one static tool process (one batch of files; one "
                                              "file for gcc) is abandoned with a skip note (default 60).")
