@@ -40,3 +40,18 @@ def render_run(tmp_path_factory):  # shared by the encoder tests
     c = filter_corpus(seed_corpus(), types=["legitimate", "phishing"], max_variant=0)
     dump_corpus(c, root / "corpus.yaml")
     return run_render(root / "corpus.yaml", RenderConfig(), out=root / "run")
+
+
+FAKE_TRIBE = Path(__file__).parent / "fake_tribev2"
+
+
+@pytest.fixture
+def fake_tribe(monkeypatch):
+    """Put the TRIBE v2 test double first on sys.path; forget its modules afterwards."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(FAKE_TRIBE))
+    yield FAKE_TRIBE
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("tribev2", "neuralset"):
+            del sys.modules[name]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +12,8 @@ import pytest
 from breachlab.brain.encode import EncodeConfig, run_encode
 from breachlab.brain.predictions import N_VERTICES, load_store
 
-FAKE = Path(__file__).parent / "fake_tribev2"
 ESPEAK = shutil.which("espeak-ng")
 need_espeak = pytest.mark.skipif(not ESPEAK, reason="espeak-ng not installed (apt-get install espeak-ng)")
-
-
-@pytest.fixture
-def fake_tribe(monkeypatch):
-    """Put the test double first on sys.path; forget its modules afterwards."""
-    monkeypatch.syspath_prepend(str(FAKE))
-    yield FAKE
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("tribev2", "neuralset"):
-            del sys.modules[name]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ reached the model re-punctuated and lower-cased while Japanese kept its text.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +16,6 @@ import pytest
 
 from breachlab.brain.encode import EncodeConfig, run_encode
 from breachlab.brain.predictions import load_store
-
-FAKE = Path(__file__).parent / "fake_tribev2"
-
-
-@pytest.fixture
-def fake_tribe(monkeypatch):
-    monkeypatch.syspath_prepend(str(FAKE))
-    yield FAKE
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("tribev2", "neuralset"):
-            del sys.modules[name]
 
 
 @pytest.fixture

@@ -88,3 +88,14 @@ def test_the_event_path_reaches_the_finding_and_sarif_code_flows(tmp_path: Path,
     steps = res["codeFlows"][0]["threadFlows"][0]["locations"]
     assert [s["location"]["physicalLocation"]["region"]["startLine"] for s in steps][:2] == [6, 7]
     assert steps[0]["location"]["message"]["text"] == "allocated here"
+
+
+def test_stubs_are_written_only_inside_their_folder(tmp_path: Path) -> None:
+    from breachlab.vuln.scan.stubs import add_missing
+
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    assert add_missing(stubs, ["a.h", "sub/b.h", "../escape.h", "/etc/abs.h"]) is True
+    assert (stubs / "a.h").read_text() == "" and (stubs / "sub" / "b.h").exists()
+    assert not (tmp_path / "escape.h").exists() and sorted(p.name for p in stubs.rglob("*.h")) == ["a.h", "b.h"]
+    assert add_missing(stubs, ["a.h", "../escape.h"]) is False  # nothing new: the analyzer stops retrying

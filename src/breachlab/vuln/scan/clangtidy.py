@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from breachlab.vuln.scan.hybrid import StaticHit, available
+from breachlab.vuln.scan.stubs import add_missing
 
 CHECKS = ("-*,clang-analyzer-core.*,clang-analyzer-unix.*,clang-analyzer-cplusplus.*,clang-analyzer-security.*,"
           "-clang-analyzer-security.insecureAPI.*")
@@ -124,13 +125,8 @@ def run_files(paths: Sequence[Path], include_dirs: Sequence[Path] = (),
             except OSError as exc:
                 return out, [f"clang-tidy failed to start: {exc}"]
             pairs, error, missing = parse_output(res.stdout + "\n" + res.stderr)
-            new = [m for m in missing if not (Path(stubs) / m).exists() and ".." not in Path(m).parts
-                   and not Path(m).is_absolute()]
-            if not new:
+            if not add_missing(stubs, missing):  # an empty stub for each header the tree lacks, then again
                 break
-            for m in new:  # an empty stub for each header the tree does not hold, then try again
-                (Path(stubs) / m).parent.mkdir(parents=True, exist_ok=True)
-                (Path(stubs) / m).write_text("")
         for f, h in pairs:
             key = by_real.get(os.path.realpath(f))
             if key is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from breachlab.vuln.scan.hybrid import StaticHit, available
+from breachlab.vuln.scan.stubs import add_missing
 
 FLAGS = ("-fanalyzer", "-fdiagnostics-format=json", "-fno-diagnostics-show-caret", "-fmax-errors=20")
 SETTINGS = "fanalyzer;json;gnu11/gnu++17"
@@ -111,13 +112,8 @@ def run_file(path: Path, include_dirs: Sequence[Path] = (), timeout: float = 60.
             except OSError as exc:
                 return [], [f"gcc failed to start: {exc}"]
             pairs, error, missing = parse_json(res.stderr)
-            new = [m for m in missing if not (Path(stubs) / m).exists() and ".." not in Path(m).parts
-                   and not Path(m).is_absolute()]
-            if not new:
+            if not add_missing(stubs, missing):  # an empty stub for each header the tree lacks, then again
                 break
-            for m in new:  # an empty stub for each header the tree does not hold, then try again
-                (Path(stubs) / m).parent.mkdir(parents=True, exist_ok=True)
-                (Path(stubs) / m).write_text("")
         if error:
             notes.append("gcc: some files do not compile standalone (no analyzer results for them)")
     hits = [h for f, h in pairs if os.path.realpath(f if os.path.isabs(f) else Path(path).parent / f) == real
