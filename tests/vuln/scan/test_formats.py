@@ -82,3 +82,13 @@ def test_text_markdown_html(report) -> None:
         render(report, "xml")
 
 
+
+
+def test_a_report_without_a_model_says_the_tools_decided_alone(tmp_path) -> None:
+    from breachlab.vuln.scan.finding import ScanReport
+    from breachlab.vuln.scan.formats import render
+
+    report = ScanReport(findings=[], skipped=[], stats={"files": 1}, settings={"model_id": None})
+    for fmt in ("markdown", "html"):  # (text names the model in its findings table's title)
+        out = render(report, fmt)
+        assert "none (static tools only)" in out and "`None`" not in out and "<code>None</code>" not in out, fmt

@@ -6,12 +6,12 @@ from html import escape as _html_escape
 
 from breachlab.safetext import printable
 from breachlab.vuln.scan.finding import ScanReport
-from breachlab.vuln.scan.formats.text import summary_line
+from breachlab.vuln.scan.formats.text import model_label, summary_line
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}
 .CRITICAL{color:#fff;background:#b00020}.HIGH{color:#b00020}.MEDIUM{color:#a66b00}.LOW{color:#2a6f97}
-code{font-size:90%}"""
+code{font-size:90%}td code{word-break:break-all}td:last-child{min-width:24em}"""
 
 
 def escape(text: object) -> str:
@@ -30,7 +30,7 @@ def render(report: ScanReport) -> str:
             else "<p>No findings at or above the threshold.</p>")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>breachlab scan</title>"
             f"<style>{_CSS}</style></head><body>\n<h1>breachlab scan</h1>\n"
-            f"<p>Model <code>{escape(str(report.settings.get('model_id')))}</code> · threshold "
+            f"<p>Model <code>{escape(model_label(report))}</code> · threshold "
             f"{escape(str(report.settings.get('min_confidence')))} · {escape(summary_line(report))}</p>\n{body}\n"
             + (f"<h2>Skipped ({len(report.skipped)})</h2><ul>\n{skipped}</ul>\n" if skipped else "")
             + "</body></html>\n")

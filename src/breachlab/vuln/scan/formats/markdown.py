@@ -13,7 +13,7 @@ import re
 
 from breachlab.safetext import printable
 from breachlab.vuln.scan.finding import ScanReport
-from breachlab.vuln.scan.formats.text import summary_line
+from breachlab.vuln.scan.formats.text import model_label, summary_line
 
 _PUNCT = re.compile(r"([\\`*_\[\]|~])")  # what can open emphasis, code, links or cells inline
 
@@ -37,7 +37,7 @@ def _cell(text: object) -> str:
 
 
 def render(report: ScanReport) -> str:
-    out = ["# breachlab scan", "", f"Model: {code(report.settings.get('model_id'))} · threshold "
+    out = ["# breachlab scan", "", f"Model: {code(model_label(report))} · threshold "
            f"{_cell(report.settings.get('min_confidence'))} · {_cell(summary_line(report))}", ""]
     if report.findings:
         out += ["| severity | confidence | location | function | rule | message |", "|---|---:|---|---|---|---|"]

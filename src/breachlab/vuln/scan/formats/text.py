@@ -15,6 +15,12 @@ from breachlab.vuln.scan.finding import ScanReport, Severity
 _STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow", Severity.LOW: "cyan"}
 
 
+def model_label(report: ScanReport) -> str:
+    """The model a report's decisions used, or that none did (the static tools decided alone)."""
+    model = report.settings.get("model_id")
+    return str(model) if model else "none (static tools only)"
+
+
 def summary_line(report: ScanReport) -> str:
     s = report.stats
     parts = [f"{len(report.findings)} finding(s)", f"{s.get('files', 0)} file(s)",
@@ -41,7 +47,7 @@ def render(report: ScanReport, width: int = 120, color: bool = False) -> str:
     console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
                       highlight=False)
     if report.findings:
-        table = Table(title=Text(f"breachlab scan — model {printable(report.settings.get('model_id'))}"),
+        table = Table(title=Text(f"breachlab scan — model {printable(model_label(report))}"),
                       show_lines=False)
         for col in ("severity", "conf", "location", "function", "rule", "message"):
             table.add_column(col, overflow="fold")
